@@ -1,0 +1,60 @@
+//! Opaque ids: a type prefix and a time-ordered random part (a lower-case ULID),
+//! e.g. `dsp_01jd3s9v8m6q0n2c5x7r4t1k9e`.
+
+use ulid::Ulid;
+
+/// Length of the ULID part of an id.
+const ULID_LEN: usize = 26;
+
+/// A new id with `prefix` (without the underscore), ordered by creation time.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", Ulid::new().to_string().to_lowercase())
+}
+
+/// Whether `id` is a well-formed id with `prefix` (without the underscore).
+pub fn is_valid_id(prefix: &str, id: &str) -> bool {
+    let Some(rest) = id.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')) else {
+        return false;
+    };
+    rest.len() == ULID_LEN && Ulid::from_string(&rest.to_uppercase()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_carry_their_prefix_and_validate() {
+        let id = new_id("dsp");
+        assert!(id.starts_with("dsp_"));
+        assert_eq!(id.len(), 4 + ULID_LEN);
+        assert!(is_valid_id("dsp", &id));
+        assert!(!is_valid_id("doc", &id));
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let first = new_id("doc");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_id("doc");
+        assert!(first < second);
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        for bad in [
+            "",
+            "dsp_",
+            "dsp",
+            "dsp_123",
+            "dsp_01jd3s9v8m6q0n2c5x7r4t1k9",
+            "dsp_01jd3s9v8m6q0n2c5x7r4t1k9ee",
+            "dsp-01jd3s9v8m6q0n2c5x7r4t1k9e",
+            "dsp_01jd3s9v8m6q0n2c5x7r4t1k9!",
+            "dsp_zzzzzzzzzzzzzzzzzzzzzzzzzz",
+        ] {
+            assert!(!is_valid_id("dsp", bad), "{bad:?} should be invalid");
+        }
+        assert!(is_valid_id("dsp", "dsp_01jd3s9v8m6q0n2c5x7r4t1k9e"));
+    }
+}

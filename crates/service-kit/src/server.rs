@@ -1,0 +1,80 @@
+//! Server bootstrap shared by both services: reflection (v1 and v1alpha, for grpcurl),
+//! health, SIGTERM handling and a bounded drain.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// The reflection services for our descriptors plus health's, v1 and v1alpha.
+pub fn reflection_services() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(disputes_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+/// Cancels `token` on SIGTERM or ctrl-c.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+}
+
+/// Resolves when shutdown starts, after flipping health to NOT_SERVING for the whole
+/// server and for `service_name`, so load balancers stop sending new calls.
+pub async fn health_off_on_shutdown(
+    token: CancellationToken,
+    reporter: HealthReporter,
+    service_name: &'static str,
+) {
+    token.cancelled().await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(service_name, ServingStatus::NotServing)
+        .await;
+    tracing::info!("health set to not serving, draining in-flight calls");
+}
+
+/// Resolves `drain` after shutdown starts: in-flight calls still running then are dropped.
+pub async fn drain_deadline(token: CancellationToken, drain: Duration) {
+    token.cancelled().await;
+    tokio::time::sleep(drain).await;
+    tracing::warn!(
+        drain_secs = drain.as_secs(),
+        "drain timeout reached, dropping in-flight calls"
+    );
+}

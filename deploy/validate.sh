@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Offline validation of the Kubernetes manifests under deploy/.
+#
+#   bash deploy/validate.sh        (from the repository root; CI runs it so)
+#
+# 1. renders deploy/base and every deploy/overlays/*/ with `kubectl kustomize`;
+# 2. validates each render with `kubernetes-validate --strict` (bundled JSON
+#    schemas, no network) against the oldest and newest Kubernetes we target;
+# 3. cross-checks what schemas cannot see: Secret/ConfigMap references and
+#    keys, Service selectors and named ports, probe ports, the restricted Pod
+#    Security settings, and that the drain fits in the termination grace period.
+# Exits non-zero if anything fails.
+set -euo pipefail
+
+# Oldest and newest Kubernetes minor versions the manifests must be valid for
+# (native gRPC probes are GA since 1.27). Override: KUBE_VERSIONS="1.30 1.33".
+KUBE_VERSIONS="${KUBE_VERSIONS:-1.28 1.37}"
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "validate.sh: kubectl not found on PATH. Install kubectl (1.27 or newer;" >&2
+  echo "it bundles kustomize), e.g. from your distribution's packages, and re-run." >&2
+  exit 1
+fi
+
+if ! python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
+  echo "validate.sh: installing kubernetes-validate (PyPI) ..."
+  if ! python3 -m pip install --quiet --disable-pip-version-check \
+      --root-user-action=ignore 'kubernetes-validate>=1.28' >&2; then
+    echo "validate.sh: could not install kubernetes-validate with pip;" >&2
+    echo "install it (python3 -m pip install kubernetes-validate) and re-run." >&2
+    exit 1
+  fi
+fi
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+targets=(deploy/base)
+for d in deploy/overlays/*/; do
+  [ -f "${d}kustomization.yaml" ] && targets+=("${d%/}")
+done
+
+status=0
+renders=()
+for t in "${targets[@]}"; do
+  f="$out/$(echo "$t" | tr / _).yaml"
+  if ! kubectl kustomize "$t" >"$f"; then
+    echo "FAIL $t: kubectl kustomize could not render it" >&2
+    status=1
+    continue
+  fi
+  renders+=("$t=$f")
+  for v in $KUBE_VERSIONS; do
+    if python3 -m kubernetes_validate --strict --quiet -k "$v" "$f"; then
+      echo "ok   $t: schema-valid (strict) against Kubernetes $v"
+    else
+      echo "FAIL $t: schema validation against Kubernetes $v" >&2
+      status=1
+    fi
+  done
+done
+
+# Cross-reference checks on each render (PyYAML comes with kubernetes-validate).
+if [ "${#renders[@]}" -gt 0 ]; then
+  python3 - "${renders[@]}" <<'PY' || status=1
+import sys
+import yaml
+
+# The Secret the base references but never defines (overlays must provide it).
+EXTERNAL_SECRET = "dispute-platform-secrets"
+EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-database-url",
+                 "document-store-database-url", "s3-access-key-id",
+                 "s3-secret-access-key"}
+SERVICES = {"dispute-core": 50051, "document-store": 50052}
+PRESTOP_SECONDS = 5
+
+failed = False
+
+def check(target, cond, msg):
+    global failed
+    if not cond:
+        failed = True
+        print(f"FAIL {target}: {msg}", file=sys.stderr)
+
+for arg in sys.argv[1:]:
+    target, path = arg.split("=", 1)
+    is_base = target.endswith("/base")
+    with open(path) as fh:
+        docs = [d for d in yaml.safe_load_all(fh) if d]
+    objs = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    secrets = {n: set(o.get("data", {})) | set(o.get("stringData", {}))
+               for (k, n), o in objs.items() if k == "Secret"}
+    configmaps = {n: o.get("data", {}) for (k, n), o in objs.items() if k == "ConfigMap"}
+
+    if is_base:
+        check(target, not secrets, "the base must not define Secrets")
+
+    def secret_ref(where, name, key=None):
+        if name in secrets:
+            check(target, key is None or key in secrets[name],
+                  f"{where}: Secret {name} has no key {key!r}")
+        elif name == EXTERNAL_SECRET and is_base:
+            check(target, key is None or key in EXTERNAL_KEYS,
+                  f"{where}: {key!r} is not a documented key of {EXTERNAL_SECRET}")
+        else:
+            check(target, False, f"{where}: Secret {name} is not in the render")
+
+    def configmap_ref(where, name, key=None):
+        check(target, name in configmaps, f"{where}: ConfigMap {name} is not in the render")
+        if name in configmaps and key is not None:
+            check(target, key in configmaps[name], f"{where}: ConfigMap {name} has no key {key!r}")
+
+    pods = []  # (workload, pod template)
+    for (kind, name), o in objs.items():
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            pods.append((f"{kind}/{name}", o["spec"]["template"]))
+
+    for where, tpl in pods:
+        spec = tpl["spec"]
+        psc = spec.get("securityContext", {})
+        containers = spec.get("initContainers", []) + spec["containers"]
+        for c in containers:
+            cw = f"{where} container {c['name']}"
+            csc = c.get("securityContext", {})
+            # Pod Security Standard "restricted" essentials.
+            check(target, csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True,
+                  f"{cw}: runAsNonRoot is not true")
+            check(target, (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+                  in ("RuntimeDefault", "Localhost"), f"{cw}: no RuntimeDefault seccompProfile")
+            check(target, csc.get("allowPrivilegeEscalation") is False,
+                  f"{cw}: allowPrivilegeEscalation is not false")
+            check(target, "ALL" in csc.get("capabilities", {}).get("drop", []),
+                  f"{cw}: capabilities do not drop ALL")
+            res = c.get("resources", {})
+            check(target, res.get("requests") and res.get("limits"),
+                  f"{cw}: resource requests and limits must both be set")
+            for e in c.get("env", []):
+                vf = e.get("valueFrom", {})
+                if "secretKeyRef" in vf:
+                    secret_ref(f"{cw} env {e['name']}", vf["secretKeyRef"]["name"], vf["secretKeyRef"]["key"])
+                if "configMapKeyRef" in vf:
+                    configmap_ref(f"{cw} env {e['name']}", vf["configMapKeyRef"]["name"], vf["configMapKeyRef"]["key"])
+            for ef in c.get("envFrom", []):
+                if "secretRef" in ef:
+                    secret_ref(f"{cw} envFrom", ef["secretRef"]["name"])
+                if "configMapRef" in ef:
+                    configmap_ref(f"{cw} envFrom", ef["configMapRef"]["name"])
+        for v in spec.get("volumes", []):
+            if "configMap" in v:
+                configmap_ref(f"{where} volume {v['name']}", v["configMap"]["name"])
+            if "secret" in v:
+                secret_ref(f"{where} volume {v['name']}", v["secret"]["secretName"])
+
+    # The two services: replicas, hardening, gRPC probes, drain budget, PDB.
+    for svc, port in SERVICES.items():
+        dep = objs.get(("Deployment", svc))
+        check(target, dep is not None, f"Deployment/{svc} missing")
+        if dep is None:
+            continue
+        spec = dep["spec"]["template"]["spec"]
+        c = next((c for c in spec["containers"] if c["name"] == svc), None)
+        check(target, c is not None, f"Deployment/{svc}: no container named {svc}")
+        if c is None:
+            continue
+        check(target, dep["spec"].get("replicas") == 2, f"Deployment/{svc}: replicas != 2")
+        check(target, c.get("command") == [f"/usr/local/bin/{svc}"],
+              f"Deployment/{svc}: command must select the {svc} binary")
+        check(target, c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
+              f"Deployment/{svc}: readOnlyRootFilesystem is not true")
+        ports = {p["containerPort"] for p in c.get("ports", [])}
+        check(target, port in ports, f"Deployment/{svc}: containerPort {port} missing")
+        for probe in ("readinessProbe", "livenessProbe"):
+            check(target, c.get(probe, {}).get("grpc", {}).get("port") == port,
+                  f"Deployment/{svc}: {probe} is not a gRPC probe on {port}")
+        env = {}
+        for ef in c.get("envFrom", []):
+            env.update(configmaps.get(ef.get("configMapRef", {}).get("name"), {}))
+        env.update({e["name"]: e.get("value") for e in c.get("env", []) if "value" in e})
+        prefix = svc.upper().replace("-", "_")
+        check(target, env.get(f"{prefix}_LISTEN_ADDR") == f"0.0.0.0:{port}",
+              f"Deployment/{svc}: {prefix}_LISTEN_ADDR must be 0.0.0.0:{port}")
+        drain = int(env.get(f"{prefix}_DRAIN_TIMEOUT_SECS", "0") or 0)
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        check(target, drain > 0 and drain + PRESTOP_SECONDS < grace,
+              f"Deployment/{svc}: drain {drain}s + preStop {PRESTOP_SECONDS}s must fit in grace {grace}s")
+        pdbs = [o for (k, _), o in objs.items() if k == "PodDisruptionBudget"
+                and o["spec"]["selector"].get("matchLabels", {}).items()
+                <= dep["spec"]["template"]["metadata"]["labels"].items()]
+        check(target, len(pdbs) == 1, f"Deployment/{svc}: expected exactly one PodDisruptionBudget")
+        s = objs.get(("Service", svc))
+        check(target, s is not None and any(p.get("name") == "grpc" and p.get("appProtocol") == "grpc"
+              and p.get("port") == port for p in s["spec"]["ports"]),
+              f"Service/{svc}: needs port {port} named grpc with appProtocol grpc")
+
+    # Every Service selects some pod template and its named target ports exist.
+    for (kind, name), o in objs.items():
+        if kind != "Service" or not o["spec"].get("selector"):
+            continue
+        sel = o["spec"]["selector"].items()
+        matches = [tpl for _, tpl in pods if sel <= tpl["metadata"].get("labels", {}).items()]
+        check(target, matches, f"Service/{name}: selector matches no pod template")
+        named = {p["name"] for tpl in matches for c in tpl["spec"]["containers"]
+                 for p in c.get("ports", []) if "name" in p}
+        for p in o["spec"]["ports"]:
+            tp = p.get("targetPort")
+            if isinstance(tp, str):
+                check(target, tp in named, f"Service/{name}: targetPort {tp!r} is not a container port name")
+
+    if not failed:
+        print(f"ok   {target}: references, ports, probes and pod security ({len(docs)} objects)")
+
+sys.exit(1 if failed else 0)
+PY
+fi
+
+if [ "$status" -ne 0 ]; then
+  echo "validate.sh: FAILED" >&2
+  exit 1
+fi
+echo "validate.sh: all manifests valid"
