@@ -26,8 +26,8 @@ fi
 
 if ! python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
   echo "validate.sh: installing kubernetes-validate (PyPI) ..."
-  if ! python3 -m pip install --quiet --disable-pip-version-check \
-      --root-user-action=ignore 'kubernetes-validate>=1.28' >&2; then
+  if ! PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet \
+      --disable-pip-version-check 'kubernetes-validate>=1.28' >&2; then
     echo "validate.sh: could not install kubernetes-validate with pip;" >&2
     echo "install it (python3 -m pip install kubernetes-validate) and re-run." >&2
     exit 1

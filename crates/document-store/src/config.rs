@@ -1,0 +1,94 @@
+//! Flags with environment fallbacks; defaults run on a dev box.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::store::s3::{ChecksumMode, S3Settings};
+
+/// S3 rejects parts below 5 MiB (except the last one).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "document-store", about = "documents.v1.DocumentService: evidence files on S3-compatible storage")]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "DOCUMENT_STORE_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    pub listen_addr: SocketAddr,
+    /// PostgreSQL URL of document-store's own database.
+    #[arg(long, env = "DOCUMENT_STORE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/documents", hide_env_values = true)]
+    pub database_url: SecretString,
+    #[arg(long, env = "DOCUMENT_STORE_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    /// S3-compatible endpoint (MinIO, s3s-fs, AWS).
+    #[arg(long, env = "DOCUMENT_STORE_S3_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    pub s3_endpoint: String,
+    #[arg(long, env = "DOCUMENT_STORE_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    #[arg(long, env = "DOCUMENT_STORE_S3_BUCKET", default_value = "dispute-documents")]
+    pub s3_bucket: String,
+    #[arg(long, env = "DOCUMENT_STORE_S3_ACCESS_KEY_ID", default_value = "minioadmin")]
+    pub s3_access_key_id: String,
+    #[arg(long, env = "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", default_value = "minioadmin", hide_env_values = true)]
+    pub s3_secret_access_key: SecretString,
+    /// Path-style addressing (needed by MinIO and most S3-compatible servers).
+    #[arg(long, env = "DOCUMENT_STORE_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
+    /// aws-sdk-s3 request checksums: `when-required` sends plain bodies, `when-supported`
+    /// sends aws-chunked bodies with a trailing CRC32.
+    #[arg(long, env = "DOCUMENT_STORE_S3_CHECKSUM_MODE", value_enum, default_value = "when-required")]
+    pub s3_checksum_mode: ChecksumMode,
+    /// Create the bucket at start-up if it is missing (local development).
+    #[arg(long, env = "DOCUMENT_STORE_S3_CREATE_BUCKET", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_create_bucket: bool,
+    /// Largest accepted document in bytes (default 25 MiB).
+    #[arg(long, env = "DOCUMENT_STORE_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Multipart part size in bytes (at least 5 MiB).
+    #[arg(long, env = "DOCUMENT_STORE_PART_SIZE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub part_size_bytes: usize,
+    /// Parts uploaded concurrently per upload; memory per upload is about
+    /// part size × (this + 1).
+    #[arg(long, env = "DOCUMENT_STORE_MAX_PARTS_IN_FLIGHT", default_value_t = 2)]
+    pub max_parts_in_flight: usize,
+    /// An upload that sends nothing for this long is aborted.
+    #[arg(long, env = "DOCUMENT_STORE_CHUNK_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub chunk_idle_timeout_secs: u64,
+    /// How long in-flight calls may run after SIGTERM.
+    #[arg(long, env = "DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
+    pub drain_timeout_secs: u64,
+    /// HS256 key shared with dispute-core (at least 32 bytes).
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: SecretString,
+}
+
+impl Config {
+    /// Rejects settings the service cannot run with.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.part_size_bytes >= MIN_PART_SIZE,
+            "part size must be at least {MIN_PART_SIZE} bytes"
+        );
+        anyhow::ensure!(self.max_parts_in_flight >= 1, "max parts in flight must be at least 1");
+        anyhow::ensure!(self.max_upload_bytes >= 1, "max upload bytes must be at least 1");
+        anyhow::ensure!(self.chunk_idle_timeout_secs >= 1, "chunk idle timeout must be at least 1 second");
+        Ok(())
+    }
+
+    pub fn s3_settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            bucket: self.s3_bucket.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            force_path_style: self.s3_force_path_style,
+            checksum_mode: self.s3_checksum_mode,
+        }
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}

@@ -1,0 +1,36 @@
+use service_kit::errors::Violation;
+
+/// Everything that can go wrong in document-store, mapped to a gRPC status in
+/// `grpc/status.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("document {id} not found")]
+    NotFound { id: String },
+    #[error("invalid request")]
+    Validation(Vec<Violation>),
+    #[error("upload exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("declared content type {declared} but the bytes are {detected}")]
+    ContentTypeMismatch {
+        declared: &'static str,
+        detected: &'static str,
+    },
+    #[error("the bytes are not a PDF, JPEG, PNG or TIFF file")]
+    UnsupportedContent,
+    #[error("the upload is empty or too short to identify its type")]
+    TooShortToIdentify,
+    #[error("sha256 of the bytes is {actual}, expected {expected}")]
+    Sha256Mismatch { expected: String, actual: String },
+    #[error("document {id} was submitted as evidence and cannot be deleted")]
+    Locked { id: String },
+    #[error("offset {offset} is beyond the document's {size} bytes")]
+    OutOfRange { offset: i64, size: i64 },
+    #[error("no chunk received for {secs} seconds")]
+    IdleTimeout { secs: u64 },
+    #[error("the client cancelled the upload")]
+    Cancelled,
+    #[error("document-store is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}

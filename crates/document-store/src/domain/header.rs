@@ -1,0 +1,140 @@
+//! Validation of an upload's header message.
+
+use service_kit::errors::Violation;
+
+use super::{ContentType, DocumentError};
+
+const MAX_FILENAME_CHARS: usize = 255;
+
+/// Limits of one upload.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Largest accepted document, in bytes.
+    pub max_bytes: u64,
+}
+
+/// A validated upload header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadHeader {
+    pub filename: String,
+    pub declared: ContentType,
+    pub dispute_id: Option<String>,
+    pub expected_sha256: Option<String>,
+}
+
+impl UploadHeader {
+    /// Checks every field and reports all bad ones at once.
+    pub fn parse(
+        filename: &str,
+        content_type: &str,
+        dispute_id: &str,
+        expected_sha256: &str,
+    ) -> Result<UploadHeader, DocumentError> {
+        let mut violations = Vec::new();
+        let filename_chars = filename.chars().count();
+        if filename.trim().is_empty() {
+            violations.push(Violation::new("header.filename", "is required"));
+        } else if filename_chars > MAX_FILENAME_CHARS {
+            violations.push(Violation::new(
+                "header.filename",
+                format!("must be at most {MAX_FILENAME_CHARS} characters"),
+            ));
+        } else if filename
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            violations.push(Violation::new(
+                "header.filename",
+                "must not contain control characters or path separators",
+            ));
+        }
+        let declared = ContentType::from_mime(content_type);
+        if declared.is_none() {
+            violations.push(Violation::new(
+                "header.content_type",
+                "must be application/pdf, image/jpeg, image/png or image/tiff",
+            ));
+        }
+        if !dispute_id.is_empty() && !service_kit::ids::is_valid_id("dsp", dispute_id) {
+            violations.push(Violation::new(
+                "header.dispute_id",
+                "must be a dispute id (dsp_...)",
+            ));
+        }
+        let expected = expected_sha256.to_ascii_lowercase();
+        if !expected.is_empty()
+            && !(expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            violations.push(Violation::new(
+                "header.expected_sha256",
+                "must be 64 hexadecimal characters",
+            ));
+        }
+        match declared {
+            Some(declared) if violations.is_empty() => Ok(UploadHeader {
+                filename: filename.to_owned(),
+                declared,
+                dispute_id: (!dispute_id.is_empty()).then(|| dispute_id.to_owned()),
+                expected_sha256: (!expected.is_empty()).then_some(expected),
+            }),
+            _ => Err(DocumentError::Validation(violations)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(err: DocumentError) -> Vec<String> {
+        match err {
+            DocumentError::Validation(v) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_header_parses() {
+        let header = UploadHeader::parse(
+            "receipt.pdf",
+            "application/pdf",
+            "dsp_01jd3s9v8m6q0n2c5x7r4t1k9e",
+            &"AB".repeat(32),
+        )
+        .unwrap();
+        assert_eq!(header.declared, ContentType::Pdf);
+        assert_eq!(
+            header.expected_sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let err = UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz")
+            .unwrap_err();
+        assert_eq!(
+            fields(err),
+            vec![
+                "header.filename",
+                "header.content_type",
+                "header.dispute_id",
+                "header.expected_sha256"
+            ]
+        );
+    }
+
+    #[test]
+    fn filename_limits() {
+        assert_eq!(
+            fields(UploadHeader::parse("", "image/png", "", "").unwrap_err()),
+            vec!["header.filename"]
+        );
+        assert_eq!(
+            fields(UploadHeader::parse(&"é".repeat(256), "image/png", "", "").unwrap_err()),
+            vec!["header.filename"]
+        );
+        assert!(UploadHeader::parse(&"é".repeat(255), "image/png", "", "").is_ok());
+        assert!(UploadHeader::parse("a\nb.png", "image/png", "", "").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The single mapping from [`DocumentError`] to a gRPC status.
+
+use service_kit::errors::{Violation, failed_precondition, internal, invalid_argument, status_with_reason};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::DocumentError;
+
+pub const DOMAIN: &str = "documents.v1";
+
+fn invalid_field(field: &str, description: String, reason: &str) -> Status {
+    let mut details = ErrorDetails::with_bad_request_violation(field, description.clone());
+    details.set_error_info(reason, DOMAIN, []);
+    Status::with_error_details(Code::InvalidArgument, description, details)
+}
+
+impl From<DocumentError> for Status {
+    fn from(error: DocumentError) -> Self {
+        match error {
+            DocumentError::NotFound { id } => status_with_reason(
+                Code::NotFound,
+                format!("document {id} not found"),
+                "DOCUMENT_NOT_FOUND",
+                DOMAIN,
+            ),
+            DocumentError::Validation(violations) => invalid_argument(DOMAIN, &violations),
+            e @ DocumentError::TooLarge { .. } => {
+                invalid_field("chunk", e.to_string(), "DOCUMENT_TOO_LARGE")
+            }
+            e @ DocumentError::ContentTypeMismatch { .. } => {
+                invalid_field("header.content_type", e.to_string(), "CONTENT_TYPE_MISMATCH")
+            }
+            e @ DocumentError::UnsupportedContent => {
+                invalid_field("chunk", e.to_string(), "UNSUPPORTED_CONTENT")
+            }
+            e @ DocumentError::TooShortToIdentify => {
+                invalid_field("chunk", e.to_string(), "CONTENT_NOT_IDENTIFIABLE")
+            }
+            e @ DocumentError::Sha256Mismatch { .. } => {
+                invalid_field("header.expected_sha256", e.to_string(), "SHA256_MISMATCH")
+            }
+            e @ DocumentError::Locked { .. } => {
+                failed_precondition(DOMAIN, "DOCUMENT_LOCKED", "document", e.to_string())
+            }
+            e @ DocumentError::OutOfRange { .. } => {
+                status_with_reason(Code::OutOfRange, e.to_string(), "RANGE_NOT_SATISFIABLE", DOMAIN)
+            }
+            e @ DocumentError::IdleTimeout { .. } => {
+                status_with_reason(Code::DeadlineExceeded, e.to_string(), "UPLOAD_IDLE", DOMAIN)
+            }
+            e @ DocumentError::Cancelled => {
+                status_with_reason(Code::Cancelled, e.to_string(), "UPLOAD_CANCELLED", DOMAIN)
+            }
+            e @ DocumentError::ShuttingDown => {
+                status_with_reason(Code::Unavailable, e.to_string(), "SHUTTING_DOWN", DOMAIN)
+            }
+            DocumentError::Internal(error) => internal(DOMAIN, &error),
+        }
+    }
+}
+
+/// A request that is malformed as a stream (no header first, two headers, ...).
+pub fn stream_violation(field: &str, description: &str) -> DocumentError {
+    DocumentError::Validation(vec![Violation::new(field, description)])
+}

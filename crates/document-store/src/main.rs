@@ -1,0 +1,19 @@
+use clap::Parser;
+use document_store::Config;
+use service_kit::telemetry::{TelemetryOptions, init};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let telemetry = init(TelemetryOptions::for_service("document-store"))?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let shutdown = CancellationToken::new();
+    service_kit::server::cancel_on_signal(shutdown.clone());
+    let result = document_store::run(config, listener, shutdown).await;
+    if let Err(error) = &result {
+        tracing::error!(error = ?error, "document-store failed");
+    }
+    telemetry.shutdown();
+    result
+}

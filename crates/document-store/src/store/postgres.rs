@@ -1,0 +1,262 @@
+//! Document metadata in PostgreSQL. Every query filters by tenant.
+
+use chrono::{DateTime, Utc};
+use service_kit::page_token::PageCursor;
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::Document;
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    id: String,
+    tenant_id: String,
+    dispute_id: Option<String>,
+    filename: String,
+    content_type: Option<String>,
+    size_bytes: Option<i64>,
+    sha256: Option<String>,
+    created_at: DateTime<Utc>,
+    lock_time: Option<DateTime<Utc>>,
+}
+
+impl From<DocumentRow> for Document {
+    fn from(row: DocumentRow) -> Self {
+        Document {
+            id: row.id,
+            tenant_id: row.tenant_id,
+            dispute_id: row.dispute_id,
+            filename: row.filename,
+            content_type: row.content_type.unwrap_or_default(),
+            size_bytes: row.size_bytes.unwrap_or_default(),
+            sha256: row.sha256.unwrap_or_default(),
+            create_time: row.created_at,
+            lock_time: row.lock_time,
+        }
+    }
+}
+
+const DOCUMENT_COLUMNS: &str =
+    "id, tenant_id, dispute_id, filename, content_type, size_bytes, sha256, created_at, lock_time";
+
+/// A new upload about to stream in.
+pub struct PendingDocument<'a> {
+    pub tenant_id: &'a str,
+    pub id: &'a str,
+    pub dispute_id: Option<&'a str>,
+    pub filename: &'a str,
+    pub declared_content_type: &'a str,
+    pub object_key: &'a str,
+}
+
+#[tracing::instrument(skip(pool, doc), fields(document_id = %doc.id))]
+pub async fn insert_pending_document(
+    pool: &PgPool,
+    doc: &PendingDocument<'_>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into documents (tenant_id, id, dispute_id, filename, declared_content_type, state, object_key)
+         values ($1, $2, $3, $4, $5, 'pending', $6)",
+    )
+    .bind(doc.tenant_id)
+    .bind(doc.id)
+    .bind(doc.dispute_id)
+    .bind(doc.filename)
+    .bind(doc.declared_content_type)
+    .bind(doc.object_key)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Remembers the open multipart upload so a sweeper can abort it after a crash.
+pub async fn record_multipart_upload_id(
+    pool: &PgPool,
+    tenant_id: &str,
+    id: &str,
+    upload_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("update documents set upload_id = $3 where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .bind(upload_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What the stream turned out to be.
+pub struct StoredContent<'a> {
+    pub content_type: &'a str,
+    pub size_bytes: i64,
+    pub sha256: &'a str,
+}
+
+#[tracing::instrument(skip(pool, content))]
+pub async fn mark_document_available(
+    pool: &PgPool,
+    tenant_id: &str,
+    id: &str,
+    content: &StoredContent<'_>,
+) -> anyhow::Result<Document> {
+    let row: DocumentRow = sqlx::query_as(&format!(
+        "update documents
+            set state = 'available', content_type = $3, size_bytes = $4, sha256 = $5, upload_id = null
+          where tenant_id = $1 and id = $2 and state = 'pending'
+      returning {DOCUMENT_COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .bind(content.content_type)
+    .bind(content.size_bytes)
+    .bind(content.sha256)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn delete_pending_document(pool: &PgPool, tenant_id: &str, id: &str) -> anyhow::Result<()> {
+    sqlx::query("delete from documents where tenant_id = $1 and id = $2 and state = 'pending'")
+        .bind(tenant_id)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A stored document with where its bytes are.
+pub struct StoredDocument {
+    pub document: Document,
+    pub object_key: String,
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn find_available_document(
+    pool: &PgPool,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<StoredDocument>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        document: DocumentRow,
+        object_key: String,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {DOCUMENT_COLUMNS}, object_key from documents
+          where tenant_id = $1 and id = $2 and state = 'available'"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| StoredDocument {
+        document: r.document.into(),
+        object_key: r.object_key,
+    }))
+}
+
+/// One page of available documents, newest first; fetches one extra row to know whether
+/// another page follows.
+#[tracing::instrument(skip(pool))]
+pub async fn list_available_documents(
+    pool: &PgPool,
+    tenant_id: &str,
+    dispute_id: Option<&str>,
+    after: Option<&PageCursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<Document>> {
+    let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
+        "select {DOCUMENT_COLUMNS} from documents
+          where tenant_id = $1 and state = 'available'
+            and ($2::text is null or dispute_id = $2)
+            and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+          order by created_at desc, id desc
+          limit $5"
+    ))
+    .bind(tenant_id)
+    .bind(dispute_id)
+    .bind(after.map(|c| c.create_time))
+    .bind(after.map(|c| c.id.as_str()))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Outcome of trying to delete a document's row.
+pub enum DeleteOutcome {
+    /// The row is gone (in the open transaction); its bytes are at this key.
+    Deleted { object_key: String },
+    Locked,
+    NotFound,
+}
+
+/// Deletes the row inside `conn`'s transaction unless the document is locked.
+#[tracing::instrument(skip(conn))]
+pub async fn delete_unlocked_document(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<DeleteOutcome> {
+    let row: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "select object_key, lock_time from documents
+          where tenant_id = $1 and id = $2 and state = 'available'
+          for update",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        None => Ok(DeleteOutcome::NotFound),
+        Some((_, Some(_))) => Ok(DeleteOutcome::Locked),
+        Some((object_key, None)) => {
+            sqlx::query("delete from documents where tenant_id = $1 and id = $2")
+                .bind(tenant_id)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(DeleteOutcome::Deleted { object_key })
+        }
+    }
+}
+
+/// A pending upload nobody finished (the process died mid-upload).
+pub struct AbandonedUpload {
+    pub tenant_id: String,
+    pub id: String,
+    pub object_key: String,
+    pub upload_id: Option<String>,
+}
+
+/// Claims up to `limit` pending uploads older than `older_than_secs` and deletes their rows
+/// inside `conn`'s transaction; replicas skip rows another one has claimed.
+pub async fn claim_abandoned_uploads(
+    conn: &mut PgConnection,
+    older_than_secs: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<AbandonedUpload>> {
+    let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "delete from documents where (tenant_id, id) in (
+            select tenant_id, id from documents
+             where state = 'pending' and created_at < now() - make_interval(secs => $1)
+             order by created_at
+             limit $2
+             for update skip locked)
+         returning tenant_id, id, object_key, upload_id",
+    )
+    .bind(older_than_secs as f64)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, id, object_key, upload_id)| AbandonedUpload {
+            tenant_id,
+            id,
+            object_key,
+            upload_id,
+        })
+        .collect())
+}

@@ -1,0 +1,238 @@
+//! Bytes in S3-compatible object storage through aws-sdk-s3.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::timeout::TimeoutConfig;
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+
+/// How aws-sdk-s3 computes request checksums. `WhenSupported` (the SDK default) sends
+/// streaming bodies as signed aws-chunked with a trailing CRC32, which some S3-compatible
+/// servers reject; `WhenRequired` sends plain bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChecksumMode {
+    WhenSupported,
+    WhenRequired,
+}
+
+/// Connection settings for the object store.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub force_path_style: bool,
+    pub checksum_mode: ChecksumMode,
+}
+
+/// The bucket documents live in.
+#[derive(Clone)]
+pub struct ObjectStore {
+    client: Client,
+    bucket: String,
+}
+
+/// Builds an S3 client from explicit settings (no ambient AWS config).
+pub fn build_client(settings: &S3Settings) -> Client {
+    let credentials = Credentials::new(
+        settings.access_key_id.clone(),
+        settings.secret_access_key.expose_secret().to_owned(),
+        None,
+        None,
+        "document-store-config",
+    );
+    let (request_checksums, response_checksums) = match settings.checksum_mode {
+        ChecksumMode::WhenSupported => (
+            RequestChecksumCalculation::WhenSupported,
+            ResponseChecksumValidation::WhenSupported,
+        ),
+        ChecksumMode::WhenRequired => (
+            RequestChecksumCalculation::WhenRequired,
+            ResponseChecksumValidation::WhenRequired,
+        ),
+    };
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(settings.endpoint.clone())
+        .region(Region::new(settings.region.clone()))
+        .credentials_provider(credentials)
+        .force_path_style(settings.force_path_style)
+        .request_checksum_calculation(request_checksums)
+        .response_checksum_validation(response_checksums)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+impl ObjectStore {
+    pub fn new(client: Client, bucket: String) -> Self {
+        Self { client, bucket }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the bucket unless it exists (local development).
+    pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .context("create bucket")?;
+        Ok(())
+    }
+
+    /// Fails unless the bucket is reachable; checked at start-up.
+    pub async fn check_bucket(&self) -> anyhow::Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .with_context(|| format!("bucket {} is not reachable", self.bucket))?;
+        Ok(())
+    }
+
+    pub async fn put_object(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .context("put object")?;
+        Ok(())
+    }
+
+    pub async fn create_multipart_upload(&self, key: &str) -> anyhow::Result<String> {
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .context("create multipart upload")?;
+        output
+            .upload_id
+            .context("create multipart upload returned no upload id")
+    }
+
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+    ) -> anyhow::Result<CompletedPart> {
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .with_context(|| format!("upload part {part_number}"))?;
+        Ok(CompletedPart::builder()
+            .part_number(part_number)
+            .set_e_tag(output.e_tag)
+            .set_checksum_crc32(output.checksum_crc32)
+            .build())
+    }
+
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut parts: Vec<CompletedPart>,
+    ) -> anyhow::Result<()> {
+        parts.sort_by_key(|p| p.part_number);
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .context("complete multipart upload")?;
+        Ok(())
+    }
+
+    pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .context("abort multipart upload")?;
+        Ok(())
+    }
+
+    pub async fn delete_object(&self, key: &str) -> anyhow::Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .context("delete object")?;
+        Ok(())
+    }
+
+    /// Opens the object (or a range of it) as a byte stream.
+    pub async fn get_object(&self, key: &str, range: Option<String>) -> anyhow::Result<ByteStream> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+            .context("get object")?;
+        Ok(output.body)
+    }
+}
