@@ -11,33 +11,67 @@ use crate::store::s3::{ChecksumMode, S3Settings};
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "document-store", about = "documents.v1.DocumentService: evidence files on S3-compatible storage")]
+#[command(
+    name = "document-store",
+    about = "documents.v1.DocumentService: evidence files on S3-compatible storage"
+)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "DOCUMENT_STORE_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_LISTEN_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
     pub listen_addr: SocketAddr,
     /// PostgreSQL URL of document-store's own database.
-    #[arg(long, env = "DOCUMENT_STORE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/documents", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/documents",
+        hide_env_values = true
+    )]
     pub database_url: SecretString,
     #[arg(long, env = "DOCUMENT_STORE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
     /// S3-compatible endpoint (MinIO, s3s-fs, AWS).
-    #[arg(long, env = "DOCUMENT_STORE_S3_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_ENDPOINT",
+        default_value = "http://127.0.0.1:9000"
+    )]
     pub s3_endpoint: String,
     #[arg(long, env = "DOCUMENT_STORE_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
-    #[arg(long, env = "DOCUMENT_STORE_S3_BUCKET", default_value = "dispute-documents")]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_BUCKET",
+        default_value = "dispute-documents"
+    )]
     pub s3_bucket: String,
-    #[arg(long, env = "DOCUMENT_STORE_S3_ACCESS_KEY_ID", default_value = "minioadmin")]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_ACCESS_KEY_ID",
+        default_value = "minioadmin"
+    )]
     pub s3_access_key_id: String,
-    #[arg(long, env = "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", default_value = "minioadmin", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
+        default_value = "minioadmin",
+        hide_env_values = true
+    )]
     pub s3_secret_access_key: SecretString,
     /// Path-style addressing (needed by MinIO and most S3-compatible servers).
     #[arg(long, env = "DOCUMENT_STORE_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_force_path_style: bool,
     /// aws-sdk-s3 request checksums: `when-required` sends plain bodies, `when-supported`
     /// sends aws-chunked bodies with a trailing CRC32.
-    #[arg(long, env = "DOCUMENT_STORE_S3_CHECKSUM_MODE", value_enum, default_value = "when-required")]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_CHECKSUM_MODE",
+        value_enum,
+        default_value = "when-required"
+    )]
     pub s3_checksum_mode: ChecksumMode,
     /// Create the bucket at start-up if it is missing (local development).
     #[arg(long, env = "DOCUMENT_STORE_S3_CREATE_BUCKET", default_value_t = false, action = clap::ArgAction::Set)]
@@ -53,7 +87,11 @@ pub struct Config {
     #[arg(long, env = "DOCUMENT_STORE_MAX_PARTS_IN_FLIGHT", default_value_t = 2)]
     pub max_parts_in_flight: usize,
     /// An upload that sends nothing for this long is aborted.
-    #[arg(long, env = "DOCUMENT_STORE_CHUNK_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_CHUNK_IDLE_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     pub chunk_idle_timeout_secs: u64,
     /// How long in-flight calls may run after SIGTERM.
     #[arg(long, env = "DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
@@ -70,9 +108,18 @@ impl Config {
             self.part_size_bytes >= MIN_PART_SIZE,
             "part size must be at least {MIN_PART_SIZE} bytes"
         );
-        anyhow::ensure!(self.max_parts_in_flight >= 1, "max parts in flight must be at least 1");
-        anyhow::ensure!(self.max_upload_bytes >= 1, "max upload bytes must be at least 1");
-        anyhow::ensure!(self.chunk_idle_timeout_secs >= 1, "chunk idle timeout must be at least 1 second");
+        anyhow::ensure!(
+            self.max_parts_in_flight >= 1,
+            "max parts in flight must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_upload_bytes >= 1,
+            "max upload bytes must be at least 1"
+        );
+        anyhow::ensure!(
+            self.chunk_idle_timeout_secs >= 1,
+            "chunk idle timeout must be at least 1 second"
+        );
         Ok(())
     }
 

@@ -54,11 +54,22 @@ pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     config.validate()?;
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
-    let pool = connect_database(config.database_url.expose_secret(), config.db_max_connections).await?;
-    let objects = ObjectStore::new(build_client(&config.s3_settings()), config.s3_bucket.clone());
+    let pool = connect_database(
+        config.database_url.expose_secret(),
+        config.db_max_connections,
+    )
+    .await?;
+    let objects = ObjectStore::new(
+        build_client(&config.s3_settings()),
+        config.s3_bucket.clone(),
+    );
     if config.s3_create_bucket {
         objects.ensure_bucket().await?;
     }
@@ -75,7 +86,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         },
         shutdown: shutdown.clone(),
     };
-    let sweeper = tokio::spawn(sweep_abandoned_uploads_until(uploads.clone(), shutdown.clone()));
+    let sweeper = tokio::spawn(sweep_abandoned_uploads_until(
+        uploads.clone(),
+        shutdown.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -208,7 +208,9 @@ impl Uploads {
                 // Mark first: a put that fails after the server stored the bytes must still
                 // be cleaned up.
                 *object = ObjectState::Stored;
-                self.objects.put_object(key, buffer.split().freeze()).await?;
+                self.objects
+                    .put_object(key, buffer.split().freeze())
+                    .await?;
             }
         }
 
@@ -247,7 +249,9 @@ impl Uploads {
             // Keep the row so the sweeper finds the leftover later.
             return;
         }
-        if let Err(error) = postgres::delete_pending_document(&self.pool, tenant_id, document_id).await {
+        if let Err(error) =
+            postgres::delete_pending_document(&self.pool, tenant_id, document_id).await
+        {
             tracing::error!(error = ?error, document_id, "cleanup of a failed upload's row failed");
         }
     }
@@ -259,7 +263,9 @@ async fn join_part(
     match parts.join_next().await {
         Some(Ok(part)) => Ok(part?),
         Some(Err(join_error)) => Err(DocumentError::Internal(join_error.into())),
-        None => Err(DocumentError::Internal(anyhow::anyhow!("no part in flight"))),
+        None => Err(DocumentError::Internal(anyhow::anyhow!(
+            "no part in flight"
+        ))),
     }
 }
 
@@ -283,20 +289,20 @@ fn check_content(
 }
 
 /// Deletes uploads left pending by a crashed process, and their objects.
-pub async fn sweep_abandoned_uploads(uploads: &Uploads, older_than: Duration) -> anyhow::Result<usize> {
+pub async fn sweep_abandoned_uploads(
+    uploads: &Uploads,
+    older_than: Duration,
+) -> anyhow::Result<usize> {
     let mut tx = uploads.pool.begin().await?;
     let abandoned =
         postgres::claim_abandoned_uploads(&mut tx, older_than.as_secs() as i64, 100).await?;
     for upload in &abandoned {
-        match &upload.upload_id {
-            Some(upload_id) => {
-                // The upload may already be gone; the object may exist if completion raced.
-                let _ = uploads
-                    .objects
-                    .abort_multipart_upload(&upload.object_key, upload_id)
-                    .await;
-            }
-            None => {}
+        if let Some(upload_id) = &upload.upload_id {
+            // The upload may already be gone; the object may exist if completion raced.
+            let _ = uploads
+                .objects
+                .abort_multipart_upload(&upload.object_key, upload_id)
+                .await;
         }
         uploads.objects.delete_object(&upload.object_key).await?;
         tracing::info!(tenant_id = %upload.tenant_id, document_id = %upload.id, "removed abandoned upload");
@@ -311,7 +317,10 @@ mod tests {
 
     #[test]
     fn content_check_waits_then_decides() {
-        assert_eq!(check_content(ContentType::Png, &[0x89], false).unwrap(), None);
+        assert_eq!(
+            check_content(ContentType::Png, &[0x89], false).unwrap(),
+            None
+        );
         assert!(matches!(
             check_content(ContentType::Png, &[0x89], true),
             Err(DocumentError::TooShortToIdentify)

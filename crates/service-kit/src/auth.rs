@@ -184,7 +184,12 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
 }
 
 fn unauthenticated(message: &str) -> Status {
-    status_with_reason(Code::Unauthenticated, message, "UNAUTHENTICATED", AUTH_DOMAIN)
+    status_with_reason(
+        Code::Unauthenticated,
+        message,
+        "UNAUTHENTICATED",
+        AUTH_DOMAIN,
+    )
 }
 
 /// Interceptor for our own services (not health or reflection): verifies the bearer token
@@ -262,7 +267,9 @@ mod tests {
         let caller = verifier.verify_header(Some(&header)).expect("valid");
         assert_eq!(caller.tenant_id, "acme");
         assert!(caller.require(Scope::DisputesRead).is_ok());
-        let denied = caller.require(Scope::DisputesWrite).expect_err("no write scope");
+        let denied = caller
+            .require(Scope::DisputesWrite)
+            .expect_err("no write scope");
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert_eq!(caller.authorization_header(), header);
     }
@@ -285,7 +292,10 @@ mod tests {
             Some("Basic dXNlcjpwYXNz".to_owned()),
             Some("Bearer ".to_owned()),
             Some("Bearer not.a.jwt".to_owned()),
-            Some(format!("Bearer {}", token("acme", &["disputes:read"], -3600))),
+            Some(format!(
+                "Bearer {}",
+                token("acme", &["disputes:read"], -3600)
+            )),
             Some(format!("Bearer {forged}")),
             Some(format!("Bearer {}", token("bad tenant!", &[], 60))),
         ];

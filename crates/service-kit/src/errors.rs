@@ -54,11 +54,8 @@ pub fn failed_precondition(
     description: impl Into<String>,
 ) -> Status {
     let description = description.into();
-    let mut details = ErrorDetails::with_precondition_failure_violation(
-        reason,
-        subject,
-        description.clone(),
-    );
+    let mut details =
+        ErrorDetails::with_precondition_failure_violation(reason, subject, description.clone());
     details.set_error_info(reason, domain, []);
     Status::with_error_details(Code::FailedPrecondition, description, details)
 }

@@ -16,7 +16,13 @@ pub fn is_valid_id(prefix: &str, id: &str) -> bool {
     let Some(rest) = id.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')) else {
         return false;
     };
-    rest.len() == ULID_LEN && Ulid::from_string(&rest.to_uppercase()).is_ok()
+    // A ULID's first character encodes the top 3 bits of a 128-bit value: at most '7'.
+    rest.len() == ULID_LEN
+        && rest.starts_with(|c: char| ('0'..='7').contains(&c))
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        && Ulid::from_string(&rest.to_uppercase()).is_ok()
 }
 
 #[cfg(test)]

@@ -85,10 +85,7 @@ mod tests {
 
     #[test]
     fn detects_each_accepted_type() {
-        assert_eq!(
-            sniff(b"%PDF-1.7\n%..."),
-            Sniff::Detected(ContentType::Pdf)
-        );
+        assert_eq!(sniff(b"%PDF-1.7\n%..."), Sniff::Detected(ContentType::Pdf));
         assert_eq!(
             sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
             Sniff::Detected(ContentType::Jpeg)
@@ -97,13 +94,22 @@ mod tests {
             sniff(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0]),
             Sniff::Detected(ContentType::Png)
         );
-        assert_eq!(sniff(b"II*\0\x08\0\0\0"), Sniff::Detected(ContentType::Tiff));
-        assert_eq!(sniff(b"MM\0*\0\0\0\x08"), Sniff::Detected(ContentType::Tiff));
+        assert_eq!(
+            sniff(b"II*\0\x08\0\0\0"),
+            Sniff::Detected(ContentType::Tiff)
+        );
+        assert_eq!(
+            sniff(b"MM\0*\0\0\0\x08"),
+            Sniff::Detected(ContentType::Tiff)
+        );
     }
 
     #[test]
     fn smallest_detectable_file_is_a_three_byte_jpeg() {
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF]), Sniff::Detected(ContentType::Jpeg));
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF]),
+            Sniff::Detected(ContentType::Jpeg)
+        );
         assert_eq!(sniff(&[0xFF, 0xD8]), Sniff::NeedMore);
     }
 

@@ -62,9 +62,9 @@ impl UploadHeader {
             ));
         }
         let expected = expected_sha256.to_ascii_lowercase();
-        if !expected.is_empty()
-            && !(expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        let well_formed_digest =
+            expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit());
+        if !expected.is_empty() && !well_formed_digest {
             violations.push(Violation::new(
                 "header.expected_sha256",
                 "must be 64 hexadecimal characters",
@@ -111,8 +111,8 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_reported() {
-        let err = UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz")
-            .unwrap_err();
+        let err =
+            UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz").unwrap_err();
         assert_eq!(
             fields(err),
             vec![

@@ -49,7 +49,9 @@ fn document_id(field: &str, id: &str) -> Result<(), DocumentError> {
 }
 
 /// Reads the header message, then turns the rest of the stream into byte chunks.
-async fn read_header(stream: &mut Streaming<pb::UploadDocumentRequest>) -> Result<UploadHeader, DocumentError> {
+async fn read_header(
+    stream: &mut Streaming<pb::UploadDocumentRequest>,
+) -> Result<UploadHeader, DocumentError> {
     let first = stream
         .message()
         .await
@@ -62,7 +64,10 @@ async fn read_header(stream: &mut Streaming<pb::UploadDocumentRequest>) -> Resul
             &header.dispute_id,
             &header.expected_sha256,
         ),
-        _ => Err(stream_violation("header", "the stream must start with a header")),
+        _ => Err(stream_violation(
+            "header",
+            "the stream must start with a header",
+        )),
     }
 }
 
@@ -82,7 +87,8 @@ fn chunks(
     })
 }
 
-type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadDocumentResponse, Status>> + Send>>;
+type DownloadStream =
+    Pin<Box<dyn Stream<Item = Result<pb::DownloadDocumentResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl DocumentService for DocumentServiceHandler {
@@ -146,7 +152,9 @@ impl DocumentService for DocumentServiceHandler {
             postgres::find_available_document(&self.uploads.pool, &caller.tenant_id, &request.id)
                 .await
                 .map_err(DocumentError::from)?
-                .ok_or(DocumentError::NotFound { id: request.id.clone() })?;
+                .ok_or(DocumentError::NotFound {
+                    id: request.id.clone(),
+                })?;
         let range = byte_range(request.offset, request.length, stored.document.size_bytes)?;
         let whole = range.first == 0 && range.last + 1 == stored.document.size_bytes as u64;
         let mut body = self
@@ -190,7 +198,10 @@ impl DocumentService for DocumentServiceHandler {
         let request = request.into_inner();
         let mut violations = Vec::new();
         if !request.dispute_id.is_empty() && !is_valid_id("dsp", &request.dispute_id) {
-            violations.push(Violation::new("dispute_id", "must be a dispute id (dsp_...)"));
+            violations.push(Violation::new(
+                "dispute_id",
+                "must be a dispute id (dsp_...)",
+            ));
         }
         if request.page_size < 0 {
             violations.push(Violation::new("page_size", "must not be negative"));

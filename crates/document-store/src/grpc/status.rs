@@ -1,6 +1,8 @@
 //! The single mapping from [`DocumentError`] to a gRPC status.
 
-use service_kit::errors::{Violation, failed_precondition, internal, invalid_argument, status_with_reason};
+use service_kit::errors::{
+    Violation, failed_precondition, internal, invalid_argument, status_with_reason,
+};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -27,9 +29,11 @@ impl From<DocumentError> for Status {
             e @ DocumentError::TooLarge { .. } => {
                 invalid_field("chunk", e.to_string(), "DOCUMENT_TOO_LARGE")
             }
-            e @ DocumentError::ContentTypeMismatch { .. } => {
-                invalid_field("header.content_type", e.to_string(), "CONTENT_TYPE_MISMATCH")
-            }
+            e @ DocumentError::ContentTypeMismatch { .. } => invalid_field(
+                "header.content_type",
+                e.to_string(),
+                "CONTENT_TYPE_MISMATCH",
+            ),
             e @ DocumentError::UnsupportedContent => {
                 invalid_field("chunk", e.to_string(), "UNSUPPORTED_CONTENT")
             }
@@ -42,9 +46,12 @@ impl From<DocumentError> for Status {
             e @ DocumentError::Locked { .. } => {
                 failed_precondition(DOMAIN, "DOCUMENT_LOCKED", "document", e.to_string())
             }
-            e @ DocumentError::OutOfRange { .. } => {
-                status_with_reason(Code::OutOfRange, e.to_string(), "RANGE_NOT_SATISFIABLE", DOMAIN)
-            }
+            e @ DocumentError::OutOfRange { .. } => status_with_reason(
+                Code::OutOfRange,
+                e.to_string(),
+                "RANGE_NOT_SATISFIABLE",
+                DOMAIN,
+            ),
             e @ DocumentError::IdleTimeout { .. } => {
                 status_with_reason(Code::DeadlineExceeded, e.to_string(), "UPLOAD_IDLE", DOMAIN)
             }

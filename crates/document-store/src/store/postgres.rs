@@ -115,7 +115,11 @@ pub async fn mark_document_available(
 }
 
 #[tracing::instrument(skip(pool))]
-pub async fn delete_pending_document(pool: &PgPool, tenant_id: &str, id: &str) -> anyhow::Result<()> {
+pub async fn delete_pending_document(
+    pool: &PgPool,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<()> {
     sqlx::query("delete from documents where tenant_id = $1 and id = $2 and state = 'pending'")
         .bind(tenant_id)
         .bind(id)
@@ -187,7 +191,9 @@ pub async fn list_available_documents(
 /// Outcome of trying to delete a document's row.
 pub enum DeleteOutcome {
     /// The row is gone (in the open transaction); its bytes are at this key.
-    Deleted { object_key: String },
+    Deleted {
+        object_key: String,
+    },
     Locked,
     NotFound,
 }

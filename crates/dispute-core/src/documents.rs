@@ -1,0 +1,99 @@
+//! The client to document-store. Calls carry the caller's bearer token (document-store
+//! scopes them to the same tenant) and the current trace context.
+
+use std::time::Duration;
+
+use disputes_proto::documents_v1 as pb;
+use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
+use service_kit::auth::Caller;
+use service_kit::propagation::TraceContextInterceptor;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::domain::DisputeError;
+
+/// Per-call deadline for document-store.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Safety bound on the documents GetDispute reads for one dispute.
+const MAX_DOCUMENT_PAGES: usize = 20;
+
+#[derive(Clone)]
+pub struct DocumentsClient {
+    client: DocumentServiceClient<InterceptedService<Channel, TraceContextInterceptor>>,
+}
+
+impl DocumentsClient {
+    /// Connects lazily: dispute-core starts even while document-store is still starting.
+    pub fn connect_lazy(url: &str) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            client: DocumentServiceClient::with_interceptor(channel, TraceContextInterceptor),
+        })
+    }
+
+    fn request<T>(caller: &Caller, message: T) -> Result<tonic::Request<T>, DisputeError> {
+        let mut request = tonic::Request::new(message);
+        let authorization = MetadataValue::try_from(caller.authorization_header())
+            .map_err(|e| DisputeError::Internal(anyhow::Error::new(e).context("bearer header")))?;
+        request
+            .metadata_mut()
+            .insert("authorization", authorization);
+        request.set_timeout(CALL_TIMEOUT);
+        Ok(request)
+    }
+
+    /// Every document of a dispute, newest first.
+    pub async fn list_dispute_documents(
+        &self,
+        caller: &Caller,
+        dispute_id: &str,
+    ) -> Result<Vec<pb::Document>, DisputeError> {
+        let mut client = self.client.clone();
+        let mut documents = Vec::new();
+        let mut page_token = String::new();
+        for _ in 0..MAX_DOCUMENT_PAGES {
+            let request = Self::request(
+                caller,
+                pb::ListDocumentsRequest {
+                    dispute_id: dispute_id.to_owned(),
+                    page_size: 100,
+                    page_token,
+                },
+            )?;
+            let page = client
+                .list_documents(request)
+                .await
+                .map_err(map_status)?
+                .into_inner();
+            documents.extend(page.documents);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        Ok(documents)
+    }
+}
+
+fn map_status(status: tonic::Status) -> DisputeError {
+    match status.code() {
+        Code::PermissionDenied => DisputeError::MissingScope {
+            scope: "documents:read",
+            purpose: "read the dispute's documents",
+        },
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "document-store call failed");
+            DisputeError::DocumentsUnavailable
+        }
+        _ => DisputeError::Internal(anyhow::anyhow!(
+            "document-store answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}

@@ -1,0 +1,626 @@
+//! The dispute and the rules for opening one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use service_kit::errors::Violation;
+
+use super::enums::*;
+use super::evidence::Evidence;
+use super::{Currency, DisputeError};
+
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+pub const MAX_REFERENCE_CHARS: usize = 255;
+pub const MAX_NETWORK_REASON_CODE_CHARS: usize = 16;
+pub const MAX_MEMO_CHARS: usize = 5_000;
+pub const MAX_METADATA_KEYS: usize = 50;
+pub const MAX_METADATA_KEY_CHARS: usize = 40;
+pub const MAX_METADATA_VALUE_CHARS: usize = 500;
+pub const MAX_REQUEST_ID_CHARS: usize = 255;
+
+/// A dispute as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispute {
+    pub id: String,
+    pub tenant_id: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub version: i64,
+    pub side: Side,
+    pub stage: Stage,
+    pub status: Status,
+    pub amount: i64,
+    pub currency: String,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub transaction_id: Option<String>,
+    pub merchant_id: Option<String>,
+    pub network: Network,
+    pub payment_method_type: PaymentMethodType,
+    pub reason: Reason,
+    pub network_reason_code: Option<String>,
+    pub network_case_id: Option<String>,
+    pub memo: Option<String>,
+    pub date_customer_reported: Option<NaiveDate>,
+    pub applicable_regulation: Regulation,
+    pub credit_status: CreditStatus,
+    pub evidence: Evidence,
+    pub due_time: Option<DateTime<Utc>>,
+    pub has_evidence: bool,
+    pub submission_count: i32,
+    pub is_charge_refundable: bool,
+    pub metadata: BTreeMap<String, String>,
+    pub livemode: bool,
+    pub original_amount: Option<i64>,
+    pub amount_won: i64,
+    pub amount_lost: i64,
+    pub action_history: Vec<ActionRecord>,
+    pub balance_transactions: Vec<BalanceTransaction>,
+}
+
+impl Dispute {
+    pub fn is_past_due(&self, now: DateTime<Utc>) -> bool {
+        self.due_time.is_some_and(|due| due <= now)
+    }
+}
+
+/// One entry of the action history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRecord {
+    pub id: String,
+    pub actor: Actor,
+    pub what: String,
+    pub create_time: DateTime<Utc>,
+    pub message: String,
+    pub document_ids: Vec<String>,
+    pub stage: Stage,
+    pub status: Status,
+    pub amount: i64,
+}
+
+/// A money movement caused by a dispute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceTransaction {
+    pub id: String,
+    pub kind: BalanceTransactionType,
+    pub amount: i64,
+    pub currency: String,
+    pub create_time: DateTime<Utc>,
+    pub description: String,
+}
+
+/// An enum field as it arrived: not set, a known value, or a number we do not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnumInput<T> {
+    Unspecified,
+    Known(T),
+    Unknown(i32),
+}
+
+/// A CreateDispute request before validation.
+#[derive(Debug, Clone, Default)]
+pub struct NewDisputeDraft {
+    pub side: Option<EnumInput<Side>>,
+    pub stage: Option<EnumInput<Stage>>,
+    pub amount: i64,
+    pub currency: String,
+    pub charge: String,
+    pub payment_intent: String,
+    pub transaction_id: String,
+    pub merchant_id: String,
+    pub network: Option<EnumInput<Network>>,
+    pub payment_method_type: Option<EnumInput<PaymentMethodType>>,
+    pub reason: Option<EnumInput<Reason>>,
+    pub network_reason_code: String,
+    pub network_case_id: String,
+    pub memo: String,
+    pub date_customer_reported: String,
+    pub applicable_regulation: Option<EnumInput<Regulation>>,
+    pub metadata: BTreeMap<String, String>,
+    pub livemode: bool,
+    pub original_amount: i64,
+    pub is_charge_refundable: bool,
+    pub due_time: Option<DateTime<Utc>>,
+}
+
+/// A validated new dispute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDispute {
+    pub side: Side,
+    pub stage: Stage,
+    pub status: Status,
+    pub amount: i64,
+    pub currency: Currency,
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub transaction_id: Option<String>,
+    pub merchant_id: Option<String>,
+    pub network: Network,
+    pub payment_method_type: PaymentMethodType,
+    pub reason: Reason,
+    pub network_reason_code: Option<String>,
+    pub network_case_id: Option<String>,
+    pub memo: Option<String>,
+    pub date_customer_reported: Option<NaiveDate>,
+    pub applicable_regulation: Regulation,
+    pub metadata: BTreeMap<String, String>,
+    pub livemode: bool,
+    pub original_amount: Option<i64>,
+    pub is_charge_refundable: bool,
+    pub due_time: Option<DateTime<Utc>>,
+}
+
+/// Collects every violation of a request before answering.
+#[derive(Default)]
+struct Violations(Vec<Violation>);
+
+impl Violations {
+    fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(Violation::new(field, description));
+    }
+
+    /// A known enum value, or a violation (`required` decides whether unset is one).
+    fn enum_value<T: Copy>(
+        &mut self,
+        field: &str,
+        input: Option<EnumInput<T>>,
+        default: Option<T>,
+    ) -> Option<T> {
+        match input.unwrap_or(EnumInput::Unspecified) {
+            EnumInput::Known(value) => Some(value),
+            EnumInput::Unknown(number) => {
+                self.add(field, format!("unknown value {number}"));
+                None
+            }
+            EnumInput::Unspecified => {
+                if default.is_none() {
+                    self.add(field, "is required");
+                }
+                default
+            }
+        }
+    }
+
+    /// An optional reference string of at most `max` characters.
+    fn optional_text(&mut self, field: &str, value: &str, max: usize) -> Option<String> {
+        if value.chars().count() > max {
+            self.add(field, format!("must be at most {max} characters"));
+            return None;
+        }
+        if value.chars().any(char::is_control) && field != "memo" {
+            self.add(field, "must not contain control characters");
+            return None;
+        }
+        let trimmed = value.trim();
+        (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    }
+}
+
+/// Checks an optional request id (idempotency key).
+pub fn validate_request_id(request_id: &str) -> Result<Option<String>, Violation> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    if request_id.len() > MAX_REQUEST_ID_CHARS || !request_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Violation::new(
+            "request_id",
+            format!("must be 1 to {MAX_REQUEST_ID_CHARS} printable ASCII characters"),
+        ));
+    }
+    Ok(Some(request_id.to_owned()))
+}
+
+/// Checks metadata against Stripe's limits.
+pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if metadata.len() > MAX_METADATA_KEYS {
+        violations.push(Violation::new(
+            "metadata",
+            format!("must have at most {MAX_METADATA_KEYS} keys"),
+        ));
+    }
+    for (key, value) in metadata {
+        let field = format!("metadata[{key:?}]");
+        if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS {
+            violations.push(Violation::new(
+                &field,
+                format!("key must be 1 to {MAX_METADATA_KEY_CHARS} characters"),
+            ));
+        } else if key.chars().any(|c| c.is_control() || c == '[' || c == ']') {
+            violations.push(Violation::new(
+                &field,
+                "key must not contain control characters or square brackets",
+            ));
+        }
+        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
+            violations.push(Violation::new(
+                &field,
+                format!("value must be at most {MAX_METADATA_VALUE_CHARS} characters"),
+            ));
+        }
+    }
+    violations
+}
+
+impl NewDispute {
+    /// Validates a draft, reporting every bad field at once. `now` decides what "future"
+    /// means for dates and deadlines.
+    pub fn parse(draft: NewDisputeDraft, now: DateTime<Utc>) -> Result<NewDispute, DisputeError> {
+        let mut v = Violations::default();
+        let side = v.enum_value("side", draft.side, None);
+        let stage = v.enum_value("stage", draft.stage, Some(Stage::Inquiry));
+        let network = v.enum_value("network", draft.network, None);
+        let payment_method_type = v.enum_value(
+            "payment_method_type",
+            draft.payment_method_type,
+            Some(PaymentMethodType::Card),
+        );
+        let reason = v.enum_value("reason", draft.reason, None);
+        let applicable_regulation = v.enum_value(
+            "applicable_regulation",
+            draft.applicable_regulation,
+            Some(Regulation::None),
+        );
+
+        match (side, stage) {
+            (Some(Side::Issuer), Some(stage)) if stage != Stage::Inquiry => {
+                v.add("stage", "an issuer-side dispute opens in INQUIRY");
+            }
+            (Some(Side::Merchant), Some(stage))
+                if !matches!(stage, Stage::Inquiry | Stage::Chargeback) =>
+            {
+                v.add("stage", "a dispute opens in INQUIRY or CHARGEBACK");
+            }
+            _ => {}
+        }
+        if side == Some(Side::Merchant)
+            && matches!(
+                applicable_regulation,
+                Some(Regulation::RegulationE | Regulation::RegulationZ)
+            )
+        {
+            v.add(
+                "applicable_regulation",
+                "Regulation E and Z apply to the issuer side only",
+            );
+        }
+
+        if draft.amount <= 0 {
+            v.add("amount", "must be greater than 0 (minor units)");
+        } else if draft.amount > MAX_AMOUNT {
+            v.add("amount", format!("must be at most {MAX_AMOUNT}"));
+        }
+        let currency = Currency::parse(&draft.currency);
+        if currency.is_none() {
+            v.add("currency", "must be an ISO 4217 currency code, e.g. USD");
+        }
+        let original_amount = match draft.original_amount {
+            0 => None,
+            n if n < 0 => {
+                v.add("original_amount", "must not be negative");
+                None
+            }
+            n if n < draft.amount => {
+                v.add("original_amount", "must be at least the disputed amount");
+                None
+            }
+            n => Some(n),
+        };
+
+        let charge = v.optional_text("charge", &draft.charge, MAX_REFERENCE_CHARS);
+        let payment_intent =
+            v.optional_text("payment_intent", &draft.payment_intent, MAX_REFERENCE_CHARS);
+        let transaction_id =
+            v.optional_text("transaction_id", &draft.transaction_id, MAX_REFERENCE_CHARS);
+        let merchant_id = v.optional_text("merchant_id", &draft.merchant_id, MAX_REFERENCE_CHARS);
+        let network_reason_code = v.optional_text(
+            "network_reason_code",
+            &draft.network_reason_code,
+            MAX_NETWORK_REASON_CODE_CHARS,
+        );
+        let network_case_id = v.optional_text(
+            "network_case_id",
+            &draft.network_case_id,
+            MAX_REFERENCE_CHARS,
+        );
+        let memo = v.optional_text("memo", &draft.memo, MAX_MEMO_CHARS);
+
+        let date_customer_reported = if draft.date_customer_reported.is_empty() {
+            if side == Some(Side::Issuer) {
+                v.add(
+                    "date_customer_reported",
+                    "is required on the issuer side (YYYY-MM-DD)",
+                );
+            }
+            None
+        } else {
+            match NaiveDate::parse_from_str(&draft.date_customer_reported, "%Y-%m-%d") {
+                Ok(date) if date > now.date_naive() => {
+                    v.add("date_customer_reported", "must not be in the future");
+                    None
+                }
+                Ok(date) => Some(date),
+                Err(_) => {
+                    v.add("date_customer_reported", "must be a date as YYYY-MM-DD");
+                    None
+                }
+            }
+        };
+        if let Some(due) = draft.due_time
+            && due <= now
+        {
+            v.add("due_time", "must be in the future");
+        }
+        v.0.extend(validate_metadata(&draft.metadata));
+
+        match (
+            side,
+            stage,
+            network,
+            payment_method_type,
+            reason,
+            applicable_regulation,
+            currency,
+        ) {
+            (
+                Some(side),
+                Some(stage),
+                Some(network),
+                Some(payment_method_type),
+                Some(reason),
+                Some(applicable_regulation),
+                Some(currency),
+            ) if v.0.is_empty() => Ok(NewDispute {
+                side,
+                stage,
+                status: Status::NeedsResponse,
+                amount: draft.amount,
+                currency,
+                charge,
+                payment_intent,
+                transaction_id,
+                merchant_id,
+                network,
+                payment_method_type,
+                reason,
+                network_reason_code,
+                network_case_id,
+                memo,
+                date_customer_reported,
+                applicable_regulation,
+                metadata: draft.metadata,
+                livemode: draft.livemode,
+                original_amount,
+                is_charge_refundable: draft.is_charge_refundable,
+                due_time: draft.due_time,
+            }),
+            _ => Err(DisputeError::Validation(v.0)),
+        }
+    }
+}
+
+/// Filters of ListDisputes; all combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DisputeFilter {
+    pub charge: Option<String>,
+    pub payment_intent: Option<String>,
+    pub transaction_id: Option<String>,
+    pub status: Option<Status>,
+    pub stage: Option<Stage>,
+    pub side: Option<Side>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub due_before: Option<DateTime<Utc>>,
+}
+
+impl DisputeFilter {
+    /// A stable text form of the filters, fingerprinted into page tokens.
+    pub fn canonical(&self) -> String {
+        format!(
+            "charge={:?};pi={:?};txn={:?};status={:?};stage={:?};side={:?};after={:?};before={:?};due={:?}",
+            self.charge,
+            self.payment_intent,
+            self.transaction_id,
+            self.status.map(Status::as_str),
+            self.stage.map(Stage::as_str),
+            self.side.map(Side::as_str),
+            self.created_after.map(|t| t.timestamp_micros()),
+            self.created_before.map(|t| t.timestamp_micros()),
+            self.due_before.map(|t| t.timestamp_micros()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
+    }
+
+    fn merchant_draft() -> NewDisputeDraft {
+        NewDisputeDraft {
+            side: Some(EnumInput::Known(Side::Merchant)),
+            amount: 1000,
+            currency: "usd".into(),
+            network: Some(EnumInput::Known(Network::Visa)),
+            reason: Some(EnumInput::Known(Reason::Fraudulent)),
+            charge: "ch_123".into(),
+            ..Default::default()
+        }
+    }
+
+    fn violated_fields(result: Result<NewDispute, DisputeError>) -> Vec<String> {
+        match result {
+            Err(DisputeError::Validation(v)) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_merchant_dispute_gets_defaults() {
+        let dispute = NewDispute::parse(merchant_draft(), now()).unwrap();
+        assert_eq!(dispute.stage, Stage::Inquiry);
+        assert_eq!(dispute.status, Status::NeedsResponse);
+        assert_eq!(dispute.currency.as_str(), "USD");
+        assert_eq!(dispute.payment_method_type, PaymentMethodType::Card);
+        assert_eq!(dispute.applicable_regulation, Regulation::None);
+        assert_eq!(dispute.charge.as_deref(), Some("ch_123"));
+        assert_eq!(dispute.original_amount, None);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let draft = NewDisputeDraft {
+            side: Some(EnumInput::Unspecified),
+            stage: Some(EnumInput::Unknown(42)),
+            amount: -5,
+            currency: "usdollar".into(),
+            network: None,
+            reason: Some(EnumInput::Unknown(99)),
+            memo: "x".repeat(MAX_MEMO_CHARS + 1),
+            charge: "c".repeat(256),
+            date_customer_reported: "25/11/2026".into(),
+            due_time: Some(now()),
+            ..Default::default()
+        };
+        let mut fields = violated_fields(NewDispute::parse(draft, now()));
+        fields.sort();
+        assert_eq!(
+            fields,
+            vec![
+                "amount",
+                "charge",
+                "currency",
+                "date_customer_reported",
+                "due_time",
+                "memo",
+                "network",
+                "reason",
+                "side",
+                "stage"
+            ]
+        );
+    }
+
+    #[test]
+    fn issuer_disputes_need_the_report_date_and_open_in_inquiry() {
+        let draft = NewDisputeDraft {
+            side: Some(EnumInput::Known(Side::Issuer)),
+            stage: Some(EnumInput::Known(Stage::Chargeback)),
+            ..merchant_draft()
+        };
+        assert_eq!(
+            violated_fields(NewDispute::parse(draft, now())),
+            vec!["stage", "date_customer_reported"]
+        );
+        let draft = NewDisputeDraft {
+            side: Some(EnumInput::Known(Side::Issuer)),
+            date_customer_reported: "2026-11-20".into(),
+            applicable_regulation: Some(EnumInput::Known(Regulation::RegulationE)),
+            ..merchant_draft()
+        };
+        let dispute = NewDispute::parse(draft, now()).unwrap();
+        assert_eq!(dispute.applicable_regulation, Regulation::RegulationE);
+        assert_eq!(
+            dispute.date_customer_reported,
+            NaiveDate::from_ymd_opt(2026, 11, 20)
+        );
+    }
+
+    #[test]
+    fn report_date_cannot_be_in_the_future() {
+        let draft = NewDisputeDraft {
+            date_customer_reported: "2026-11-26".into(),
+            ..merchant_draft()
+        };
+        assert_eq!(
+            violated_fields(NewDispute::parse(draft, now())),
+            vec!["date_customer_reported"]
+        );
+    }
+
+    #[test]
+    fn merchant_side_has_no_consumer_regulation() {
+        let draft = NewDisputeDraft {
+            applicable_regulation: Some(EnumInput::Known(Regulation::RegulationZ)),
+            ..merchant_draft()
+        };
+        assert_eq!(
+            violated_fields(NewDispute::parse(draft, now())),
+            vec!["applicable_regulation"]
+        );
+    }
+
+    #[test]
+    fn amount_limits() {
+        for (amount, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_AMOUNT, true),
+            (MAX_AMOUNT + 1, false),
+        ] {
+            let draft = NewDisputeDraft {
+                amount,
+                ..merchant_draft()
+            };
+            assert_eq!(NewDispute::parse(draft, now()).is_ok(), ok, "{amount}");
+        }
+    }
+
+    #[test]
+    fn original_amount_must_cover_the_dispute() {
+        let draft = NewDisputeDraft {
+            original_amount: 999,
+            ..merchant_draft()
+        };
+        assert_eq!(
+            violated_fields(NewDispute::parse(draft, now())),
+            vec!["original_amount"]
+        );
+        let draft = NewDisputeDraft {
+            original_amount: 1000,
+            ..merchant_draft()
+        };
+        assert_eq!(
+            NewDispute::parse(draft, now()).unwrap().original_amount,
+            Some(1000)
+        );
+    }
+
+    #[test]
+    fn metadata_limits() {
+        let mut metadata = BTreeMap::new();
+        metadata.insert("".to_owned(), "v".to_owned());
+        metadata.insert("k".repeat(41), "v".to_owned());
+        metadata.insert("ok".to_owned(), "v".repeat(501));
+        metadata.insert("fine".to_owned(), "v".to_owned());
+        assert_eq!(validate_metadata(&metadata).len(), 3);
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert_eq!(validate_metadata(&many).len(), 1);
+    }
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(validate_request_id(""), Ok(None));
+        assert_eq!(validate_request_id("req-1"), Ok(Some("req-1".into())));
+        assert!(validate_request_id("has space").is_err());
+        assert!(validate_request_id(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn filter_fingerprints_differ_by_filter() {
+        let a = DisputeFilter::default();
+        let b = DisputeFilter {
+            charge: Some("ch_1".into()),
+            ..Default::default()
+        };
+        assert_ne!(a.canonical(), b.canonical());
+        assert_eq!(a.canonical(), DisputeFilter::default().canonical());
+    }
+}

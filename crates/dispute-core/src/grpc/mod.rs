@@ -1,0 +1,160 @@
+//! disputes.v1.DisputeService over gRPC: read the caller, convert, call one application
+//! function, map the result.
+
+pub mod convert;
+pub mod status;
+
+use disputes_proto::disputes_v1 as pb;
+use disputes_proto::disputes_v1::dispute_service_server::DisputeService;
+use prost::Message;
+use service_kit::auth::{Caller, Scope};
+use service_kit::errors::Violation;
+use service_kit::ids::is_valid_id;
+use service_kit::page_token::{decode_page_token, effective_page_size, encode_page_token};
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use crate::app::{Disputes, IdempotencyKey, Outcome};
+use crate::domain::dispute::validate_request_id;
+use crate::domain::{DisputeError, NewDispute};
+
+pub struct DisputeServiceHandler {
+    disputes: Disputes,
+}
+
+impl DisputeServiceHandler {
+    pub fn new(disputes: Disputes) -> Self {
+        Self { disputes }
+    }
+}
+
+/// Hex SHA-256 of a request's encoding without its request id: what "the same request"
+/// means for idempotency (maps encode in key order, so this is stable).
+fn request_fingerprint<M: Message>(request: &M) -> String {
+    hex_digest(&request.encode_to_vec())
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn dispute_id(id: &str) -> Result<(), DisputeError> {
+    if is_valid_id("dsp", id) {
+        Ok(())
+    } else {
+        Err(DisputeError::Validation(vec![Violation::new(
+            "id",
+            "must be a dispute id (dsp_...)",
+        )]))
+    }
+}
+
+#[tonic::async_trait]
+impl DisputeService for DisputeServiceHandler {
+    async fn create_dispute(
+        &self,
+        request: Request<pb::CreateDisputeRequest>,
+    ) -> Result<Response<pb::CreateDisputeResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesWrite)?;
+        let mut request = request.into_inner();
+
+        let (draft, mut violations) = convert::new_dispute_draft(&request);
+        let request_id = validate_request_id(&request.request_id).unwrap_or_else(|v| {
+            violations.push(v);
+            None
+        });
+        let new = match NewDispute::parse(draft, chrono::Utc::now()) {
+            Ok(new) if violations.is_empty() => new,
+            Ok(_) => return Err(DisputeError::Validation(violations).into()),
+            Err(DisputeError::Validation(mut more)) => {
+                violations.append(&mut more);
+                return Err(DisputeError::Validation(violations).into());
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let idempotency = request_id.map(|request_id| {
+            request.request_id.clear();
+            IdempotencyKey {
+                request_id,
+                request_fingerprint: request_fingerprint(&request),
+            }
+        });
+
+        let encode = |dispute: &crate::domain::Dispute| {
+            pb::CreateDisputeResponse {
+                dispute: Some(dispute.clone().into()),
+            }
+            .encode_to_vec()
+        };
+        let response = match self
+            .disputes
+            .create_dispute(&caller.tenant_id, new, idempotency, encode)
+            .await?
+        {
+            Outcome::Done(dispute) => pb::CreateDisputeResponse {
+                dispute: Some(dispute.into()),
+            },
+            Outcome::Replayed(bytes) => pb::CreateDisputeResponse::decode(bytes.as_slice())
+                .map_err(|e| {
+                    DisputeError::Internal(anyhow::Error::new(e).context("decode stored response"))
+                })?,
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn get_dispute(
+        &self,
+        request: Request<pb::GetDisputeRequest>,
+    ) -> Result<Response<pb::GetDisputeResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesRead)?;
+        let id = request.into_inner().id;
+        dispute_id(&id)?;
+        let (dispute, documents) = self.disputes.get_dispute(&caller, &id).await?;
+        Ok(Response::new(pb::GetDisputeResponse {
+            dispute: Some(dispute.into()),
+            documents,
+        }))
+    }
+
+    async fn list_disputes(
+        &self,
+        request: Request<pb::ListDisputesRequest>,
+    ) -> Result<Response<pb::ListDisputesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesRead)?;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let filter = convert::dispute_filter(&request).unwrap_or_else(|mut v| {
+            violations.append(&mut v);
+            Default::default()
+        });
+        let fingerprint = hex_digest(filter.canonical().as_bytes());
+        let cursor = decode_page_token(&request.page_token, &fingerprint).unwrap_or_else(|e| {
+            violations.push(Violation::new("page_token", e.to_string()));
+            None
+        });
+        if !violations.is_empty() {
+            return Err(DisputeError::Validation(violations).into());
+        }
+        let (disputes, next) = self
+            .disputes
+            .list_disputes(
+                &caller.tenant_id,
+                &filter,
+                cursor.as_ref(),
+                effective_page_size(request.page_size),
+            )
+            .await?;
+        Ok(Response::new(pb::ListDisputesResponse {
+            disputes: disputes.into_iter().map(Into::into).collect(),
+            next_page_token: next
+                .map(|cursor| encode_page_token(&cursor, &fingerprint))
+                .unwrap_or_default(),
+        }))
+    }
+}

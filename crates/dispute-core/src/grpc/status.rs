@@ -1,0 +1,51 @@
+//! The single mapping from [`DisputeError`] to a gRPC status.
+
+use service_kit::errors::{internal, invalid_argument, status_with_reason};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::DisputeError;
+
+pub const DOMAIN: &str = "disputes.v1";
+
+impl From<DisputeError> for Status {
+    fn from(error: DisputeError) -> Self {
+        match error {
+            DisputeError::NotFound { kind, id } => status_with_reason(
+                Code::NotFound,
+                format!("{kind} {id} not found"),
+                &format!("{}_NOT_FOUND", kind.to_uppercase()),
+                DOMAIN,
+            ),
+            e @ DisputeError::AlreadyExists { .. } => {
+                status_with_reason(Code::AlreadyExists, e.to_string(), "ALREADY_EXISTS", DOMAIN)
+            }
+            DisputeError::Validation(violations) => invalid_argument(DOMAIN, &violations),
+            e @ DisputeError::IdempotencyKeyReused => {
+                let mut details = ErrorDetails::with_precondition_failure_violation(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "request_id",
+                    e.to_string(),
+                );
+                details.set_error_info("IDEMPOTENCY_KEY_REUSED", DOMAIN, []);
+                Status::with_error_details(Code::FailedPrecondition, e.to_string(), details)
+            }
+            e @ DisputeError::VersionConflict { .. } => {
+                status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
+            }
+            e @ DisputeError::MissingScope { .. } => status_with_reason(
+                Code::PermissionDenied,
+                e.to_string(),
+                "MISSING_SCOPE",
+                DOMAIN,
+            ),
+            e @ DisputeError::DocumentsUnavailable => status_with_reason(
+                Code::Unavailable,
+                e.to_string(),
+                "DOCUMENTS_UNAVAILABLE",
+                DOMAIN,
+            ),
+            DisputeError::Internal(error) => internal(DOMAIN, &error),
+        }
+    }
+}

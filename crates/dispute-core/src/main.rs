@@ -1,0 +1,19 @@
+use clap::Parser;
+use dispute_core::Config;
+use service_kit::telemetry::{TelemetryOptions, init};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let telemetry = init(TelemetryOptions::for_service("dispute-core"))?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let shutdown = CancellationToken::new();
+    service_kit::server::cancel_on_signal(shutdown.clone());
+    let result = dispute_core::run(config, listener, shutdown).await;
+    if let Err(error) = &result {
+        tracing::error!(error = ?error, "dispute-core failed");
+    }
+    telemetry.shutdown();
+    result
+}

@@ -1,0 +1,3 @@
+//! Storage in PostgreSQL.
+
+pub mod postgres;

@@ -1,0 +1,472 @@
+//! The dispute repository. Functions take `&mut PgConnection` so callers compose
+//! transactions; every query filters by tenant.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use service_kit::page_token::PageCursor;
+use sqlx::PgConnection;
+use sqlx::types::Json;
+
+use crate::domain::{
+    ActionRecord, Actor, BalanceTransaction, BalanceTransactionType, CreditStatus, Dispute,
+    DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType, Reason, Regulation, Side,
+    Stage, Status,
+};
+
+const NETWORK_CASE_KEY: &str = "disputes_network_case_key";
+
+const DISPUTE_COLUMNS: &str = "tenant_id, id, version, side, stage, status, amount, currency, charge, \
+    payment_intent, transaction_id, merchant_id, network, payment_method_type, reason, \
+    network_reason_code, network_case_id, memo, date_customer_reported, applicable_regulation, \
+    credit_status, evidence, due_time, has_evidence, submission_count, is_charge_refundable, \
+    metadata, livemode, original_amount, amount_won, amount_lost, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct DisputeRow {
+    tenant_id: String,
+    id: String,
+    version: i64,
+    side: String,
+    stage: String,
+    status: String,
+    amount: i64,
+    currency: String,
+    charge: Option<String>,
+    payment_intent: Option<String>,
+    transaction_id: Option<String>,
+    merchant_id: Option<String>,
+    network: String,
+    payment_method_type: String,
+    reason: String,
+    network_reason_code: Option<String>,
+    network_case_id: Option<String>,
+    memo: Option<String>,
+    date_customer_reported: Option<NaiveDate>,
+    applicable_regulation: String,
+    credit_status: String,
+    evidence: Json<BTreeMap<String, String>>,
+    due_time: Option<DateTime<Utc>>,
+    has_evidence: bool,
+    submission_count: i32,
+    is_charge_refundable: bool,
+    metadata: Json<BTreeMap<String, String>>,
+    livemode: bool,
+    original_amount: Option<i64>,
+    amount_won: i64,
+    amount_lost: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Parses a stored enum name; a value we cannot read is a bug, not bad input.
+fn stored<T>(column: &str, value: &str, parse: fn(&str) -> Option<T>) -> anyhow::Result<T> {
+    parse(value).with_context(|| format!("unreadable {column} {value:?} in database"))
+}
+
+impl TryFrom<DisputeRow> for Dispute {
+    type Error = anyhow::Error;
+
+    fn try_from(row: DisputeRow) -> anyhow::Result<Dispute> {
+        Ok(Dispute {
+            side: stored("side", &row.side, Side::parse)?,
+            stage: stored("stage", &row.stage, Stage::parse)?,
+            status: stored("status", &row.status, Status::parse)?,
+            network: stored("network", &row.network, Network::parse)?,
+            payment_method_type: stored(
+                "payment_method_type",
+                &row.payment_method_type,
+                PaymentMethodType::parse,
+            )?,
+            reason: stored("reason", &row.reason, Reason::parse)?,
+            applicable_regulation: stored(
+                "applicable_regulation",
+                &row.applicable_regulation,
+                Regulation::parse,
+            )?,
+            credit_status: stored("credit_status", &row.credit_status, CreditStatus::parse)?,
+            id: row.id,
+            tenant_id: row.tenant_id,
+            create_time: row.created_at,
+            update_time: row.updated_at,
+            version: row.version,
+            amount: row.amount,
+            currency: row.currency,
+            charge: row.charge,
+            payment_intent: row.payment_intent,
+            transaction_id: row.transaction_id,
+            merchant_id: row.merchant_id,
+            network_reason_code: row.network_reason_code,
+            network_case_id: row.network_case_id,
+            memo: row.memo,
+            date_customer_reported: row.date_customer_reported,
+            evidence: row.evidence.0,
+            due_time: row.due_time,
+            has_evidence: row.has_evidence,
+            submission_count: row.submission_count,
+            is_charge_refundable: row.is_charge_refundable,
+            metadata: row.metadata.0,
+            livemode: row.livemode,
+            original_amount: row.original_amount,
+            amount_won: row.amount_won,
+            amount_lost: row.amount_lost,
+            action_history: Vec::new(),
+            balance_transactions: Vec::new(),
+        })
+    }
+}
+
+fn is_unique_violation_of(error: &sqlx::Error, constraint: &str) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(constraint))
+}
+
+#[tracing::instrument(skip(conn, dispute), fields(dispute_id = %id))]
+pub async fn insert_dispute(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    dispute: &NewDispute,
+) -> Result<(), DisputeError> {
+    let result = sqlx::query(
+        "insert into disputes (tenant_id, id, side, stage, status, amount, currency, charge,
+            payment_intent, transaction_id, merchant_id, network, payment_method_type, reason,
+            network_reason_code, network_case_id, memo, date_customer_reported,
+            applicable_regulation, credit_status, due_time, is_charge_refundable, metadata,
+            livemode, original_amount)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            $18, $19, $20, $21, $22, $23, $24, $25)",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(dispute.side.as_str())
+    .bind(dispute.stage.as_str())
+    .bind(dispute.status.as_str())
+    .bind(dispute.amount)
+    .bind(dispute.currency.as_str())
+    .bind(&dispute.charge)
+    .bind(&dispute.payment_intent)
+    .bind(&dispute.transaction_id)
+    .bind(&dispute.merchant_id)
+    .bind(dispute.network.as_str())
+    .bind(dispute.payment_method_type.as_str())
+    .bind(dispute.reason.as_str())
+    .bind(&dispute.network_reason_code)
+    .bind(&dispute.network_case_id)
+    .bind(&dispute.memo)
+    .bind(dispute.date_customer_reported)
+    .bind(dispute.applicable_regulation.as_str())
+    .bind(initial_credit_status(dispute.side).as_str())
+    .bind(dispute.due_time)
+    .bind(dispute.is_charge_refundable)
+    .bind(Json(&dispute.metadata))
+    .bind(dispute.livemode)
+    .bind(dispute.original_amount)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation_of(&error, NETWORK_CASE_KEY) => {
+            Err(DisputeError::AlreadyExists {
+                what: format!(
+                    "a dispute for {} case {}",
+                    dispute.network,
+                    dispute.network_case_id.as_deref().unwrap_or_default()
+                ),
+            })
+        }
+        Err(error) => Err(anyhow::Error::new(error).context("insert dispute").into()),
+    }
+}
+
+/// Issuer-side disputes track a cardholder credit; merchant-side ones have none.
+fn initial_credit_status(_side: Side) -> CreditStatus {
+    CreditStatus::None
+}
+
+/// A history entry to append.
+pub struct NewActionRecord<'a> {
+    pub id: &'a str,
+    pub dispute_id: &'a str,
+    pub actor: Actor,
+    pub what: &'a str,
+    pub message: &'a str,
+    pub document_ids: &'a [String],
+    pub stage: Stage,
+    pub status: Status,
+    pub amount: i64,
+}
+
+pub async fn insert_action_record(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    record: &NewActionRecord<'_>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message,
+            document_ids, stage, status, amount)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(tenant_id)
+    .bind(record.id)
+    .bind(record.dispute_id)
+    .bind(record.actor.as_str())
+    .bind(record.what)
+    .bind(record.message)
+    .bind(record.document_ids)
+    .bind(record.stage.as_str())
+    .bind(record.status.as_str())
+    .bind(record.amount)
+    .execute(&mut *conn)
+    .await
+    .context("insert action record")?;
+    Ok(())
+}
+
+#[tracing::instrument(skip(conn))]
+pub async fn find_dispute(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<Dispute>> {
+    let row: Option<DisputeRow> = sqlx::query_as(&format!(
+        "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("select dispute")?;
+    let Some(row) = row else { return Ok(None) };
+    let mut disputes = vec![Dispute::try_from(row)?];
+    attach_history_and_ledger(conn, tenant_id, &mut disputes).await?;
+    Ok(disputes.pop())
+}
+
+/// One page of disputes, newest first.
+#[tracing::instrument(skip(conn))]
+pub async fn list_disputes(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    filter: &DisputeFilter,
+    after: Option<&PageCursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<Dispute>> {
+    let rows: Vec<DisputeRow> = sqlx::query_as(&format!(
+        "select {DISPUTE_COLUMNS} from disputes
+          where tenant_id = $1
+            and ($2::text is null or charge = $2)
+            and ($3::text is null or payment_intent = $3)
+            and ($4::text is null or transaction_id = $4)
+            and ($5::text is null or status = $5)
+            and ($6::text is null or stage = $6)
+            and ($7::text is null or side = $7)
+            and ($8::timestamptz is null or created_at >= $8)
+            and ($9::timestamptz is null or created_at < $9)
+            and ($10::timestamptz is null or due_time < $10)
+            and ($11::timestamptz is null or (created_at, id) < ($11, $12))
+          order by created_at desc, id desc
+          limit $13"
+    ))
+    .bind(tenant_id)
+    .bind(&filter.charge)
+    .bind(&filter.payment_intent)
+    .bind(&filter.transaction_id)
+    .bind(filter.status.map(Status::as_str))
+    .bind(filter.stage.map(Stage::as_str))
+    .bind(filter.side.map(Side::as_str))
+    .bind(filter.created_after)
+    .bind(filter.created_before)
+    .bind(filter.due_before)
+    .bind(after.map(|c| c.create_time))
+    .bind(after.map(|c| c.id.as_str()))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("list disputes")?;
+    let mut disputes = rows
+        .into_iter()
+        .map(Dispute::try_from)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    attach_history_and_ledger(conn, tenant_id, &mut disputes).await?;
+    Ok(disputes)
+}
+
+/// Loads history and ledger of several disputes in two queries.
+async fn attach_history_and_ledger(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    disputes: &mut [Dispute],
+) -> anyhow::Result<()> {
+    if disputes.is_empty() {
+        return Ok(());
+    }
+    #[derive(sqlx::FromRow)]
+    struct ActionRow {
+        dispute_id: String,
+        id: String,
+        actor: String,
+        what: String,
+        message: String,
+        document_ids: Vec<String>,
+        stage: String,
+        status: String,
+        amount: i64,
+        created_at: DateTime<Utc>,
+    }
+    #[derive(sqlx::FromRow)]
+    struct TransactionRow {
+        dispute_id: String,
+        id: String,
+        #[sqlx(rename = "type")]
+        kind: String,
+        amount: i64,
+        currency: String,
+        description: String,
+        created_at: DateTime<Utc>,
+    }
+
+    let ids: Vec<String> = disputes.iter().map(|d| d.id.clone()).collect();
+    let actions: Vec<ActionRow> = sqlx::query_as(
+        "select dispute_id, id, actor, what, message, document_ids, stage, status, amount, created_at
+           from dispute_actions where tenant_id = $1 and dispute_id = any($2)
+          order by created_at, id",
+    )
+    .bind(tenant_id)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .context("select action history")?;
+    let transactions: Vec<TransactionRow> = sqlx::query_as(
+        "select dispute_id, id, type, amount, currency, description, created_at
+           from balance_transactions where tenant_id = $1 and dispute_id = any($2)
+          order by created_at, id",
+    )
+    .bind(tenant_id)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .context("select balance transactions")?;
+
+    let position: HashMap<String, usize> =
+        ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+    for row in actions {
+        if let Some(&i) = position.get(&row.dispute_id) {
+            disputes[i].action_history.push(ActionRecord {
+                actor: stored("actor", &row.actor, Actor::parse)?,
+                stage: stored("stage", &row.stage, Stage::parse)?,
+                status: stored("status", &row.status, Status::parse)?,
+                id: row.id,
+                what: row.what,
+                create_time: row.created_at,
+                message: row.message,
+                document_ids: row.document_ids,
+                amount: row.amount,
+            });
+        }
+    }
+    for row in transactions {
+        if let Some(&i) = position.get(&row.dispute_id) {
+            disputes[i].balance_transactions.push(BalanceTransaction {
+                kind: stored("type", &row.kind, BalanceTransactionType::parse)?,
+                id: row.id,
+                amount: row.amount,
+                currency: row.currency,
+                create_time: row.created_at,
+                description: row.description,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What an idempotency key says about a mutation.
+pub enum IdempotencyClaim {
+    /// First use: go ahead, then [`save_idempotent_response`] in the same transaction.
+    New,
+    /// Used before (committed): replay or refuse.
+    Used {
+        request_fingerprint: String,
+        response: Vec<u8>,
+    },
+}
+
+/// Claims `request_id` for this transaction. A concurrent holder of the same key makes this
+/// wait until it commits (then the key reads as used) or rolls back (then it is ours).
+pub async fn claim_idempotency_key(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    operation: &str,
+    request_id: &str,
+    request_fingerprint: &str,
+) -> anyhow::Result<IdempotencyClaim> {
+    let inserted = sqlx::query(
+        "insert into idempotency_keys (tenant_id, operation, request_id, request_fingerprint, response)
+         values ($1, $2, $3, $4, '')
+         on conflict do nothing",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .bind(request_fingerprint)
+    .execute(&mut *conn)
+    .await
+    .context("claim idempotency key")?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(IdempotencyClaim::New);
+    }
+    let (request_fingerprint, response): (String, Vec<u8>) = sqlx::query_as(
+        "select request_fingerprint, response from idempotency_keys
+          where tenant_id = $1 and operation = $2 and request_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .fetch_one(&mut *conn)
+    .await
+    .context("read idempotency key")?;
+    Ok(IdempotencyClaim::Used {
+        request_fingerprint,
+        response,
+    })
+}
+
+pub async fn save_idempotent_response(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    operation: &str,
+    request_id: &str,
+    response: &[u8],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update idempotency_keys set response = $4
+          where tenant_id = $1 and operation = $2 and request_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .bind(response)
+    .execute(&mut *conn)
+    .await
+    .context("save idempotent response")?;
+    Ok(())
+}
+
+/// Forgets idempotency keys older than `older_than_hours` (SPEC keeps them at least 24 h).
+pub async fn purge_idempotency_keys(
+    conn: &mut PgConnection,
+    older_than_hours: i64,
+) -> anyhow::Result<u64> {
+    let deleted = sqlx::query(
+        "delete from idempotency_keys where created_at < now() - make_interval(hours => $1::int)",
+    )
+    .bind(older_than_hours)
+    .execute(&mut *conn)
+    .await
+    .context("purge idempotency keys")?
+    .rows_affected();
+    Ok(deleted)
+}
