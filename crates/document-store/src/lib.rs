@@ -20,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 
 pub use config::Config;
@@ -31,6 +32,7 @@ const SERVICE_NAME: &str = "documents.v1.DocumentService";
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How often, and after how long, uploads left pending by a crash are removed.
 const ABANDONED_UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(300);
+const UPLOAD_CLEANUP_WAIT: Duration = Duration::from_secs(10);
 const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(3600);
 
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
@@ -84,8 +86,10 @@ pub async fn run(
             max_parts_in_flight: config.max_parts_in_flight,
             chunk_idle_timeout: Duration::from_secs(config.chunk_idle_timeout_secs),
         },
-        shutdown: shutdown.clone(),
+        abort: CancellationToken::new(),
+        tasks: TaskTracker::new(),
     };
+    let uploads_handle = uploads.clone();
     let sweeper = tokio::spawn(sweep_abandoned_uploads_until(
         uploads.clone(),
         shutdown.clone(),
@@ -129,6 +133,17 @@ pub async fn run(
         _ = drain_deadline(shutdown.clone(), config.drain_timeout()) => {},
     }
     shutdown.cancel();
+    // Uploads still running after the drain abort and remove what they created.
+    uploads_handle.abort.cancel();
+    uploads_handle.tasks.close();
+    if tokio::time::timeout(UPLOAD_CLEANUP_WAIT, uploads_handle.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "uploads still cleaning up at exit; the abandoned-upload sweeper will finish"
+        );
+    }
     let _ = sweeper.await;
     pool.close().await;
     tracing::info!("document-store stopped");

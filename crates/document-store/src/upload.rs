@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::domain::content::SNIFF_LEN;
 use crate::domain::{ContentType, Document, DocumentError, Sniff, UploadHeader, object_key, sniff};
@@ -34,8 +35,11 @@ pub struct Uploads {
     pub pool: sqlx::PgPool,
     pub objects: ObjectStore,
     pub settings: UploadSettings,
-    /// Cancelled when the server shuts down: open uploads abort cleanly.
-    pub shutdown: CancellationToken,
+    /// Cancelled when the drain time after SIGTERM is over: uploads still open then abort
+    /// cleanly instead of being cut off half-way.
+    pub abort: CancellationToken,
+    /// Upload tasks, so shutdown can wait for their cleanup.
+    pub tasks: TaskTracker,
 }
 
 /// What became of the object while the upload ran, for cleanup.
@@ -109,7 +113,7 @@ impl Uploads {
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(settings.chunk_idle_timeout, chunks.next()) => next,
-                _ = self.shutdown.cancelled() => return Err(DocumentError::ShuttingDown),
+                _ = self.abort.cancelled() => return Err(DocumentError::ShuttingDown),
             };
             let chunk = match next {
                 Err(_) => {

@@ -105,7 +105,7 @@ impl DocumentService for DocumentServiceHandler {
         tracing::Span::current().record("document_id", document_id.as_str());
         // Run in a task of its own: if the client hangs up, hyper drops this future, and
         // the task still sees the broken stream and removes what the upload created.
-        let task = tokio::spawn(
+        let task = self.uploads.tasks.spawn(
             async move {
                 uploads
                     .upload(&caller.tenant_id, &document_id, header, chunks(stream))

@@ -1,0 +1,218 @@
+//! Shared test data and helpers.
+
+use std::time::Duration;
+
+use disputes_proto::disputes_v1 as dpb;
+use disputes_proto::documents_v1 as pb;
+use e2e::{DocumentsClient, Stack};
+use sha2::{Digest, Sha256};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// The smallest file that sniffs as an accepted type: a JPEG start-of-image marker.
+pub const SMALLEST_JPEG: [u8; 3] = [0xFF, 0xD8, 0xFF];
+pub const MIB: usize = 1024 * 1024;
+
+/// A deterministic PDF-looking file of exactly `size` bytes (`size` >= 5).
+pub fn pdf_of_size(size: usize) -> Vec<u8> {
+    let mut bytes = b"%PDF-1.7\n".to_vec();
+    bytes.truncate(size);
+    let mut state: u32 = size as u32 ^ 0x9E37_79B9;
+    while bytes.len() < size {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        bytes.push((state & 0xFF) as u8);
+    }
+    bytes
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn header(filename: &str, content_type: &str) -> pb::DocumentHeader {
+    pb::DocumentHeader {
+        filename: filename.to_owned(),
+        content_type: content_type.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The messages of an upload: the header, then `bytes` in chunks of `chunk` bytes.
+pub fn upload_messages(
+    header: pb::DocumentHeader,
+    bytes: &[u8],
+    chunk: usize,
+) -> Vec<pb::UploadDocumentRequest> {
+    let mut messages = vec![pb::UploadDocumentRequest {
+        payload: Some(pb::upload_document_request::Payload::Header(header)),
+    }];
+    for part in bytes.chunks(chunk) {
+        messages.push(pb::UploadDocumentRequest {
+            payload: Some(pb::upload_document_request::Payload::Chunk(
+                bytes::Bytes::copy_from_slice(part),
+            )),
+        });
+    }
+    messages
+}
+
+pub async fn upload(
+    client: &mut DocumentsClient,
+    header: pb::DocumentHeader,
+    bytes: &[u8],
+) -> Result<pb::Document, tonic::Status> {
+    let messages = upload_messages(header, bytes, MIB);
+    client
+        .upload_document(tokio_stream::iter(messages))
+        .await
+        .map(|r| r.into_inner().document.unwrap())
+}
+
+pub async fn download(
+    client: &mut DocumentsClient,
+    id: &str,
+    offset: i64,
+    length: i64,
+) -> Result<(Option<pb::Document>, Vec<u8>), tonic::Status> {
+    let mut stream = client
+        .download_document(pb::DownloadDocumentRequest {
+            id: id.to_owned(),
+            offset,
+            length,
+        })
+        .await?
+        .into_inner();
+    let mut document = None;
+    let mut bytes = Vec::new();
+    while let Some(message) = stream.message().await? {
+        if message.document.is_some() {
+            assert!(document.is_none(), "metadata only in the first message");
+            document = message.document;
+        }
+        bytes.extend_from_slice(&message.chunk);
+    }
+    Ok((document, bytes))
+}
+
+/// Field paths of the BadRequest violations of an INVALID_ARGUMENT status.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn error_reason(status: &tonic::Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// Number of document rows of any state in document-store's database.
+pub async fn document_rows(stack: &Stack) -> i64 {
+    let pool = sqlx::PgPool::connect(&stack.document_db_url).await.unwrap();
+    let count = sqlx::query_scalar("select count(*) from documents")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    count
+}
+
+/// Objects the S3 server lists in the bucket.
+pub async fn listed_objects(stack: &Stack) -> Vec<String> {
+    let client = stack
+        .s3
+        .client(document_store::store::s3::ChecksumMode::WhenRequired);
+    let listed = client
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .send()
+        .await
+        .unwrap();
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+/// Asserts that neither S3 (listing and files on disk: objects, parts, upload records) nor
+/// the database holds anything beyond `baseline_files`; waits up to 10 s because cleanup of a
+/// cancelled upload runs after the client is gone.
+pub async fn assert_nothing_left(stack: &Stack, baseline_files: &[std::path::PathBuf]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let files = stack.s3.files();
+        let objects = listed_objects(stack).await;
+        let rows = document_rows(stack).await;
+        if files == baseline_files && objects.is_empty() && rows == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "leftovers: files {:?} (baseline {:?}), objects {objects:?}, rows {rows}",
+                files, baseline_files
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn merchant_dispute(request_id: &str, charge: &str) -> dpb::CreateDisputeRequest {
+    dpb::CreateDisputeRequest {
+        request_id: request_id.to_owned(),
+        side: dpb::DisputeSide::Merchant.into(),
+        stage: dpb::DisputeStage::Chargeback.into(),
+        amount: 12_500,
+        currency: "usd".to_owned(),
+        charge: charge.to_owned(),
+        network: dpb::CardNetwork::Visa.into(),
+        reason: dpb::DisputeReason::ProductNotReceived.into(),
+        network_reason_code: "13.1".to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn issuer_dispute(transaction_id: &str) -> dpb::CreateDisputeRequest {
+    dpb::CreateDisputeRequest {
+        side: dpb::DisputeSide::Issuer.into(),
+        amount: 4_200,
+        currency: "USD".to_owned(),
+        transaction_id: transaction_id.to_owned(),
+        network: dpb::CardNetwork::Mastercard.into(),
+        reason: dpb::DisputeReason::Fraudulent.into(),
+        date_customer_reported: "2026-11-20".to_owned(),
+        applicable_regulation: dpb::ApplicableRegulation::RegulationE.into(),
+        memo: "cardholder does not recognise the charge".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Generates one test per aws-sdk-s3 checksum mode from `async fn name(mode)`.
+#[macro_export]
+macro_rules! in_both_checksum_modes {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            pub mod $name {
+                use document_store::store::s3::ChecksumMode;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn when_supported() {
+                    super::$name(ChecksumMode::WhenSupported).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn when_required() {
+                    super::$name(ChecksumMode::WhenRequired).await;
+                }
+            }
+        )+
+    };
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: both services on 127.0.0.1:0 over real TCP, real PostgreSQL and a real
+//! S3-protocol server (s3s-fs, checking signatures) over HTTP.
+
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod disputes;
+mod documents;
+mod fixtures;
+mod shutdown;
+mod tracing_propagation;
