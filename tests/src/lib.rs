@@ -158,9 +158,7 @@ impl CuttableProxy {
                         _ = stop.cancelled() => {}
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
-                    // Dropping both sockets here resets the connection mid-stream.
-                    let _ = inbound.set_linger(Some(Duration::ZERO));
-                    let _ = outbound.set_linger(Some(Duration::ZERO));
+                    // Both sockets drop here: the connection ends mid-stream.
                 });
             }
         });
