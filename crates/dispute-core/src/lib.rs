@@ -74,7 +74,7 @@ pub async fn run(
     health_reporter
         .set_serving::<DisputeServiceServer<grpc::DisputeServiceHandler>>()
         .await;
-    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
+    let (reflection_v1, reflection_v1alpha) = reflection_services(SERVICE_NAME)?;
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(disputes))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

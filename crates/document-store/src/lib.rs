@@ -99,7 +99,7 @@ pub async fn run(
     health_reporter
         .set_serving::<DocumentServiceServer<grpc::DocumentServiceHandler>>()
         .await;
-    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
+    let (reflection_v1, reflection_v1alpha) = reflection_services(SERVICE_NAME)?;
     let documents = InterceptedService::new(
         DocumentServiceServer::new(grpc::DocumentServiceHandler::new(uploads))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -7,8 +7,11 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// The reflection services for our descriptors plus health's, v1 and v1alpha.
-pub fn reflection_services() -> anyhow::Result<(
+/// The reflection services (v1 and v1alpha) advertising `service_name` and health, with our
+/// descriptors plus health's registered.
+pub fn reflection_services(
+    service_name: &'static str,
+) -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
@@ -20,6 +23,11 @@ pub fn reflection_services() -> anyhow::Result<(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(disputes_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can print BadRequest and ErrorInfo.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            // Only what this server serves; the descriptor set holds both packages.
+            .with_service_name(service_name)
+            .with_service_name("grpc.health.v1.Health")
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }

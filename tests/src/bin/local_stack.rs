@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
                 databases: Some((args.dispute_database.clone(), args.document_database.clone())),
                 jwt_secret: jwt_secret.clone(),
                 drain_timeout_secs: 10,
+                part_size_bytes: 8 * 1024 * 1024,
                 ..Default::default()
             })
             .await?;
@@ -191,7 +192,11 @@ Ctrl-C stops everything.
         data = args.data_dir.display(),
         ddb = args.dispute_database,
         odb = args.document_database,
-        pg = e2e::admin_database_url().rsplit('@').next().unwrap_or_default(),
+        pg = e2e::admin_database_url()
+            .rsplit('@')
+            .next()
+            .and_then(|host| host.split('/').next())
+            .unwrap_or_default(),
         tenant = args.tenant,
     );
 }
