@@ -56,6 +56,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
+    // Secrets are SecretString: Debug prints them redacted.
+    tracing::info!(config = ?config, "effective configuration");
     let pool = connect_database(
         config.database_url.expose_secret(),
         config.db_max_connections,

@@ -62,6 +62,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // Secrets are SecretString: Debug prints them redacted.
+    tracing::info!(config = ?config, "effective configuration");
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
     let pool = connect_database(
         config.database_url.expose_secret(),
