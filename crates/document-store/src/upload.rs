@@ -3,6 +3,7 @@
 //! size. Any failure, cap breach or cancellation removes everything the upload created:
 //! the multipart upload, the object and the metadata row.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use aws_sdk_s3::types::CompletedPart;
@@ -103,7 +104,8 @@ impl Uploads {
     {
         let settings = self.settings;
         let mut hasher = Sha256::new();
-        let mut buffer = BytesMut::with_capacity(settings.part_size.min(1 << 20));
+        let mut buffer = PartBuffer::new(settings.part_size);
+        let mut prefix: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
         let mut total: u64 = 0;
         let mut detected: Option<ContentType> = None;
         let mut parts_in_flight: JoinSet<anyhow::Result<CompletedPart>> = JoinSet::new();
@@ -131,14 +133,14 @@ impl Uploads {
                 });
             }
             hasher.update(&chunk);
-            buffer.extend_from_slice(&chunk);
             if detected.is_none() {
-                detected = check_content(header.declared, &buffer, false)?;
+                let wanted = SNIFF_LEN.saturating_sub(prefix.len()).min(chunk.len());
+                prefix.extend_from_slice(&chunk[..wanted]);
+                detected = check_content(header.declared, &prefix, false)?;
             }
+            buffer.push(chunk);
 
-            // Ship full parts once more bytes than one part are buffered, so the last part
-            // is never empty.
-            while buffer.len() > settings.part_size {
+            while let Some(part) = buffer.take_full_part() {
                 let upload_id = match object {
                     ObjectState::Multipart { upload_id } => upload_id.clone(),
                     _ => {
@@ -156,7 +158,6 @@ impl Uploads {
                         upload_id
                     }
                 };
-                let part = buffer.split_to(settings.part_size).freeze();
                 while parts_in_flight.len() >= settings.max_parts_in_flight {
                     completed_parts.push(join_part(&mut parts_in_flight).await?);
                 }
@@ -174,7 +175,7 @@ impl Uploads {
 
         let content_type = match detected {
             Some(content_type) => content_type,
-            None => check_content(header.declared, &buffer, true)?
+            None => check_content(header.declared, &prefix, true)?
                 .ok_or(DocumentError::TooShortToIdentify)?,
         };
         let sha256 = hex::encode(hasher.finalize());
@@ -190,7 +191,7 @@ impl Uploads {
         match object {
             ObjectState::Multipart { upload_id } => {
                 let upload_id = upload_id.clone();
-                let last = buffer.split().freeze();
+                let last = buffer.take_rest();
                 let objects = self.objects.clone();
                 let key_owned = key.to_owned();
                 let part_number = next_part_number;
@@ -213,7 +214,7 @@ impl Uploads {
                 // be cleaned up.
                 *object = ObjectState::Stored;
                 self.objects
-                    .put_object(key, buffer.split().freeze())
+                    .put_object(key, buffer.take_rest())
                     .await?;
             }
         }
@@ -258,6 +259,64 @@ impl Uploads {
         {
             tracing::error!(error = ?error, document_id, "cleanup of a failed upload's row failed");
         }
+    }
+}
+
+/// Collects chunks and cuts them into parts of exactly `part_size` bytes. Each byte is
+/// copied once, into a buffer allocated at its final size: growing one buffer instead would
+/// double its allocation past the part size and copy on every doubling.
+struct PartBuffer {
+    part_size: usize,
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl PartBuffer {
+    fn new(part_size: usize) -> Self {
+        Self {
+            part_size,
+            chunks: VecDeque::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// A full part, once more than one part is buffered, so the last part is never empty.
+    fn take_full_part(&mut self) -> Option<Bytes> {
+        (self.len > self.part_size).then(|| self.take(self.part_size))
+    }
+
+    /// Everything buffered (the last part, or the whole of a small file).
+    fn take_rest(&mut self) -> Bytes {
+        if self.chunks.len() == 1 {
+            self.len = 0;
+            return self.chunks.pop_front().unwrap_or_default();
+        }
+        self.take(self.len)
+    }
+
+    fn take(&mut self, n: usize) -> Bytes {
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let Some(mut front) = self.chunks.pop_front() else {
+                break;
+            };
+            let needed = n - out.len();
+            if front.len() > needed {
+                out.extend_from_slice(&front.split_to(needed));
+                self.chunks.push_front(front);
+            } else {
+                out.extend_from_slice(&front);
+            }
+        }
+        self.len -= out.len();
+        out.freeze()
     }
 }
 
@@ -318,6 +377,42 @@ pub async fn sweep_abandoned_uploads(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_are_cut_exactly_and_keep_byte_order() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut buffer = PartBuffer::new(30);
+        let mut parts = Vec::new();
+        for chunk in data.chunks(7) {
+            buffer.push(Bytes::copy_from_slice(chunk));
+            while let Some(part) = buffer.take_full_part() {
+                parts.push(part);
+            }
+        }
+        assert_eq!(
+            parts.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![30, 30, 30]
+        );
+        let last = buffer.take_rest();
+        assert_eq!(last.len(), 10);
+        let joined: Vec<u8> = parts
+            .iter()
+            .chain(std::iter::once(&last))
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn exactly_one_part_stays_buffered_as_the_last() {
+        let mut buffer = PartBuffer::new(10);
+        buffer.push(Bytes::from_static(b"0123456789"));
+        assert!(buffer.take_full_part().is_none());
+        assert_eq!(buffer.take_rest(), Bytes::from_static(b"0123456789"));
+        buffer.push(Bytes::from_static(b""));
+        assert!(buffer.take_rest().is_empty());
+    }
 
     #[test]
     fn content_check_waits_then_decides() {

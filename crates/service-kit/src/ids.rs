@@ -14,12 +14,16 @@ const ULID_LEN: usize = 26;
 
 /// A new id with `prefix` (without the underscore), ordered by creation time.
 pub fn new_id(prefix: &str) -> String {
-    let ulid = GENERATOR
+    let monotonic = GENERATOR
         .lock()
         .ok()
-        .and_then(|mut generator| generator.generate().ok())
-        // Only after 2^80 ids in one millisecond, or a poisoned lock: fall back to random.
-        .unwrap_or_else(Ulid::new);
+        .and_then(|mut generator| generator.generate().ok());
+    // None only after 2^80 ids in one millisecond, or a poisoned lock: fall back to random.
+    // (Ulid::default() would be the nil id, so no unwrap_or_default here.)
+    let ulid = match monotonic {
+        Some(ulid) => ulid,
+        None => Ulid::new(),
+    };
     format!("{prefix}_{}", ulid.to_string().to_lowercase())
 }
 
