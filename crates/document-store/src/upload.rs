@@ -213,9 +213,7 @@ impl Uploads {
                 // Mark first: a put that fails after the server stored the bytes must still
                 // be cleaned up.
                 *object = ObjectState::Stored;
-                self.objects
-                    .put_object(key, buffer.take_rest())
-                    .await?;
+                self.objects.put_object(key, buffer.take_rest()).await?;
             }
         }
 

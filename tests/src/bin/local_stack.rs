@@ -78,9 +78,9 @@ fn dev_jwt_secret(data_dir: &std::path::Path) -> anyhow::Result<String> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.data_dir).context("create data dir")?;
-    let telemetry = service_kit::telemetry::init(service_kit::telemetry::TelemetryOptions::for_service(
-        "local-stack",
-    ))?;
+    let telemetry = service_kit::telemetry::init(
+        service_kit::telemetry::TelemetryOptions::for_service("local-stack"),
+    )?;
     let jwt_secret = dev_jwt_secret(&args.data_dir)?;
     let s3_root = args.data_dir.join("s3");
     let admin_url = e2e::admin_database_url();
@@ -96,7 +96,10 @@ async fn main() -> anyhow::Result<()> {
                 document_store_addr: Some(args.document_store_addr),
                 s3_addr: Some(args.s3_addr),
                 s3_root: Some(s3_root),
-                databases: Some((args.dispute_database.clone(), args.document_database.clone())),
+                databases: Some((
+                    args.dispute_database.clone(),
+                    args.document_database.clone(),
+                )),
                 jwt_secret: jwt_secret.clone(),
                 drain_timeout_secs: 10,
                 part_size_bytes: 8 * 1024 * 1024,
