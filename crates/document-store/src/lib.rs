@@ -7,7 +7,6 @@ pub mod grpc;
 pub mod store;
 pub mod upload;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +15,6 @@ use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
 use service_kit::propagation::GrpcServerTraceLayer;
 use service_kit::server::{drain_deadline, health_off_on_shutdown, reflection_services};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -38,16 +36,7 @@ const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(3600);
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
-    let options = PgConnectOptions::from_str(url)
-        .context("parse database url")?
-        .application_name("document-store")
-        .options([("timezone", "UTC")]);
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .context("connect to postgres")?;
+    let pool = service_kit::database::connect_pool(url, max_connections, "document-store").await?;
     sqlx::migrate!("./migrations")
         .run(&pool)
         .await

@@ -3,6 +3,7 @@
 //! google.rpc error details.
 
 pub mod auth;
+pub mod database;
 pub mod errors;
 pub mod ids;
 pub mod page_token;
