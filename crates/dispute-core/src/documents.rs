@@ -80,6 +80,24 @@ impl DocumentsClient {
     }
 }
 
+impl DocumentsClient {
+    /// The ids among `ids` that are not documents of the caller's tenant.
+    pub async fn missing_documents(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<Vec<String>, DisputeError> {
+        let mut client = self.client.clone();
+        let request = Self::request(caller, pb::BatchGetDocumentsRequest { ids: ids.to_vec() })?;
+        let response = client
+            .batch_get_documents(request)
+            .await
+            .map_err(map_status)?
+            .into_inner();
+        Ok(response.missing_ids)
+    }
+}
+
 fn map_status(status: tonic::Status) -> DisputeError {
     match status.code() {
         Code::PermissionDenied => DisputeError::MissingScope {

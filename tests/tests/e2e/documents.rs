@@ -362,3 +362,112 @@ async fn list_documents_pages_by_dispute() {
     assert_eq!(violated_fields(&status), vec!["page_token"]);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
+    let stack = stack(ChecksumMode::WhenRequired).await;
+    let token = stack.full_token("acme");
+    let mut client = stack.documents(Some(&token)).await;
+    let first = upload(
+        &mut client,
+        header("a.pdf", "application/pdf"),
+        &pdf_of_size(40),
+    )
+    .await
+    .unwrap();
+    let second = upload(&mut client, header("b.jpg", "image/jpeg"), &SMALLEST_JPEG)
+        .await
+        .unwrap();
+    let unknown = service_kit::ids::new_id("doc");
+
+    // Batch lookups report what exists for the caller, in request order.
+    let batch = client
+        .batch_get_documents(pb::BatchGetDocumentsRequest {
+            ids: vec![second.id.clone(), unknown.clone(), first.id.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let found: Vec<&str> = batch.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(found, vec![second.id.as_str(), first.id.as_str()]);
+    assert_eq!(batch.missing_ids, vec![unknown.clone()]);
+
+    // Locking is all or nothing.
+    let status = client
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![first.id.clone(), unknown.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    client
+        .delete_document(pb::DeleteDocumentRequest {
+            id: second.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let locked = client
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![first.id.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let lock_time = locked.documents[0].lock_time.clone().unwrap();
+    assert_eq!(locked.documents[0].sha256, first.sha256);
+    // Locking again keeps the first lock time.
+    let again = client
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![first.id.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.documents[0].lock_time, Some(lock_time));
+    let status = client
+        .delete_document(pb::DeleteDocumentRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "DOCUMENT_LOCKED");
+    let (_, bytes) = download(&mut client, &first.id, 0, 0).await.unwrap();
+    assert_eq!(bytes, pdf_of_size(40));
+
+    // Another tenant learns nothing and locks nothing.
+    let other = stack.full_token("other");
+    let mut other_client = stack.documents(Some(&other)).await;
+    let batch = other_client
+        .batch_get_documents(pb::BatchGetDocumentsRequest {
+            ids: vec![first.id.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(batch.documents.is_empty());
+    assert_eq!(batch.missing_ids, vec![first.id.clone()]);
+    let status = other_client
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![first.id.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    // Bad batches name the bad entries.
+    let status = client
+        .batch_get_documents(pb::BatchGetDocumentsRequest {
+            ids: vec!["nope".into(), first.id.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["ids[0]"]);
+    let status = client
+        .lock_documents(pb::LockDocumentsRequest { ids: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["ids"]);
+    stack.stop().await;
+}

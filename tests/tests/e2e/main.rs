@@ -6,6 +6,7 @@
 mod auth;
 mod disputes;
 mod documents;
+mod evidence;
 mod fixtures;
 mod shutdown;
 mod tracing_propagation;

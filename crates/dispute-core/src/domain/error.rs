@@ -12,6 +12,12 @@ pub enum DisputeError {
     Validation(Vec<Violation>),
     #[error("request_id was already used with a different request")]
     IdempotencyKeyReused,
+    /// A lifecycle rule refuses the change; `reason` is an UPPER_SNAKE ErrorInfo reason.
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionConflict { expected: i64, current: i64 },
     #[error("the token lacks scope {scope}, needed to {purpose}")]

@@ -111,6 +111,91 @@ macro_rules! evidence_fields {
     };
 }
 
+/// Evidence changes of an UpdateDispute request, by name (present fields only).
+macro_rules! evidence_update_fields {
+    ($($field:ident),+ $(,)?) => {
+        fn evidence_changes(update: &pb::EvidenceUpdate) -> Vec<(&'static str, String)> {
+            let mut changes = Vec::new();
+            $(if let Some(value) = &update.$field {
+                changes.push((stringify!($field), value.clone()));
+            })+
+            changes
+        }
+    };
+}
+
+evidence_update_fields!(
+    access_activity_log,
+    billing_address,
+    cancellation_policy,
+    cancellation_policy_disclosure,
+    cancellation_rebuttal,
+    customer_communication,
+    customer_email_address,
+    customer_name,
+    customer_purchase_ip,
+    customer_signature,
+    duplicate_charge_documentation,
+    duplicate_charge_explanation,
+    duplicate_charge_id,
+    product_description,
+    receipt,
+    refund_policy,
+    refund_policy_disclosure,
+    refund_refusal_explanation,
+    service_date,
+    service_documentation,
+    shipping_address,
+    shipping_carrier,
+    shipping_date,
+    shipping_documentation,
+    shipping_tracking_number,
+    uncategorized_file,
+    uncategorized_text,
+);
+
+/// The changes an UpdateDispute asks for, plus violations only the transport sees.
+pub fn dispute_changes(
+    request: &pb::UpdateDisputeRequest,
+) -> (crate::app::DisputeChanges, Vec<Violation>) {
+    let mut violations = Vec::new();
+    let evidence = request
+        .evidence
+        .as_ref()
+        .map(evidence_changes)
+        .unwrap_or_default();
+    for (field, value) in &evidence {
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        {
+            violations.push(Violation::new(
+                format!("evidence.{field}"),
+                "must not contain control characters",
+            ));
+        }
+    }
+    if evidence.is_empty()
+        && request.metadata.is_empty()
+        && !request.clear_metadata
+        && !request.submit
+    {
+        violations.push(Violation::new(
+            "evidence",
+            "nothing to change: set evidence, metadata, clear_metadata or submit",
+        ));
+    }
+    (
+        crate::app::DisputeChanges {
+            evidence,
+            metadata: request.metadata.clone(),
+            clear_metadata: request.clear_metadata,
+            submit: request.submit,
+        },
+        violations,
+    )
+}
+
 evidence_fields!(
     access_activity_log,
     billing_address,

@@ -14,9 +14,9 @@ use service_kit::page_token::{decode_page_token, effective_page_size, encode_pag
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use crate::app::{Disputes, IdempotencyKey, Outcome};
+use crate::app::{Disputes, IdempotencyKey, MutationGuards, Outcome};
 use crate::domain::dispute::validate_request_id;
-use crate::domain::{DisputeError, NewDispute};
+use crate::domain::{Dispute, DisputeError, NewDispute};
 
 pub struct DisputeServiceHandler {
     disputes: Disputes,
@@ -42,13 +42,53 @@ fn hex_digest(bytes: &[u8]) -> String {
 }
 
 fn dispute_id(id: &str) -> Result<(), DisputeError> {
+    dispute_id_field("id", id).map_err(|v| DisputeError::Validation(vec![v]))
+}
+
+fn dispute_id_field(field: &str, id: &str) -> Result<(), Violation> {
     if is_valid_id("dsp", id) {
         Ok(())
     } else {
-        Err(DisputeError::Validation(vec![Violation::new(
-            "id",
-            "must be a dispute id (dsp_...)",
-        )]))
+        Err(Violation::new(field, "must be a dispute id (dsp_...)"))
+    }
+}
+
+/// How events and idempotent replays store a dispute: its protobuf encoding.
+fn encode_dispute(dispute: &Dispute) -> Vec<u8> {
+    pb::Dispute::from(dispute.clone()).encode_to_vec()
+}
+
+/// The dispute a mutation produced, fresh or replayed from its first answer.
+fn dispute_of(outcome: Outcome<Dispute>) -> Result<pb::Dispute, DisputeError> {
+    match outcome {
+        Outcome::Done(dispute) => Ok(dispute.into()),
+        Outcome::Replayed(bytes) => pb::Dispute::decode(bytes.as_slice()).map_err(|e| {
+            DisputeError::Internal(anyhow::Error::new(e).context("decode stored response"))
+        }),
+    }
+}
+
+/// A request id and the fingerprint of the request without it.
+fn idempotency_key<M: Message + Clone>(
+    request: &M,
+    request_id: &str,
+    clear: impl FnOnce(&mut M),
+    violations: &mut Vec<Violation>,
+) -> Option<IdempotencyKey> {
+    match validate_request_id(request_id) {
+        Ok(Some(request_id)) => {
+            let mut without_id = request.clone();
+            clear(&mut without_id);
+            Some(IdempotencyKey {
+                request_id,
+                request_fingerprint: request_fingerprint(&without_id),
+            })
+        }
+        Ok(None) => None,
+        Err(violation) => {
+            violations.push(violation);
+            None
+        }
     }
 }
 
@@ -155,6 +195,87 @@ impl DisputeService for DisputeServiceHandler {
             next_page_token: next
                 .map(|cursor| encode_page_token(&cursor, &fingerprint))
                 .unwrap_or_default(),
+        }))
+    }
+
+    async fn update_dispute(
+        &self,
+        request: Request<pb::UpdateDisputeRequest>,
+    ) -> Result<Response<pb::UpdateDisputeResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesWrite)?;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        if let Err(v) = dispute_id_field("id", &request.id) {
+            violations.push(v);
+        }
+        let idempotency = idempotency_key(
+            &request,
+            &request.request_id,
+            |r| r.request_id.clear(),
+            &mut violations,
+        );
+        let changes = convert::dispute_changes(&request);
+        violations.extend(changes.1);
+        if !violations.is_empty() {
+            return Err(DisputeError::Validation(violations).into());
+        }
+        let outcome = self
+            .disputes
+            .update_dispute(
+                &caller,
+                &request.id,
+                changes.0,
+                MutationGuards {
+                    expected_version: request.expected_version,
+                    idempotency,
+                },
+                encode_dispute,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateDisputeResponse {
+            dispute: Some(dispute_of(outcome)?),
+        }))
+    }
+
+    async fn create_action(
+        &self,
+        _request: Request<pb::CreateActionRequest>,
+    ) -> Result<Response<pb::CreateActionResponse>, Status> {
+        Err(Status::unimplemented("CreateAction"))
+    }
+
+    async fn record_network_event(
+        &self,
+        _request: Request<pb::RecordNetworkEventRequest>,
+    ) -> Result<Response<pb::RecordNetworkEventResponse>, Status> {
+        Err(Status::unimplemented("RecordNetworkEvent"))
+    }
+
+    async fn get_evidence_requirements(
+        &self,
+        request: Request<pb::GetEvidenceRequirementsRequest>,
+    ) -> Result<Response<pb::GetEvidenceRequirementsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesRead)?;
+        let id = request.into_inner().dispute_id;
+        dispute_id_field("dispute_id", &id).map_err(|v| DisputeError::Validation(vec![v]))?;
+        let (dispute, requirements) = self
+            .disputes
+            .evidence_requirements(&caller.tenant_id, &id)
+            .await?;
+        let (missing_required, missing_recommended) = requirements.missing(&dispute.evidence);
+        let used = crate::domain::evidence::text_chars(&dispute.evidence);
+        let names = |fields: Vec<&'static str>| fields.into_iter().map(str::to_owned).collect();
+        Ok(Response::new(pb::GetEvidenceRequirementsResponse {
+            required_fields: names(requirements.required.clone()),
+            recommended_fields: names(requirements.recommended.clone()),
+            missing_required_fields: names(missing_required),
+            missing_recommended_fields: names(missing_recommended),
+            text_characters_used: used as i32,
+            text_characters_remaining: crate::domain::evidence::MAX_EVIDENCE_TEXT_CHARS
+                .saturating_sub(used) as i32,
+            due_time: dispute.due_time.map(convert::timestamp),
         }))
     }
 }

@@ -30,6 +30,9 @@ impl From<DisputeError> for Status {
                 details.set_error_info("IDEMPOTENCY_KEY_REUSED", DOMAIN, []);
                 Status::with_error_details(Code::FailedPrecondition, e.to_string(), details)
             }
+            DisputeError::FailedPrecondition { reason, message } => {
+                service_kit::errors::failed_precondition(DOMAIN, reason, "dispute", message)
+            }
             e @ DisputeError::VersionConflict { .. } => {
                 status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
             }

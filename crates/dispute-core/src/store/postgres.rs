@@ -225,6 +225,75 @@ pub async fn insert_action_record(
     Ok(())
 }
 
+/// Loads a dispute and locks its row until the transaction ends.
+#[tracing::instrument(skip(conn))]
+pub async fn find_dispute_for_update(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<Dispute>> {
+    let row: Option<DisputeRow> = sqlx::query_as(&format!(
+        "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2 for update"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("select dispute for update")?;
+    let Some(row) = row else { return Ok(None) };
+    let mut disputes = vec![Dispute::try_from(row)?];
+    attach_history_and_ledger(conn, tenant_id, &mut disputes).await?;
+    Ok(disputes.pop())
+}
+
+/// Stores staged evidence and metadata and bumps the version.
+#[tracing::instrument(skip(conn, evidence, metadata))]
+pub async fn update_evidence_and_metadata(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    evidence: &BTreeMap<String, String>,
+    metadata: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update disputes
+            set evidence = $3, has_evidence = $4, metadata = $5, version = version + 1
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(Json(evidence))
+    .bind(!evidence.is_empty())
+    .bind(Json(metadata))
+    .execute(&mut *conn)
+    .await
+    .context("update evidence and metadata")?;
+    Ok(())
+}
+
+/// Records an event holding the dispute as it is after the change.
+pub async fn insert_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+    event_type: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into dispute_events (tenant_id, id, dispute_id, type, payload)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant_id)
+    .bind(service_kit::ids::new_id("evt"))
+    .bind(dispute_id)
+    .bind(event_type)
+    .bind(payload)
+    .execute(&mut *conn)
+    .await
+    .context("insert event")?;
+    Ok(())
+}
+
 #[tracing::instrument(skip(conn))]
 pub async fn find_dispute(
     conn: &mut PgConnection,

@@ -48,6 +48,47 @@ fn document_id(field: &str, id: &str) -> Result<(), DocumentError> {
     }
 }
 
+/// Most ids one batch call takes.
+const MAX_BATCH_IDS: usize = 100;
+
+/// Checks a batch of document ids: 1 to 100 well-formed ids, duplicates removed.
+fn batch_ids(ids: Vec<String>) -> Result<Vec<String>, DocumentError> {
+    let mut violations = Vec::new();
+    if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
+        violations.push(Violation::new(
+            "ids",
+            format!("must hold 1 to {MAX_BATCH_IDS} ids"),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if !is_valid_id("doc", id) {
+            violations.push(Violation::new(
+                format!("ids[{i}]"),
+                "must be a document id (doc_...)",
+            ));
+        }
+    }
+    if !violations.is_empty() {
+        return Err(DocumentError::Validation(violations));
+    }
+    let mut unique = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    Ok(unique)
+}
+
+/// Puts documents in the order of `ids`.
+fn in_request_order(
+    ids: &[String],
+    mut documents: Vec<crate::domain::Document>,
+) -> Vec<pb::Document> {
+    documents.sort_by_key(|d| ids.iter().position(|id| *id == d.id));
+    documents.into_iter().map(Into::into).collect()
+}
+
 /// Reads the header message, then turns the rest of the stream into byte chunks.
 async fn read_header(
     stream: &mut Streaming<pb::UploadDocumentRequest>,
@@ -281,5 +322,57 @@ impl DocumentService for DocumentServiceHandler {
             .await
             .map_err(|e| DocumentError::Internal(e.into()))?;
         Ok(Response::new(pb::DeleteDocumentResponse {}))
+    }
+
+    async fn batch_get_documents(
+        &self,
+        request: Request<pb::BatchGetDocumentsRequest>,
+    ) -> Result<Response<pb::BatchGetDocumentsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DocumentsRead)?;
+        let ids = batch_ids(request.into_inner().ids)?;
+        let found = postgres::find_available_documents(&self.uploads.pool, &caller.tenant_id, &ids)
+            .await
+            .map_err(DocumentError::from)?;
+        let missing_ids = ids
+            .iter()
+            .filter(|id| !found.iter().any(|d| d.id == **id))
+            .cloned()
+            .collect();
+        Ok(Response::new(pb::BatchGetDocumentsResponse {
+            documents: in_request_order(&ids, found),
+            missing_ids,
+        }))
+    }
+
+    async fn lock_documents(
+        &self,
+        request: Request<pb::LockDocumentsRequest>,
+    ) -> Result<Response<pb::LockDocumentsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DocumentsWrite)?;
+        let ids = batch_ids(request.into_inner().ids)?;
+        let mut tx = self
+            .uploads
+            .pool
+            .begin()
+            .await
+            .map_err(|e| DocumentError::Internal(e.into()))?;
+        let locked = postgres::lock_documents(&mut tx, &caller.tenant_id, &ids)
+            .await
+            .map_err(DocumentError::from)?;
+        // All or nothing: an unknown id leaves every document as it was.
+        if let Some(missing) = ids.iter().find(|id| !locked.iter().any(|d| d.id == **id)) {
+            return Err(DocumentError::NotFound {
+                id: missing.clone(),
+            }
+            .into());
+        }
+        tx.commit()
+            .await
+            .map_err(|e| DocumentError::Internal(e.into()))?;
+        Ok(Response::new(pb::LockDocumentsResponse {
+            documents: in_request_order(&ids, locked),
+        }))
     }
 }

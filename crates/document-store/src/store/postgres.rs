@@ -266,3 +266,41 @@ pub async fn claim_abandoned_uploads(
         })
         .collect())
 }
+
+/// The caller's available documents among `ids`.
+#[tracing::instrument(skip(pool))]
+pub async fn find_available_documents(
+    pool: &PgPool,
+    tenant_id: &str,
+    ids: &[String],
+) -> anyhow::Result<Vec<Document>> {
+    let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
+        "select {DOCUMENT_COLUMNS} from documents
+          where tenant_id = $1 and id = any($2) and state = 'available'"
+    ))
+    .bind(tenant_id)
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Locks the caller's available documents among `ids` (keeping an earlier lock time) and
+/// returns them; inside `conn`'s transaction so the caller can check all were found.
+#[tracing::instrument(skip(conn))]
+pub async fn lock_documents(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    ids: &[String],
+) -> anyhow::Result<Vec<Document>> {
+    let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
+        "update documents set lock_time = coalesce(lock_time, now())
+          where tenant_id = $1 and id = any($2) and state = 'available'
+      returning {DOCUMENT_COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}

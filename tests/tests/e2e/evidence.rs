@@ -1,0 +1,288 @@
+//! UpdateDispute (evidence staging and metadata, Stripe-compatible) and
+//! GetEvidenceRequirements.
+
+use std::time::Duration;
+
+use disputes_proto::disputes_v1 as dpb;
+use e2e::{Stack, StackOptions};
+use prost_types::Timestamp;
+use tonic::Code;
+
+use crate::fixtures::*;
+
+async fn stack() -> Stack {
+    e2e::init_test_telemetry(None);
+    Stack::start(StackOptions::default()).await.unwrap()
+}
+
+fn update(id: &str) -> dpb::UpdateDisputeRequest {
+    dpb::UpdateDisputeRequest {
+        id: id.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_evidence_and_metadata_follow_stripes_rules() {
+    let stack = stack().await;
+    let token = stack.full_token("acme");
+    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut documents = stack.documents(Some(&token)).await;
+    let mut create = merchant_dispute("", "ch_ev");
+    create.metadata.insert("order".into(), "A-17".into());
+    create.metadata.insert("channel".into(), "web".into());
+    let dispute = disputes
+        .create_dispute(create)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    let mut h = header("receipt.pdf", "application/pdf");
+    h.dispute_id = dispute.id.clone();
+    let receipt = upload(&mut documents, h, &pdf_of_size(100)).await.unwrap();
+
+    // Stage evidence (submit=false is the default).
+    let mut request = update(&dispute.id);
+    request.expected_version = Some(dispute.version);
+    request.evidence = Some(dpb::EvidenceUpdate {
+        customer_name: Some("Jane Doe".into()),
+        shipping_tracking_number: Some("1Z999".into()),
+        receipt: Some(receipt.id.clone()),
+        ..Default::default()
+    });
+    let staged = disputes
+        .update_dispute(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert_eq!(staged.version, dispute.version + 1);
+    assert_eq!(staged.status, dpb::DisputeStatus::NeedsResponse as i32);
+    let evidence = staged.evidence.clone().unwrap();
+    assert_eq!(evidence.customer_name, "Jane Doe");
+    assert_eq!(evidence.receipt, receipt.id);
+    let details = staged.evidence_details.clone().unwrap();
+    assert!(details.has_evidence);
+    assert_eq!(details.submission_count, 0);
+    assert_eq!(
+        staged.action_history.last().unwrap().what,
+        "evidence_staged"
+    );
+
+    // An empty string clears one field; unset fields stay.
+    let mut request = update(&dispute.id);
+    request.evidence = Some(dpb::EvidenceUpdate {
+        customer_name: Some(String::new()),
+        ..Default::default()
+    });
+    let cleared = disputes
+        .update_dispute(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    let evidence = cleared.evidence.unwrap();
+    assert_eq!(evidence.customer_name, "");
+    assert_eq!(evidence.shipping_tracking_number, "1Z999");
+
+    // Metadata: an empty value unsets one key; clear_metadata removes all.
+    let mut request = update(&dispute.id);
+    request.metadata.insert("order".into(), String::new());
+    request.metadata.insert("agent".into(), "bob".into());
+    let meta = disputes
+        .update_dispute(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert_eq!(meta.metadata.get("order"), None);
+    assert_eq!(
+        meta.metadata.get("channel").map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(meta.metadata.get("agent").map(String::as_str), Some("bob"));
+    let mut request = update(&dispute.id);
+    request.clear_metadata = true;
+    let none = disputes
+        .update_dispute(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert!(none.metadata.is_empty());
+
+    // Over the 150,000-character budget: INVALID_ARGUMENT naming the limit; nothing changes.
+    let mut request = update(&dispute.id);
+    request.evidence = Some(dpb::EvidenceUpdate {
+        uncategorized_text: Some("x".repeat(149_990)),
+        product_description: Some("y".repeat(20)),
+        ..Default::default()
+    });
+    let status = disputes.update_dispute(request).await.unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["evidence"]);
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let description = &details.bad_request().unwrap().field_violations[0].description;
+    assert!(description.contains("150000"), "{description}");
+
+    // A stale version is ABORTED and changes nothing.
+    let mut request = update(&dispute.id);
+    request.expected_version = Some(dispute.version);
+    request.metadata.insert("k".into(), "v".into());
+    let status = disputes.update_dispute(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    let current = disputes
+        .get_dispute(dpb::GetDisputeRequest {
+            id: dispute.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert!(current.metadata.is_empty());
+    assert_eq!(current.version, none.version);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_documents_must_exist_in_the_callers_tenant() {
+    let stack = stack().await;
+    let token = stack.full_token("acme");
+    let other = stack.full_token("other");
+    let mut disputes = stack.disputes(Some(&token)).await;
+    let dispute = disputes
+        .create_dispute(merchant_dispute("", "ch_docs"))
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    let mut other_documents = stack.documents(Some(&other)).await;
+    let foreign = upload(
+        &mut other_documents,
+        header("f.pdf", "application/pdf"),
+        &pdf_of_size(20),
+    )
+    .await
+    .unwrap();
+    let mut request = update(&dispute.id);
+    request.evidence = Some(dpb::EvidenceUpdate {
+        receipt: Some(foreign.id.clone()),
+        shipping_documentation: Some(service_kit::ids::new_id("doc")),
+        customer_signature: Some("not-a-doc".into()),
+        ..Default::default()
+    });
+    let status = disputes.update_dispute(request).await.unwrap_err();
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![
+            "evidence.customer_signature",
+            "evidence.receipt",
+            "evidence.shipping_documentation"
+        ]
+    );
+    // Another tenant's dispute is NOT_FOUND.
+    let mut other_disputes = stack.disputes(Some(&other)).await;
+    let mut request = update(&dispute.id);
+    request.metadata.insert("k".into(), "v".into());
+    let status = other_disputes.update_dispute(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // An empty update names what could be set.
+    let status = disputes
+        .update_dispute(update(&dispute.id))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["evidence"]);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_is_frozen_past_the_deadline() {
+    let stack = stack().await;
+    let token = stack.full_token("acme");
+    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut create = merchant_dispute("", "ch_late");
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    create.due_time = Some(Timestamp {
+        seconds: soon.timestamp(),
+        nanos: soon.timestamp_subsec_nanos() as i32,
+    });
+    let dispute = disputes
+        .create_dispute(create)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let mut request = update(&dispute.id);
+    request.evidence = Some(dpb::EvidenceUpdate {
+        customer_name: Some("Too Late".into()),
+        ..Default::default()
+    });
+    let status = disputes.update_dispute(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "DEADLINE_PASSED");
+    // Metadata is not evidence: it can still change.
+    let mut request = update(&dispute.id);
+    request.metadata.insert("note".into(), "late".into());
+    disputes.update_dispute(request).await.unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requirements_list_missing_fields_and_the_text_budget() {
+    let stack = stack().await;
+    let token = stack.full_token("acme");
+    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut create = merchant_dispute("", "ch_req");
+    create.reason = dpb::DisputeReason::Duplicate.into();
+    let dispute = disputes
+        .create_dispute(create)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    let mut request = update(&dispute.id);
+    request.evidence = Some(dpb::EvidenceUpdate {
+        duplicate_charge_id: Some("ch_original".into()),
+        ..Default::default()
+    });
+    disputes.update_dispute(request).await.unwrap();
+    let reqs = disputes
+        .get_evidence_requirements(dpb::GetEvidenceRequirementsRequest {
+            dispute_id: dispute.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        reqs.required_fields
+            .contains(&"duplicate_charge_explanation".to_owned())
+    );
+    assert_eq!(
+        reqs.missing_required_fields,
+        vec!["duplicate_charge_explanation".to_owned()]
+    );
+    assert_eq!(reqs.text_characters_used, "ch_original".len() as i32);
+    assert_eq!(
+        reqs.text_characters_remaining,
+        150_000 - "ch_original".len() as i32
+    );
+    let status = disputes
+        .get_evidence_requirements(dpb::GetEvidenceRequirementsRequest {
+            dispute_id: "bad".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["dispute_id"]);
+    stack.stop().await;
+}
