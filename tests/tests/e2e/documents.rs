@@ -414,7 +414,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
         .await
         .unwrap()
         .into_inner();
-    let lock_time = locked.documents[0].lock_time.clone().unwrap();
+    let lock_time = locked.documents[0].lock_time.unwrap();
     assert_eq!(locked.documents[0].sha256, first.sha256);
     // Locking again keeps the first lock time.
     let again = client

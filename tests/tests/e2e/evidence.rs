@@ -63,7 +63,7 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
     let evidence = staged.evidence.clone().unwrap();
     assert_eq!(evidence.customer_name, "Jane Doe");
     assert_eq!(evidence.receipt, receipt.id);
-    let details = staged.evidence_details.clone().unwrap();
+    let details = staged.evidence_details.unwrap();
     assert!(details.has_evidence);
     assert_eq!(details.submission_count, 0);
     assert_eq!(
