@@ -120,6 +120,7 @@ impl Disputes {
         {
             return Ok(Outcome::Replayed(response));
         }
+        check_disputed_total(&mut tx, tenant_id, &new).await?;
         let id = new_id("dsp");
         postgres::insert_dispute(&mut tx, tenant_id, &id, &new).await?;
         postgres::insert_action_record(
@@ -392,6 +393,39 @@ fn check_evidence_open(dispute: &Dispute, now: DateTime<Utc>) -> Result<(), Disp
             reason: "DEADLINE_PASSED",
             message: "the response deadline has passed".to_owned(),
         });
+    }
+    Ok(())
+}
+
+/// Several disputes may exist for one charge or transaction, but together they never claim
+/// more than its original amount when that is known (SPEC §3).
+async fn check_disputed_total(
+    tx: &mut PgConnection,
+    tenant_id: &str,
+    new: &NewDispute,
+) -> Result<(), DisputeError> {
+    let references = [
+        (postgres::ReferenceColumn::Charge, new.charge.as_deref()),
+        (
+            postgres::ReferenceColumn::TransactionId,
+            new.transaction_id.as_deref(),
+        ),
+    ];
+    for (column, reference) in references {
+        let Some(reference) = reference else { continue };
+        let so_far = postgres::lock_and_sum_disputed(tx, tenant_id, column, reference).await?;
+        let Some(original) = new.original_amount.or(so_far.original_amount) else {
+            continue;
+        };
+        if so_far.amount + new.amount > original {
+            return Err(DisputeError::FailedPrecondition {
+                reason: "AMOUNT_EXCEEDS_ORIGINAL",
+                message: format!(
+                    "disputes of {reference} would claim {} of its original {original}",
+                    so_far.amount + new.amount
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -460,3 +460,44 @@ async fn list_filters_by_side_stage_status_and_due_time() {
     assert_eq!(fields, vec!["page_size", "page_token", "status"]);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disputes_of_one_charge_never_exceed_its_original_amount() {
+    let stack = stack().await;
+    let token = stack.full_token("acme");
+    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut first = merchant_dispute("", "ch_split");
+    first.amount = 6_000;
+    first.original_amount = 10_000;
+    disputes.create_dispute(first).await.unwrap();
+    // The second dispute's request does not repeat the original amount: the first one knows it.
+    let mut second = merchant_dispute("", "ch_split");
+    second.amount = 4_000;
+    disputes.create_dispute(second).await.unwrap();
+    let mut third = merchant_dispute("", "ch_split");
+    third.amount = 1;
+    let status = disputes.create_dispute(third).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "AMOUNT_EXCEEDS_ORIGINAL");
+
+    // Concurrent partial disputes on one transaction: exactly as many fit as the amount allows.
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let mut client = disputes.clone();
+        calls.push(tokio::spawn(async move {
+            let mut request = issuer_dispute("txn_split");
+            request.amount = 300;
+            request.original_amount = 1_000;
+            client.create_dispute(request).await
+        }));
+    }
+    let mut created = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(status) => assert_eq!(error_reason(&status), "AMOUNT_EXCEEDS_ORIGINAL"),
+        }
+    }
+    assert_eq!(created, 3);
+    stack.stop().await;
+}
