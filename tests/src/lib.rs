@@ -272,6 +272,10 @@ pub struct StackOptions {
     pub jwt_secret: String,
     pub drain_timeout_secs: u64,
     pub chunk_idle_timeout_secs: u64,
+    /// Fee withdrawn with a merchant-side chargeback.
+    pub dispute_fee: i64,
+    /// Deadline sweeper interval of dispute-core.
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for StackOptions {
@@ -288,6 +292,8 @@ impl Default for StackOptions {
             jwt_secret: "e2e-jwt-secret-that-is-long-enough-0123456789".to_owned(),
             drain_timeout_secs: 5,
             chunk_idle_timeout_secs: 60,
+            dispute_fee: 1500,
+            sweep_interval_secs: 1,
         }
     }
 }
@@ -378,6 +384,9 @@ impl Stack {
             db_max_connections: 10,
             document_store_url: format!("http://{document_store_addr}"),
             drain_timeout_secs: options.drain_timeout_secs,
+            dispute_fee: options.dispute_fee,
+            refund_fee_on_win: false,
+            sweep_interval_secs: options.sweep_interval_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
         };
         let services = vec![

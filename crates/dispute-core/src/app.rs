@@ -15,7 +15,11 @@ use sqlx::PgPool;
 
 use crate::documents::DocumentsClient;
 use crate::domain::dispute::validate_metadata;
-use crate::domain::{Actor, Dispute, DisputeError, DisputeFilter, NewDispute, Status, evidence};
+use crate::domain::lifecycle::{self, CaseFacts, EvidenceEffect, IssuerFacts, Opening, Transition};
+use crate::domain::{
+    ActionType, Actor, Dispute, DisputeError, DisputeFilter, MoneyPolicy, Network, NetworkEvent,
+    NewDispute, TenantAction, Trigger, evidence,
+};
 use crate::store::postgres::{self, IdempotencyClaim, NewActionRecord};
 
 /// A mutation's `request_id` and the fingerprint of the request it came with.
@@ -37,10 +41,33 @@ pub enum Outcome<T> {
 pub struct Disputes {
     pub pool: PgPool,
     pub documents: DocumentsClient,
+    pub policy: MoneyPolicy,
 }
+
+/// A network event as RecordNetworkEvent received it.
+#[derive(Debug, Clone)]
+pub struct RecordedNetworkEvent {
+    pub network: Network,
+    pub network_case_id: String,
+    pub event_id: String,
+    pub event: NetworkEvent,
+    /// The dispute to open when the case is new.
+    pub new_case: Option<NewDispute>,
+}
+
+/// What RecordNetworkEvent did.
+pub struct NetworkEventOutcome {
+    pub dispute: Dispute,
+    pub created: bool,
+    pub applied: bool,
+}
+
+/// Disputes the sweeper handles per transaction.
+const SWEEP_BATCH: i64 = 100;
 
 const CREATE_DISPUTE: &str = "CreateDispute";
 const UPDATE_DISPUTE: &str = "UpdateDispute";
+const CREATE_ACTION: &str = "CreateAction";
 
 /// What UpdateDispute changes.
 #[derive(Debug, Clone, Default)]
@@ -121,35 +148,24 @@ impl Disputes {
             return Ok(Outcome::Replayed(response));
         }
         check_disputed_total(&mut tx, tenant_id, &new).await?;
-        let id = new_id("dsp");
-        postgres::insert_dispute(&mut tx, tenant_id, &id, &new).await?;
-        postgres::insert_action_record(
-            &mut tx,
-            tenant_id,
-            &NewActionRecord {
-                id: &new_id("act"),
-                dispute_id: &id,
-                actor: Actor::Tenant,
-                what: "created",
-                message: "",
-                document_ids: &[],
-                stage: new.stage,
-                status: new.status,
-                amount: new.amount,
-            },
-        )
-        .await?;
-        let dispute = postgres::find_dispute(&mut tx, tenant_id, &id)
-            .await?
-            .context("dispute vanished after insert")?;
-        let encoded = encode(&dispute);
-        postgres::insert_event(&mut tx, tenant_id, &id, "dispute.created", &encoded).await?;
+        let opening = Opening::Tenant {
+            stage: new.stage,
+            due_time: new.due_time,
+        };
+        let opened = lifecycle::open_dispute(
+            case_facts(&new),
+            new.amount,
+            &opening,
+            &self.policy,
+            Utc::now(),
+        )?;
+        let dispute = insert_opened_dispute(&mut tx, tenant_id, &new, &opened, &encode).await?;
         remember(
             &mut tx,
             tenant_id,
             CREATE_DISPUTE,
             idempotency.as_ref(),
-            &encoded,
+            &encode(&dispute),
         )
         .await?;
         tx.commit().await.context("commit")?;
@@ -157,8 +173,9 @@ impl Disputes {
         Ok(Outcome::Done(dispute))
     }
 
-    /// Stages evidence and changes metadata (SPEC §3 Evidence). Document fields must name
-    /// documents of the caller's tenant.
+    /// Stages evidence and changes metadata (SPEC §3 Evidence), and submits the evidence when
+    /// asked (the same as SUBMIT_EVIDENCE). Document fields must name documents of the
+    /// caller's tenant.
     pub async fn update_dispute(
         &self,
         caller: &Caller,
@@ -167,37 +184,28 @@ impl Disputes {
         guards: MutationGuards,
         encode: impl Fn(&Dispute) -> Vec<u8>,
     ) -> Result<Outcome<Dispute>, DisputeError> {
-        let MutationGuards {
-            expected_version,
-            idempotency,
-        } = guards;
-        if changes.submit {
-            return Err(DisputeError::FailedPrecondition {
-                reason: "NOT_YET",
-                message: "submit is wired with the lifecycle engine".to_owned(),
-            });
-        }
         self.check_evidence_documents(caller, &changes.evidence)
             .await?;
         let tenant_id = caller.tenant_id.as_str();
         let mut tx = self.pool.begin().await.context("begin")?;
-        if let Some(response) =
-            claim(&mut tx, tenant_id, UPDATE_DISPUTE, idempotency.as_ref()).await?
+        if let Some(response) = claim(
+            &mut tx,
+            tenant_id,
+            UPDATE_DISPUTE,
+            guards.idempotency.as_ref(),
+        )
+        .await?
         {
             return Ok(Outcome::Replayed(response));
         }
-        let dispute = postgres::find_dispute_for_update(&mut tx, tenant_id, id)
-            .await?
-            .ok_or_else(|| DisputeError::NotFound {
-                kind: "dispute",
-                id: id.to_owned(),
-            })?;
-        check_version(&dispute, expected_version)?;
+        let dispute = load_for_update(&mut tx, tenant_id, id).await?;
+        check_version(&dispute, guards.expected_version)?;
+        let now = Utc::now();
 
         let evidence = if changes.evidence.is_empty() {
             dispute.evidence.clone()
         } else {
-            check_evidence_open(&dispute, Utc::now())?;
+            lifecycle::evidence_editable(&dispute.lifecycle_state(), now)?;
             evidence::apply_evidence_changes(&dispute.evidence, &changes.evidence)
                 .map_err(DisputeError::Validation)?
         };
@@ -218,44 +226,290 @@ impl Disputes {
             return Err(DisputeError::Validation(violations));
         }
 
-        postgres::update_evidence_and_metadata(&mut tx, tenant_id, id, &evidence, &metadata)
-            .await?;
-        let what = if changes.evidence.is_empty() {
-            "metadata_updated"
+        let updated = if changes.submit {
+            let action = TenantAction::new(ActionType::SubmitEvidence);
+            let staged = Dispute {
+                evidence,
+                metadata,
+                ..dispute
+            };
+            self.apply_tenant_action(&mut tx, caller, staged, action, &encode)
+                .await?
         } else {
-            "evidence_staged"
+            postgres::update_evidence_and_metadata(&mut tx, tenant_id, id, &evidence, &metadata)
+                .await?;
+            let what = if changes.evidence.is_empty() {
+                "metadata_updated"
+            } else {
+                "evidence_staged"
+            };
+            postgres::insert_action_record(
+                &mut tx,
+                tenant_id,
+                &NewActionRecord {
+                    id: &new_id("act"),
+                    dispute_id: id,
+                    actor: Actor::Tenant,
+                    what,
+                    message: "",
+                    document_ids: &evidence::document_ids(&evidence),
+                    stage: dispute.stage,
+                    status: dispute.status,
+                    amount: 0,
+                },
+            )
+            .await?;
+            let updated = reload(&mut tx, tenant_id, id).await?;
+            postgres::insert_event(&mut tx, tenant_id, id, "dispute.updated", &encode(&updated))
+                .await?;
+            updated
         };
-        postgres::insert_action_record(
-            &mut tx,
-            tenant_id,
-            &NewActionRecord {
-                id: &new_id("act"),
-                dispute_id: id,
-                actor: Actor::Tenant,
-                what,
-                message: "",
-                document_ids: &evidence::document_ids(&evidence),
-                stage: dispute.stage,
-                status: dispute.status,
-                amount: 0,
-            },
-        )
-        .await?;
-        let updated = postgres::find_dispute(&mut tx, tenant_id, id)
-            .await?
-            .context("dispute vanished after update")?;
-        let encoded = encode(&updated);
-        postgres::insert_event(&mut tx, tenant_id, id, "dispute.updated", &encoded).await?;
         remember(
             &mut tx,
             tenant_id,
             UPDATE_DISPUTE,
-            idempotency.as_ref(),
-            &encoded,
+            guards.idempotency.as_ref(),
+            &encode(&updated),
         )
         .await?;
         tx.commit().await.context("commit")?;
         Ok(Outcome::Done(updated))
+    }
+
+    /// Takes one of the dispute's available actions (CreateAction).
+    pub async fn create_action(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: TenantAction,
+        guards: MutationGuards,
+        encode: impl Fn(&Dispute) -> Vec<u8>,
+    ) -> Result<Outcome<Dispute>, DisputeError> {
+        self.check_action_documents(caller, &action.document_ids)
+            .await?;
+        let tenant_id = caller.tenant_id.as_str();
+        let mut tx = self.pool.begin().await.context("begin")?;
+        if let Some(response) = claim(
+            &mut tx,
+            tenant_id,
+            CREATE_ACTION,
+            guards.idempotency.as_ref(),
+        )
+        .await?
+        {
+            return Ok(Outcome::Replayed(response));
+        }
+        let dispute = load_for_update(&mut tx, tenant_id, id).await?;
+        check_version(&dispute, guards.expected_version)?;
+        let updated = self
+            .apply_tenant_action(&mut tx, caller, dispute, action, &encode)
+            .await?;
+        remember(
+            &mut tx,
+            tenant_id,
+            CREATE_ACTION,
+            guards.idempotency.as_ref(),
+            &encode(&updated),
+        )
+        .await?;
+        tx.commit().await.context("commit")?;
+        Ok(Outcome::Done(updated))
+    }
+
+    /// Decides and persists a tenant action on a locked dispute. Submitting evidence locks
+    /// its documents in document-store and records their SHA-256 digests in the history.
+    async fn apply_tenant_action(
+        &self,
+        tx: &mut PgConnection,
+        caller: &Caller,
+        dispute: Dispute,
+        action: TenantAction,
+        encode: &impl Fn(&Dispute) -> Vec<u8>,
+    ) -> Result<Dispute, DisputeError> {
+        let decision = lifecycle::decide(
+            &dispute.lifecycle_state(),
+            &Trigger::Tenant(action),
+            &self.policy,
+            Utc::now(),
+        )?;
+        let Some(mut transition) = decision.transition() else {
+            return Ok(dispute);
+        };
+        if transition.evidence == EvidenceEffect::Submitted {
+            let document_ids = evidence::document_ids(&dispute.evidence);
+            if !document_ids.is_empty() {
+                let locked = self.documents.lock_documents(caller, &document_ids).await?;
+                let digests: Vec<String> = locked
+                    .iter()
+                    .map(|d| format!("{} sha256={}", d.id, d.sha256))
+                    .collect();
+                transition.history.message = join_message(
+                    &transition.history.message,
+                    &format!("submitted documents: {}", digests.join(", ")),
+                );
+                transition.history.document_ids = document_ids;
+            }
+        }
+        persist_transition(tx, &dispute, &transition, encode).await
+    }
+
+    /// Applies a network event, idempotently on (network, case id, event id); opens the
+    /// dispute for a new case. Returns the dispute, whether it was created, and whether the
+    /// event changed anything.
+    pub async fn record_network_event(
+        &self,
+        tenant_id: &str,
+        event: RecordedNetworkEvent,
+        encode: impl Fn(&Dispute) -> Vec<u8>,
+    ) -> Result<NetworkEventOutcome, DisputeError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        postgres::lock_network_case(&mut tx, tenant_id, event.network, &event.network_case_id)
+            .await?;
+        if let Some((dispute_id, _)) = postgres::find_network_event(
+            &mut tx,
+            tenant_id,
+            event.network,
+            &event.network_case_id,
+            &event.event_id,
+        )
+        .await?
+        {
+            let dispute = reload(&mut tx, tenant_id, &dispute_id).await?;
+            return Ok(NetworkEventOutcome {
+                dispute,
+                created: false,
+                applied: false,
+            });
+        }
+        let existing = postgres::find_dispute_id_by_case(
+            &mut tx,
+            tenant_id,
+            event.network,
+            &event.network_case_id,
+        )
+        .await?;
+        let (dispute, created, applied) = match existing {
+            Some(dispute_id) => {
+                let dispute = load_for_update(&mut tx, tenant_id, &dispute_id).await?;
+                let decision = lifecycle::decide(
+                    &dispute.lifecycle_state(),
+                    &Trigger::Network(event.event.clone()),
+                    &self.policy,
+                    Utc::now(),
+                )?;
+                match decision.transition() {
+                    Some(transition) => {
+                        let updated =
+                            persist_transition(&mut tx, &dispute, &transition, &encode).await?;
+                        (updated, false, true)
+                    }
+                    None => (dispute, false, false),
+                }
+            }
+            None => {
+                let Some(mut new) = event.new_case else {
+                    return Err(DisputeError::Validation(vec![Violation::new(
+                        "new_case",
+                        "is required: the case is new to us, so the dispute must be opened",
+                    )]));
+                };
+                new.network = event.network;
+                new.network_case_id = Some(event.network_case_id.clone());
+                check_disputed_total(&mut tx, tenant_id, &new).await?;
+                let opened = lifecycle::open_dispute(
+                    case_facts(&new),
+                    new.amount,
+                    &Opening::Network(event.event.clone()),
+                    &self.policy,
+                    Utc::now(),
+                )?;
+                let dispute =
+                    insert_opened_dispute(&mut tx, tenant_id, &new, &opened, &encode).await?;
+                (dispute, true, true)
+            }
+        };
+        postgres::insert_network_event(
+            &mut tx,
+            tenant_id,
+            event.network,
+            &event.network_case_id,
+            &event.event_id,
+            &dispute.id,
+            event.event.kind.as_str(),
+            applied,
+        )
+        .await?;
+        tx.commit().await.context("commit")?;
+        Ok(NetworkEventOutcome {
+            dispute,
+            created,
+            applied,
+        })
+    }
+
+    /// One pass of the deadline sweeper: applies every passed deadline (M14, I14, H1) once.
+    /// Safe with several replicas: rows are claimed with `for update skip locked`.
+    pub async fn sweep_deadlines_once(
+        &self,
+        now: DateTime<Utc>,
+        encode: impl Fn(&Dispute) -> Vec<u8>,
+    ) -> Result<usize, DisputeError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let due = postgres::claim_due_disputes(&mut tx, now, SWEEP_BATCH).await?;
+        let mut applied = 0;
+        for (tenant_id, id) in &due {
+            let dispute = reload(&mut tx, tenant_id, id).await?;
+            let decision = lifecycle::decide(
+                &dispute.lifecycle_state(),
+                &Trigger::DeadlinePassed,
+                &self.policy,
+                now,
+            )?;
+            match decision.transition() {
+                Some(transition) => {
+                    persist_transition(&mut tx, &dispute, &transition, &encode).await?;
+                    applied += 1;
+                }
+                None => {
+                    // Nothing due after all: move the sweeper's mark to the real deadline.
+                    postgres::set_next_deadline(
+                        &mut tx,
+                        tenant_id,
+                        id,
+                        dispute.lifecycle_state().next_deadline(),
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await.context("commit")?;
+        Ok(applied)
+    }
+
+    /// Documents an action refers to must exist in the caller's tenant.
+    async fn check_action_documents(
+        &self,
+        caller: &Caller,
+        document_ids: &[String],
+    ) -> Result<(), DisputeError> {
+        if document_ids.is_empty() {
+            return Ok(());
+        }
+        let missing = self
+            .documents
+            .missing_documents(caller, document_ids)
+            .await?;
+        let violations: Vec<Violation> = document_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| missing.contains(id))
+            .map(|(i, _)| Violation::new(format!("document_ids[{i}]"), "document not found"))
+            .collect();
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(DisputeError::Validation(violations))
+        }
     }
 
     /// Every document an evidence change names must exist in the caller's tenant.
@@ -377,26 +631,6 @@ fn check_version(dispute: &Dispute, expected: Option<i64>) -> Result<(), Dispute
     }
 }
 
-/// Evidence can change only while the dispute needs a response and is not past due (M4).
-fn check_evidence_open(dispute: &Dispute, now: DateTime<Utc>) -> Result<(), DisputeError> {
-    if dispute.status != Status::NeedsResponse {
-        return Err(DisputeError::FailedPrecondition {
-            reason: "EVIDENCE_CLOSED",
-            message: format!(
-                "evidence can change only while the dispute needs a response; it is {}",
-                dispute.status
-            ),
-        });
-    }
-    if dispute.is_past_due(now) {
-        return Err(DisputeError::FailedPrecondition {
-            reason: "DEADLINE_PASSED",
-            message: "the response deadline has passed".to_owned(),
-        });
-    }
-    Ok(())
-}
-
 /// Several disputes may exist for one charge or transaction, but together they never claim
 /// more than its original amount when that is known (SPEC §3).
 async fn check_disputed_total(
@@ -428,4 +662,138 @@ async fn check_disputed_total(
         }
     }
     Ok(())
+}
+
+/// The facts of a new dispute the lifecycle reads.
+fn case_facts(new: &NewDispute) -> CaseFacts {
+    CaseFacts {
+        side: new.side,
+        network: new.network,
+        reason: new.reason,
+        network_reason_code: new.network_reason_code.clone(),
+        currency: new.currency.as_str().to_owned(),
+        original_amount: new.original_amount,
+        applicable_regulation: new.applicable_regulation,
+        date_customer_reported: new.date_customer_reported,
+        issuer: IssuerFacts::default(),
+    }
+}
+
+async fn load_for_update(
+    tx: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Dispute, DisputeError> {
+    postgres::find_dispute_for_update(tx, tenant_id, id)
+        .await?
+        .ok_or_else(|| DisputeError::NotFound {
+            kind: "dispute",
+            id: id.to_owned(),
+        })
+}
+
+async fn reload(tx: &mut PgConnection, tenant_id: &str, id: &str) -> Result<Dispute, DisputeError> {
+    Ok(postgres::find_dispute(tx, tenant_id, id)
+        .await?
+        .context("dispute vanished inside its transaction")?)
+}
+
+fn join_message(first: &str, second: &str) -> String {
+    match (first.is_empty(), second.is_empty()) {
+        (true, _) => second.to_owned(),
+        (_, true) => first.to_owned(),
+        _ => format!("{first}; {second}"),
+    }
+}
+
+/// Inserts a dispute as `open_dispute` decided it, with its ledger, history and events.
+async fn insert_opened_dispute(
+    tx: &mut PgConnection,
+    tenant_id: &str,
+    new: &NewDispute,
+    opened: &Transition,
+    encode: &impl Fn(&Dispute) -> Vec<u8>,
+) -> Result<Dispute, DisputeError> {
+    let id = new_id("dsp");
+    postgres::insert_opened_dispute(tx, tenant_id, &id, new, &(&opened.state).into()).await?;
+    append_effects(tx, tenant_id, &id, opened, encode).await
+}
+
+/// Writes a transition decided for `before` (locked): state, ledger, history and events.
+async fn persist_transition(
+    tx: &mut PgConnection,
+    before: &Dispute,
+    transition: &Transition,
+    encode: &impl Fn(&Dispute) -> Vec<u8>,
+) -> Result<Dispute, DisputeError> {
+    let state = &transition.state;
+    postgres::update_dispute_state(
+        tx,
+        &before.tenant_id,
+        &before.id,
+        &postgres::StateUpdate {
+            stage: state.stage,
+            status: state.status,
+            credit_status: state.credit_status,
+            amount: state.amount,
+            due_time: state.due_time,
+            amount_won: state.amount_won,
+            amount_lost: state.amount_lost,
+            submission_count: state.submission_count,
+            reversal_lapses_at: state.reversal_lapses_at,
+            overdue: state.overdue,
+            next_deadline: state.next_deadline(),
+            evidence: &before.evidence,
+            metadata: &before.metadata,
+        },
+    )
+    .await?;
+    append_effects(tx, &before.tenant_id, &before.id, transition, encode).await
+}
+
+/// Appends a transition's ledger entries and history entry, then records its events with
+/// the dispute as it is afterwards.
+async fn append_effects(
+    tx: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+    transition: &Transition,
+    encode: &impl Fn(&Dispute) -> Vec<u8>,
+) -> Result<Dispute, DisputeError> {
+    let state = &transition.state;
+    for entry in &transition.ledger_entries {
+        postgres::insert_balance_transaction(
+            tx,
+            tenant_id,
+            dispute_id,
+            entry.kind,
+            entry.amount,
+            &state.case.currency,
+            &entry.description,
+        )
+        .await?;
+    }
+    let history = &transition.history;
+    postgres::insert_action_record(
+        tx,
+        tenant_id,
+        &NewActionRecord {
+            id: &new_id("act"),
+            dispute_id,
+            actor: history.actor,
+            what: &history.what,
+            message: &history.message,
+            document_ids: &history.document_ids,
+            stage: state.stage,
+            status: state.status,
+            amount: history.amount,
+        },
+    )
+    .await?;
+    let after = reload(tx, tenant_id, dispute_id).await?;
+    let payload = encode(&after);
+    for event in &transition.events {
+        postgres::insert_event(tx, tenant_id, dispute_id, event.as_str(), &payload).await?;
+    }
+    Ok(after)
 }

@@ -38,6 +38,15 @@ pub struct Config {
     /// How long in-flight calls may run after SIGTERM.
     #[arg(long, env = "DISPUTE_CORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+    /// Fee charged with a merchant-side chargeback withdrawal, in the dispute's minor units.
+    #[arg(long, env = "DISPUTE_CORE_DISPUTE_FEE", default_value_t = 1500)]
+    pub dispute_fee: i64,
+    /// Give the dispute fee back when a merchant-side dispute is won.
+    #[arg(long, env = "DISPUTE_CORE_REFUND_FEE_ON_WIN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub refund_fee_on_win: bool,
+    /// How often the deadline sweeper looks for passed deadlines.
+    #[arg(long, env = "DISPUTE_CORE_SWEEP_INTERVAL_SECS", default_value_t = 30)]
+    pub sweep_interval_secs: u64,
     /// HS256 key shared with document-store (at least 32 bytes).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: SecretString,

@@ -98,6 +98,31 @@ impl DocumentsClient {
     }
 }
 
+impl DocumentsClient {
+    /// Locks documents submitted as evidence; returns them with their SHA-256 digests.
+    pub async fn lock_documents(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<Vec<pb::Document>, DisputeError> {
+        let mut client = self.client.clone();
+        let request = Self::request(caller, pb::LockDocumentsRequest { ids: ids.to_vec() })?;
+        match client.lock_documents(request).await {
+            Ok(response) => Ok(response.into_inner().documents),
+            Err(status) if status.code() == Code::NotFound => {
+                Err(DisputeError::FailedPrecondition {
+                    reason: "EVIDENCE_DOCUMENT_MISSING",
+                    message: format!(
+                        "a document named in the evidence no longer exists: {}",
+                        status.message()
+                    ),
+                })
+            }
+            Err(status) => Err(map_status(status)),
+        }
+    }
+}
+
 fn map_status(status: tonic::Status) -> DisputeError {
     match status.code() {
         Code::PermissionDenied => DisputeError::MissingScope {

@@ -55,7 +55,16 @@ pub async fn run(
     let disputes = app::Disputes {
         pool: pool.clone(),
         documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?,
+        policy: domain::MoneyPolicy {
+            dispute_fee: config.dispute_fee,
+            refund_fee_on_win: config.refund_fee_on_win,
+        },
     };
+    let sweeper = tokio::spawn(sweep_deadlines_until(
+        disputes.clone(),
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+        shutdown.clone(),
+    ));
     let purger = tokio::spawn(purge_idempotency_keys_until(
         disputes.clone(),
         shutdown.clone(),
@@ -93,6 +102,7 @@ pub async fn run(
     }
     shutdown.cancel();
     let _ = purger.await;
+    let _ = sweeper.await;
     pool.close().await;
     tracing::info!("dispute-core stopped");
     Ok(())
@@ -108,6 +118,29 @@ async fn purge_idempotency_keys_until(disputes: app::Disputes, shutdown: Cancell
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(IDEMPOTENCY_PURGE_EVERY) => {},
+        }
+    }
+}
+
+/// The deadline sweeper: applies passed deadlines until shutdown. Several replicas may run it
+/// at once; each dispute is claimed by one of them.
+async fn sweep_deadlines_until(
+    disputes: app::Disputes,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match disputes
+            .sweep_deadlines_once(chrono::Utc::now(), grpc::encode_dispute)
+            .await
+        {
+            Ok(0) => {}
+            Ok(applied) => tracing::info!(applied, "deadlines applied"),
+            Err(error) => tracing::warn!(error = ?error, "deadline sweep failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {},
         }
     }
 }

@@ -229,11 +229,37 @@ async fn evidence_is_frozen_past_the_deadline() {
     });
     let status = disputes.update_dispute(request).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert_eq!(error_reason(&status), "DEADLINE_PASSED");
+    assert_eq!(error_reason(&status), "EVIDENCE_CLOSED");
     // Metadata is not evidence: it can still change.
     let mut request = update(&dispute.id);
     request.metadata.insert("note".into(), "late".into());
     disputes.update_dispute(request).await.unwrap();
+    // M14: the sweeper (every second in tests) turns the missed deadline into a loss, once.
+    let mut lost = None;
+    for _ in 0..50 {
+        let current = disputes
+            .get_dispute(dpb::GetDisputeRequest {
+                id: dispute.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .dispute
+            .unwrap();
+        if current.status == dpb::DisputeStatus::Lost as i32 {
+            lost = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lost = lost.expect("the sweeper applies M14");
+    let system: Vec<_> = lost
+        .action_history
+        .iter()
+        .filter(|a| a.actor == dpb::Actor::System as i32)
+        .collect();
+    assert_eq!(system.len(), 1, "the deadline applies once");
+    assert!(lost.available_actions.is_empty());
     stack.stop().await;
 }
 

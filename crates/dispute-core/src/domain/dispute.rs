@@ -7,6 +7,7 @@ use service_kit::errors::Violation;
 
 use super::enums::*;
 use super::evidence::Evidence;
+use super::lifecycle::{IssuerFacts, LifecycleMarks, LifecycleState};
 use super::{Currency, DisputeError};
 
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
@@ -56,9 +57,16 @@ pub struct Dispute {
     pub amount_lost: i64,
     pub action_history: Vec<ActionRecord>,
     pub balance_transactions: Vec<BalanceTransaction>,
+    /// Lifecycle bookkeeping that is not part of the API (reversal lapse, overdue mark).
+    pub marks: LifecycleMarks,
 }
 
 impl Dispute {
+    /// The lifecycle's view of the dispute.
+    pub fn lifecycle_state(&self) -> LifecycleState {
+        LifecycleState::from_dispute(self, self.marks, IssuerFacts::default())
+    }
+
     pub fn is_past_due(&self, now: DateTime<Utc>) -> bool {
         self.due_time.is_some_and(|due| due <= now)
     }

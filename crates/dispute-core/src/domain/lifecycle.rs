@@ -3469,6 +3469,7 @@ mod tests {
             description: String::new(),
         };
         let mut dispute = Dispute {
+            marks: LifecycleMarks::default(),
             id: "dsp_1".into(),
             tenant_id: "acme".into(),
             create_time: at(T0),

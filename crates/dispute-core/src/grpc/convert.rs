@@ -83,6 +83,20 @@ enum_mapping!(Regulation, pb::ApplicableRegulation, {
 enum_mapping!(CreditStatus, pb::CreditStatus, {
     None <=> None, Provisional <=> Provisional, Final <=> Final, Reversed <=> Reversed,
 });
+enum_mapping!(ActionType, pb::DisputeActionType, {
+    Accept <=> Accept, SubmitEvidence <=> SubmitEvidence, ProvisionalCredit <=> ProvisionalCredit,
+    WriteOff <=> WriteOff, Deny <=> Deny, Chargeback <=> Chargeback,
+    AcceptRepresentment <=> AcceptRepresentment, PreArbitration <=> PreArbitration,
+    Arbitration <=> Arbitration, Close <=> Close,
+});
+enum_mapping!(NetworkEventKind, pb::NetworkEventType, {
+    RetrievalRequest <=> RetrievalRequest, ChargebackNotified <=> ChargebackNotified,
+    Chargeback <=> Chargeback, InquiryClosed <=> InquiryClosed,
+    ChargebackReversed <=> ChargebackReversed, SecondChargeback <=> SecondChargeback,
+    Representment <=> Representment, PreArbitration <=> PreArbitration,
+    PreArbitrationResponse <=> PreArbitrationResponse, Arbitration <=> Arbitration,
+    NetworkRejected <=> NetworkRejected, Won <=> Won, Lost <=> Lost,
+});
 enum_mapping!(Actor, pb::Actor, { Tenant <=> Tenant, Network <=> Network, System <=> System });
 enum_mapping!(BalanceTransactionType, pb::BalanceTransactionType, {
     Withdrawal <=> Withdrawal, DisputeFee <=> DisputeFee, Reinstatement <=> Reinstatement,
@@ -230,6 +244,13 @@ impl From<Dispute> for pb::Dispute {
     fn from(d: Dispute) -> Self {
         let now = Utc::now();
         let past_due = d.is_past_due(now);
+        let available_actions = lifecycle::available_actions(&d.lifecycle_state(), now)
+            .into_iter()
+            .map(|a| pb::AvailableAction {
+                action: pb::DisputeActionType::from(a.action).into(),
+                valid_until: a.valid_until.map(timestamp),
+            })
+            .collect();
         pb::Dispute {
             evidence: Some(evidence_to_proto(&d.evidence)),
             evidence_details: Some(pb::EvidenceDetails {
@@ -264,8 +285,7 @@ impl From<Dispute> for pb::Dispute {
                 .unwrap_or_default(),
             applicable_regulation: pb::ApplicableRegulation::from(d.applicable_regulation).into(),
             credit_status: pb::CreditStatus::from(d.credit_status).into(),
-            // Filled by the lifecycle engine (issue 3); empty until then.
-            available_actions: Vec::new(),
+            available_actions,
             action_history: d.action_history.into_iter().map(Into::into).collect(),
             balance_transactions: d.balance_transactions.into_iter().map(Into::into).collect(),
             is_charge_refundable: d.is_charge_refundable,
@@ -407,7 +427,142 @@ pub fn dispute_filter(request: &pb::ListDisputesRequest) -> Result<DisputeFilter
     }
 }
 
-use crate::domain::dispute::MAX_REFERENCE_CHARS;
+use crate::domain::dispute::{MAX_MEMO_CHARS, MAX_REFERENCE_CHARS};
+use crate::domain::lifecycle;
+
+/// Checks a list of document ids, naming each bad entry.
+fn document_ids(field: &str, ids: &[String], violations: &mut Vec<Violation>) {
+    if ids.len() > 100 {
+        violations.push(Violation::new(field, "must hold at most 100 ids"));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if !service_kit::ids::is_valid_id("doc", id) {
+            violations.push(Violation::new(
+                format!("{field}[{i}]"),
+                "must be a document id (doc_...)",
+            ));
+        }
+    }
+}
+
+/// A positive amount or 0 for "the disputed amount".
+fn optional_amount(field: &str, amount: i64, violations: &mut Vec<Violation>) -> Option<i64> {
+    match amount {
+        0 => None,
+        n if n < 0 => {
+            violations.push(Violation::new(field, "must not be negative"));
+            None
+        }
+        n => Some(n),
+    }
+}
+
+/// A CreateAction request as a tenant action, or the violations of every bad field.
+pub fn tenant_action(request: &pb::CreateActionRequest) -> Result<TenantAction, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let action = match ActionType::from_wire(request.action) {
+        EnumInput::Known(action) => Some(action),
+        EnumInput::Unspecified => {
+            violations.push(Violation::new("action", "is required"));
+            None
+        }
+        EnumInput::Unknown(n) => {
+            violations.push(Violation::new("action", format!("unknown value {n}")));
+            None
+        }
+    };
+    let amount = optional_amount("amount", request.amount, &mut violations);
+    if request.message.chars().count() > MAX_MEMO_CHARS {
+        violations.push(Violation::new(
+            "message",
+            format!("must be at most {MAX_MEMO_CHARS} characters"),
+        ));
+    }
+    document_ids("document_ids", &request.document_ids, &mut violations);
+    match action {
+        Some(action) if violations.is_empty() => Ok(TenantAction {
+            action,
+            amount,
+            message: request.message.clone(),
+            document_ids: request.document_ids.clone(),
+        }),
+        _ => Err(violations),
+    }
+}
+
+/// A RecordNetworkEvent request's event, or the violations of every bad field. The new
+/// case (if any) is converted separately.
+pub fn network_event(
+    request: &pb::RecordNetworkEventRequest,
+) -> Result<(Network, NetworkEvent), Vec<Violation>> {
+    let mut violations = Vec::new();
+    let network = match Network::from_wire(request.network) {
+        EnumInput::Known(network) => Some(network),
+        EnumInput::Unspecified => {
+            violations.push(Violation::new("network", "is required"));
+            None
+        }
+        EnumInput::Unknown(n) => {
+            violations.push(Violation::new("network", format!("unknown value {n}")));
+            None
+        }
+    };
+    let kind = match NetworkEventKind::from_wire(request.r#type) {
+        EnumInput::Known(kind) => Some(kind),
+        EnumInput::Unspecified => {
+            violations.push(Violation::new("type", "is required"));
+            None
+        }
+        EnumInput::Unknown(n) => {
+            violations.push(Violation::new("type", format!("unknown value {n}")));
+            None
+        }
+    };
+    for (field, value) in [
+        ("network_case_id", &request.network_case_id),
+        ("event_id", &request.event_id),
+    ] {
+        if value.trim().is_empty() {
+            violations.push(Violation::new(field, "is required"));
+        } else if value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control)
+        {
+            violations.push(Violation::new(
+                field,
+                format!("must be at most {MAX_REFERENCE_CHARS} printable characters"),
+            ));
+        }
+    }
+    let due_time = request
+        .due_time
+        .as_ref()
+        .and_then(|ts| instant("due_time", ts).map_err(|v| violations.push(v)).ok());
+    let amount = optional_amount("amount", request.amount, &mut violations);
+    let amount_won = optional_amount("amount_won", request.amount_won, &mut violations);
+    let amount_lost = optional_amount("amount_lost", request.amount_lost, &mut violations);
+    if request.message.chars().count() > MAX_MEMO_CHARS {
+        violations.push(Violation::new(
+            "message",
+            format!("must be at most {MAX_MEMO_CHARS} characters"),
+        ));
+    }
+    document_ids("document_ids", &request.document_ids, &mut violations);
+    match (network, kind) {
+        (Some(network), Some(kind)) if violations.is_empty() => Ok((
+            network,
+            NetworkEvent {
+                kind,
+                due_time,
+                amount,
+                response_allowed: request.response_allowed.unwrap_or(true),
+                amount_won,
+                amount_lost,
+                message: request.message.clone(),
+                document_ids: request.document_ids.clone(),
+            },
+        )),
+        _ => Err(violations),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use service_kit::page_token::{decode_page_token, effective_page_size, encode_pag
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use crate::app::{Disputes, IdempotencyKey, MutationGuards, Outcome};
+use crate::app::{Disputes, IdempotencyKey, MutationGuards, Outcome, RecordedNetworkEvent};
 use crate::domain::dispute::validate_request_id;
 use crate::domain::{Dispute, DisputeError, NewDispute};
 
@@ -54,7 +54,7 @@ fn dispute_id_field(field: &str, id: &str) -> Result<(), Violation> {
 }
 
 /// How events and idempotent replays store a dispute: its protobuf encoding.
-fn encode_dispute(dispute: &Dispute) -> Vec<u8> {
+pub fn encode_dispute(dispute: &Dispute) -> Vec<u8> {
     pb::Dispute::from(dispute.clone()).encode_to_vec()
 }
 
@@ -240,16 +240,102 @@ impl DisputeService for DisputeServiceHandler {
 
     async fn create_action(
         &self,
-        _request: Request<pb::CreateActionRequest>,
+        request: Request<pb::CreateActionRequest>,
     ) -> Result<Response<pb::CreateActionResponse>, Status> {
-        Err(Status::unimplemented("CreateAction"))
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesWrite)?;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        if let Err(v) = dispute_id_field("dispute_id", &request.dispute_id) {
+            violations.push(v);
+        }
+        let idempotency = idempotency_key(
+            &request,
+            &request.request_id,
+            |r| r.request_id.clear(),
+            &mut violations,
+        );
+        let action = convert::tenant_action(&request).unwrap_or_else(|mut v| {
+            violations.append(&mut v);
+            crate::domain::TenantAction::new(crate::domain::ActionType::Accept)
+        });
+        if !violations.is_empty() {
+            return Err(DisputeError::Validation(violations).into());
+        }
+        let outcome = self
+            .disputes
+            .create_action(
+                &caller,
+                &request.dispute_id,
+                action,
+                MutationGuards {
+                    expected_version: request.expected_version,
+                    idempotency,
+                },
+                encode_dispute,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateActionResponse {
+            dispute: Some(dispute_of(outcome)?),
+        }))
     }
 
     async fn record_network_event(
         &self,
-        _request: Request<pb::RecordNetworkEventRequest>,
+        request: Request<pb::RecordNetworkEventRequest>,
     ) -> Result<Response<pb::RecordNetworkEventResponse>, Status> {
-        Err(Status::unimplemented("RecordNetworkEvent"))
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesWrite)?;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let event = convert::network_event(&request).map_err(|mut v| {
+            violations.append(&mut v);
+        });
+        let new_case = match &request.new_case {
+            None => None,
+            Some(new_case) => {
+                // The case's network and id come from the event itself.
+                let mut new_case = new_case.clone();
+                new_case.network = request.network;
+                new_case.network_case_id = request.network_case_id.clone();
+                let (draft, mut more) = convert::new_dispute_draft(&new_case);
+                violations.append(&mut more);
+                match NewDispute::parse(draft, chrono::Utc::now()) {
+                    Ok(new) => Some(new),
+                    Err(DisputeError::Validation(v)) => {
+                        violations.extend(v.into_iter().map(|mut v| {
+                            v.field = format!("new_case.{}", v.field);
+                            v
+                        }));
+                        None
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        };
+        let (network, event) = match event {
+            Ok(event) if violations.is_empty() => event,
+            _ => return Err(DisputeError::Validation(violations).into()),
+        };
+        let outcome = self
+            .disputes
+            .record_network_event(
+                &caller.tenant_id,
+                RecordedNetworkEvent {
+                    network,
+                    network_case_id: request.network_case_id.clone(),
+                    event_id: request.event_id.clone(),
+                    event,
+                    new_case,
+                },
+                encode_dispute,
+            )
+            .await?;
+        Ok(Response::new(pb::RecordNetworkEventResponse {
+            dispute: Some(outcome.dispute.into()),
+            created: outcome.created,
+            applied: outcome.applied,
+        }))
     }
 
     async fn get_evidence_requirements(

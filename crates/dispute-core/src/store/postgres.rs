@@ -9,6 +9,7 @@ use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
+use crate::domain::lifecycle::{LifecycleMarks, LifecycleState};
 use crate::domain::{
     ActionRecord, Actor, BalanceTransaction, BalanceTransactionType, CreditStatus, Dispute,
     DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType, Reason, Regulation, Side,
@@ -21,7 +22,8 @@ const DISPUTE_COLUMNS: &str = "tenant_id, id, version, side, stage, status, amou
     payment_intent, transaction_id, merchant_id, network, payment_method_type, reason, \
     network_reason_code, network_case_id, memo, date_customer_reported, applicable_regulation, \
     credit_status, evidence, due_time, has_evidence, submission_count, is_charge_refundable, \
-    metadata, livemode, original_amount, amount_won, amount_lost, created_at, updated_at";
+    metadata, livemode, original_amount, amount_won, amount_lost, created_at, updated_at, \
+    reversal_lapses_at, overdue";
 
 #[derive(sqlx::FromRow)]
 struct DisputeRow {
@@ -58,6 +60,8 @@ struct DisputeRow {
     amount_lost: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    reversal_lapses_at: Option<DateTime<Utc>>,
+    overdue: bool,
 }
 
 /// Parses a stored enum name; a value we cannot read is a bug, not bad input.
@@ -113,6 +117,10 @@ impl TryFrom<DisputeRow> for Dispute {
             amount_lost: row.amount_lost,
             action_history: Vec::new(),
             balance_transactions: Vec::new(),
+            marks: LifecycleMarks {
+                reversal_lapses_at: row.reversal_lapses_at,
+                overdue: row.overdue,
+            },
         })
     }
 }
@@ -130,21 +138,70 @@ pub async fn insert_dispute(
     id: &str,
     dispute: &NewDispute,
 ) -> Result<(), DisputeError> {
+    let as_requested = OpenedState {
+        stage: dispute.stage,
+        status: dispute.status,
+        credit_status: CreditStatus::None,
+        amount: dispute.amount,
+        due_time: dispute.due_time,
+        reversal_lapses_at: None,
+        overdue: false,
+        next_deadline: dispute.due_time,
+    };
+    insert_opened_dispute(conn, tenant_id, id, dispute, &as_requested).await
+}
+
+/// The lifecycle fields of a dispute as it opens.
+pub struct OpenedState {
+    pub stage: Stage,
+    pub status: Status,
+    pub credit_status: CreditStatus,
+    pub amount: i64,
+    pub due_time: Option<DateTime<Utc>>,
+    pub reversal_lapses_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub next_deadline: Option<DateTime<Utc>>,
+}
+
+impl From<&LifecycleState> for OpenedState {
+    fn from(state: &LifecycleState) -> Self {
+        OpenedState {
+            stage: state.stage,
+            status: state.status,
+            credit_status: state.credit_status,
+            amount: state.amount,
+            due_time: state.due_time,
+            reversal_lapses_at: state.reversal_lapses_at,
+            overdue: state.overdue,
+            next_deadline: state.next_deadline(),
+        }
+    }
+}
+
+/// Inserts a dispute in the state the lifecycle opened it in.
+#[tracing::instrument(skip(conn, dispute, opened), fields(dispute_id = %id))]
+pub async fn insert_opened_dispute(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    dispute: &NewDispute,
+    opened: &OpenedState,
+) -> Result<(), DisputeError> {
     let result = sqlx::query(
         "insert into disputes (tenant_id, id, side, stage, status, amount, currency, charge,
             payment_intent, transaction_id, merchant_id, network, payment_method_type, reason,
             network_reason_code, network_case_id, memo, date_customer_reported,
             applicable_regulation, credit_status, due_time, is_charge_refundable, metadata,
-            livemode, original_amount)
+            livemode, original_amount, reversal_lapses_at, overdue, next_deadline)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18, $19, $20, $21, $22, $23, $24, $25)",
+            $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
     )
     .bind(tenant_id)
     .bind(id)
     .bind(dispute.side.as_str())
-    .bind(dispute.stage.as_str())
-    .bind(dispute.status.as_str())
-    .bind(dispute.amount)
+    .bind(opened.stage.as_str())
+    .bind(opened.status.as_str())
+    .bind(opened.amount)
     .bind(dispute.currency.as_str())
     .bind(&dispute.charge)
     .bind(&dispute.payment_intent)
@@ -158,12 +215,15 @@ pub async fn insert_dispute(
     .bind(&dispute.memo)
     .bind(dispute.date_customer_reported)
     .bind(dispute.applicable_regulation.as_str())
-    .bind(initial_credit_status(dispute.side).as_str())
-    .bind(dispute.due_time)
+    .bind(opened.credit_status.as_str())
+    .bind(opened.due_time)
     .bind(dispute.is_charge_refundable)
     .bind(Json(&dispute.metadata))
     .bind(dispute.livemode)
     .bind(dispute.original_amount)
+    .bind(opened.reversal_lapses_at)
+    .bind(opened.overdue)
+    .bind(opened.next_deadline)
     .execute(&mut *conn)
     .await;
     match result {
@@ -179,11 +239,6 @@ pub async fn insert_dispute(
         }
         Err(error) => Err(anyhow::Error::new(error).context("insert dispute").into()),
     }
-}
-
-/// Issuer-side disputes track a cardholder credit; merchant-side ones have none.
-fn initial_credit_status(_side: Side) -> CreditStatus {
-    CreditStatus::None
 }
 
 /// A history entry to append.
@@ -594,4 +649,211 @@ impl ReferenceColumn {
             ReferenceColumn::TransactionId => "transaction_id",
         }
     }
+}
+
+/// The lifecycle fields a transition writes.
+pub struct StateUpdate<'a> {
+    pub stage: Stage,
+    pub status: Status,
+    pub credit_status: CreditStatus,
+    pub amount: i64,
+    pub due_time: Option<DateTime<Utc>>,
+    pub amount_won: i64,
+    pub amount_lost: i64,
+    pub submission_count: i32,
+    pub reversal_lapses_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub next_deadline: Option<DateTime<Utc>>,
+    pub evidence: &'a BTreeMap<String, String>,
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+/// Writes a transition's state and bumps the version.
+#[tracing::instrument(skip(conn, update))]
+pub async fn update_dispute_state(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    update: &StateUpdate<'_>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update disputes
+            set stage = $3, status = $4, credit_status = $5, amount = $6, due_time = $7,
+                amount_won = $8, amount_lost = $9, submission_count = $10,
+                reversal_lapses_at = $11, overdue = $12, next_deadline = $13,
+                evidence = $14, has_evidence = $15, metadata = $16, version = version + 1
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(update.stage.as_str())
+    .bind(update.status.as_str())
+    .bind(update.credit_status.as_str())
+    .bind(update.amount)
+    .bind(update.due_time)
+    .bind(update.amount_won)
+    .bind(update.amount_lost)
+    .bind(update.submission_count)
+    .bind(update.reversal_lapses_at)
+    .bind(update.overdue)
+    .bind(update.next_deadline)
+    .bind(Json(update.evidence))
+    .bind(!update.evidence.is_empty())
+    .bind(Json(update.metadata))
+    .execute(&mut *conn)
+    .await
+    .context("update dispute state")?;
+    Ok(())
+}
+
+/// Appends a money movement.
+pub async fn insert_balance_transaction(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+    kind: BalanceTransactionType,
+    amount: i64,
+    currency: &str,
+    description: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant_id)
+    .bind(service_kit::ids::new_id("txn"))
+    .bind(dispute_id)
+    .bind(kind.as_str())
+    .bind(amount)
+    .bind(currency)
+    .bind(description)
+    .execute(&mut *conn)
+    .await
+    .context("insert balance transaction")?;
+    Ok(())
+}
+
+/// Serialises everything that happens to one network case until the transaction ends.
+pub async fn lock_network_case(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    network: Network,
+    network_case_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('case/' || $1 || '/' || $2 || '/' || $3, 0))")
+        .bind(tenant_id)
+        .bind(network.as_str())
+        .bind(network_case_id)
+        .execute(&mut *conn)
+        .await
+        .context("lock network case")?;
+    Ok(())
+}
+
+/// The dispute of a network case, if any.
+pub async fn find_dispute_id_by_case(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    network: Network,
+    network_case_id: &str,
+) -> anyhow::Result<Option<String>> {
+    let id = sqlx::query_scalar(
+        "select id from disputes where tenant_id = $1 and network = $2 and network_case_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(network.as_str())
+    .bind(network_case_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("find dispute by case")?;
+    Ok(id)
+}
+
+/// A network event seen before: its dispute and whether it changed anything.
+pub async fn find_network_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    network: Network,
+    network_case_id: &str,
+    event_id: &str,
+) -> anyhow::Result<Option<(String, bool)>> {
+    let seen = sqlx::query_as(
+        "select dispute_id, applied from network_events
+          where tenant_id = $1 and network = $2 and network_case_id = $3 and event_id = $4",
+    )
+    .bind(tenant_id)
+    .bind(network.as_str())
+    .bind(network_case_id)
+    .bind(event_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("find network event")?;
+    Ok(seen)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_network_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    network: Network,
+    network_case_id: &str,
+    event_id: &str,
+    dispute_id: &str,
+    kind: &str,
+    applied: bool,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into network_events (tenant_id, network, network_case_id, event_id, dispute_id, type, applied)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant_id)
+    .bind(network.as_str())
+    .bind(network_case_id)
+    .bind(event_id)
+    .bind(dispute_id)
+    .bind(kind)
+    .bind(applied)
+    .execute(&mut *conn)
+    .await
+    .context("insert network event")?;
+    Ok(())
+}
+
+/// Claims up to `limit` disputes whose next deadline has passed, locking their rows until
+/// the transaction ends; other replicas skip them (`for update skip locked`).
+pub async fn claim_due_disputes(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let due = sqlx::query_as(
+        "select tenant_id, id from disputes
+          where next_deadline <= $1
+          order by next_deadline
+          limit $2
+          for update skip locked",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("claim due disputes")?;
+    Ok(due)
+}
+
+/// Moves the sweeper's mark of one dispute.
+pub async fn set_next_deadline(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    next_deadline: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    sqlx::query("update disputes set next_deadline = $3 where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .bind(next_deadline)
+        .execute(&mut *conn)
+        .await
+        .context("set next deadline")?;
+    Ok(())
 }
