@@ -45,6 +45,9 @@ struct Args {
     /// Drop both databases on exit (throwaway runs such as the smoke test).
     #[arg(long)]
     drop_databases_on_exit: bool,
+    /// Start from nothing: drop both databases and empty the S3 folder first.
+    #[arg(long)]
+    reset: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +87,14 @@ async fn main() -> anyhow::Result<()> {
     let jwt_secret = dev_jwt_secret(&args.data_dir)?;
     let s3_root = args.data_dir.join("s3");
     let admin_url = e2e::admin_database_url();
+
+    if args.reset {
+        e2e::drop_database(&admin_url, &args.dispute_database).await?;
+        e2e::drop_database(&admin_url, &args.document_database).await?;
+        if s3_root.exists() {
+            std::fs::remove_dir_all(&s3_root).context("empty the S3 folder")?;
+        }
+    }
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     service_kit::server::cancel_on_signal(shutdown.clone());
