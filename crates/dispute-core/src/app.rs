@@ -15,6 +15,7 @@ use sqlx::PgPool;
 
 use crate::documents::DocumentsClient;
 use crate::domain::dispute::validate_metadata;
+use crate::domain::ledger;
 use crate::domain::lifecycle::{self, CaseFacts, EvidenceEffect, IssuerFacts, Opening, Transition};
 use crate::domain::{
     ActionType, Actor, Dispute, DisputeError, DisputeFilter, MoneyPolicy, Network, NetworkEvent,
@@ -147,7 +148,7 @@ impl Disputes {
         {
             return Ok(Outcome::Replayed(response));
         }
-        check_disputed_total(&mut tx, tenant_id, &new).await?;
+        check_disputed_total(&mut tx, tenant_id, &Claim::of_new(&new)).await?;
         let opening = Opening::Tenant {
             stage: new.stage,
             due_time: new.due_time,
@@ -415,7 +416,7 @@ impl Disputes {
                 };
                 new.network = event.network;
                 new.network_case_id = Some(event.network_case_id.clone());
-                check_disputed_total(&mut tx, tenant_id, &new).await?;
+                check_disputed_total(&mut tx, tenant_id, &Claim::of_new(&new)).await?;
                 let opened = lifecycle::open_dispute(
                     case_facts(&new),
                     new.amount,
@@ -631,35 +632,49 @@ fn check_version(dispute: &Dispute, expected: Option<i64>) -> Result<(), Dispute
     }
 }
 
+/// A dispute's claim on its charge or transaction.
+struct Claim<'a> {
+    charge: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    original_amount: Option<i64>,
+    amount: i64,
+    /// The dispute itself when its amount changes (it does not count against itself).
+    dispute_id: Option<&'a str>,
+}
+
+impl<'a> Claim<'a> {
+    fn of_new(new: &'a NewDispute) -> Claim<'a> {
+        Claim {
+            charge: new.charge.as_deref(),
+            transaction_id: new.transaction_id.as_deref(),
+            original_amount: new.original_amount,
+            amount: new.amount,
+            dispute_id: None,
+        }
+    }
+}
+
 /// Several disputes may exist for one charge or transaction, but together they never claim
-/// more than its original amount when that is known (SPEC §3).
+/// more than its original amount when that is known (SPEC §3, H7).
 async fn check_disputed_total(
     tx: &mut PgConnection,
     tenant_id: &str,
-    new: &NewDispute,
+    claim: &Claim<'_>,
 ) -> Result<(), DisputeError> {
     let references = [
-        (postgres::ReferenceColumn::Charge, new.charge.as_deref()),
+        (postgres::ReferenceColumn::Charge, claim.charge),
         (
             postgres::ReferenceColumn::TransactionId,
-            new.transaction_id.as_deref(),
+            claim.transaction_id,
         ),
     ];
     for (column, reference) in references {
         let Some(reference) = reference else { continue };
-        let so_far = postgres::lock_and_sum_disputed(tx, tenant_id, column, reference).await?;
-        let Some(original) = new.original_amount.or(so_far.original_amount) else {
-            continue;
-        };
-        if so_far.amount + new.amount > original {
-            return Err(DisputeError::FailedPrecondition {
-                reason: "AMOUNT_EXCEEDS_ORIGINAL",
-                message: format!(
-                    "disputes of {reference} would claim {} of its original {original}",
-                    so_far.amount + new.amount
-                ),
-            });
-        }
+        let others =
+            postgres::lock_and_sum_disputed(tx, tenant_id, column, reference, claim.dispute_id)
+                .await?;
+        let original = claim.original_amount.or(others.original_amount);
+        ledger::check_within_original_amount(original, others.amount, claim.amount)?;
     }
     Ok(())
 }
@@ -727,6 +742,17 @@ async fn persist_transition(
     encode: &impl Fn(&Dispute) -> Vec<u8>,
 ) -> Result<Dispute, DisputeError> {
     let state = &transition.state;
+    if state.amount != before.amount {
+        // A chargeback may restate the amount (M3, I6): it must still fit the original.
+        let claim = Claim {
+            charge: before.charge.as_deref(),
+            transaction_id: before.transaction_id.as_deref(),
+            original_amount: before.original_amount,
+            amount: state.amount,
+            dispute_id: Some(&before.id),
+        };
+        check_disputed_total(tx, &before.tenant_id, &claim).await?;
+    }
     postgres::update_dispute_state(
         tx,
         &before.tenant_id,

@@ -611,6 +611,7 @@ pub async fn lock_and_sum_disputed(
     tenant_id: &str,
     column: ReferenceColumn,
     reference: &str,
+    except_dispute_id: Option<&str>,
 ) -> anyhow::Result<DisputedSoFar> {
     sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))")
         .bind(tenant_id)
@@ -621,11 +622,13 @@ pub async fn lock_and_sum_disputed(
         .context("lock reference")?;
     let (amount, original_amount): (i64, Option<i64>) = sqlx::query_as(&format!(
         "select coalesce(sum(amount), 0)::bigint, max(original_amount) from disputes
-          where tenant_id = $1 and {} = $2 and status <> 'closed'",
+          where tenant_id = $1 and {} = $2 and status <> 'closed'
+            and ($3::text is null or id <> $3)",
         column.as_str()
     ))
     .bind(tenant_id)
     .bind(reference)
+    .bind(except_dispute_id)
     .fetch_one(&mut *conn)
     .await
     .context("sum disputed amounts")?;
