@@ -81,6 +81,8 @@ pub struct DisputeChanges {
     pub clear_metadata: bool,
     /// Also submit the evidence (SUBMIT_EVIDENCE).
     pub submit: bool,
+    /// Problems the transport already found; reported together with the document checks.
+    pub violations: Vec<Violation>,
 }
 
 /// What every mutation may carry besides its payload.
@@ -185,8 +187,16 @@ impl Disputes {
         guards: MutationGuards,
         encode: impl Fn(&Dispute) -> Vec<u8>,
     ) -> Result<Outcome<Dispute>, DisputeError> {
-        self.check_evidence_documents(caller, &changes.evidence)
-            .await?;
+        // Every problem of the request is reported at once, after the state checks.
+        let mut changes = changes;
+        let mut violations = std::mem::take(&mut changes.violations);
+        violations.extend(
+            self.check_evidence_documents(caller, &changes.evidence)
+                .await?,
+        );
+        if !violations.is_empty() {
+            return Err(DisputeError::Validation(violations));
+        }
         let tenant_id = caller.tenant_id.as_str();
         let mut tx = self.pool.begin().await.context("begin")?;
         if let Some(response) = claim(
@@ -207,8 +217,12 @@ impl Disputes {
             dispute.evidence.clone()
         } else {
             lifecycle::evidence_editable(&dispute.lifecycle_state(), now)?;
-            evidence::apply_evidence_changes(&dispute.evidence, &changes.evidence)
-                .map_err(DisputeError::Validation)?
+            evidence::apply_evidence_changes(&dispute.evidence, &changes.evidence).unwrap_or_else(
+                |mut v| {
+                    violations.append(&mut v);
+                    dispute.evidence.clone()
+                },
+            )
         };
         let mut metadata = if changes.clear_metadata {
             BTreeMap::new()
@@ -222,7 +236,7 @@ impl Disputes {
                 metadata.insert(key, value);
             }
         }
-        let violations = validate_metadata(&metadata);
+        violations.extend(validate_metadata(&metadata));
         if !violations.is_empty() {
             return Err(DisputeError::Validation(violations));
         }
@@ -337,7 +351,13 @@ impl Disputes {
             return Ok(dispute);
         };
         if transition.evidence == EvidenceEffect::Submitted {
-            let document_ids = evidence::document_ids(&dispute.evidence);
+            // The evidence's documents and any the action names become immutable.
+            let mut document_ids = evidence::document_ids(&dispute.evidence);
+            for id in &transition.history.document_ids {
+                if !document_ids.contains(id) {
+                    document_ids.push(id.clone());
+                }
+            }
             if !document_ids.is_empty() {
                 let locked = self.documents.lock_documents(caller, &document_ids).await?;
                 let digests: Vec<String> = locked
@@ -359,10 +379,14 @@ impl Disputes {
     /// event changed anything.
     pub async fn record_network_event(
         &self,
-        tenant_id: &str,
+        caller: &Caller,
         event: RecordedNetworkEvent,
         encode: impl Fn(&Dispute) -> Vec<u8>,
     ) -> Result<NetworkEventOutcome, DisputeError> {
+        // Documents that come with an event (a representment's) belong to the same tenant.
+        self.check_action_documents(caller, &event.event.document_ids)
+            .await?;
+        let tenant_id = caller.tenant_id.as_str();
         let mut tx = self.pool.begin().await.context("begin")?;
         postgres::lock_network_case(&mut tx, tenant_id, event.network, &event.network_case_id)
             .await?;
@@ -518,20 +542,16 @@ impl Disputes {
         &self,
         caller: &Caller,
         changes: &[(&'static str, String)],
-    ) -> Result<(), DisputeError> {
+    ) -> Result<Vec<Violation>, DisputeError> {
         let mut violations = Vec::new();
         let mut referenced: Vec<(&'static str, &String)> = Vec::new();
         for (field, value) in changes {
             if !evidence::is_document_field(field) || value.is_empty() {
                 continue;
             }
+            // Malformed ids are reported by the transport and by `apply_evidence_changes`.
             if service_kit::ids::is_valid_id("doc", value) {
                 referenced.push((field, value));
-            } else {
-                violations.push(Violation::new(
-                    format!("evidence.{field}"),
-                    "must be a document id (doc_...)",
-                ));
             }
         }
         if !referenced.is_empty() {
@@ -546,11 +566,7 @@ impl Disputes {
                     }),
             );
         }
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(DisputeError::Validation(violations))
-        }
+        Ok(violations)
     }
 
     /// The evidence guidance for a dispute.

@@ -216,3 +216,227 @@ macro_rules! in_both_checksum_modes {
         )+
     };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle helpers (scenarios.rs, hazards.rs)
+
+/// A protobuf timestamp of an instant.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Now plus `millis` (negative: in the past), as a protobuf timestamp.
+pub fn in_millis(millis: i64) -> prost_types::Timestamp {
+    timestamp(chrono::Utc::now() + chrono::Duration::milliseconds(millis))
+}
+
+/// Today (UTC) as "YYYY-MM-DD": issuer-side disputes reported today keep every Reg E window
+/// open whatever day the tests run.
+pub fn today() -> String {
+    chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+pub async fn create(
+    client: &mut e2e::DisputesClient,
+    request: dpb::CreateDisputeRequest,
+) -> dpb::Dispute {
+    client
+        .create_dispute(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap()
+}
+
+pub async fn get_dispute(client: &mut e2e::DisputesClient, id: &str) -> dpb::Dispute {
+    client
+        .get_dispute(dpb::GetDisputeRequest { id: id.to_owned() })
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap()
+}
+
+pub fn action_request(
+    dispute_id: &str,
+    action: dpb::DisputeActionType,
+) -> dpb::CreateActionRequest {
+    dpb::CreateActionRequest {
+        dispute_id: dispute_id.to_owned(),
+        action: action.into(),
+        ..Default::default()
+    }
+}
+
+/// CreateAction with nothing but the action.
+pub async fn act(
+    client: &mut e2e::DisputesClient,
+    dispute_id: &str,
+    action: dpb::DisputeActionType,
+) -> Result<dpb::Dispute, tonic::Status> {
+    client
+        .create_action(action_request(dispute_id, action))
+        .await
+        .map(|r| r.into_inner().dispute.unwrap())
+}
+
+/// UpdateDispute that only submits the staged evidence.
+pub fn submit_request(dispute_id: &str) -> dpb::UpdateDisputeRequest {
+    dpb::UpdateDisputeRequest {
+        id: dispute_id.to_owned(),
+        submit: true,
+        ..Default::default()
+    }
+}
+
+pub async fn submit(client: &mut e2e::DisputesClient, dispute_id: &str) -> dpb::Dispute {
+    client
+        .update_dispute(submit_request(dispute_id))
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap()
+}
+
+/// A network event without a new case.
+pub fn network_event(
+    network: dpb::CardNetwork,
+    case_id: &str,
+    event_id: &str,
+    kind: dpb::NetworkEventType,
+) -> dpb::RecordNetworkEventRequest {
+    dpb::RecordNetworkEventRequest {
+        network: network.into(),
+        network_case_id: case_id.to_owned(),
+        event_id: event_id.to_owned(),
+        r#type: kind.into(),
+        ..Default::default()
+    }
+}
+
+/// The dispute a network event opens for a new merchant-side case.
+pub fn merchant_case(amount: i64, charge: &str) -> dpb::CreateDisputeRequest {
+    dpb::CreateDisputeRequest {
+        side: dpb::DisputeSide::Merchant.into(),
+        amount,
+        currency: "usd".to_owned(),
+        charge: charge.to_owned(),
+        reason: dpb::DisputeReason::Fraudulent.into(),
+        ..Default::default()
+    }
+}
+
+pub async fn record(
+    client: &mut e2e::DisputesClient,
+    request: dpb::RecordNetworkEventRequest,
+) -> Result<dpb::RecordNetworkEventResponse, tonic::Status> {
+    client
+        .record_network_event(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The available actions, sorted.
+pub fn available(dispute: &dpb::Dispute) -> Vec<dpb::DisputeActionType> {
+    let mut actions: Vec<_> = dispute
+        .available_actions
+        .iter()
+        .map(|a| a.action())
+        .collect();
+    actions.sort();
+    actions
+}
+
+/// The balance transactions as (type, signed amount), oldest first.
+pub fn ledger(dispute: &dpb::Dispute) -> Vec<(dpb::BalanceTransactionType, i64)> {
+    dispute
+        .balance_transactions
+        .iter()
+        .map(|t| (t.r#type(), t.amount))
+        .collect()
+}
+
+/// Sum of the balance transactions.
+pub fn net(dispute: &dpb::Dispute) -> i64 {
+    dispute.balance_transactions.iter().map(|t| t.amount).sum()
+}
+
+/// The action history as (actor, what), oldest first.
+pub fn history(dispute: &dpb::Dispute) -> Vec<(dpb::Actor, String)> {
+    dispute
+        .action_history
+        .iter()
+        .map(|a| (a.actor(), a.what.clone()))
+        .collect()
+}
+
+/// Types of the events recorded for a dispute (dispute-core's `dispute_events`), in order.
+pub async fn event_types(stack: &Stack, dispute_id: &str) -> Vec<String> {
+    event_payloads(stack, dispute_id)
+        .await
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect()
+}
+
+/// The events recorded for a dispute with their payloads, in order.
+pub async fn event_payloads(stack: &Stack, dispute_id: &str) -> Vec<(String, Vec<u8>)> {
+    let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "select type, payload from dispute_events where dispute_id = $1 order by seq",
+    )
+    .bind(dispute_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// An event payload: the dispute after the change, encoded as `disputes.v1.Dispute`.
+pub fn payload_dispute(payload: &[u8]) -> dpb::Dispute {
+    use prost::Message;
+    dpb::Dispute::decode(payload).unwrap()
+}
+
+/// Polls GetDispute until the dispute has `status` (the sweeper acts within about a second).
+pub async fn wait_for_status(
+    client: &mut e2e::DisputesClient,
+    id: &str,
+    status: dpb::DisputeStatus,
+    within: Duration,
+) -> dpb::Dispute {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let dispute = get_dispute(client, id).await;
+        if dispute.status() == status {
+            return dispute;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} did not become {status:?} within {within:?}: {:?} / {:?}",
+            dispute.stage(),
+            dispute.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The reason of the PreconditionFailure detail of a FAILED_PRECONDITION status.
+pub fn precondition_type(status: &tonic::Status) -> String {
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    status
+        .get_error_details()
+        .precondition_failure()
+        .and_then(|p| p.violations.first().map(|v| v.r#type.clone()))
+        .unwrap_or_default()
+}

@@ -8,5 +8,7 @@ mod disputes;
 mod documents;
 mod evidence;
 mod fixtures;
+mod hazards;
+mod scenarios;
 mod shutdown;
 mod tracing_propagation;

@@ -189,6 +189,34 @@ pub fn dispute_changes(
             ));
         }
     }
+    // What can be judged without the stored dispute, so one answer names every bad field:
+    // document ids, the text budget of the new values alone, and the metadata changes.
+    for (field, value) in &evidence {
+        if crate::domain::evidence::is_document_field(field)
+            && !value.is_empty()
+            && !service_kit::ids::is_valid_id("doc", value)
+        {
+            violations.push(Violation::new(
+                format!("evidence.{field}"),
+                "must be a document id (doc_...)",
+            ));
+        }
+    }
+    let new_text: usize = evidence
+        .iter()
+        .filter(|(field, _)| !crate::domain::evidence::is_document_field(field))
+        .map(|(_, value)| value.chars().count())
+        .sum();
+    if new_text > crate::domain::evidence::MAX_EVIDENCE_TEXT_CHARS {
+        violations.push(Violation::new(
+            "evidence",
+            format!(
+                "text fields hold {new_text} characters together; the limit is {}",
+                crate::domain::evidence::MAX_EVIDENCE_TEXT_CHARS
+            ),
+        ));
+    }
+    violations.extend(crate::domain::dispute::validate_metadata(&request.metadata));
     if evidence.is_empty()
         && request.metadata.is_empty()
         && !request.clear_metadata
@@ -205,6 +233,7 @@ pub fn dispute_changes(
             metadata: request.metadata.clone(),
             clear_metadata: request.clear_metadata,
             submit: request.submit,
+            violations: Vec::new(),
         },
         violations,
     )

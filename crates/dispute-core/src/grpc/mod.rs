@@ -124,26 +124,13 @@ impl DisputeService for DisputeServiceHandler {
             }
         });
 
-        let encode = |dispute: &crate::domain::Dispute| {
-            pb::CreateDisputeResponse {
-                dispute: Some(dispute.clone().into()),
-            }
-            .encode_to_vec()
-        };
-        let response = match self
+        let outcome = self
             .disputes
-            .create_dispute(&caller.tenant_id, new, idempotency, encode)
-            .await?
-        {
-            Outcome::Done(dispute) => pb::CreateDisputeResponse {
-                dispute: Some(dispute.into()),
-            },
-            Outcome::Replayed(bytes) => pb::CreateDisputeResponse::decode(bytes.as_slice())
-                .map_err(|e| {
-                    DisputeError::Internal(anyhow::Error::new(e).context("decode stored response"))
-                })?,
-        };
-        Ok(Response::new(response))
+            .create_dispute(&caller.tenant_id, new, idempotency, encode_dispute)
+            .await?;
+        Ok(Response::new(pb::CreateDisputeResponse {
+            dispute: Some(dispute_of(outcome)?),
+        }))
     }
 
     async fn get_dispute(
@@ -215,17 +202,19 @@ impl DisputeService for DisputeServiceHandler {
             |r| r.request_id.clear(),
             &mut violations,
         );
-        let changes = convert::dispute_changes(&request);
-        violations.extend(changes.1);
-        if !violations.is_empty() {
+        let (mut changes, found) = convert::dispute_changes(&request);
+        violations.extend(found);
+        if violations.iter().any(|v| v.field == "id") {
             return Err(DisputeError::Validation(violations).into());
         }
+        // Reported with the document checks, so one answer names every bad field.
+        changes.violations = violations;
         let outcome = self
             .disputes
             .update_dispute(
                 &caller,
                 &request.id,
-                changes.0,
+                changes,
                 MutationGuards {
                     expected_version: request.expected_version,
                     idempotency,
@@ -298,8 +287,11 @@ impl DisputeService for DisputeServiceHandler {
                 let mut new_case = new_case.clone();
                 new_case.network = request.network;
                 new_case.network_case_id = request.network_case_id.clone();
-                let (draft, mut more) = convert::new_dispute_draft(&new_case);
-                violations.append(&mut more);
+                let (draft, more) = convert::new_dispute_draft(&new_case);
+                violations.extend(more.into_iter().map(|mut v| {
+                    v.field = format!("new_case.{}", v.field);
+                    v
+                }));
                 match NewDispute::parse(draft, chrono::Utc::now()) {
                     Ok(new) => Some(new),
                     Err(DisputeError::Validation(v)) => {
@@ -320,7 +312,7 @@ impl DisputeService for DisputeServiceHandler {
         let outcome = self
             .disputes
             .record_network_event(
-                &caller.tenant_id,
+                &caller,
                 RecordedNetworkEvent {
                     network,
                     network_case_id: request.network_case_id.clone(),

@@ -144,6 +144,8 @@ pub async fn insert_dispute(
         credit_status: CreditStatus::None,
         amount: dispute.amount,
         due_time: dispute.due_time,
+        amount_won: 0,
+        amount_lost: 0,
         reversal_lapses_at: None,
         overdue: false,
         next_deadline: dispute.due_time,
@@ -158,6 +160,9 @@ pub struct OpenedState {
     pub credit_status: CreditStatus,
     pub amount: i64,
     pub due_time: Option<DateTime<Utc>>,
+    /// A dispute may open already decided (H3: no right to respond).
+    pub amount_won: i64,
+    pub amount_lost: i64,
     pub reversal_lapses_at: Option<DateTime<Utc>>,
     pub overdue: bool,
     pub next_deadline: Option<DateTime<Utc>>,
@@ -171,6 +176,8 @@ impl From<&LifecycleState> for OpenedState {
             credit_status: state.credit_status,
             amount: state.amount,
             due_time: state.due_time,
+            amount_won: state.amount_won,
+            amount_lost: state.amount_lost,
             reversal_lapses_at: state.reversal_lapses_at,
             overdue: state.overdue,
             next_deadline: state.next_deadline(),
@@ -192,9 +199,10 @@ pub async fn insert_opened_dispute(
             payment_intent, transaction_id, merchant_id, network, payment_method_type, reason,
             network_reason_code, network_case_id, memo, date_customer_reported,
             applicable_regulation, credit_status, due_time, is_charge_refundable, metadata,
-            livemode, original_amount, reversal_lapses_at, overdue, next_deadline)
+            livemode, original_amount, reversal_lapses_at, overdue, next_deadline, amount_won,
+            amount_lost)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
+            $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
     )
     .bind(tenant_id)
     .bind(id)
@@ -224,6 +232,8 @@ pub async fn insert_opened_dispute(
     .bind(opened.reversal_lapses_at)
     .bind(opened.overdue)
     .bind(opened.next_deadline)
+    .bind(opened.amount_won)
+    .bind(opened.amount_lost)
     .execute(&mut *conn)
     .await;
     match result {
