@@ -104,9 +104,18 @@ enum_mapping!(BalanceTransactionType, pb::BalanceTransactionType, {
     ProvisionalCreditReversal <=> ProvisionalCreditReversal, WriteOff <=> WriteOff,
 });
 
-/// Evidence fields by name, in both directions.
+/// Evidence fields by name, in both directions, and the changes of an EvidenceUpdate.
 macro_rules! evidence_fields {
     ($($field:ident),+ $(,)?) => {
+        /// Evidence changes of an UpdateDispute request, by name (present fields only).
+        fn evidence_changes(update: &pb::EvidenceUpdate) -> Vec<(&'static str, String)> {
+            let mut changes = Vec::new();
+            $(if let Some(value) = &update.$field {
+                changes.push((stringify!($field), value.clone()));
+            })+
+            changes
+        }
+
         fn evidence_to_proto(evidence: &Evidence) -> pb::Evidence {
             pb::Evidence {
                 $($field: evidence.get(stringify!($field)).cloned().unwrap_or_default(),)+
@@ -124,49 +133,6 @@ macro_rules! evidence_fields {
         }
     };
 }
-
-/// Evidence changes of an UpdateDispute request, by name (present fields only).
-macro_rules! evidence_update_fields {
-    ($($field:ident),+ $(,)?) => {
-        fn evidence_changes(update: &pb::EvidenceUpdate) -> Vec<(&'static str, String)> {
-            let mut changes = Vec::new();
-            $(if let Some(value) = &update.$field {
-                changes.push((stringify!($field), value.clone()));
-            })+
-            changes
-        }
-    };
-}
-
-evidence_update_fields!(
-    access_activity_log,
-    billing_address,
-    cancellation_policy,
-    cancellation_policy_disclosure,
-    cancellation_rebuttal,
-    customer_communication,
-    customer_email_address,
-    customer_name,
-    customer_purchase_ip,
-    customer_signature,
-    duplicate_charge_documentation,
-    duplicate_charge_explanation,
-    duplicate_charge_id,
-    product_description,
-    receipt,
-    refund_policy,
-    refund_policy_disclosure,
-    refund_refusal_explanation,
-    service_date,
-    service_documentation,
-    shipping_address,
-    shipping_carrier,
-    shipping_date,
-    shipping_documentation,
-    shipping_tracking_number,
-    uncategorized_file,
-    uncategorized_text,
-);
 
 /// The changes an UpdateDispute asks for, plus violations only the transport sees.
 pub fn dispute_changes(
@@ -474,6 +440,25 @@ fn document_ids(field: &str, ids: &[String], violations: &mut Vec<Violation>) {
     }
 }
 
+/// A required enum field, or a violation naming it.
+fn required_enum<T: EnumInputFrom>(
+    field: &str,
+    value: i32,
+    violations: &mut Vec<Violation>,
+) -> Option<T> {
+    match T::from_wire(value) {
+        EnumInput::Known(value) => Some(value),
+        EnumInput::Unspecified => {
+            violations.push(Violation::new(field, "is required"));
+            None
+        }
+        EnumInput::Unknown(n) => {
+            violations.push(Violation::new(field, format!("unknown value {n}")));
+            None
+        }
+    }
+}
+
 /// A positive amount or 0 for "the disputed amount".
 fn optional_amount(field: &str, amount: i64, violations: &mut Vec<Violation>) -> Option<i64> {
     match amount {
@@ -489,17 +474,7 @@ fn optional_amount(field: &str, amount: i64, violations: &mut Vec<Violation>) ->
 /// A CreateAction request as a tenant action, or the violations of every bad field.
 pub fn tenant_action(request: &pb::CreateActionRequest) -> Result<TenantAction, Vec<Violation>> {
     let mut violations = Vec::new();
-    let action = match ActionType::from_wire(request.action) {
-        EnumInput::Known(action) => Some(action),
-        EnumInput::Unspecified => {
-            violations.push(Violation::new("action", "is required"));
-            None
-        }
-        EnumInput::Unknown(n) => {
-            violations.push(Violation::new("action", format!("unknown value {n}")));
-            None
-        }
-    };
+    let action: Option<ActionType> = required_enum("action", request.action, &mut violations);
     let amount = optional_amount("amount", request.amount, &mut violations);
     if request.message.chars().count() > MAX_MEMO_CHARS {
         violations.push(Violation::new(
@@ -525,28 +500,8 @@ pub fn network_event(
     request: &pb::RecordNetworkEventRequest,
 ) -> Result<(Network, NetworkEvent), Vec<Violation>> {
     let mut violations = Vec::new();
-    let network = match Network::from_wire(request.network) {
-        EnumInput::Known(network) => Some(network),
-        EnumInput::Unspecified => {
-            violations.push(Violation::new("network", "is required"));
-            None
-        }
-        EnumInput::Unknown(n) => {
-            violations.push(Violation::new("network", format!("unknown value {n}")));
-            None
-        }
-    };
-    let kind = match NetworkEventKind::from_wire(request.r#type) {
-        EnumInput::Known(kind) => Some(kind),
-        EnumInput::Unspecified => {
-            violations.push(Violation::new("type", "is required"));
-            None
-        }
-        EnumInput::Unknown(n) => {
-            violations.push(Violation::new("type", format!("unknown value {n}")));
-            None
-        }
-    };
+    let network: Option<Network> = required_enum("network", request.network, &mut violations);
+    let kind: Option<NetworkEventKind> = required_enum("type", request.r#type, &mut violations);
     for (field, value) in [
         ("network_case_id", &request.network_case_id),
         ("event_id", &request.event_id),

@@ -297,18 +297,7 @@ pub async fn find_dispute_for_update(
     tenant_id: &str,
     id: &str,
 ) -> anyhow::Result<Option<Dispute>> {
-    let row: Option<DisputeRow> = sqlx::query_as(&format!(
-        "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2 for update"
-    ))
-    .bind(tenant_id)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("select dispute for update")?;
-    let Some(row) = row else { return Ok(None) };
-    let mut disputes = vec![Dispute::try_from(row)?];
-    attach_history_and_ledger(conn, tenant_id, &mut disputes).await?;
-    Ok(disputes.pop())
+    select_dispute(conn, tenant_id, id, "for update").await
 }
 
 /// Stores staged evidence and metadata and bumps the version.
@@ -365,8 +354,18 @@ pub async fn find_dispute(
     tenant_id: &str,
     id: &str,
 ) -> anyhow::Result<Option<Dispute>> {
+    select_dispute(conn, tenant_id, id, "").await
+}
+
+/// One dispute with its history and ledger; `locking` is empty or a row-locking clause.
+async fn select_dispute(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    locking: &'static str,
+) -> anyhow::Result<Option<Dispute>> {
     let row: Option<DisputeRow> = sqlx::query_as(&format!(
-        "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2"
+        "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2 {locking}"
     ))
     .bind(tenant_id)
     .bind(id)
