@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use crate::documents::DocumentsClient;
 use crate::domain::dispute::validate_metadata;
 use crate::domain::ledger;
-use crate::domain::lifecycle::{self, CaseFacts, EvidenceEffect, IssuerFacts, Opening, Transition};
+use crate::domain::lifecycle::{self, CaseFacts, EvidenceEffect, Opening, Transition};
 use crate::domain::{
     ActionType, Actor, Dispute, DisputeError, DisputeFilter, MoneyPolicy, Network, NetworkEvent,
     NewDispute, TenantAction, Trigger, evidence,
@@ -706,7 +706,7 @@ fn case_facts(new: &NewDispute) -> CaseFacts {
         original_amount: new.original_amount,
         applicable_regulation: new.applicable_regulation,
         date_customer_reported: new.date_customer_reported,
-        issuer: IssuerFacts::default(),
+        issuer: new.issuer,
     }
 }
 

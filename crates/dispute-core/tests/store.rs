@@ -137,6 +137,12 @@ async fn insert_then_find_returns_every_field(pool: PgPool) {
         original_amount: 20_000,
         is_charge_refundable: true,
         due_time: Some(due),
+        issuer_facts: Some(dispute_core::domain::dispute::IssuerFactsDraft {
+            transaction_date: "2025-01-10".into(),
+            new_account: true,
+            billing_cycle_closing_day: 12,
+            ..Default::default()
+        }),
     });
     let before: DateTime<Utc> = sqlx::query_scalar("select now()")
         .fetch_one(&mut *conn)
@@ -155,6 +161,8 @@ async fn insert_then_find_returns_every_field(pool: PgPool) {
         .unwrap()
         .unwrap();
     assert_eq!(found.id, "dsp_full");
+    assert_eq!(found.issuer, new.issuer, "issuer facts round-trip");
+    assert_eq!(found.issuer.billing_cycle_closing_day, Some(12));
     assert_eq!(found.tenant_id, TENANT);
     assert_eq!(found.version, 1);
     assert_eq!(found.side, Side::Issuer);

@@ -501,3 +501,80 @@ async fn disputes_of_one_charge_never_exceed_its_original_amount() {
     assert_eq!(created, 3);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_facts_set_regulation_e_windows() {
+    use dispute_core::domain::deadlines::{add_business_days, end_of_day};
+    let stack = stack().await;
+    let token = stack.full_token("acme");
+    let mut disputes = stack.disputes(Some(&token)).await;
+    let reported = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+    let credit_due = |dispute: &dpb::Dispute| {
+        dispute
+            .available_actions
+            .iter()
+            .find(|a| a.action == dpb::DisputeActionType::ProvisionalCredit as i32)
+            .and_then(|a| a.valid_until)
+            .map(|t| t.seconds)
+    };
+
+    let mut established = issuer_dispute("txn_established");
+    established.date_customer_reported = reported.format("%Y-%m-%d").to_string();
+    let established = disputes
+        .create_dispute(established)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert_eq!(
+        credit_due(&established),
+        Some(end_of_day(add_business_days(reported, 10)).timestamp())
+    );
+
+    let mut new_account = issuer_dispute("txn_new_account");
+    new_account.date_customer_reported = reported.format("%Y-%m-%d").to_string();
+    new_account.issuer_facts = Some(dpb::IssuerFacts {
+        transaction_date: (reported - chrono::Duration::days(3))
+            .format("%Y-%m-%d")
+            .to_string(),
+        new_account: true,
+        ..Default::default()
+    });
+    let new_account = disputes
+        .create_dispute(new_account)
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert_eq!(
+        credit_due(&new_account),
+        Some(end_of_day(add_business_days(reported, 20)).timestamp())
+    );
+    let facts = new_account.issuer_facts.unwrap();
+    assert!(facts.new_account);
+    assert_eq!(facts.transaction_posted, Some(true));
+
+    // Issuer facts belong to the issuer side, and a transaction is not reported before it
+    // happens.
+    let mut merchant = merchant_dispute("", "ch_facts");
+    merchant.issuer_facts = Some(dpb::IssuerFacts::default());
+    let status = disputes.create_dispute(merchant).await.unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["issuer_facts"]);
+    let mut late = issuer_dispute("txn_late");
+    late.issuer_facts = Some(dpb::IssuerFacts {
+        transaction_date: "2026-11-21".into(),
+        billing_cycle_closing_day: 40,
+        ..Default::default()
+    });
+    let status = disputes.create_dispute(late).await.unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        vec![
+            "issuer_facts.transaction_date",
+            "issuer_facts.billing_cycle_closing_day"
+        ]
+    );
+    stack.stop().await;
+}

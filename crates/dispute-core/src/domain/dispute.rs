@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use service_kit::errors::Violation;
 
+use super::deadlines::RegulationEFacts;
 use super::enums::*;
 use super::evidence::Evidence;
-use super::lifecycle::{IssuerFacts, LifecycleMarks, LifecycleState};
+pub use super::lifecycle::IssuerFacts;
+use super::lifecycle::{LifecycleMarks, LifecycleState};
 use super::{Currency, DisputeError};
 
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
@@ -59,12 +61,14 @@ pub struct Dispute {
     pub balance_transactions: Vec<BalanceTransaction>,
     /// Lifecycle bookkeeping that is not part of the API (reversal lapse, overdue mark).
     pub marks: LifecycleMarks,
+    /// Issuer side: what deadlines and chargeback rights are computed from.
+    pub issuer: IssuerFacts,
 }
 
 impl Dispute {
     /// The lifecycle's view of the dispute.
     pub fn lifecycle_state(&self) -> LifecycleState {
-        LifecycleState::from_dispute(self, self.marks, IssuerFacts::default())
+        LifecycleState::from_dispute(self, self.marks, self.issuer)
     }
 
     pub fn is_past_due(&self, now: DateTime<Utc>) -> bool {
@@ -129,6 +133,19 @@ pub struct NewDisputeDraft {
     pub original_amount: i64,
     pub is_charge_refundable: bool,
     pub due_time: Option<DateTime<Utc>>,
+    pub issuer_facts: Option<IssuerFactsDraft>,
+}
+
+/// Issuer facts as they arrived.
+#[derive(Debug, Clone, Default)]
+pub struct IssuerFactsDraft {
+    pub transaction_date: String,
+    pub new_account: bool,
+    pub pos_or_foreign: bool,
+    pub billing_cycle_closing_day: i32,
+    pub three_ds_authenticated: bool,
+    pub digital_wallet_token: bool,
+    pub transaction_posted: Option<bool>,
 }
 
 /// A validated new dispute.
@@ -156,6 +173,7 @@ pub struct NewDispute {
     pub original_amount: Option<i64>,
     pub is_charge_refundable: bool,
     pub due_time: Option<DateTime<Utc>>,
+    pub issuer: IssuerFacts,
 }
 
 /// Collects every violation of a request before answering.
@@ -201,6 +219,59 @@ impl Violations {
         }
         let trimmed = value.trim();
         (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    }
+}
+
+impl Violations {
+    /// Issuer facts; the transaction happens before it is reported, never in the future.
+    fn issuer_facts(
+        &mut self,
+        facts: &IssuerFactsDraft,
+        reported: Option<NaiveDate>,
+        now: DateTime<Utc>,
+    ) -> IssuerFacts {
+        let field = "issuer_facts.transaction_date";
+        let transaction_date = if facts.transaction_date.is_empty() {
+            None
+        } else {
+            match NaiveDate::parse_from_str(&facts.transaction_date, "%Y-%m-%d") {
+                Ok(date) if date > now.date_naive() => {
+                    self.add(field, "must not be in the future");
+                    None
+                }
+                Ok(date) if reported.is_some_and(|reported| date > reported) => {
+                    self.add(field, "must not be after date_customer_reported");
+                    None
+                }
+                Ok(date) => Some(date),
+                Err(_) => {
+                    self.add(field, "must be a date as YYYY-MM-DD");
+                    None
+                }
+            }
+        };
+        let billing_cycle_closing_day = match facts.billing_cycle_closing_day {
+            0 => None,
+            day @ 1..=31 => Some(day as u32),
+            _ => {
+                self.add(
+                    "issuer_facts.billing_cycle_closing_day",
+                    "must be 1 to 31, or 0 when unknown",
+                );
+                None
+            }
+        };
+        IssuerFacts {
+            transaction_date,
+            regulation_e: RegulationEFacts {
+                new_account: facts.new_account,
+                pos_or_foreign: facts.pos_or_foreign,
+            },
+            billing_cycle_closing_day,
+            three_ds_authenticated: facts.three_ds_authenticated,
+            digital_wallet_token: facts.digital_wallet_token,
+            transaction_posted: facts.transaction_posted.unwrap_or(true),
+        }
     }
 }
 
@@ -361,6 +432,14 @@ impl NewDispute {
             v.add("due_time", "must be in the future");
         }
         v.0.extend(validate_metadata(&draft.metadata));
+        let issuer = match (&draft.issuer_facts, side) {
+            (None, _) => IssuerFacts::default(),
+            (Some(_), Some(Side::Merchant)) => {
+                v.add("issuer_facts", "apply to the issuer side only");
+                IssuerFacts::default()
+            }
+            (Some(facts), _) => v.issuer_facts(facts, date_customer_reported, now),
+        };
 
         match (
             side,
@@ -402,6 +481,7 @@ impl NewDispute {
                 original_amount,
                 is_charge_refundable: draft.is_charge_refundable,
                 due_time: draft.due_time,
+                issuer,
             }),
             _ => Err(DisputeError::Validation(v.0)),
         }
@@ -537,6 +617,51 @@ mod tests {
         assert_eq!(
             dispute.date_customer_reported,
             NaiveDate::from_ymd_opt(2026, 11, 20)
+        );
+    }
+
+    #[test]
+    fn issuer_facts_are_checked_and_issuer_only() {
+        let facts = IssuerFactsDraft {
+            transaction_date: "2026-11-21".into(),
+            new_account: true,
+            billing_cycle_closing_day: 32,
+            ..Default::default()
+        };
+        let draft = NewDisputeDraft {
+            side: Some(EnumInput::Known(Side::Issuer)),
+            date_customer_reported: "2026-11-20".into(),
+            issuer_facts: Some(facts.clone()),
+            ..merchant_draft()
+        };
+        assert_eq!(
+            violated_fields(NewDispute::parse(draft, now())),
+            vec![
+                "issuer_facts.transaction_date",
+                "issuer_facts.billing_cycle_closing_day"
+            ]
+        );
+        let draft = NewDisputeDraft {
+            side: Some(EnumInput::Known(Side::Issuer)),
+            date_customer_reported: "2026-11-20".into(),
+            issuer_facts: Some(IssuerFactsDraft {
+                transaction_date: "2026-11-02".into(),
+                billing_cycle_closing_day: 15,
+                ..facts.clone()
+            }),
+            ..merchant_draft()
+        };
+        let issuer = NewDispute::parse(draft, now()).unwrap().issuer;
+        assert!(issuer.regulation_e.new_account);
+        assert_eq!(issuer.billing_cycle_closing_day, Some(15));
+        assert!(issuer.transaction_posted);
+        let merchant = NewDisputeDraft {
+            issuer_facts: Some(IssuerFactsDraft::default()),
+            ..merchant_draft()
+        };
+        assert_eq!(
+            violated_fields(NewDispute::parse(merchant, now())),
+            vec!["issuer_facts"]
         );
     }
 

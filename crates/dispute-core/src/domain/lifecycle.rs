@@ -3470,6 +3470,7 @@ mod tests {
         };
         let mut dispute = Dispute {
             marks: LifecycleMarks::default(),
+            issuer: IssuerFacts::default(),
             id: "dsp_1".into(),
             tenant_id: "acme".into(),
             create_time: at(T0),

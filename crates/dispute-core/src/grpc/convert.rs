@@ -289,7 +289,23 @@ impl From<Dispute> for pb::Dispute {
             original_amount: d.original_amount.unwrap_or_default(),
             amount_won: d.amount_won,
             amount_lost: d.amount_lost,
+            issuer_facts: (d.side == Side::Issuer).then(|| issuer_facts_to_proto(&d.issuer)),
         }
+    }
+}
+
+fn issuer_facts_to_proto(facts: &IssuerFacts) -> pb::IssuerFacts {
+    pb::IssuerFacts {
+        transaction_date: facts
+            .transaction_date
+            .map(|date| date.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        new_account: facts.regulation_e.new_account,
+        pos_or_foreign: facts.regulation_e.pos_or_foreign,
+        billing_cycle_closing_day: facts.billing_cycle_closing_day.unwrap_or(0) as i32,
+        three_ds_authenticated: facts.three_ds_authenticated,
+        digital_wallet_token: facts.digital_wallet_token,
+        transaction_posted: Some(facts.transaction_posted),
     }
 }
 
@@ -352,6 +368,15 @@ pub fn new_dispute_draft(request: &pb::CreateDisputeRequest) -> (NewDisputeDraft
         original_amount: request.original_amount,
         is_charge_refundable: request.is_charge_refundable,
         due_time,
+        issuer_facts: request.issuer_facts.as_ref().map(|f| IssuerFactsDraft {
+            transaction_date: f.transaction_date.clone(),
+            new_account: f.new_account,
+            pos_or_foreign: f.pos_or_foreign,
+            billing_cycle_closing_day: f.billing_cycle_closing_day,
+            three_ds_authenticated: f.three_ds_authenticated,
+            digital_wallet_token: f.digital_wallet_token,
+            transaction_posted: f.transaction_posted,
+        }),
     };
     (draft, violations)
 }
@@ -422,6 +447,7 @@ pub fn dispute_filter(request: &pb::ListDisputesRequest) -> Result<DisputeFilter
     }
 }
 
+use crate::domain::dispute::{IssuerFacts, IssuerFactsDraft};
 use crate::domain::dispute::{MAX_MEMO_CHARS, MAX_REFERENCE_CHARS};
 use crate::domain::lifecycle;
 

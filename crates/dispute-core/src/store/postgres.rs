@@ -9,7 +9,8 @@ use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use crate::domain::lifecycle::{LifecycleMarks, LifecycleState};
+use crate::domain::deadlines::RegulationEFacts;
+use crate::domain::lifecycle::{IssuerFacts, LifecycleMarks, LifecycleState};
 use crate::domain::{
     ActionRecord, Actor, BalanceTransaction, BalanceTransactionType, CreditStatus, Dispute,
     DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType, Reason, Regulation, Side,
@@ -23,7 +24,8 @@ const DISPUTE_COLUMNS: &str = "tenant_id, id, version, side, stage, status, amou
     network_reason_code, network_case_id, memo, date_customer_reported, applicable_regulation, \
     credit_status, evidence, due_time, has_evidence, submission_count, is_charge_refundable, \
     metadata, livemode, original_amount, amount_won, amount_lost, created_at, updated_at, \
-    reversal_lapses_at, overdue";
+    reversal_lapses_at, overdue, transaction_date, new_account, pos_or_foreign, \
+    billing_cycle_closing_day, three_ds_authenticated, digital_wallet_token, transaction_posted";
 
 #[derive(sqlx::FromRow)]
 struct DisputeRow {
@@ -62,6 +64,13 @@ struct DisputeRow {
     updated_at: DateTime<Utc>,
     reversal_lapses_at: Option<DateTime<Utc>>,
     overdue: bool,
+    transaction_date: Option<NaiveDate>,
+    new_account: bool,
+    pos_or_foreign: bool,
+    billing_cycle_closing_day: Option<i32>,
+    three_ds_authenticated: bool,
+    digital_wallet_token: bool,
+    transaction_posted: bool,
 }
 
 /// Parses a stored enum name; a value we cannot read is a bug, not bad input.
@@ -120,6 +129,19 @@ impl TryFrom<DisputeRow> for Dispute {
             marks: LifecycleMarks {
                 reversal_lapses_at: row.reversal_lapses_at,
                 overdue: row.overdue,
+            },
+            issuer: IssuerFacts {
+                transaction_date: row.transaction_date,
+                regulation_e: RegulationEFacts {
+                    new_account: row.new_account,
+                    pos_or_foreign: row.pos_or_foreign,
+                },
+                billing_cycle_closing_day: row
+                    .billing_cycle_closing_day
+                    .and_then(|day| u32::try_from(day).ok()),
+                three_ds_authenticated: row.three_ds_authenticated,
+                digital_wallet_token: row.digital_wallet_token,
+                transaction_posted: row.transaction_posted,
             },
         })
     }
@@ -200,9 +222,11 @@ pub async fn insert_opened_dispute(
             network_reason_code, network_case_id, memo, date_customer_reported,
             applicable_regulation, credit_status, due_time, is_charge_refundable, metadata,
             livemode, original_amount, reversal_lapses_at, overdue, next_deadline, amount_won,
-            amount_lost)
+            amount_lost, transaction_date, new_account, pos_or_foreign, billing_cycle_closing_day,
+            three_ds_authenticated, digital_wallet_token, transaction_posted)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-            $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
+            $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34,
+            $35, $36, $37)",
     )
     .bind(tenant_id)
     .bind(id)
@@ -234,6 +258,18 @@ pub async fn insert_opened_dispute(
     .bind(opened.next_deadline)
     .bind(opened.amount_won)
     .bind(opened.amount_lost)
+    .bind(dispute.issuer.transaction_date)
+    .bind(dispute.issuer.regulation_e.new_account)
+    .bind(dispute.issuer.regulation_e.pos_or_foreign)
+    .bind(
+        dispute
+            .issuer
+            .billing_cycle_closing_day
+            .map(|day| day as i32),
+    )
+    .bind(dispute.issuer.three_ds_authenticated)
+    .bind(dispute.issuer.digital_wallet_token)
+    .bind(dispute.issuer.transaction_posted)
     .execute(&mut *conn)
     .await;
     match result {
