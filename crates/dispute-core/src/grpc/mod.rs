@@ -100,13 +100,15 @@ impl DisputeService for DisputeServiceHandler {
     ) -> Result<Response<pb::CreateDisputeResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Scope::DisputesWrite)?;
-        let mut request = request.into_inner();
+        let request = request.into_inner();
 
         let (draft, mut violations) = convert::new_dispute_draft(&request);
-        let request_id = validate_request_id(&request.request_id).unwrap_or_else(|v| {
-            violations.push(v);
-            None
-        });
+        let idempotency = idempotency_key(
+            &request,
+            &request.request_id,
+            |r| r.request_id.clear(),
+            &mut violations,
+        );
         let new = match NewDispute::parse(draft, chrono::Utc::now()) {
             Ok(new) if violations.is_empty() => new,
             Ok(_) => return Err(DisputeError::Validation(violations).into()),
@@ -116,13 +118,6 @@ impl DisputeService for DisputeServiceHandler {
             }
             Err(other) => return Err(other.into()),
         };
-        let idempotency = request_id.map(|request_id| {
-            request.request_id.clear();
-            IdempotencyKey {
-                request_id,
-                request_fingerprint: request_fingerprint(&request),
-            }
-        });
 
         let outcome = self
             .disputes

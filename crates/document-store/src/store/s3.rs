@@ -83,14 +83,6 @@ impl ObjectStore {
         Self { client, bucket }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Creates the bucket unless it exists (local development).
     pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
         if self
