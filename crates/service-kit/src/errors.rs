@@ -3,23 +3,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-/// One invalid request field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Field path as in the request, e.g. `currency` or `metadata["k"]`.
-    pub field: String,
-    /// Why it is invalid, in lower case.
-    pub description: String,
-}
-
-impl Violation {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+pub use crate::violation::Violation;
 
 /// INVALID_ARGUMENT with one BadRequest field violation per bad field and an ErrorInfo.
 pub fn invalid_argument(domain: &str, violations: &[Violation]) -> Status {

@@ -1,6 +1,9 @@
 //! Pieces both services share: telemetry, W3C trace propagation over gRPC, JWT auth,
-//! server bootstrap (health, reflection, graceful shutdown), ids, page tokens and
-//! google.rpc error details.
+//! server bootstrap (health, reflection, graceful shutdown), periodic workers, typed ids,
+//! paging, timestamps and google.rpc error details.
+//!
+//! `violation`, `ids`, `page_token` are pure (no tonic, sqlx or I/O): the services' domain
+//! code may use them. Everything else is transport or runtime plumbing.
 
 pub mod auth;
 pub mod database;
@@ -10,3 +13,9 @@ pub mod page_token;
 pub mod propagation;
 pub mod server;
 pub mod telemetry;
+pub mod time;
+pub mod violation;
+pub mod worker;
+
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -9,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::violation::Violation;
+
 /// Default and maximum page sizes (SPEC §3).
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
@@ -81,6 +83,61 @@ pub fn decode_page_token(
     }))
 }
 
+/// A checked page request: the page size to use and where the previous page ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Rows per page, already defaulted and capped.
+    pub size: i64,
+    /// Where the previous page ended; `None` for the first page.
+    pub after: Option<PageCursor>,
+    filter_fingerprint: String,
+}
+
+impl PageRequest {
+    /// Checks `page_size` and `page_token` (made with the same filters); every problem is
+    /// added to `violations`, so it is reported together with the request's other fields.
+    pub fn parse(
+        page_size: i32,
+        page_token: &str,
+        filter_fingerprint: impl Into<String>,
+        violations: &mut Vec<Violation>,
+    ) -> Self {
+        let filter_fingerprint = filter_fingerprint.into();
+        if page_size < 0 {
+            violations.push(Violation::new("page_size", "must not be negative"));
+        }
+        let after = decode_page_token(page_token, &filter_fingerprint).unwrap_or_else(|error| {
+            violations.push(Violation::new("page_token", error.to_string()));
+            None
+        });
+        Self {
+            size: effective_page_size(page_size),
+            after,
+            filter_fingerprint,
+        }
+    }
+
+    /// How many rows to fetch: one more than a page, to learn whether another page follows.
+    pub fn fetch_limit(&self) -> i64 {
+        self.size + 1
+    }
+
+    /// Cuts rows fetched with [`Self::fetch_limit`] to one page, and returns the token of
+    /// the next page (empty when this is the last one).
+    pub fn cut<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> PageCursor) -> (Vec<T>, String) {
+        let page_size = usize::try_from(self.size).unwrap_or(usize::MAX);
+        if rows.len() <= page_size {
+            return (rows, String::new());
+        }
+        rows.truncate(page_size);
+        let next = rows
+            .last()
+            .map(|last| encode_page_token(&key(last), &self.filter_fingerprint))
+            .unwrap_or_default();
+        (rows, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +188,34 @@ mod tests {
         assert_eq!(effective_page_size(7), 7);
         assert_eq!(effective_page_size(100), 100);
         assert_eq!(effective_page_size(5000), 100);
+    }
+
+    #[test]
+    fn page_requests_collect_violations() {
+        let mut violations = Vec::new();
+        let request = PageRequest::parse(-1, "%%%", "abc", &mut violations);
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, vec!["page_size", "page_token"]);
+        assert_eq!(request.size, DEFAULT_PAGE_SIZE);
+        assert_eq!(request.after, None);
+    }
+
+    #[test]
+    fn a_page_is_cut_after_one_extra_row() {
+        let mut violations = Vec::new();
+        let request = PageRequest::parse(2, "", "f", &mut violations);
+        assert!(violations.is_empty());
+        assert_eq!(request.fetch_limit(), 3);
+        let key = |n: &i64| PageCursor {
+            create_time: DateTime::<Utc>::from_timestamp_micros(*n).unwrap_or_default(),
+            id: format!("id{n}"),
+        };
+        let (page, next) = request.cut(vec![3, 2, 1], key);
+        assert_eq!(page, vec![3, 2]);
+        let after = PageRequest::parse(2, &next, "f", &mut violations);
+        assert!(violations.is_empty());
+        assert_eq!(after.after, Some(key(&2)));
+        let (last, none) = request.cut(vec![3, 2], key);
+        assert_eq!((last, none), (vec![3, 2], String::new()));
     }
 }

@@ -3,9 +3,70 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+/// How [`serve`] runs one service.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// The fully qualified gRPC service, e.g. `disputes.v1.DisputeService`.
+    pub service_name: &'static str,
+    /// How long in-flight calls may run after shutdown starts.
+    pub drain: Duration,
+    /// HTTP/2 flow-control windows; `None` keeps tonic's defaults.
+    pub initial_stream_window_size: Option<u32>,
+    pub initial_connection_window_size: Option<u32>,
+}
+
+impl ServeSettings {
+    pub fn new(service_name: &'static str, drain: Duration) -> Self {
+        Self {
+            service_name,
+            drain,
+            initial_stream_window_size: None,
+            initial_connection_window_size: None,
+        }
+    }
+}
+
+/// Serves `service` on `listener` together with grpc.health.v1 and reflection, behind the
+/// trace layer, until `shutdown` is cancelled. Then health turns NOT_SERVING, in-flight calls
+/// get `settings.drain` to finish, and `shutdown` stays cancelled so workers stop too.
+pub async fn serve(
+    service: tonic::service::Routes,
+    listener: TcpListener,
+    settings: ServeSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(settings.service_name, ServingStatus::Serving)
+        .await;
+    let (reflection_v1, reflection_v1alpha) = reflection_services(settings.service_name)?;
+    let routes = service
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(settings.initial_stream_window_size)
+        .initial_connection_window_size(settings.initial_connection_window_size)
+        .layer(crate::propagation::GrpcServerTraceLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            health_off_on_shutdown(shutdown.clone(), health_reporter, settings.service_name),
+        );
+    tokio::select! {
+        result = server => result.context("grpc server")?,
+        _ = drain_deadline(shutdown.clone(), settings.drain) => {},
+    }
+    shutdown.cancel();
+    Ok(())
+}
 
 /// The reflection services (v1 and v1alpha) advertising `service_name` and health, with our
 /// descriptors plus health's registered.

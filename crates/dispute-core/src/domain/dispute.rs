@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use service_kit::errors::Violation;
+use service_kit::violation::Violation;
 
 use super::deadlines::RegulationEFacts;
 use super::enums::*;

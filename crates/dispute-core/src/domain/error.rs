@@ -1,4 +1,4 @@
-use service_kit::errors::Violation;
+use service_kit::violation::Violation;
 
 /// Everything that can go wrong in dispute-core, mapped to a gRPC status in
 /// `grpc/status.rs`.

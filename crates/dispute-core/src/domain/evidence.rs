@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use service_kit::errors::Violation;
+use service_kit::violation::Violation;
 
 use super::{Network, Reason};
 

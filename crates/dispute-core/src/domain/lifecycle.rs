@@ -76,7 +76,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use service_kit::errors::Violation;
+use service_kit::violation::Violation;
 
 use super::DisputeError;
 use super::deadlines::{self, RegulationEFacts};

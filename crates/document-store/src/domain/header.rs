@@ -1,6 +1,6 @@
 //! Validation of an upload's header message.
 
-use service_kit::errors::Violation;
+use service_kit::violation::Violation;
 
 use super::{ContentType, DocumentError};
 

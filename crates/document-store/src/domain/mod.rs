@@ -56,13 +56,13 @@ impl ByteRange {
 pub fn byte_range(offset: i64, length: i64, size: i64) -> Result<ByteRange, DocumentError> {
     let mut violations = Vec::new();
     if offset < 0 {
-        violations.push(service_kit::errors::Violation::new(
+        violations.push(service_kit::violation::Violation::new(
             "offset",
             "must not be negative",
         ));
     }
     if length < 0 {
-        violations.push(service_kit::errors::Violation::new(
+        violations.push(service_kit::violation::Violation::new(
             "length",
             "must not be negative",
         ));
