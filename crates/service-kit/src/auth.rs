@@ -1,4 +1,4 @@
-//! JWT bearer authentication (SPEC §2): every RPC of our services carries
+//! JWT bearer authentication (docs/api.md, "Authentication and scopes"): every RPC of our services carries
 //! `authorization: Bearer <jwt>` signed with HS256 by a key both services share. The
 //! claims name the tenant and the scopes. An interceptor verifies the token and puts the
 //! [`Caller`] into the request extensions; handlers then check the scope they need.

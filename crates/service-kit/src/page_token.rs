@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::violation::Violation;
 
-/// Default and maximum page sizes (SPEC §3).
+/// Default and maximum page sizes (docs/api.md, "Paging").
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
