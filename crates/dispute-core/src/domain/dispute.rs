@@ -5,12 +5,16 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use service_kit::violation::Violation;
 
+use super::currency::Currency;
 use super::deadlines::RegulationEFacts;
 use super::enums::*;
+use super::error::DisputeError;
 use super::evidence::Evidence;
-pub use super::lifecycle::IssuerFacts;
-use super::lifecycle::{LifecycleMarks, LifecycleState};
-use super::{Currency, DisputeError};
+pub use super::ledger::BalanceTransaction;
+use super::ledger::LedgerTotals;
+use super::lifecycle::inputs::CaseFacts;
+pub use super::lifecycle::inputs::IssuerFacts;
+use super::lifecycle::state::{LifecycleMarks, LifecycleState};
 
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 pub const MAX_REFERENCE_CHARS: usize = 255;
@@ -76,6 +80,42 @@ impl Dispute {
     }
 }
 
+impl LifecycleState {
+    /// The lifecycle's view of a stored dispute, with the marks and issuer facts the store
+    /// keeps next to it. Defined here so that the lifecycle's state does not depend on
+    /// `Dispute`.
+    pub fn from_dispute(
+        dispute: &Dispute,
+        marks: LifecycleMarks,
+        issuer: IssuerFacts,
+    ) -> LifecycleState {
+        LifecycleState {
+            case: CaseFacts {
+                side: dispute.side,
+                network: dispute.network,
+                reason: dispute.reason,
+                network_reason_code: dispute.network_reason_code.clone(),
+                currency: dispute.currency.clone(),
+                original_amount: dispute.original_amount,
+                applicable_regulation: dispute.applicable_regulation,
+                date_customer_reported: dispute.date_customer_reported,
+                issuer,
+            },
+            stage: dispute.stage,
+            status: dispute.status,
+            credit_status: dispute.credit_status,
+            amount: dispute.amount,
+            due_time: dispute.due_time,
+            amount_won: dispute.amount_won,
+            amount_lost: dispute.amount_lost,
+            submission_count: dispute.submission_count,
+            ledger: LedgerTotals::from_balance_transactions(&dispute.balance_transactions),
+            reversal_lapses_at: marks.reversal_lapses_at,
+            overdue: marks.overdue,
+        }
+    }
+}
+
 /// One entry of the action history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionRecord {
@@ -88,17 +128,6 @@ pub struct ActionRecord {
     pub stage: Stage,
     pub status: Status,
     pub amount: i64,
-}
-
-/// A money movement caused by a dispute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BalanceTransaction {
-    pub id: String,
-    pub kind: BalanceTransactionType,
-    pub amount: i64,
-    pub currency: String,
-    pub create_time: DateTime<Utc>,
-    pub description: String,
 }
 
 /// An enum field as it arrived: not set, a known value, or a number we do not know.
