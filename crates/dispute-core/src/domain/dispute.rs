@@ -10,13 +10,11 @@ use super::deadlines::RegulationEFacts;
 use super::enums::*;
 use super::error::DisputeError;
 use super::evidence::Evidence;
-pub use super::ledger::BalanceTransaction;
 use super::ledger::LedgerTotals;
-use super::lifecycle::inputs::CaseFacts;
-pub use super::lifecycle::inputs::IssuerFacts;
-use super::lifecycle::state::{LifecycleMarks, LifecycleState};
+pub use super::ledger::{BalanceTransaction, MAX_AMOUNT};
+pub use super::lifecycle::IssuerFacts;
+use super::lifecycle::{CaseFacts, LifecycleMarks, LifecycleState, Transition};
 
-pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 pub const MAX_REFERENCE_CHARS: usize = 255;
 pub const MAX_NETWORK_REASON_CODE_CHARS: usize = 16;
 pub const MAX_MEMO_CHARS: usize = 5_000;
@@ -113,6 +111,22 @@ impl LifecycleState {
             reversal_lapses_at: marks.reversal_lapses_at,
             overdue: marks.overdue,
         }
+    }
+}
+
+impl Transition {
+    /// Copies the decided fields onto the stored dispute (ledger rows and history entries
+    /// need ids and times, so the application appends them itself).
+    pub fn apply_to_dispute(&self, dispute: &mut Dispute) {
+        let state = &self.state;
+        dispute.stage = state.stage;
+        dispute.status = state.status;
+        dispute.credit_status = state.credit_status;
+        dispute.amount = state.amount;
+        dispute.due_time = state.due_time;
+        dispute.amount_won = state.amount_won;
+        dispute.amount_lost = state.amount_lost;
+        dispute.submission_count = state.submission_count;
     }
 }
 

@@ -26,6 +26,9 @@ use chrono::{DateTime, Utc};
 
 use super::enums::BalanceTransactionType;
 
+/// The largest amount a dispute may carry, in minor units.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
 /// A money movement caused by a dispute, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BalanceTransaction {

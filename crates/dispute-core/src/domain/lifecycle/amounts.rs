@@ -6,8 +6,8 @@ use std::ops::RangeInclusive;
 use super::errors::LifecycleError;
 use super::inputs::NetworkEvent;
 use super::state::LifecycleState;
-use crate::domain::dispute::MAX_AMOUNT;
 use crate::domain::enums::Status;
+use crate::domain::ledger::MAX_AMOUNT;
 
 pub(super) fn check_amount(
     field: &'static str,

@@ -71,16 +71,25 @@
 //! ARBITRATION (M12) may SUBMIT_EVIDENCE or ACCEPT as in M6/M7; a network CHARGEBACK on an
 //! issuer inquiry records a chargeback filed outside the API (I6). Money signs and the
 //! ledger rules are in [`super::ledger`]; deadline arithmetic in [`super::deadlines`].
+//!
+//! # Files
+//!
+//! `inputs` (case facts and triggers) → `state` (the state, its deadlines, H9 progress) →
+//! `errors` (refusals) → `outcome` (transitions and decisions) → `amounts` (amount checks,
+//! H6) → `change` (the transition builder and its money) → one file per trigger:
+//! `tenant_actions`, `network_events`, `deadline_sweep` → `opening` (new disputes). This file
+//! holds the entry points [`decide`] and [`available_actions`]. Each file uses only files
+//! before it. `tests/` holds the tests, by subject.
 
 mod amounts;
 mod change;
 mod deadline_sweep;
 mod errors;
-pub(super) mod inputs;
+mod inputs;
 mod network_events;
 mod opening;
 mod outcome;
-pub(super) mod state;
+mod state;
 mod tenant_actions;
 #[cfg(test)]
 mod tests;

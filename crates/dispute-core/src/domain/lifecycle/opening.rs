@@ -10,9 +10,8 @@ use super::network_events::merchant_network_event;
 use super::outcome::{DisputeEvent, Transition};
 use super::state::LifecycleState;
 use crate::domain::deadlines;
-use crate::domain::dispute::MAX_AMOUNT;
 use crate::domain::enums::{Actor, CreditStatus, Side, Stage, Status};
-use crate::domain::ledger::{LedgerTotals, MoneyPolicy};
+use crate::domain::ledger::{LedgerTotals, MAX_AMOUNT, MoneyPolicy};
 
 /// Opens a dispute: CreateDispute (merchant INQUIRY or CHARGEBACK, issuer INQUIRY: I1) or the
 /// first network event of a new case (M1 RETRIEVAL_REQUEST, M2 CHARGEBACK_NOTIFIED,

@@ -6,7 +6,6 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::state::{LifecycleMarks, LifecycleState};
-use crate::domain::dispute::Dispute;
 use crate::domain::enums::{ActionType, Actor};
 use crate::domain::ledger::LedgerEntry;
 
@@ -95,7 +94,9 @@ pub struct ReversalNotice {
     pub honored_until: NaiveDate,
 }
 
-/// Everything one change writes, in one transaction.
+/// Everything one change writes, in one transaction. `Transition::apply_to_dispute` (like
+/// `LifecycleState::from_dispute`) is in `domain/dispute.rs`: the lifecycle does not depend
+/// on the stored dispute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// The dispute after the change.
@@ -110,20 +111,6 @@ pub struct Transition {
 }
 
 impl Transition {
-    /// Copies the decided fields onto the stored dispute (ledger rows and history entries
-    /// need ids and times, so the application appends them itself).
-    pub fn apply_to_dispute(&self, dispute: &mut Dispute) {
-        let state = &self.state;
-        dispute.stage = state.stage;
-        dispute.status = state.status;
-        dispute.credit_status = state.credit_status;
-        dispute.amount = state.amount;
-        dispute.due_time = state.due_time;
-        dispute.amount_won = state.amount_won;
-        dispute.amount_lost = state.amount_lost;
-        dispute.submission_count = state.submission_count;
-    }
-
     pub fn marks(&self) -> LifecycleMarks {
         self.state.marks()
     }

@@ -1,9 +1,9 @@
 //! The consistency rules of the ledger (see the module doc of `domain::ledger`), checked
 //! against a lifecycle state after every transition the tests make.
 
+use super::super::state::LifecycleState;
 use crate::domain::enums::{CreditStatus, Side, Status};
 use crate::domain::ledger::{LedgerTotals, MoneyPolicy};
-use crate::domain::lifecycle::LifecycleState;
 
 /// Checks the ledger rules of `ledger`'s module doc against a state; the error says which
 /// rule broke. The tests call it after every transition.
