@@ -149,6 +149,13 @@ impl Change {
         self.finalize(status, won, lost);
     }
 
+    /// Issuer side: decided against the cardholder (DENY, I5; ACCEPT_REPRESENTMENT, I9). Nothing
+    /// is won, so no final credit; a provisional credit is reversed.
+    pub(super) fn issuer_loses(&mut self, now: DateTime<Utc>) {
+        let amount = self.after.amount;
+        self.issuer_outcome(Status::Lost, 0, amount, FinalCredit::IssuerFunded, now);
+    }
+
     /// I5: a reversed provisional credit under Reg E carries its honoring date.
     fn note_reversal(&mut self, entry: &mut LedgerEntry, now: DateTime<Utc>) {
         let amount = -entry.amount;

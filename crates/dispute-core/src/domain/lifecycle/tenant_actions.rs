@@ -79,13 +79,7 @@ pub(super) fn decide_tenant_action(
         }
         (Side::Issuer, ActionType::Deny) => {
             // I5 (and I14 once overdue)
-            change.issuer_outcome(
-                Status::Lost,
-                0,
-                amount,
-                FinalCredit::IssuerFunded, // nothing is won: no final credit
-                now,
-            );
+            change.issuer_loses(now);
             change.explain("denied: decided against the cardholder");
         }
         (Side::Issuer, ActionType::Chargeback) => {
@@ -100,13 +94,7 @@ pub(super) fn decide_tenant_action(
         }
         (Side::Issuer, ActionType::AcceptRepresentment) => {
             // I9
-            change.issuer_outcome(
-                Status::Lost,
-                0,
-                amount,
-                FinalCredit::IssuerFunded, // nothing is won: no final credit
-                now,
-            );
+            change.issuer_loses(now);
             change.explain("representment accepted: the dispute is lost");
         }
         (Side::Issuer, ActionType::PreArbitration) => {
