@@ -7,7 +7,7 @@
 //! is possible while `now < valid_until`, and a dispute is past due once `due_time <= now`
 //! (the same test as `Dispute::is_past_due`). Days are UTC days.
 //!
-//! Windows (`reference/lifecycle.md` §2):
+//! Windows (docs/lifecycle.md, "Timelines"):
 //! - merchant side: the network's response window, counted from the day the event arrived
 //!   (Visa 30, Mastercard 45, Amex 20, Discover 30, any other network 30 days); the same
 //!   windows for answering a pre-arbitration; arbitration: Visa 10, Mastercard 45, others the
@@ -80,7 +80,7 @@ pub fn network_response_days(network: Network) -> u64 {
     }
 }
 
-/// Days to answer a pre-arbitration: the same per-network windows (lifecycle.md RG5).
+/// Days to answer a pre-arbitration: the same per-network windows (docs/lifecycle.md, RG5).
 pub fn network_pre_arbitration_days(network: Network) -> u64 {
     network_response_days(network)
 }

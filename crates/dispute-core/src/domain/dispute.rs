@@ -5,14 +5,16 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use service_kit::violation::Violation;
 
+use super::currency::Currency;
 use super::deadlines::RegulationEFacts;
 use super::enums::*;
+use super::error::DisputeError;
 use super::evidence::Evidence;
+use super::ledger::LedgerTotals;
+pub use super::ledger::{BalanceTransaction, MAX_AMOUNT};
 pub use super::lifecycle::IssuerFacts;
-use super::lifecycle::{LifecycleMarks, LifecycleState};
-use super::{Currency, DisputeError};
+use super::lifecycle::{CaseFacts, LifecycleMarks, LifecycleState, Transition};
 
-pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 pub const MAX_REFERENCE_CHARS: usize = 255;
 pub const MAX_NETWORK_REASON_CODE_CHARS: usize = 16;
 pub const MAX_MEMO_CHARS: usize = 5_000;
@@ -76,6 +78,58 @@ impl Dispute {
     }
 }
 
+impl LifecycleState {
+    /// The lifecycle's view of a stored dispute, with the marks and issuer facts the store
+    /// keeps next to it. Defined here so that the lifecycle's state does not depend on
+    /// `Dispute`.
+    pub fn from_dispute(
+        dispute: &Dispute,
+        marks: LifecycleMarks,
+        issuer: IssuerFacts,
+    ) -> LifecycleState {
+        LifecycleState {
+            case: CaseFacts {
+                side: dispute.side,
+                network: dispute.network,
+                reason: dispute.reason,
+                network_reason_code: dispute.network_reason_code.clone(),
+                currency: dispute.currency.clone(),
+                original_amount: dispute.original_amount,
+                applicable_regulation: dispute.applicable_regulation,
+                date_customer_reported: dispute.date_customer_reported,
+                issuer,
+            },
+            stage: dispute.stage,
+            status: dispute.status,
+            credit_status: dispute.credit_status,
+            amount: dispute.amount,
+            due_time: dispute.due_time,
+            amount_won: dispute.amount_won,
+            amount_lost: dispute.amount_lost,
+            submission_count: dispute.submission_count,
+            ledger: LedgerTotals::from_balance_transactions(&dispute.balance_transactions),
+            reversal_lapses_at: marks.reversal_lapses_at,
+            overdue: marks.overdue,
+        }
+    }
+}
+
+impl Transition {
+    /// Copies the decided fields onto the stored dispute (ledger rows and history entries
+    /// need ids and times, so the application appends them itself).
+    pub fn apply_to_dispute(&self, dispute: &mut Dispute) {
+        let state = &self.state;
+        dispute.stage = state.stage;
+        dispute.status = state.status;
+        dispute.credit_status = state.credit_status;
+        dispute.amount = state.amount;
+        dispute.due_time = state.due_time;
+        dispute.amount_won = state.amount_won;
+        dispute.amount_lost = state.amount_lost;
+        dispute.submission_count = state.submission_count;
+    }
+}
+
 /// One entry of the action history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionRecord {
@@ -88,17 +142,6 @@ pub struct ActionRecord {
     pub stage: Stage,
     pub status: Status,
     pub amount: i64,
-}
-
-/// A money movement caused by a dispute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BalanceTransaction {
-    pub id: String,
-    pub kind: BalanceTransactionType,
-    pub amount: i64,
-    pub currency: String,
-    pub create_time: DateTime<Utc>,
-    pub description: String,
 }
 
 /// An enum field as it arrived: not set, a known value, or a number we do not know.

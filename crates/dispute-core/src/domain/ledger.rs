@@ -12,7 +12,8 @@
 //!   recovered through the network and never advanced provisionally (final). A provisional
 //!   credit that becomes final moves no money: the credit status says FINAL.
 //!
-//! **Consistency** ([`check_ledger_consistency`]), with `lost` = `amount_lost`:
+//! **Consistency**, with `lost` = `amount_lost` (the lifecycle's tests check these after every
+//! transition, in `lifecycle/tests/ledger_rules.rs`):
 //! - merchant, open: 0 ≤ funds withdrawn ≤ amount, fee charged ≥ 0;
 //! - merchant, WON or LOST: funds withdrawn = `lost`; LOST also carries the fee; a WON dispute
 //!   nets at least −`lost` − fee (a full win nets −fee, or 0 when the fee is refunded);
@@ -21,9 +22,23 @@
 //! - issuer, WON or LOST: the cardholder holds exactly `amount_won`, and the credit status is
 //!   FINAL when that is positive, else REVERSED after a provisional credit, else NONE.
 
-use super::dispute::BalanceTransaction;
-use super::enums::{BalanceTransactionType, CreditStatus, Side, Status};
-use super::lifecycle::{LifecycleError, LifecycleState};
+use chrono::{DateTime, Utc};
+
+use super::enums::BalanceTransactionType;
+
+/// The largest amount a dispute may carry, in minor units.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
+/// A money movement caused by a dispute, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceTransaction {
+    pub id: String,
+    pub kind: BalanceTransactionType,
+    pub amount: i64,
+    pub currency: String,
+    pub create_time: DateTime<Utc>,
+    pub description: String,
+}
 
 /// Money rules the tenant configures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,7 +46,7 @@ pub struct MoneyPolicy {
     /// Fee charged with a merchant-side chargeback withdrawal, in the dispute's minor units.
     pub dispute_fee: i64,
     /// Whether a WON merchant dispute gets its fee back (only some schemes do, e.g. Visa
-    /// compliance cases, lifecycle.md ST3).
+    /// compliance cases; docs/lifecycle.md, ST3).
     pub refund_fee_on_win: bool,
 }
 
@@ -209,6 +224,16 @@ pub(crate) fn issuer_settlement(
     }
 }
 
+/// H7 refused: the disputes of one charge would exceed its original amount. The lifecycle
+/// turns it into `LifecycleError::ExceedsOriginalAmount` (FAILED_PRECONDITION,
+/// AMOUNT_EXCEEDS_ORIGINAL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExceedsOriginalAmount {
+    pub original_amount: i64,
+    pub already_disputed: i64,
+    pub amount: i64,
+}
+
 /// H7: several disputes on one charge or transaction never exceed its original amount when
 /// it is known. `already_disputed` is the sum of the other disputes' amounts that are still
 /// open or were lost (the application sums them inside its transaction).
@@ -216,10 +241,10 @@ pub fn check_within_original_amount(
     original_amount: Option<i64>,
     already_disputed: i64,
     amount: i64,
-) -> Result<(), LifecycleError> {
+) -> Result<(), ExceedsOriginalAmount> {
     match original_amount {
         Some(original) if already_disputed.saturating_add(amount) > original => {
-            Err(LifecycleError::ExceedsOriginalAmount {
+            Err(ExceedsOriginalAmount {
                 original_amount: original,
                 already_disputed,
                 amount,
@@ -227,164 +252,6 @@ pub fn check_within_original_amount(
         }
         _ => Ok(()),
     }
-}
-
-/// Checks the ledger rules of the module doc against a state; the error says which rule
-/// broke. The application may call it before committing; the property tests call it after
-/// every transition.
-pub fn check_ledger_consistency(
-    state: &LifecycleState,
-    policy: &MoneyPolicy,
-) -> Result<(), String> {
-    let totals = &state.ledger;
-    let (won, lost, amount) = (state.amount_won, state.amount_lost, state.amount);
-    match state.status {
-        Status::Won | Status::Lost => {
-            if won + lost != amount || won < 0 || lost < 0 {
-                return Err(format!(
-                    "amount_won {won} + amount_lost {lost} must split the amount {amount}"
-                ));
-            }
-            if state.status == Status::Won && won == 0 {
-                return Err("a WON dispute has a positive amount_won".into());
-            }
-            if state.status == Status::Lost && lost == 0 {
-                return Err("a LOST dispute has a positive amount_lost".into());
-            }
-        }
-        _ if won != 0 || lost != 0 => {
-            return Err(format!(
-                "{} disputes carry no outcome amounts (won {won}, lost {lost})",
-                state.status
-            ));
-        }
-        _ => {}
-    }
-    match state.case.side {
-        Side::Merchant => check_merchant_ledger(state, totals, policy),
-        Side::Issuer => check_issuer_ledger(state, totals),
-    }
-}
-
-fn check_merchant_ledger(
-    state: &LifecycleState,
-    totals: &LedgerTotals,
-    policy: &MoneyPolicy,
-) -> Result<(), String> {
-    if totals.provisional_credit != 0
-        || totals.provisional_credit_reversal != 0
-        || totals.write_off != 0
-    {
-        return Err("merchant-side ledgers hold no provisional credit or write-off".into());
-    }
-    let withdrawn = totals.funds_withdrawn();
-    let fee = totals.fee_charged();
-    if fee < 0 {
-        return Err(format!("more fee refunded than charged ({fee})"));
-    }
-    match state.status {
-        Status::NeedsResponse | Status::UnderReview => {
-            if !(0..=state.amount).contains(&withdrawn) {
-                return Err(format!(
-                    "open dispute holds {withdrawn} withdrawn of an amount of {}",
-                    state.amount
-                ));
-            }
-        }
-        Status::Won | Status::Lost => {
-            if withdrawn != state.amount_lost {
-                return Err(format!(
-                    "{} dispute holds {withdrawn} withdrawn, expected amount_lost {}",
-                    state.status, state.amount_lost
-                ));
-            }
-            if state.status == Status::Lost && policy.dispute_fee > 0 && fee == 0 {
-                return Err("a LOST dispute carries the dispute fee".into());
-            }
-            if state.status == Status::Won && policy.refund_fee_on_win && fee != 0 {
-                return Err(format!(
-                    "a WON dispute gets its fee back, {fee} still charged"
-                ));
-            }
-            if totals.net() != -state.amount_lost - fee {
-                return Err(format!(
-                    "{} dispute nets {}, expected -amount_lost - fee = {}",
-                    state.status,
-                    totals.net(),
-                    -state.amount_lost - fee
-                ));
-            }
-        }
-        Status::Closed => {
-            if totals.net() != 0 {
-                return Err(format!(
-                    "a CLOSED dispute moves no money, net is {}",
-                    totals.net()
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_issuer_ledger(state: &LifecycleState, totals: &LedgerTotals) -> Result<(), String> {
-    if totals.withdrawal != 0 || totals.dispute_fee != 0 {
-        return Err("issuer-side ledgers hold no withdrawal or dispute fee".into());
-    }
-    let held = totals.net();
-    let pc = totals.provisional_credit_outstanding();
-    if totals.provisional_credits > 1 {
-        return Err("a provisional credit is given once (H5)".into());
-    }
-    if !(0..=totals.provisional_credit).contains(&pc) {
-        return Err(format!("provisional credit outstanding {pc} out of range"));
-    }
-    match state.status {
-        Status::NeedsResponse | Status::UnderReview => {
-            if totals.final_credit() != 0 || held != pc {
-                return Err(format!(
-                    "an open dispute holds only its provisional credit ({pc}), not {held}"
-                ));
-            }
-            let expected = if pc > 0 {
-                CreditStatus::Provisional
-            } else {
-                CreditStatus::None
-            };
-            if state.credit_status != expected {
-                return Err(format!(
-                    "open dispute with credit {pc} has credit status {}, expected {expected}",
-                    state.credit_status
-                ));
-            }
-            if pc > state.amount {
-                return Err(format!("credit {pc} exceeds the amount {}", state.amount));
-            }
-        }
-        Status::Won | Status::Lost => {
-            if held != state.amount_won {
-                return Err(format!(
-                    "{} dispute credits the cardholder {held}, expected amount_won {}",
-                    state.status, state.amount_won
-                ));
-            }
-            let expected = if state.amount_won > 0 {
-                CreditStatus::Final
-            } else if totals.provisional_credit_given() {
-                CreditStatus::Reversed
-            } else {
-                CreditStatus::None
-            };
-            if state.credit_status != expected {
-                return Err(format!(
-                    "{} dispute has credit status {}, expected {expected}",
-                    state.status, state.credit_status
-                ));
-            }
-        }
-        Status::Closed => return Err("issuer-side disputes end WON or LOST".into()),
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -465,7 +332,7 @@ mod tests {
         assert!(check_within_original_amount(Some(10_000), 6000, 4000).is_ok());
         assert_eq!(
             check_within_original_amount(Some(10_000), 6000, 4001),
-            Err(LifecycleError::ExceedsOriginalAmount {
+            Err(ExceedsOriginalAmount {
                 original_amount: 10_000,
                 already_disputed: 6000,
                 amount: 4001

@@ -1,4 +1,11 @@
 //! Pure rules of dispute-core: no I/O, no tonic, no sqlx.
+//!
+//! Dependency order (a file uses only files before it; no cycles):
+//! `enums`, `currency`, `error` → `deadlines`, `ledger` (money, balance transactions) →
+//! `lifecycle/`: `inputs` → `state` → `errors` → `outcome` → `amounts` → `change` →
+//! `tenant_actions`, `network_events`, `deadline_sweep` → `opening` → `lifecycle/mod.rs` →
+//! `dispute` (the stored dispute and its bridge to the lifecycle: `Dispute::lifecycle_state`,
+//! `LifecycleState::from_dispute`, `Transition::apply_to_dispute`). `evidence` uses `enums`.
 
 pub mod currency;
 pub mod deadlines;
