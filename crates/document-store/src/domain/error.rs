@@ -41,3 +41,14 @@ impl From<Violation> for DocumentError {
         DocumentError::Validation(vec![violation])
     }
 }
+
+#[cfg(test)]
+impl DocumentError {
+    /// The fields a validation error names; panics on any other error.
+    pub(crate) fn violated_fields(self) -> Vec<String> {
+        match self {
+            DocumentError::Validation(v) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

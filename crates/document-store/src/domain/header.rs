@@ -80,13 +80,6 @@ impl UploadHeader {
 mod tests {
     use super::*;
 
-    fn fields(err: DocumentError) -> Vec<String> {
-        match err {
-            DocumentError::Validation(v) => v.into_iter().map(|v| v.field).collect(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
     #[test]
     fn a_good_header_parses() {
         let header = UploadHeader::parse(
@@ -108,7 +101,7 @@ mod tests {
         let err =
             UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz").unwrap_err();
         assert_eq!(
-            fields(err),
+            err.violated_fields(),
             vec![
                 "header.filename",
                 "header.content_type",
@@ -121,11 +114,15 @@ mod tests {
     #[test]
     fn filename_limits() {
         assert_eq!(
-            fields(UploadHeader::parse("", "image/png", "", "").unwrap_err()),
+            UploadHeader::parse("", "image/png", "", "")
+                .unwrap_err()
+                .violated_fields(),
             vec!["header.filename"]
         );
         assert_eq!(
-            fields(UploadHeader::parse(&"é".repeat(256), "image/png", "", "").unwrap_err()),
+            UploadHeader::parse(&"é".repeat(256), "image/png", "", "")
+                .unwrap_err()
+                .violated_fields(),
             vec!["header.filename"]
         );
         assert!(UploadHeader::parse(&"é".repeat(255), "image/png", "", "").is_ok());

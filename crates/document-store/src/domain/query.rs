@@ -92,24 +92,23 @@ impl ListQuery {
 mod tests {
     use super::*;
 
-    fn fields(err: DocumentError) -> Vec<String> {
-        match err {
-            DocumentError::Validation(v) => v.into_iter().map(|v| v.field).collect(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
     #[test]
     fn batch_ids_are_checked_and_deduplicated() {
         let a = DocumentId::generate();
         let b = DocumentId::generate();
         let ids = vec![b.to_string(), a.to_string(), b.to_string(), a.to_string()];
         assert_eq!(batch_ids(&ids).unwrap(), vec![b, a]);
-        assert_eq!(fields(batch_ids(&[]).unwrap_err()), vec!["ids"]);
+        assert_eq!(batch_ids(&[]).unwrap_err().violated_fields(), vec!["ids"]);
         let too_many = vec![DocumentId::generate().to_string(); MAX_BATCH_IDS + 1];
-        assert_eq!(fields(batch_ids(&too_many).unwrap_err()), vec!["ids"]);
+        assert_eq!(
+            batch_ids(&too_many).unwrap_err().violated_fields(),
+            vec!["ids"]
+        );
         let bad = vec![DocumentId::generate().to_string(), "dsp_x".to_owned()];
-        assert_eq!(fields(batch_ids(&bad).unwrap_err()), vec!["ids[1]"]);
+        assert_eq!(
+            batch_ids(&bad).unwrap_err().violated_fields(),
+            vec!["ids[1]"]
+        );
     }
 
     #[test]
@@ -118,7 +117,9 @@ mod tests {
         assert_eq!(query.dispute_id, None);
         assert_eq!(query.page.after, None);
         assert_eq!(
-            fields(ListQuery::parse("doc_1", -1, "%%%").unwrap_err()),
+            ListQuery::parse("doc_1", -1, "%%%")
+                .unwrap_err()
+                .violated_fields(),
             vec!["dispute_id", "page_size", "page_token"]
         );
     }
