@@ -14,6 +14,7 @@ use document_store::store::postgres::{
     record_multipart_upload_id,
 };
 use service_kit::page_token::PageCursor;
+use service_kit::testing::wait_until_a_session_blocks;
 use sqlx::PgPool;
 
 const TENANT: &str = "ten_alpha";
@@ -113,9 +114,9 @@ async fn list_all_pages(
         let Some(last) = page.last() else { break };
         after = Some(PageCursor {
             create_time: last.create_time,
-            id: last.id.clone(),
+            id: last.id.to_string(),
         });
-        pages.push(page.iter().map(|d| d.id.clone()).collect());
+        pages.push(page.iter().map(|d| d.id.to_string()).collect());
     }
     pages
 }
@@ -163,9 +164,12 @@ async fn a_pending_document_is_invisible_until_available(pool: PgPool) {
     )
     .await
     .unwrap();
-    assert_eq!(document.id, "doc_1");
+    assert_eq!(document.id.as_str(), "doc_1");
     assert_eq!(document.tenant_id, TENANT);
-    assert_eq!(document.dispute_id.as_deref(), Some("dsp_1"));
+    assert_eq!(
+        document.dispute_id.as_ref().map(|id| id.as_str()),
+        Some("dsp_1")
+    );
     assert_eq!(document.filename, "doc_1.pdf");
     assert_eq!(document.content_type, "image/png");
     assert_eq!(document.size_bytes, 123_456);
@@ -475,25 +479,6 @@ async fn concurrent_deletes_delete_once(pool: PgPool) {
     let (not_found, returned) = second.await.unwrap();
     assert!(returned >= committing);
     assert!(not_found, "the second delete must find nothing");
-}
-
-/// Waits until some session of this database waits on a lock.
-async fn wait_until_a_session_blocks(pool: &PgPool) {
-    let mut conn = pool.acquire().await.unwrap();
-    for _ in 0..200 {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no session ever blocked on a lock");
 }
 
 #[sqlx::test(migrations = "./migrations")]

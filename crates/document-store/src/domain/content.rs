@@ -1,6 +1,8 @@
 //! Content sniffing: the type of a document is what its bytes say, not what the uploader
 //! declares. Only PDF, JPEG, PNG and TIFF are accepted.
 
+use super::error::DocumentError;
+
 /// An accepted document type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentType {
@@ -79,9 +81,52 @@ pub fn sniff(prefix: &[u8]) -> Sniff {
     }
 }
 
+/// Sniffs the buffered prefix: `Ok(None)` while more bytes are needed (and the stream goes
+/// on), the detected type once known, or the reason the content is refused.
+pub fn check_content(
+    declared: ContentType,
+    prefix: &[u8],
+    stream_ended: bool,
+) -> Result<Option<ContentType>, DocumentError> {
+    match sniff(&prefix[..prefix.len().min(SNIFF_LEN)]) {
+        Sniff::Detected(detected) if detected == declared => Ok(Some(detected)),
+        Sniff::Detected(detected) => Err(DocumentError::ContentTypeMismatch {
+            declared: declared.mime(),
+            detected: detected.mime(),
+        }),
+        Sniff::NeedMore if stream_ended => Err(DocumentError::TooShortToIdentify),
+        Sniff::NeedMore => Ok(None),
+        Sniff::Unknown => Err(DocumentError::UnsupportedContent),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_check_waits_then_decides() {
+        assert_eq!(
+            check_content(ContentType::Png, &[0x89], false).unwrap(),
+            None
+        );
+        assert!(matches!(
+            check_content(ContentType::Png, &[0x89], true),
+            Err(DocumentError::TooShortToIdentify)
+        ));
+        assert!(matches!(
+            check_content(ContentType::Png, b"%PDF-1.4", false),
+            Err(DocumentError::ContentTypeMismatch { .. })
+        ));
+        assert!(matches!(
+            check_content(ContentType::Pdf, b"GIF89a", false),
+            Err(DocumentError::UnsupportedContent)
+        ));
+        assert_eq!(
+            check_content(ContentType::Pdf, b"%PDF-1.4 and much more", false).unwrap(),
+            Some(ContentType::Pdf)
+        );
+    }
 
     #[test]
     fn detects_each_accepted_type() {

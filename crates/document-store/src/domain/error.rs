@@ -1,3 +1,4 @@
+use service_kit::ids::DocumentId;
 use service_kit::violation::Violation;
 
 /// Everything that can go wrong in document-store, mapped to a gRPC status in
@@ -5,7 +6,7 @@ use service_kit::violation::Violation;
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
     #[error("document {id} not found")]
-    NotFound { id: String },
+    NotFound { id: DocumentId },
     #[error("invalid request")]
     Validation(Vec<Violation>),
     #[error("upload exceeds the limit of {limit} bytes")]
@@ -22,7 +23,7 @@ pub enum DocumentError {
     #[error("sha256 of the bytes is {actual}, expected {expected}")]
     Sha256Mismatch { expected: String, actual: String },
     #[error("document {id} was submitted as evidence and cannot be deleted")]
-    Locked { id: String },
+    Locked { id: DocumentId },
     #[error("offset {offset} is beyond the document's {size} bytes")]
     OutOfRange { offset: i64, size: i64 },
     #[error("no chunk received for {secs} seconds")]
@@ -33,4 +34,21 @@ pub enum DocumentError {
     ShuttingDown,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<Violation> for DocumentError {
+    fn from(violation: Violation) -> Self {
+        DocumentError::Validation(vec![violation])
+    }
+}
+
+#[cfg(test)]
+impl DocumentError {
+    /// The fields a validation error names; panics on any other error.
+    pub(crate) fn violated_fields(self) -> Vec<String> {
+        match self {
+            DocumentError::Validation(v) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

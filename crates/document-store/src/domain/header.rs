@@ -1,24 +1,19 @@
 //! Validation of an upload's header message.
 
+use service_kit::ids::{DisputeId, parse_optional};
 use service_kit::violation::Violation;
 
-use super::{ContentType, DocumentError};
+use super::content::ContentType;
+use super::error::DocumentError;
 
 const MAX_FILENAME_CHARS: usize = 255;
-
-/// Limits of one upload.
-#[derive(Debug, Clone, Copy)]
-pub struct UploadLimits {
-    /// Largest accepted document, in bytes.
-    pub max_bytes: u64,
-}
 
 /// A validated upload header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadHeader {
     pub filename: String,
     pub declared: ContentType,
-    pub dispute_id: Option<String>,
+    pub dispute_id: Option<DisputeId>,
     pub expected_sha256: Option<String>,
 }
 
@@ -55,12 +50,11 @@ impl UploadHeader {
                 "must be application/pdf, image/jpeg, image/png or image/tiff",
             ));
         }
-        if !dispute_id.is_empty() && !service_kit::ids::is_valid_id("dsp", dispute_id) {
-            violations.push(Violation::new(
-                "header.dispute_id",
-                "must be a dispute id (dsp_...)",
-            ));
-        }
+        let dispute_id = parse_optional(dispute_id, |id| DisputeId::parse("header.dispute_id", id))
+            .unwrap_or_else(|violation| {
+                violations.push(violation);
+                None
+            });
         let expected = expected_sha256.to_ascii_lowercase();
         let well_formed_digest =
             expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit());
@@ -74,7 +68,7 @@ impl UploadHeader {
             Some(declared) if violations.is_empty() => Ok(UploadHeader {
                 filename: filename.to_owned(),
                 declared,
-                dispute_id: (!dispute_id.is_empty()).then(|| dispute_id.to_owned()),
+                dispute_id,
                 expected_sha256: (!expected.is_empty()).then_some(expected),
             }),
             _ => Err(DocumentError::Validation(violations)),
@@ -85,13 +79,6 @@ impl UploadHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fields(err: DocumentError) -> Vec<String> {
-        match err {
-            DocumentError::Validation(v) => v.into_iter().map(|v| v.field).collect(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 
     #[test]
     fn a_good_header_parses() {
@@ -114,7 +101,7 @@ mod tests {
         let err =
             UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz").unwrap_err();
         assert_eq!(
-            fields(err),
+            err.violated_fields(),
             vec![
                 "header.filename",
                 "header.content_type",
@@ -127,11 +114,15 @@ mod tests {
     #[test]
     fn filename_limits() {
         assert_eq!(
-            fields(UploadHeader::parse("", "image/png", "", "").unwrap_err()),
+            UploadHeader::parse("", "image/png", "", "")
+                .unwrap_err()
+                .violated_fields(),
             vec!["header.filename"]
         );
         assert_eq!(
-            fields(UploadHeader::parse(&"é".repeat(256), "image/png", "", "").unwrap_err()),
+            UploadHeader::parse(&"é".repeat(256), "image/png", "", "")
+                .unwrap_err()
+                .violated_fields(),
             vec!["header.filename"]
         );
         assert!(UploadHeader::parse(&"é".repeat(255), "image/png", "", "").is_ok());

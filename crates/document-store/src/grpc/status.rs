@@ -1,8 +1,7 @@
-//! The single mapping from [`DocumentError`] to a gRPC status.
+//! The single mapping from [`DocumentError`] to a gRPC status: handlers return
+//! `DocumentError` and `?` turns it into a `Status` here.
 
-use service_kit::errors::{
-    Violation, failed_precondition, internal, invalid_argument, status_with_reason,
-};
+use service_kit::errors::{failed_precondition, internal, invalid_argument, status_with_reason};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -64,9 +63,4 @@ impl From<DocumentError> for Status {
             DocumentError::Internal(error) => internal(DOMAIN, &error),
         }
     }
-}
-
-/// A request that is malformed as a stream (no header first, two headers, ...).
-pub fn stream_violation(field: &str, description: &str) -> DocumentError {
-    DocumentError::Validation(vec![Violation::new(field, description)])
 }

@@ -1,6 +1,7 @@
 //! Document metadata in PostgreSQL. Every query filters by tenant.
 
 use chrono::{DateTime, Utc};
+use service_kit::ids::{DisputeId, DocumentId};
 use service_kit::page_token::PageCursor;
 use sqlx::{PgConnection, PgPool};
 
@@ -22,9 +23,9 @@ struct DocumentRow {
 impl From<DocumentRow> for Document {
     fn from(row: DocumentRow) -> Self {
         Document {
-            id: row.id,
+            id: DocumentId::from_stored(row.id),
             tenant_id: row.tenant_id,
-            dispute_id: row.dispute_id,
+            dispute_id: row.dispute_id.map(DisputeId::from_stored),
             filename: row.filename,
             content_type: row.content_type.unwrap_or_default(),
             size_bytes: row.size_bytes.unwrap_or_default(),
@@ -272,7 +273,7 @@ pub async fn claim_abandoned_uploads(
 pub async fn find_available_documents(
     pool: &PgPool,
     tenant_id: &str,
-    ids: &[String],
+    ids: &[&str],
 ) -> anyhow::Result<Vec<Document>> {
     let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
         "select {DOCUMENT_COLUMNS} from documents
@@ -291,7 +292,7 @@ pub async fn find_available_documents(
 pub async fn lock_documents(
     conn: &mut PgConnection,
     tenant_id: &str,
-    ids: &[String],
+    ids: &[&str],
 ) -> anyhow::Result<Vec<Document>> {
     let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
         "update documents set lock_time = coalesce(lock_time, now())

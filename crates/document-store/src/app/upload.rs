@@ -4,44 +4,21 @@
 //! the multipart upload, the object and the metadata row.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use service_kit::ids::DocumentId;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
+use super::Documents;
 use crate::domain::content::SNIFF_LEN;
-use crate::domain::{ContentType, Document, DocumentError, Sniff, UploadHeader, object_key, sniff};
+use crate::domain::{
+    ContentType, Document, DocumentError, UploadHeader, check_content, object_key,
+};
 use crate::store::postgres::{self, PendingDocument, StoredContent};
-use crate::store::s3::ObjectStore;
-
-/// Tunables of the pipeline.
-#[derive(Debug, Clone, Copy)]
-pub struct UploadSettings {
-    pub max_bytes: u64,
-    /// Size of each multipart part (S3 needs at least 5 MiB but for the last one).
-    pub part_size: usize,
-    pub max_parts_in_flight: usize,
-    /// A client that sends nothing for this long is cut off.
-    pub chunk_idle_timeout: Duration,
-}
-
-/// Everything an upload needs.
-#[derive(Clone)]
-pub struct Uploads {
-    pub pool: sqlx::PgPool,
-    pub objects: ObjectStore,
-    pub settings: UploadSettings,
-    /// Cancelled when the drain time after SIGTERM is over: uploads still open then abort
-    /// cleanly instead of being cut off half-way.
-    pub abort: CancellationToken,
-    /// Upload tasks, so shutdown can wait for their cleanup.
-    pub tasks: TaskTracker,
-}
 
 /// What became of the object while the upload ran, for cleanup.
 enum ObjectState {
@@ -50,9 +27,36 @@ enum ObjectState {
     Stored,
 }
 
-impl Uploads {
-    /// Streams `chunks` into storage as document `document_id` of `tenant_id`.
+impl Documents {
+    /// Streams `chunks` into storage as a new document of `tenant_id`. The upload runs in a
+    /// task of its own, detached from the caller: if the client hangs up, hyper drops the
+    /// caller's future, and the task still sees the broken stream and removes what the
+    /// upload created. Shutdown waits for these tasks ([`Documents::abort_uploads`]).
     pub async fn upload<S>(
+        &self,
+        tenant_id: String,
+        header: UploadHeader,
+        chunks: S,
+    ) -> Result<Document, DocumentError>
+    where
+        S: Stream<Item = Result<Bytes, DocumentError>> + Send + Unpin + 'static,
+    {
+        let document_id = DocumentId::generate();
+        tracing::Span::current().record("document_id", document_id.as_str());
+        let documents = self.clone();
+        let task = self.tasks.spawn(
+            async move {
+                documents
+                    .store_upload(&tenant_id, document_id.as_str(), header, chunks)
+                    .await
+            }
+            .instrument(tracing::Span::current()),
+        );
+        task.await.map_err(|e| DocumentError::Internal(e.into()))?
+    }
+
+    /// Streams `chunks` into storage as document `document_id` of `tenant_id`.
+    async fn store_upload<S>(
         &self,
         tenant_id: &str,
         document_id: &str,
@@ -68,7 +72,7 @@ impl Uploads {
             &PendingDocument {
                 tenant_id,
                 id: document_id,
-                dispute_id: header.dispute_id.as_deref(),
+                dispute_id: header.dispute_id.as_ref().map(|id| id.as_str()),
                 filename: &header.filename,
                 declared_content_type: header.declared.mime(),
                 object_key: &key,
@@ -330,48 +334,6 @@ async fn join_part(
     }
 }
 
-/// Sniffs the buffered prefix: `Ok(None)` while more bytes are needed (and the stream goes
-/// on), the detected type once known, or the reason the content is refused.
-fn check_content(
-    declared: ContentType,
-    prefix: &[u8],
-    stream_ended: bool,
-) -> Result<Option<ContentType>, DocumentError> {
-    match sniff(&prefix[..prefix.len().min(SNIFF_LEN)]) {
-        Sniff::Detected(detected) if detected == declared => Ok(Some(detected)),
-        Sniff::Detected(detected) => Err(DocumentError::ContentTypeMismatch {
-            declared: declared.mime(),
-            detected: detected.mime(),
-        }),
-        Sniff::NeedMore if stream_ended => Err(DocumentError::TooShortToIdentify),
-        Sniff::NeedMore => Ok(None),
-        Sniff::Unknown => Err(DocumentError::UnsupportedContent),
-    }
-}
-
-/// Deletes uploads left pending by a crashed process, and their objects.
-pub async fn sweep_abandoned_uploads(
-    uploads: &Uploads,
-    older_than: Duration,
-) -> anyhow::Result<usize> {
-    let mut tx = uploads.pool.begin().await?;
-    let abandoned =
-        postgres::claim_abandoned_uploads(&mut tx, older_than.as_secs() as i64, 100).await?;
-    for upload in &abandoned {
-        if let Some(upload_id) = &upload.upload_id {
-            // The upload may already be gone; the object may exist if completion raced.
-            let _ = uploads
-                .objects
-                .abort_multipart_upload(&upload.object_key, upload_id)
-                .await;
-        }
-        uploads.objects.delete_object(&upload.object_key).await?;
-        tracing::info!(tenant_id = %upload.tenant_id, document_id = %upload.id, "removed abandoned upload");
-    }
-    tx.commit().await?;
-    Ok(abandoned.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,29 +372,5 @@ mod tests {
         assert_eq!(buffer.take_rest(), Bytes::from_static(b"0123456789"));
         buffer.push(Bytes::from_static(b""));
         assert!(buffer.take_rest().is_empty());
-    }
-
-    #[test]
-    fn content_check_waits_then_decides() {
-        assert_eq!(
-            check_content(ContentType::Png, &[0x89], false).unwrap(),
-            None
-        );
-        assert!(matches!(
-            check_content(ContentType::Png, &[0x89], true),
-            Err(DocumentError::TooShortToIdentify)
-        ));
-        assert!(matches!(
-            check_content(ContentType::Png, b"%PDF-1.4", false),
-            Err(DocumentError::ContentTypeMismatch { .. })
-        ));
-        assert!(matches!(
-            check_content(ContentType::Pdf, b"GIF89a", false),
-            Err(DocumentError::UnsupportedContent)
-        ));
-        assert_eq!(
-            check_content(ContentType::Pdf, b"%PDF-1.4 and much more", false).unwrap(),
-            Some(ContentType::Pdf)
-        );
     }
 }

@@ -1,0 +1,26 @@
+//! Locking documents once they are submitted as evidence (called by dispute-core).
+
+use service_kit::ids::DocumentId;
+
+use super::Documents;
+use crate::domain::{Document, DocumentError, in_request_order, missing_ids};
+use crate::store::postgres;
+
+impl Documents {
+    /// Locks the tenant's available documents among `ids` (already deduplicated) and returns
+    /// them in request order. All or nothing: an unknown id leaves every document as it was.
+    pub async fn lock(
+        &self,
+        tenant_id: &str,
+        ids: &[DocumentId],
+    ) -> Result<Vec<Document>, DocumentError> {
+        let raw_ids: Vec<&str> = ids.iter().map(DocumentId::as_str).collect();
+        let mut tx = self.pool.begin().await.map_err(anyhow::Error::from)?;
+        let locked = postgres::lock_documents(&mut tx, tenant_id, &raw_ids).await?;
+        if let Some(id) = missing_ids(ids, &locked).into_iter().next() {
+            return Err(DocumentError::NotFound { id });
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(in_request_order(ids, locked))
+    }
+}

@@ -1,0 +1,126 @@
+//! Validation of the read and batch requests: which documents a call names, and which page
+//! of a listing it wants.
+
+use service_kit::ids::{DisputeId, DocumentId, parse_optional};
+use service_kit::page_token::PageRequest;
+use service_kit::violation::Violation;
+
+use super::document::Document;
+use super::error::DocumentError;
+
+/// Most ids one batch call takes.
+pub const MAX_BATCH_IDS: usize = 100;
+
+/// Checks a batch of document ids: 1 to 100 well-formed ids, duplicates removed (the first
+/// occurrence keeps its place).
+pub fn batch_ids(ids: &[String]) -> Result<Vec<DocumentId>, DocumentError> {
+    let mut violations = Vec::new();
+    if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
+        violations.push(Violation::new(
+            "ids",
+            format!("must hold 1 to {MAX_BATCH_IDS} ids"),
+        ));
+    }
+    let mut unique = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        match DocumentId::parse(&format!("ids[{i}]"), id) {
+            Ok(id) if !unique.contains(&id) => unique.push(id),
+            Ok(_) => {}
+            Err(violation) => violations.push(violation),
+        }
+    }
+    if violations.is_empty() {
+        Ok(unique)
+    } else {
+        Err(DocumentError::Validation(violations))
+    }
+}
+
+/// Puts documents in the order of `ids`.
+pub fn in_request_order(ids: &[DocumentId], mut documents: Vec<Document>) -> Vec<Document> {
+    documents.sort_by_key(|d| ids.iter().position(|id| *id == d.id));
+    documents
+}
+
+/// The ids among `ids` that `found` does not hold, in request order.
+pub fn missing_ids(ids: &[DocumentId], found: &[Document]) -> Vec<DocumentId> {
+    ids.iter()
+        .filter(|id| !found.iter().any(|d| d.id == **id))
+        .cloned()
+        .collect()
+}
+
+/// One page of a tenant's available documents, optionally of one dispute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub dispute_id: Option<DisputeId>,
+    pub page: PageRequest,
+}
+
+impl ListQuery {
+    /// Checks every field and reports all bad ones at once. A page token is valid only with
+    /// the dispute filter it was issued for.
+    pub fn parse(
+        dispute_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<ListQuery, DocumentError> {
+        let mut violations = Vec::new();
+        let parsed_dispute_id = parse_optional(dispute_id, |id| DisputeId::parse("dispute_id", id))
+            .unwrap_or_else(|violation| {
+                violations.push(violation);
+                None
+            });
+        let page = PageRequest::parse(
+            page_size,
+            page_token,
+            format!("dispute={dispute_id}"),
+            &mut violations,
+        );
+        if violations.is_empty() {
+            Ok(ListQuery {
+                dispute_id: parsed_dispute_id,
+                page,
+            })
+        } else {
+            Err(DocumentError::Validation(violations))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_ids_are_checked_and_deduplicated() {
+        let a = DocumentId::generate();
+        let b = DocumentId::generate();
+        let ids = vec![b.to_string(), a.to_string(), b.to_string(), a.to_string()];
+        assert_eq!(batch_ids(&ids).unwrap(), vec![b, a]);
+        assert_eq!(batch_ids(&[]).unwrap_err().violated_fields(), vec!["ids"]);
+        let too_many = vec![DocumentId::generate().to_string(); MAX_BATCH_IDS + 1];
+        assert_eq!(
+            batch_ids(&too_many).unwrap_err().violated_fields(),
+            vec!["ids"]
+        );
+        let bad = vec![DocumentId::generate().to_string(), "dsp_x".to_owned()];
+        assert_eq!(
+            batch_ids(&bad).unwrap_err().violated_fields(),
+            vec!["ids[1]"]
+        );
+    }
+
+    #[test]
+    fn list_queries_report_every_bad_field() {
+        let query = ListQuery::parse("", 0, "").unwrap();
+        assert_eq!(query.dispute_id, None);
+        assert_eq!(query.page.after, None);
+        assert_eq!(
+            ListQuery::parse("doc_1", -1, "%%%")
+                .unwrap_err()
+                .violated_fields(),
+            vec!["dispute_id", "page_size", "page_token"]
+        );
+    }
+}
