@@ -32,7 +32,8 @@ pub struct S3Server {
     pub endpoint: String,
     pub root: PathBuf,
     shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    /// `None` once stopped.
+    task: Option<JoinHandle<()>>,
 }
 
 impl S3Server {
@@ -74,7 +75,7 @@ impl S3Server {
             endpoint,
             root: root.to_owned(),
             shutdown,
-            task,
+            task: Some(task),
         })
     }
 
@@ -121,9 +122,22 @@ impl S3Server {
         files
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        self.stop_serving().await;
+    }
+
+    async fn stop_serving(&mut self) {
         self.shutdown.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for S3Server {
+    /// Stops accepting connections even when nobody awaited `stop` (a panicking test).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -209,12 +223,7 @@ pub async fn ensure_database(admin_url: &str, database: &str) -> anyhow::Result<
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .with_context(|| "connect to PostgreSQL (is it running? see README)".to_string())?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(database)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
+    if !database_exists_on(&mut conn, database).await? {
         sqlx::query(&format!("create database \"{database}\""))
             .execute(&mut conn)
             .await?;
@@ -223,6 +232,24 @@ pub async fn ensure_database(admin_url: &str, database: &str) -> anyhow::Result<
     Ok(database_url_for(admin_url, database))
 }
 
+/// Whether the server of `admin_url` has a database named `database`.
+pub async fn database_exists(admin_url: &str, database: &str) -> anyhow::Result<bool> {
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    let exists = database_exists_on(&mut conn, database).await?;
+    conn.close().await?;
+    Ok(exists)
+}
+
+async fn database_exists_on(conn: &mut sqlx::PgConnection, database: &str) -> anyhow::Result<bool> {
+    Ok(
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(database)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Drops `database` if it exists, ending the sessions still connected to it.
 pub async fn drop_database(admin_url: &str, database: &str) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
     sqlx::query(&format!(
@@ -232,6 +259,29 @@ pub async fn drop_database(admin_url: &str, database: &str) -> anyhow::Result<()
     .await?;
     conn.close().await?;
     Ok(())
+}
+
+/// `drop_database` for each of `databases`, from synchronous code that may run inside a tokio
+/// runtime (a `Drop` during a panic, in a current-thread or multi-thread test): the work runs
+/// on a thread of its own with its own small runtime, and this call waits for it.
+pub fn drop_databases_blocking(admin_url: &str, databases: &[String]) -> anyhow::Result<()> {
+    let admin_url = admin_url.to_owned();
+    let databases = databases.to_vec();
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            for database in &databases {
+                drop_database(&admin_url, database)
+                    .await
+                    .with_context(|| format!("drop database {database}"))?;
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread dropping the databases panicked"))?
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -255,6 +305,10 @@ impl tonic::service::Interceptor for Bearer {
 pub type DisputesClient = DisputeServiceClient<InterceptedService<Channel, Bearer>>;
 pub type DocumentsClient = DocumentServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// The fee dispute-core withdraws with a merchant-side chargeback, unless
+/// `StackOptions::dispute_fee` says otherwise.
+pub const DEFAULT_DISPUTE_FEE: i64 = 1500;
+
 /// How to start the stack.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -267,7 +321,8 @@ pub struct StackOptions {
     pub s3_addr: Option<SocketAddr>,
     /// Folder of the S3 server; `None` uses a fresh temporary folder.
     pub s3_root: Option<PathBuf>,
-    /// Database names; `None` makes fresh uniquely named ones (dropped by `stop`).
+    /// Database names; `None` makes fresh uniquely named ones, dropped by `Stack::stop` or,
+    /// failing that, when the stack is dropped.
     pub databases: Option<(String, String)>,
     pub jwt_secret: String,
     pub drain_timeout_secs: u64,
@@ -292,13 +347,16 @@ impl Default for StackOptions {
             jwt_secret: "e2e-jwt-secret-that-is-long-enough-0123456789".to_owned(),
             drain_timeout_secs: 5,
             chunk_idle_timeout_secs: 60,
-            dispute_fee: 1500,
+            dispute_fee: DEFAULT_DISPUTE_FEE,
             sweep_interval_secs: 1,
         }
     }
 }
 
 /// Both services, their databases and the S3 server.
+///
+/// `stop` shuts it all down in order. A stack dropped without `stop` (a test that panics)
+/// still cancels both services and the S3 server and drops the databases it created.
 pub struct Stack {
     pub s3: S3Server,
     pub bucket: String,
@@ -307,11 +365,46 @@ pub struct Stack {
     pub dispute_db_url: String,
     pub document_db_url: String,
     pub jwt_secret: SecretString,
-    admin_url: String,
-    temporary_databases: Option<(String, String)>,
-    _temp_dir: Option<tempfile::TempDir>,
+    database_names: [String; 2],
     shutdown: CancellationToken,
     services: Vec<JoinHandle<anyhow::Result<()>>>,
+    // Fields drop in this order, after `Drop for Stack` cancelled the services: the S3
+    // server above, then its folder, then the databases.
+    _temp_dir: Option<tempfile::TempDir>,
+    owned_databases: OwnedDatabases,
+}
+
+/// The databases a stack created for itself. They are dropped by `Stack::stop`, or else when
+/// this is dropped, so a panicking test leaves none behind.
+struct OwnedDatabases {
+    admin_url: String,
+    /// Empty once dropped, and for databases the stack was given.
+    names: Vec<String>,
+}
+
+impl OwnedDatabases {
+    async fn drop_now(&mut self) {
+        for name in std::mem::take(&mut self.names) {
+            if let Err(error) = drop_database(&self.admin_url, &name).await {
+                eprintln!("warning: could not drop test database {name}: {error:#}");
+            }
+        }
+    }
+}
+
+impl Drop for OwnedDatabases {
+    fn drop(&mut self) {
+        if self.names.is_empty() {
+            return;
+        }
+        // Never panic here: this may run while a failing test unwinds.
+        if let Err(error) = drop_databases_blocking(&self.admin_url, &self.names) {
+            eprintln!(
+                "warning: could not drop test databases {:?}: {error:#}",
+                self.names
+            );
+        }
+    }
 }
 
 impl Stack {
@@ -334,16 +427,23 @@ impl Stack {
         .await?;
         let bucket = "dispute-documents".to_owned();
 
-        let (dispute_db, document_db, temporary) = match &options.databases {
-            Some((d, o)) => (d.clone(), o.clone(), false),
+        let (dispute_db, document_db) = match &options.databases {
+            Some((d, o)) => (d.clone(), o.clone()),
             None => {
                 let suffix = uuid::Uuid::new_v4().simple().to_string();
                 (
                     format!("e2e_disputes_{suffix}"),
                     format!("e2e_documents_{suffix}"),
-                    true,
                 )
             }
+        };
+        // Armed before the databases exist: a start-up that fails later drops them too.
+        let owned_databases = OwnedDatabases {
+            admin_url: admin_url.clone(),
+            names: match options.databases {
+                Some(_) => Vec::new(),
+                None => vec![dispute_db.clone(), document_db.clone()],
+            },
         };
         let dispute_db_url = ensure_database(&admin_url, &dispute_db).await?;
         let document_db_url = ensure_database(&admin_url, &document_db).await?;
@@ -409,11 +509,11 @@ impl Stack {
             dispute_db_url,
             document_db_url,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
-            admin_url,
-            temporary_databases: temporary.then_some((dispute_db, document_db)),
-            _temp_dir: temp_dir,
+            database_names: [dispute_db, document_db],
             shutdown,
             services,
+            _temp_dir: temp_dir,
+            owned_databases,
         };
         stack.wait_until_serving().await?;
         Ok(stack)
@@ -490,21 +590,32 @@ impl Stack {
         .max_decoding_message_size(8 * 1024 * 1024)
     }
 
-    /// Stops both services (SIGTERM path), the S3 server, and drops temporary databases.
-    pub async fn stop(self) {
+    /// Names of dispute-core's and document-store's databases.
+    pub fn database_names(&self) -> [&str; 2] {
+        [&self.database_names[0], &self.database_names[1]]
+    }
+
+    /// Stops both services (SIGTERM path) and waits for them, stops the S3 server, and drops
+    /// the databases the stack created. Dropping the stack afterwards has nothing left to do.
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for service in self.services {
+        for service in std::mem::take(&mut self.services) {
             let _ = service.await;
         }
-        self.s3.stop().await;
-        if let Some((a, b)) = &self.temporary_databases {
-            let _ = drop_database(&self.admin_url, a).await;
-            let _ = drop_database(&self.admin_url, b).await;
-        }
+        self.s3.stop_serving().await;
+        self.owned_databases.drop_now().await;
     }
 
     /// Cancels the services without waiting (for shutdown tests).
     pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Stack {
+    /// Without `stop` (a panicking test): cancel the services; the fields' own `Drop`s then
+    /// stop the S3 server and drop the databases.
+    fn drop(&mut self) {
         self.shutdown.cancel();
     }
 }
@@ -545,8 +656,14 @@ pub mod tonic_health_client {
 }
 
 /// Installs telemetry for a test process: silent unless `TEST_LOG=1`; spans go to `otlp`
-/// when given. nextest runs each test in its own process, so each test may call this.
+/// when given. nextest runs each test in its own process, so each test may call this. Only
+/// the first call in a process installs anything (a later call would replace the global
+/// tracer provider before failing); later calls return `None`.
 pub fn init_test_telemetry(otlp: Option<String>) -> Option<service_kit::telemetry::TelemetryGuard> {
+    static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if INSTALLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
     service_kit::telemetry::init(service_kit::telemetry::TelemetryOptions {
         service_name: "e2e".to_owned(),
         json_logs: std::env::var("TEST_LOG").is_ok_and(|v| v == "1"),

@@ -3,7 +3,7 @@
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
-use e2e::{Stack, StackOptions};
+use e2e::Stack;
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -126,8 +126,7 @@ async fn call_every_rpc(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_missing_or_invalid_tokens_and_checks_scopes() {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let stack = stack().await;
     let dispute_id = service_kit::ids::new_id("dsp");
     let document_id = service_kit::ids::new_id("doc");
 
@@ -190,8 +189,7 @@ async fn every_rpc_refuses_missing_or_invalid_tokens_and_checks_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_see_each_others_objects() {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let stack = stack().await;
     let token_a = stack.full_token("tenant-a");
     let token_b = stack.full_token("tenant-b");
 

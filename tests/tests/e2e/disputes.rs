@@ -4,16 +4,10 @@
 use std::collections::HashSet;
 
 use disputes_proto::disputes_v1 as dpb;
-use e2e::{Stack, StackOptions};
 use prost_types::Timestamp;
 use tonic::Code;
 
 use crate::fixtures::*;
-
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_then_get_returns_the_dispute_with_its_documents() {

@@ -13,16 +13,14 @@ use crate::in_both_checksum_modes;
 
 const PART: usize = 5 * MIB;
 
-async fn stack(mode: ChecksumMode) -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions {
+/// The stack in checksum mode `mode`, uploading parts of `PART` bytes.
+fn options(mode: ChecksumMode) -> StackOptions {
+    StackOptions {
         checksum_mode: mode,
         part_size_bytes: PART,
         max_upload_bytes: 25 * MIB as u64,
         ..Default::default()
-    })
-    .await
-    .unwrap()
+    }
 }
 
 in_both_checksum_modes!(
@@ -34,7 +32,7 @@ in_both_checksum_modes!(
 );
 
 async fn upload_then_download_is_byte_identical_at_every_size_edge(mode: ChecksumMode) {
-    let stack = stack(mode).await;
+    let stack = stack_with(options(mode)).await;
     let token = stack.full_token("acme");
     let mut client = stack.documents(Some(&token)).await;
     let jpeg = SMALLEST_JPEG.to_vec();
@@ -86,7 +84,7 @@ async fn upload_then_download_is_byte_identical_at_every_size_edge(mode: Checksu
 }
 
 async fn range_downloads_return_exactly_the_range(mode: ChecksumMode) {
-    let stack = stack(mode).await;
+    let stack = stack_with(options(mode)).await;
     let token = stack.full_token("acme");
     let mut client = stack.documents(Some(&token)).await;
     let bytes = pdf_of_size(PART + 1000);
@@ -128,16 +126,12 @@ async fn range_downloads_return_exactly_the_range(mode: ChecksumMode) {
 }
 
 async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions {
-        checksum_mode: mode,
-        part_size_bytes: PART,
+    let stack = stack_with(StackOptions {
         // Over two parts, so the cap is hit after a multipart upload has begun.
         max_upload_bytes: (2 * PART + 10) as u64,
-        ..Default::default()
+        ..options(mode)
     })
-    .await
-    .unwrap();
+    .await;
     let token = stack.full_token("acme");
     let mut client = stack.documents(Some(&token)).await;
     let baseline = stack.s3.files();
@@ -213,7 +207,7 @@ async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
 }
 
 async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) {
-    let stack = stack(mode).await;
+    let stack = stack_with(options(mode)).await;
     let token = stack.full_token("acme");
     let baseline = stack.s3.files();
     let bytes = pdf_of_size(3 * PART);
@@ -254,7 +248,7 @@ async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) 
 }
 
 async fn delete_removes_row_and_object(mode: ChecksumMode) {
-    let stack = stack(mode).await;
+    let stack = stack_with(options(mode)).await;
     let token = stack.full_token("acme");
     let mut client = stack.documents(Some(&token)).await;
     let baseline = stack.s3.files();
@@ -294,7 +288,7 @@ async fn delete_removes_row_and_object(mode: ChecksumMode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_documents_pages_by_dispute() {
-    let stack = stack(ChecksumMode::WhenRequired).await;
+    let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
     let token = stack.full_token("acme");
     let mut client = stack.documents(Some(&token)).await;
     let dispute_id = service_kit::ids::new_id("dsp");
@@ -365,7 +359,7 @@ async fn list_documents_pages_by_dispute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
-    let stack = stack(ChecksumMode::WhenRequired).await;
+    let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
     let token = stack.full_token("acme");
     let mut client = stack.documents(Some(&token)).await;
     let first = upload(

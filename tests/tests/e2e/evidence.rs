@@ -4,16 +4,10 @@
 use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
-use e2e::{Stack, StackOptions};
 use prost_types::Timestamp;
 use tonic::Code;
 
 use crate::fixtures::*;
-
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
 
 fn update(id: &str) -> dpb::UpdateDisputeRequest {
     dpb::UpdateDisputeRequest {

@@ -4,10 +4,26 @@ use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
-use e2e::{DocumentsClient, Stack};
+use e2e::{DocumentsClient, Stack, StackOptions};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 use tonic_types::StatusExt;
+
+/// The whole stack with default options (see `stack_with`).
+pub async fn stack() -> Stack {
+    stack_with(StackOptions::default()).await
+}
+
+/// The whole stack on fresh databases, with test telemetry installed. End it with
+/// `stack.stop().await`; a test that panics first still leaves no database behind.
+pub async fn stack_with(options: StackOptions) -> Stack {
+    e2e::init_test_telemetry(None);
+    Stack::start(options).await.unwrap()
+}
+
+/// The fee withdrawn with every merchant-side chargeback: the one the stack configures
+/// dispute-core with.
+pub const FEE: i64 = e2e::DEFAULT_DISPUTE_FEE;
 
 /// The smallest file that sniffs as an accepted type: a JPEG start-of-image marker.
 pub const SMALLEST_JPEG: [u8; 3] = [0xFF, 0xD8, 0xFF];

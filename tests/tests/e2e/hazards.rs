@@ -8,17 +8,9 @@ use dpb::DisputeActionType as Action;
 use dpb::DisputeStage as Stage;
 use dpb::DisputeStatus as Status;
 use dpb::NetworkEventType as Net;
-use e2e::{Stack, StackOptions};
 use tonic::Code;
 
 use crate::fixtures::*;
-
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
-
-const FEE: i64 = 1500;
 
 fn at(dispute: &dpb::Dispute) -> (Stage, Status) {
     (dispute.stage(), dispute.status())

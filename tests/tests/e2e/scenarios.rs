@@ -11,17 +11,9 @@ use disputes_proto::documents_v1 as pb;
 use dpb::BalanceTransactionType as Txn;
 use dpb::DisputeActionType as Action;
 use dpb::NetworkEventType as Net;
-use e2e::{Stack, StackOptions};
 use tonic::Code;
 
 use crate::fixtures::*;
-
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
-
-const FEE: i64 = 1500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000_retrieval_request_to_won() {

@@ -3,19 +3,17 @@
 
 use std::time::Duration;
 
-use e2e::{Stack, StackOptions};
+use e2e::StackOptions;
 
 use crate::fixtures::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_upload_drains_on_shutdown() {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions {
+    let stack = stack_with(StackOptions {
         drain_timeout_secs: 10,
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let token = stack.full_token("acme");
     let bytes = pdf_of_size(3 * MIB);
     let messages = upload_messages(header("slow.pdf", "application/pdf"), &bytes, MIB);
