@@ -228,7 +228,8 @@ async fn evidence_is_frozen_past_the_deadline() {
     let mut request = update(&dispute.id);
     request.metadata.insert("note".into(), "late".into());
     disputes.update_dispute(request).await.unwrap();
-    // M14: the sweeper (every second in tests) turns the missed deadline into a loss, once.
+    // M14 (docs/lifecycle.md): the sweeper (every second in tests) turns the missed deadline
+    // into a loss, once.
     let mut lost = None;
     for _ in 0..50 {
         let current = disputes

@@ -1,4 +1,5 @@
-//! The hazards of `reference/lifecycle.md` (H1–H9), one test each, end to end over gRPC.
+//! The hazards of docs/lifecycle.md ("Hazards", H1–H9), one test each, end to end over gRPC.
+//! Other rule ids (M…, I…) are those of docs/lifecycle.md too.
 
 use std::time::Duration;
 
@@ -291,8 +292,8 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
 }
 
 /// The outcome amounts of a dispute that a CHARGEBACK without the right to respond opens
-/// already LOST: the ledger withdrew the amount, so `amount_lost` must say so (H6, ledger rule
-/// "LOST: funds withdrawn = amount_lost").
+/// already LOST: the ledger withdrew the amount, so `amount_lost` must say so
+/// (docs/lifecycle.md, H6 and "Money": a LOST dispute's withdrawn funds equal `amount_lost`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_new_case_without_right_to_respond_records_amount_lost() {
     let stack = stack().await;

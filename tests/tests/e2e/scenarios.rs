@@ -1,7 +1,7 @@
 //! The seeds' flows end to end (issue #3): seed 000 (PSP retrieval request to won), Stripe's
 //! staged and submitted evidence and close, Synctera's issuer flow, seed 004's money events;
 //! concurrency (idempotent bursts, conflicting versions, sweeper replicas) and bad input on
-//! every lifecycle RPC.
+//! every lifecycle RPC. Rule ids (M…, I…) are those of docs/lifecycle.md.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -1305,8 +1305,8 @@ async fn submit_action_keeps_and_locks_its_own_documents() {
     stack.stop().await;
 }
 
-/// Every event holds the dispute after the change encoded as `disputes.v1.Dispute` (SPEC §4;
-/// the `dispute_events.payload` column says so). Events written by CreateDispute hold a
+/// Every event holds the dispute after the change encoded as `disputes.v1.Dispute`
+/// (docs/api.md, "Events"; the `dispute_events.payload` column says so). Events written by CreateDispute hold a
 /// `CreateDisputeResponse` instead (its encoder is reused for the events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_create_dispute_hold_the_dispute() {
