@@ -194,13 +194,11 @@ async fn tenants_never_see_each_others_objects() {
     let token_b = stack.full_token("tenant-b");
 
     let mut disputes_a = stack.disputes(Some(&token_a)).await;
-    let dispute = disputes_a
-        .create_dispute(merchant_dispute("shared-request-id", "ch_shared"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let dispute = create(
+        &mut disputes_a,
+        merchant_dispute("shared-request-id", "ch_shared"),
+    )
+    .await;
     let mut documents_a = stack.documents(Some(&token_a)).await;
     let mut h = header("a.pdf", "application/pdf");
     h.dispute_id = dispute.id.clone();
@@ -239,13 +237,11 @@ async fn tenants_never_see_each_others_objects() {
         .into_inner();
     assert!(listed.documents.is_empty());
     // The same request id in another tenant is another key: a new dispute, not a replay.
-    let other = disputes_b
-        .create_dispute(merchant_dispute("shared-request-id", "ch_shared"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let other = create(
+        &mut disputes_b,
+        merchant_dispute("shared-request-id", "ch_shared"),
+    )
+    .await;
     assert_ne!(other.id, dispute.id);
     assert_eq!(other.tenant_id, "tenant-b");
 

@@ -17,13 +17,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
     let mut request = merchant_dispute("", "ch_1");
     request.metadata.insert("order".into(), "A-17".into());
     request.original_amount = 20_000;
-    let created = disputes
-        .create_dispute(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let created = create(&mut disputes, request).await;
     assert!(created.id.starts_with("dsp_"));
     assert_eq!(created.tenant_id, "acme");
     assert_eq!(created.version, 1);
@@ -78,13 +72,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
     assert_eq!(violated_fields(&malformed), vec!["id"]);
 
     // Issuer side.
-    let issuer = disputes
-        .create_dispute(issuer_dispute("txn_9"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let issuer = create(&mut disputes, issuer_dispute("txn_9")).await;
     assert_eq!(issuer.stage, dpb::DisputeStage::Inquiry as i32);
     assert_eq!(issuer.credit_status, dpb::CreditStatus::None as i32);
     assert_eq!(issuer.date_customer_reported, "2026-11-20");
@@ -245,13 +233,11 @@ async fn paging_stays_correct_while_disputes_arrive() {
     let mut disputes = stack.disputes(Some(&token)).await;
     let mut existing = Vec::new();
     for i in 0..45 {
-        let d = disputes
-            .create_dispute(merchant_dispute("", &format!("ch_page_{}", i % 3)))
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+        let d = create(
+            &mut disputes,
+            merchant_dispute("", &format!("ch_page_{}", i % 3)),
+        )
+        .await;
         existing.push(d.id);
     }
 
@@ -260,13 +246,7 @@ async fn paging_stays_correct_while_disputes_arrive() {
     let inserts = tokio::spawn(async move {
         let mut ids = Vec::new();
         for _ in 0..30 {
-            let d = writer
-                .create_dispute(merchant_dispute("", "ch_page_new"))
-                .await
-                .unwrap()
-                .into_inner()
-                .dispute
-                .unwrap();
+            let d = create(&mut writer, merchant_dispute("", "ch_page_new")).await;
             ids.push(d.id);
         }
         ids
@@ -359,26 +339,14 @@ async fn list_filters_by_side_stage_status_and_due_time() {
         seconds: (now + chrono::Duration::days(2)).timestamp(),
         nanos: 0,
     });
-    let soon = disputes
-        .create_dispute(soon)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let soon = create(&mut disputes, soon).await;
     let mut later = merchant_dispute("", "ch_due");
     later.due_time = Some(Timestamp {
         seconds: (now + chrono::Duration::days(20)).timestamp(),
         nanos: 0,
     });
     disputes.create_dispute(later).await.unwrap();
-    let issuer = disputes
-        .create_dispute(issuer_dispute("txn_filter"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let issuer = create(&mut disputes, issuer_dispute("txn_filter")).await;
 
     let due_before = list_all(
         &mut disputes,
@@ -514,13 +482,7 @@ async fn issuer_facts_set_regulation_e_windows() {
 
     let mut established = issuer_dispute("txn_established");
     established.date_customer_reported = reported.format("%Y-%m-%d").to_string();
-    let established = disputes
-        .create_dispute(established)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let established = create(&mut disputes, established).await;
     assert_eq!(
         credit_due(&established),
         Some(end_of_day(add_business_days(reported, 10)).timestamp())
@@ -535,13 +497,7 @@ async fn issuer_facts_set_regulation_e_windows() {
         new_account: true,
         ..Default::default()
     });
-    let new_account = disputes
-        .create_dispute(new_account)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let new_account = create(&mut disputes, new_account).await;
     assert_eq!(
         credit_due(&new_account),
         Some(end_of_day(add_business_days(reported, 20)).timestamp())

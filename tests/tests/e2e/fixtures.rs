@@ -292,16 +292,24 @@ pub fn action_request(
     }
 }
 
+/// CreateAction: the dispute after the action.
+pub async fn apply_action(
+    client: &mut e2e::DisputesClient,
+    request: dpb::CreateActionRequest,
+) -> Result<dpb::Dispute, tonic::Status> {
+    client
+        .create_action(request)
+        .await
+        .map(|r| r.into_inner().dispute.unwrap())
+}
+
 /// CreateAction with nothing but the action.
 pub async fn act(
     client: &mut e2e::DisputesClient,
     dispute_id: &str,
     action: dpb::DisputeActionType,
 ) -> Result<dpb::Dispute, tonic::Status> {
-    client
-        .create_action(action_request(dispute_id, action))
-        .await
-        .map(|r| r.into_inner().dispute.unwrap())
+    apply_action(client, action_request(dispute_id, action)).await
 }
 
 /// UpdateDispute that only submits the staged evidence.
@@ -313,14 +321,22 @@ pub fn submit_request(dispute_id: &str) -> dpb::UpdateDisputeRequest {
     }
 }
 
-pub async fn submit(client: &mut e2e::DisputesClient, dispute_id: &str) -> dpb::Dispute {
+/// UpdateDispute that must succeed: the dispute after the update.
+pub async fn update(
+    client: &mut e2e::DisputesClient,
+    request: dpb::UpdateDisputeRequest,
+) -> dpb::Dispute {
     client
-        .update_dispute(submit_request(dispute_id))
+        .update_dispute(request)
         .await
         .unwrap()
         .into_inner()
         .dispute
         .unwrap()
+}
+
+pub async fn submit(client: &mut e2e::DisputesClient, dispute_id: &str) -> dpb::Dispute {
+    update(client, submit_request(dispute_id)).await
 }
 
 /// A network event without a new case.

@@ -491,16 +491,15 @@ async fn h5_provisional_credit_once_in_any_open_issuer_stage() {
         (Stage::Representment, Status::NeedsResponse)
     );
     assert!(available(&represented).contains(&Action::ProvisionalCredit));
-    let credited = disputes
-        .create_action(dpb::CreateActionRequest {
+    let credited = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             amount: 4_000,
             ..action_request(&dispute.id, Action::ProvisionalCredit)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(at(&credited), (Stage::Representment, Status::NeedsResponse));
     assert_eq!(credited.credit_status(), dpb::CreditStatus::Provisional);
     assert_eq!(ledger(&credited), vec![(Txn::ProvisionalCredit, 4_000)]);
@@ -610,16 +609,15 @@ async fn h6_partial_outcome_amounts_are_exact() {
     act(&mut disputes, &c.id, Action::ProvisionalCredit)
         .await
         .unwrap();
-    let written_off = disputes
-        .create_action(dpb::CreateActionRequest {
+    let written_off = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             amount: 1_000,
             ..action_request(&c.id, Action::WriteOff)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(at(&written_off), (Stage::Inquiry, Status::Won));
     assert_eq!(
         (written_off.amount_won, written_off.amount_lost),
@@ -647,16 +645,15 @@ async fn h6_partial_outcome_amounts_are_exact() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["amount"]);
-    let written_off = disputes
-        .create_action(dpb::CreateActionRequest {
+    let written_off = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             amount: 1_500,
             ..action_request(&d.id, Action::WriteOff)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (written_off.amount_won, written_off.amount_lost),
         (1_500, 2_700)

@@ -99,8 +99,9 @@ async fn seed_000_retrieval_request_to_won() {
         .unwrap();
 
     // Defend: text and the remaining document, submitted in one call.
-    let submitted = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let submitted = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             id: dispute.id.clone(),
             expected_version: Some(dispute.version),
             evidence: Some(dpb::EvidenceUpdate {
@@ -110,12 +111,9 @@ async fn seed_000_retrieval_request_to_won() {
             }),
             submit: true,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(submitted.stage(), dpb::DisputeStage::Chargeback);
     assert_eq!(submitted.status(), dpb::DisputeStatus::UnderReview);
     assert_eq!(submitted.version, dispute.version + 1);
@@ -246,8 +244,9 @@ async fn stripe_staged_then_submitted() {
     );
 
     // submit=false (the default) stages: visible, not submitted.
-    let staged = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let staged = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             id: dispute.id.clone(),
             evidence: Some(dpb::EvidenceUpdate {
                 customer_name: Some("Jane Doe".into()),
@@ -256,12 +255,9 @@ async fn stripe_staged_then_submitted() {
             }),
             metadata: [("order_id".to_owned(), "6735".to_owned())].into(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(staged.status(), dpb::DisputeStatus::NeedsResponse);
     assert_eq!(
         staged.evidence_details.as_ref().unwrap().submission_count,
@@ -281,33 +277,29 @@ async fn stripe_staged_then_submitted() {
         vec![Action::Accept, Action::SubmitEvidence, Action::Close]
     );
     // Staged evidence can still change, field by field.
-    let staged = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let staged = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             id: dispute.id.clone(),
             evidence: Some(dpb::EvidenceUpdate {
                 shipping_carrier: Some("UPS".into()),
                 ..Default::default()
             }),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(staged.status(), dpb::DisputeStatus::NeedsResponse);
 
     // submit=true with no further change files what is staged.
-    let submitted = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let submitted = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             expected_version: Some(staged.version),
             ..submit_request(&dispute.id)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(submitted.status(), dpb::DisputeStatus::UnderReview);
     assert_eq!(submitted.stage(), dpb::DisputeStage::Chargeback);
     let evidence = submitted.evidence.clone().unwrap();
@@ -375,17 +367,16 @@ async fn stripe_close_means_accept_and_lost() {
         ]
         .into();
         let dispute = create(&mut disputes, request).await;
-        let lost = disputes
-            .create_action(dpb::CreateActionRequest {
+        let lost = apply_action(
+            &mut disputes,
+            dpb::CreateActionRequest {
                 expected_version: Some(dispute.version),
                 message: "not worth fighting".into(),
                 ..action_request(&dispute.id, action)
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(lost.stage(), dpb::DisputeStage::Chargeback);
         assert_eq!(lost.status(), dpb::DisputeStatus::Lost);
         assert_eq!((lost.amount_won, lost.amount_lost), (0, 12_500));
@@ -422,32 +413,28 @@ async fn stripe_close_means_accept_and_lost() {
             .await
             .unwrap_err();
         assert_eq!(error_reason(&status), "ACTION_NOT_AVAILABLE");
-        let unset = disputes
-            .update_dispute(dpb::UpdateDisputeRequest {
+        let unset = update(
+            &mut disputes,
+            dpb::UpdateDisputeRequest {
                 id: dispute.id.clone(),
                 metadata: [("order".to_owned(), String::new())].into(),
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+            },
+        )
+        .await;
         assert_eq!(
             unset.metadata,
             BTreeMap::from([("channel".to_owned(), "web".to_owned())])
         );
-        let cleared = disputes
-            .update_dispute(dpb::UpdateDisputeRequest {
+        let cleared = update(
+            &mut disputes,
+            dpb::UpdateDisputeRequest {
                 id: dispute.id.clone(),
                 clear_metadata: true,
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+            },
+        )
+        .await;
         assert!(cleared.metadata.is_empty());
         assert_eq!(cleared.status(), dpb::DisputeStatus::Lost);
     }
@@ -509,16 +496,15 @@ async fn synctera_issuer_flow() {
     assert!(!available(&credited).contains(&Action::ProvisionalCredit));
 
     // Chargeback filed with the network.
-    let charged = disputes
-        .create_action(dpb::CreateActionRequest {
+    let charged = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             message: "Some things about chargeback".into(),
             ..action_request(&dispute.id, Action::Chargeback)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (charged.stage(), charged.status()),
         (
@@ -780,17 +766,16 @@ async fn concurrent_identical_actions_have_one_effect() {
         vec!["dispute.created", "dispute.updated"]
     );
     // A later retry replays too; the same key with another request is refused.
-    let replay = disputes
-        .create_action(dpb::CreateActionRequest {
+    let replay = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             request_id: "credit-once".into(),
             amount: 4_000,
             ..action_request(&dispute.id, Action::ProvisionalCredit)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(replay, answers[0]);
     let status = disputes
         .create_action(dpb::CreateActionRequest {
@@ -1276,16 +1261,15 @@ async fn submit_action_keeps_and_locks_its_own_documents() {
         })
         .await
         .unwrap();
-    let submitted = disputes
-        .create_action(dpb::CreateActionRequest {
+    let submitted = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             document_ids: vec![letter.id.clone()],
             ..action_request(&dispute.id, Action::SubmitEvidence)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let entry = submitted.action_history.last().unwrap();
     let recorded: HashSet<_> = entry.document_ids.iter().cloned().collect();
     let deleted = documents

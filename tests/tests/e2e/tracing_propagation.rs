@@ -66,13 +66,7 @@ async fn one_trace_spans_both_services_for_get_dispute() {
     let stack = stack().await;
     let token = stack.full_token("acme");
     let mut disputes = stack.disputes(Some(&token)).await;
-    let dispute = disputes
-        .create_dispute(merchant_dispute("", "ch_trace"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_trace")).await;
 
     // The caller's own trace context is honoured, too.
     let caller_trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
