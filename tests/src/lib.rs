@@ -288,6 +288,17 @@ pub fn drop_databases_blocking(admin_url: &str, databases: &[String]) -> anyhow:
 #[derive(Clone)]
 pub struct Bearer(pub Option<MetadataValue<tonic::metadata::Ascii>>);
 
+impl Bearer {
+    /// Sends `token`, or no `authorization` header for `None`.
+    pub fn new(token: Option<&str>) -> anyhow::Result<Bearer> {
+        let value = token
+            .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
+            .transpose()
+            .context("a token is header-safe ASCII")?;
+        Ok(Bearer(value))
+    }
+}
+
 impl tonic::service::Interceptor for Bearer {
     fn call(
         &mut self,
@@ -304,6 +315,28 @@ impl tonic::service::Interceptor for Bearer {
 
 pub type DisputesClient = DisputeServiceClient<InterceptedService<Channel, Bearer>>;
 pub type DocumentsClient = DocumentServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A channel to the server on `addr`, with HTTP/2 windows large enough for multi-MiB uploads.
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(16 * 1024 * 1024))
+            .connect()
+            .await?,
+    )
+}
+
+/// A DocumentService client of the server on `addr`, sending `token` (or no token).
+pub async fn documents_client(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> anyhow::Result<DocumentsClient> {
+    Ok(
+        DocumentServiceClient::with_interceptor(connect(addr).await?, Bearer::new(token)?)
+            .max_decoding_message_size(8 * 1024 * 1024),
+    )
+}
 
 /// The fee dispute-core withdraws with a merchant-side chargeback, unless
 /// `StackOptions::dispute_fee` says otherwise.
@@ -563,31 +596,29 @@ impl Stack {
         self.token(tenant, &scopes)
     }
 
-    pub async fn channel(addr: SocketAddr) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .initial_stream_window_size(Some(8 * 1024 * 1024))
-            .initial_connection_window_size(Some(16 * 1024 * 1024))
-            .connect()
-            .await
-            .unwrap()
-    }
-
     /// A DisputeService client sending `token` (or no token).
     pub async fn disputes(&self, token: Option<&str>) -> DisputesClient {
         DisputeServiceClient::with_interceptor(
-            Self::channel(self.dispute_core_addr).await,
-            bearer(token),
+            connect(self.dispute_core_addr).await.unwrap(),
+            Bearer::new(token).unwrap(),
         )
+    }
+
+    /// A DisputeService client of `tenant` with every scope.
+    pub async fn disputes_of(&self, tenant: &str) -> DisputesClient {
+        self.disputes(Some(&self.full_token(tenant))).await
+    }
+
+    /// A DocumentService client of `tenant` with every scope.
+    pub async fn documents_of(&self, tenant: &str) -> DocumentsClient {
+        self.documents(Some(&self.full_token(tenant))).await
     }
 
     /// A DocumentService client sending `token` (or no token).
     pub async fn documents(&self, token: Option<&str>) -> DocumentsClient {
-        DocumentServiceClient::with_interceptor(
-            Self::channel(self.document_store_addr).await,
-            bearer(token),
-        )
-        .max_decoding_message_size(8 * 1024 * 1024)
+        documents_client(self.document_store_addr, token)
+            .await
+            .unwrap()
     }
 
     /// Names of dispute-core's and document-store's databases.
@@ -618,10 +649,6 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-fn bearer(token: Option<&str>) -> Bearer {
-    Bearer(token.map(|t| MetadataValue::try_from(format!("Bearer {t}")).unwrap()))
 }
 
 fn chrono_duration_hours(hours: i64) -> chrono::Duration {

@@ -190,21 +190,20 @@ async fn every_rpc_refuses_missing_or_invalid_tokens_and_checks_scopes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_see_each_others_objects() {
     let stack = stack().await;
-    let token_a = stack.full_token("tenant-a");
-    let token_b = stack.full_token("tenant-b");
 
-    let mut disputes_a = stack.disputes(Some(&token_a)).await;
+    let mut disputes_a = stack.disputes_of("tenant-a").await;
     let dispute = create(
         &mut disputes_a,
         merchant_dispute("shared-request-id", "ch_shared"),
     )
     .await;
-    let mut documents_a = stack.documents(Some(&token_a)).await;
+    let mut documents_a = stack.documents_of("tenant-a").await;
     let mut h = header("a.pdf", "application/pdf");
     h.dispute_id = dispute.id.clone();
     let document = upload(&mut documents_a, h, &pdf_of_size(64)).await.unwrap();
 
     // Tenant B: every RPC on A's ids answers NOT_FOUND; listings are empty.
+    let token_b = stack.full_token("tenant-b");
     let results = call_every_rpc(&stack, Some(&token_b), &dispute.id, &document.id).await;
     for (rpc, code) in results {
         let expected = match rpc {
@@ -216,7 +215,7 @@ async fn tenants_never_see_each_others_objects() {
         };
         assert_eq!(code, expected, "{rpc} as tenant B");
     }
-    let mut disputes_b = stack.disputes(Some(&token_b)).await;
+    let mut disputes_b = stack.disputes_of("tenant-b").await;
     let listed = disputes_b
         .list_disputes(dpb::ListDisputesRequest {
             charge: "ch_shared".into(),
@@ -226,7 +225,7 @@ async fn tenants_never_see_each_others_objects() {
         .unwrap()
         .into_inner();
     assert!(listed.disputes.is_empty());
-    let mut documents_b = stack.documents(Some(&token_b)).await;
+    let mut documents_b = stack.documents_of("tenant-b").await;
     let listed = documents_b
         .list_documents(pb::ListDocumentsRequest {
             dispute_id: dispute.id.clone(),

@@ -12,8 +12,7 @@ use crate::fixtures::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_then_get_returns_the_dispute_with_its_documents() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_1");
     request.metadata.insert("order".into(), "A-17".into());
     request.original_amount = 20_000;
@@ -33,7 +32,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
     assert_eq!(created.action_history[0].what, "created");
     assert_eq!(created.action_history[0].actor, dpb::Actor::Tenant as i32);
 
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut documents = stack.documents_of("acme").await;
     let mut h = header("receipt.pdf", "application/pdf");
     h.dispute_id = created.id.clone();
     let document = upload(&mut documents, h, &pdf_of_size(2048)).await.unwrap();
@@ -82,8 +81,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_create_requests_name_every_bad_field() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let request = dpb::CreateDisputeRequest {
         request_id: "has spaces".into(),
         side: 0,
@@ -131,8 +129,7 @@ async fn invalid_create_requests_name_every_bad_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_is_idempotent_on_request_id() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     let first = disputes
         .create_dispute(merchant_dispute("req-1", "ch_idem"))
@@ -197,8 +194,7 @@ async fn create_is_idempotent_on_request_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_case_opens_one_dispute() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_case");
     request.network_case_id = "VISA-CASE-1".into();
     disputes.create_dispute(request.clone()).await.unwrap();
@@ -229,8 +225,7 @@ async fn list_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_stays_correct_while_disputes_arrive() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut existing = Vec::new();
     for i in 0..45 {
         let d = create(
@@ -331,8 +326,7 @@ async fn paging_stays_correct_while_disputes_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_filters_by_side_stage_status_and_due_time() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let now = chrono::Utc::now();
     let mut soon = merchant_dispute("", "ch_due");
     soon.due_time = Some(Timestamp {
@@ -426,8 +420,7 @@ async fn list_filters_by_side_stage_status_and_due_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disputes_of_one_charge_never_exceed_its_original_amount() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut first = merchant_dispute("", "ch_split");
     first.amount = 6_000;
     first.original_amount = 10_000;
@@ -468,8 +461,7 @@ async fn disputes_of_one_charge_never_exceed_its_original_amount() {
 async fn issuer_facts_set_regulation_e_windows() {
     use dispute_core::domain::deadlines::{add_business_days, end_of_day};
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let reported = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let credit_due = |dispute: &dpb::Dispute| {
         dispute

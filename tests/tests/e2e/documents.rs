@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
-use e2e::{Stack, StackOptions};
+use e2e::StackOptions;
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -33,8 +33,7 @@ in_both_checksum_modes!(
 
 async fn upload_then_download_is_byte_identical_at_every_size_edge(mode: ChecksumMode) {
     let stack = stack_with(options(mode)).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let jpeg = SMALLEST_JPEG.to_vec();
     let sizes = [PART - 1, PART, PART + 1, 3 * PART + 17];
     let mut files: Vec<(String, Vec<u8>)> = vec![("tiny.jpg".into(), jpeg)];
@@ -85,8 +84,7 @@ async fn upload_then_download_is_byte_identical_at_every_size_edge(mode: Checksu
 
 async fn range_downloads_return_exactly_the_range(mode: ChecksumMode) {
     let stack = stack_with(options(mode)).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let bytes = pdf_of_size(PART + 1000);
     let document = upload(&mut client, header("r.pdf", "application/pdf"), &bytes)
         .await
@@ -132,8 +130,7 @@ async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
         ..options(mode)
     })
     .await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let baseline = stack.s3.files();
 
     // Empty, and too short to identify.
@@ -208,7 +205,6 @@ async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
 
 async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) {
     let stack = stack_with(options(mode)).await;
-    let token = stack.full_token("acme");
     let baseline = stack.s3.files();
     let bytes = pdf_of_size(3 * PART);
     let messages = upload_messages(header("gone.pdf", "application/pdf"), &bytes, MIB);
@@ -218,11 +214,10 @@ async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) 
     let proxy = e2e::CuttableProxy::start(stack.document_store_addr)
         .await
         .unwrap();
-    let channel = Stack::channel(proxy.addr).await;
-    let mut client = disputes_proto::documents_v1::document_service_client::DocumentServiceClient::with_interceptor(
-        channel,
-        e2e::Bearer(Some(format!("Bearer {token}").parse().unwrap())),
-    );
+    let token = stack.full_token("acme");
+    let mut client = e2e::documents_client(proxy.addr, Some(&token))
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let call = tokio::spawn(async move {
         client
@@ -249,8 +244,7 @@ async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) 
 
 async fn delete_removes_row_and_object(mode: ChecksumMode) {
     let stack = stack_with(options(mode)).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let baseline = stack.s3.files();
     let document = upload(
         &mut client,
@@ -289,8 +283,7 @@ async fn delete_removes_row_and_object(mode: ChecksumMode) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_documents_pages_by_dispute() {
     let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let dispute_id = service_kit::ids::new_id("dsp");
     let mut uploaded = Vec::new();
     for i in 0..5 {
@@ -360,8 +353,7 @@ async fn list_documents_pages_by_dispute() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let first = upload(
         &mut client,
         header("a.pdf", "application/pdf"),
@@ -431,8 +423,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     assert_eq!(bytes, pdf_of_size(40));
 
     // Another tenant learns nothing and locks nothing.
-    let other = stack.full_token("other");
-    let mut other_client = stack.documents(Some(&other)).await;
+    let mut other_client = stack.documents_of("other").await;
     let batch = other_client
         .batch_get_documents(pb::BatchGetDocumentsRequest {
             ids: vec![first.id.clone()],

@@ -19,9 +19,8 @@ fn update_request(id: &str) -> dpb::UpdateDisputeRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_evidence_and_metadata_follow_stripes_rules() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let mut request = merchant_dispute("", "ch_ev");
     request.metadata.insert("order".into(), "A-17".into());
     request.metadata.insert("channel".into(), "web".into());
@@ -116,11 +115,9 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_documents_must_exist_in_the_callers_tenant() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let other = stack.full_token("other");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_docs")).await;
-    let mut other_documents = stack.documents(Some(&other)).await;
+    let mut other_documents = stack.documents_of("other").await;
     let foreign = upload(
         &mut other_documents,
         header("f.pdf", "application/pdf"),
@@ -147,7 +144,7 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
         ]
     );
     // Another tenant's dispute is NOT_FOUND.
-    let mut other_disputes = stack.disputes(Some(&other)).await;
+    let mut other_disputes = stack.disputes_of("other").await;
     let mut request = update_request(&dispute.id);
     request.metadata.insert("k".into(), "v".into());
     let status = other_disputes.update_dispute(request).await.unwrap_err();
@@ -164,8 +161,7 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_is_frozen_past_the_deadline() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_late");
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
     request.due_time = Some(Timestamp {
@@ -219,8 +215,7 @@ async fn evidence_is_frozen_past_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requirements_list_missing_fields_and_the_text_budget() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_req");
     request.reason = dpb::DisputeReason::Duplicate.into();
     let dispute = create(&mut disputes, request).await;

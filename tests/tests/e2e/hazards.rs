@@ -45,8 +45,7 @@ async fn visa(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_reversal_is_not_final() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // A: the reversal reinstates the funds but the dispute stays UNDER_REVIEW until the
     // pre-arbitration window (here 1.5 s) lapses; then the sweeper makes it WON.
@@ -150,8 +149,7 @@ async fn h1_reversal_is_not_final() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_funds_events_never_change_status() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let case = "VISA-H2";
 
     // Notified: no funds yet (M2).
@@ -215,8 +213,7 @@ async fn h2_funds_events_never_change_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_chargeback_without_right_to_respond_is_lost() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // New case, `response_allowed = false` (Stripe due_by=0, Adyen defendable=false).
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-H3-A", "c1", Net::Chargeback);
@@ -297,8 +294,7 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_new_case_without_right_to_respond_records_amount_lost() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-H3-N", "c1", Net::Chargeback);
     event.response_allowed = Some(false);
     event.new_case = Some(merchant_case(3_000, "ch_h3_n"));
@@ -317,8 +313,7 @@ async fn h3_new_case_without_right_to_respond_records_amount_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h4_stage_aware_mapping() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // NEEDS_RESPONSE in three stages.
     let mut rr = network_event(
@@ -458,8 +453,7 @@ async fn h4_stage_aware_mapping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h5_provisional_credit_once_in_any_open_issuer_stage() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = issuer_dispute("txn_h5");
     request.date_customer_reported = today();
     request.network_case_id = "MC-H5".into();
@@ -560,8 +554,7 @@ async fn h5_provisional_credit_once_in_any_open_issuer_stage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h6_partial_outcome_amounts_are_exact() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // Merchant WON in part: 8000 of 12500 back.
     let a = merchant_chargeback(&mut disputes, "ch_h6_a", "VISA-H6-A").await;
@@ -678,8 +671,7 @@ async fn h6_partial_outcome_amounts_are_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h7_several_disputes_per_charge() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let soon = chrono::Utc::now() + chrono::Duration::days(2);
     let later = chrono::Utc::now() + chrono::Duration::days(20);
 
@@ -796,8 +788,7 @@ async fn h7_several_disputes_per_charge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h8_mastercard_codes_skip_pre_arbitration() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // 4808, 4870, 4871: CHARGEBACK / UNDER_REVIEW → ARBITRATION directly.
     for code in ["4808", "4870", "4871"] {
@@ -895,8 +886,7 @@ async fn h8_mastercard_codes_skip_pre_arbitration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h9_out_of_order_and_duplicate_events() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let case = "VISA-H9";
 
     let mut rr = network_event(dpb::CardNetwork::Visa, case, "e1-rr", Net::RetrievalRequest);

@@ -18,9 +18,8 @@ use crate::fixtures::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000_retrieval_request_to_won() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let case = "VISA-000";
 
     // Retrieval request: the case is new, so the event opens the dispute (M1); no funds move.
@@ -235,8 +234,7 @@ async fn seed_000_retrieval_request_to_won() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_staged_then_submitted() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_stripe_stage")).await;
     assert_eq!(
         ledger(&dispute),
@@ -354,8 +352,7 @@ async fn stripe_staged_then_submitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_close_means_accept_and_lost() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     for (charge, action, what) in [
         ("ch_close", Action::Close, "CLOSE"),
         ("ch_accept", Action::Accept, "ACCEPT"),
@@ -444,9 +441,8 @@ async fn stripe_close_means_accept_and_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synctera_issuer_flow() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let case = "MC-SYN-1";
     let mut request = issuer_dispute("txn_synctera");
     request.date_customer_reported = today();
@@ -616,8 +612,7 @@ async fn synctera_issuer_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_004_money_events() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // DISPUTE_INITIATED: a chargeback opens the case; funds withdrawn with the fee.
     let mut initiated = network_event(dpb::CardNetwork::Visa, "VISA-004", "e1", Net::Chargeback);
@@ -720,8 +715,7 @@ async fn seed_004_money_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_actions_have_one_effect() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = issuer_dispute("txn_burst");
     request.date_customer_reported = today();
     let dispute = create(&mut disputes, request).await;
@@ -797,8 +791,7 @@ async fn concurrent_identical_actions_have_one_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_actions_with_the_same_version_one_wins() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     for round in 0..5 {
         let dispute = create(
             &mut disputes,
@@ -850,8 +843,7 @@ async fn conflicting_actions_with_the_same_version_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeper_replicas_apply_each_deadline_once() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let due = chrono::Utc::now() + chrono::Duration::milliseconds(1800);
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -931,11 +923,9 @@ async fn sweeper_replicas_apply_each_deadline_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_names_every_field() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let other = stack.full_token("other");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut other_disputes = stack.disputes(Some(&other)).await;
-    let mut other_documents = stack.documents(Some(&other)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut other_disputes = stack.disputes_of("other").await;
+    let mut other_documents = stack.documents_of("other").await;
     let mut request = merchant_dispute("", "ch_bad");
     request.network_case_id = "VISA-BAD".into();
     let dispute = create(&mut disputes, request).await;
@@ -1193,8 +1183,7 @@ async fn bad_input_names_every_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_dispute_names_every_bad_field_at_once() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_layers")).await;
     let status = disputes
         .update_dispute(dpb::UpdateDisputeRequest {
@@ -1219,8 +1208,7 @@ async fn update_dispute_names_every_bad_field_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_case_due_time_is_named_with_its_prefix() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-DUE", "e1", Net::Chargeback);
     event.new_case = Some(dpb::CreateDisputeRequest {
         due_time: Some(prost_types::Timestamp {
@@ -1239,9 +1227,8 @@ async fn new_case_due_time_is_named_with_its_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_action_keeps_and_locks_its_own_documents() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_action_docs")).await;
     let mut h = header("receipt.pdf", "application/pdf");
     h.dispute_id = dispute.id.clone();
@@ -1296,8 +1283,7 @@ async fn submit_action_keeps_and_locks_its_own_documents() {
 async fn events_of_create_dispute_hold_the_dispute() {
     use prost::Message;
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_event_payload")).await;
     let events = event_payloads(&stack, &dispute.id).await;
     assert_eq!(

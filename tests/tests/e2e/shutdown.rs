@@ -14,12 +14,11 @@ async fn in_flight_upload_drains_on_shutdown() {
         ..Default::default()
     })
     .await;
-    let token = stack.full_token("acme");
     let bytes = pdf_of_size(3 * MIB);
     let messages = upload_messages(header("slow.pdf", "application/pdf"), &bytes, MIB);
 
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let call = tokio::spawn(async move {
         client
             .upload_document(tokio_stream::wrappers::ReceiverStream::new(rx))

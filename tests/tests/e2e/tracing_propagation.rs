@@ -64,8 +64,7 @@ async fn one_trace_spans_both_services_for_get_dispute() {
 
     // After the telemetry above: the fixture's own installation is then a no-op.
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_trace")).await;
 
     // The caller's own trace context is honoured, too.
