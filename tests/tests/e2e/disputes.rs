@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use disputes_proto::disputes_v1 as dpb;
 use prost_types::Timestamp;
+use service_kit::ids::DisputeId;
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -58,7 +59,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
 
     let missing = disputes
         .get_dispute(dpb::GetDisputeRequest {
-            id: service_kit::ids::new_id("dsp"),
+            id: DisputeId::generate().into_string(),
         })
         .await
         .unwrap_err();
@@ -329,16 +330,10 @@ async fn list_filters_by_side_stage_status_and_due_time() {
     let mut disputes = stack.disputes_of("acme").await;
     let now = chrono::Utc::now();
     let mut soon = merchant_dispute("", "ch_due");
-    soon.due_time = Some(Timestamp {
-        seconds: (now + chrono::Duration::days(2)).timestamp(),
-        nanos: 0,
-    });
+    soon.due_time = Some(timestamp(now + chrono::Duration::days(2)));
     let soon = create(&mut disputes, soon).await;
     let mut later = merchant_dispute("", "ch_due");
-    later.due_time = Some(Timestamp {
-        seconds: (now + chrono::Duration::days(20)).timestamp(),
-        nanos: 0,
-    });
+    later.due_time = Some(timestamp(now + chrono::Duration::days(20)));
     disputes.create_dispute(later).await.unwrap();
     let issuer = create(&mut disputes, issuer_dispute("txn_filter")).await;
 
@@ -346,10 +341,7 @@ async fn list_filters_by_side_stage_status_and_due_time() {
         &mut disputes,
         dpb::ListDisputesRequest {
             charge: "ch_due".into(),
-            due_before: Some(Timestamp {
-                seconds: (now + chrono::Duration::days(7)).timestamp(),
-                nanos: 0,
-            }),
+            due_before: Some(timestamp(now + chrono::Duration::days(7))),
             ..Default::default()
         },
     )
@@ -388,14 +380,8 @@ async fn list_filters_by_side_stage_status_and_due_time() {
     let created_window = list_all(
         &mut disputes,
         dpb::ListDisputesRequest {
-            created_after: Some(Timestamp {
-                seconds: now.timestamp() - 60,
-                nanos: 0,
-            }),
-            created_before: Some(Timestamp {
-                seconds: now.timestamp() + 3600,
-                nanos: 0,
-            }),
+            created_after: Some(timestamp(now - chrono::Duration::seconds(60))),
+            created_before: Some(timestamp(now + chrono::Duration::seconds(3600))),
             ..Default::default()
         },
     )

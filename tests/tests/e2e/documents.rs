@@ -6,6 +6,7 @@ use std::time::Duration;
 use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
 use e2e::StackOptions;
+use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -284,7 +285,7 @@ async fn delete_removes_row_and_object(mode: ChecksumMode) {
 async fn list_documents_pages_by_dispute() {
     let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
     let mut client = stack.documents_of("acme").await;
-    let dispute_id = service_kit::ids::new_id("dsp");
+    let dispute_id = DisputeId::generate().into_string();
     let mut uploaded = Vec::new();
     for i in 0..5 {
         let mut h = header(&format!("{i}.jpg"), "image/jpeg");
@@ -364,7 +365,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let second = upload(&mut client, header("b.jpg", "image/jpeg"), &SMALLEST_JPEG)
         .await
         .unwrap();
-    let unknown = service_kit::ids::new_id("doc");
+    let unknown = DocumentId::generate().into_string();
 
     // Batch lookups report what exists for the caller, in request order.
     let batch = client

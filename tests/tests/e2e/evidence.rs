@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
-use prost_types::Timestamp;
+use service_kit::ids::DocumentId;
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -98,15 +98,7 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
     request.metadata.insert("k".into(), "v".into());
     let status = disputes.update_dispute(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
-    let current = disputes
-        .get_dispute(dpb::GetDisputeRequest {
-            id: dispute.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let current = get_dispute(&mut disputes, &dispute.id).await;
     assert!(current.metadata.is_empty());
     assert_eq!(current.version, none.version);
     stack.stop().await;
@@ -128,7 +120,7 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
     let mut request = update_request(&dispute.id);
     request.evidence = Some(dpb::EvidenceUpdate {
         receipt: Some(foreign.id.clone()),
-        shipping_documentation: Some(service_kit::ids::new_id("doc")),
+        shipping_documentation: Some(DocumentId::generate().into_string()),
         customer_signature: Some("not-a-doc".into()),
         ..Default::default()
     });
@@ -163,11 +155,7 @@ async fn evidence_is_frozen_past_the_deadline() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_late");
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-    request.due_time = Some(Timestamp {
-        seconds: soon.timestamp(),
-        nanos: soon.timestamp_subsec_nanos() as i32,
-    });
+    request.due_time = Some(in_millis(1500));
     let dispute = create(&mut disputes, request).await;
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let mut request = update_request(&dispute.id);
@@ -184,24 +172,13 @@ async fn evidence_is_frozen_past_the_deadline() {
     disputes.update_dispute(request).await.unwrap();
     // M14 (docs/lifecycle.md): the sweeper (every second in tests) turns the missed deadline
     // into a loss, once.
-    let mut lost = None;
-    for _ in 0..50 {
-        let current = disputes
-            .get_dispute(dpb::GetDisputeRequest {
-                id: dispute.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
-        if current.status == dpb::DisputeStatus::Lost as i32 {
-            lost = Some(current);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let lost = lost.expect("the sweeper applies M14");
+    let lost = wait_for_status(
+        &mut disputes,
+        &dispute.id,
+        dpb::DisputeStatus::Lost,
+        Duration::from_secs(5),
+    )
+    .await;
     let system: Vec<_> = lost
         .action_history
         .iter()

@@ -237,12 +237,7 @@ macro_rules! in_both_checksum_modes {
 // Lifecycle helpers (scenarios.rs, hazards.rs)
 
 /// A protobuf timestamp of an instant.
-pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use service_kit::time::timestamp;
 
 /// Now plus `millis` (negative: in the past), as a protobuf timestamp.
 pub fn in_millis(millis: i64) -> prost_types::Timestamp {

@@ -11,6 +11,7 @@ use disputes_proto::documents_v1 as pb;
 use dpb::BalanceTransactionType as Txn;
 use dpb::DisputeActionType as Action;
 use dpb::NetworkEventType as Net;
+use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -937,7 +938,7 @@ async fn bad_input_names_every_field() {
     )
     .await
     .unwrap();
-    let unknown = service_kit::ids::new_id("dsp");
+    let unknown = DisputeId::generate().into_string();
     let sorted = |status: &tonic::Status| {
         let mut fields = violated_fields(status);
         fields.sort();
@@ -1023,7 +1024,11 @@ async fn bad_input_names_every_field() {
             action: 99,
             amount: -5,
             message: "m".repeat(5001),
-            document_ids: vec!["doc-1".into(), service_kit::ids::new_id("doc"), "x".into()],
+            document_ids: vec![
+                "doc-1".into(),
+                DocumentId::generate().into_string(),
+                "x".into(),
+            ],
             ..Default::default()
         })
         .await
