@@ -100,8 +100,7 @@ async fn invalid_create_requests_name_every_bad_field() {
         ..Default::default()
     };
     let status = disputes.create_dispute(request).await.unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(
         fields,
         vec![
@@ -397,8 +396,7 @@ async fn list_filters_by_side_stage_status_and_due_time() {
         })
         .await
         .unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(fields, vec!["page_size", "page_token", "status"]);
     stack.stop().await;
 }

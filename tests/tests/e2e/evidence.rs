@@ -125,8 +125,7 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
         ..Default::default()
     });
     let status = disputes.update_dispute(request).await.unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(
         fields,
         vec![

@@ -122,6 +122,13 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `violated_fields`, sorted: for requests with several bad fields.
+pub fn sorted_violated_fields(status: &tonic::Status) -> Vec<String> {
+    let mut fields = violated_fields(status);
+    fields.sort();
+    fields
+}
+
 pub fn error_reason(status: &tonic::Status) -> String {
     status
         .get_error_details()

@@ -939,11 +939,6 @@ async fn bad_input_names_every_field() {
     .await
     .unwrap();
     let unknown = DisputeId::generate().into_string();
-    let sorted = |status: &tonic::Status| {
-        let mut fields = violated_fields(status);
-        fields.sort();
-        fields
-    };
 
     // UpdateDispute.
     let status = disputes
@@ -960,7 +955,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             "evidence.customer_name",
             "evidence.product_description",
@@ -981,7 +976,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec!["evidence.receipt", "evidence.refund_policy"]
     );
     let status = disputes
@@ -997,7 +992,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             format!("metadata[{:?}]", "k".repeat(41)),
             "metadata[\"ok\"]".to_owned()
@@ -1034,7 +1029,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             "action",
             "amount",
@@ -1049,7 +1044,7 @@ async fn bad_input_names_every_field() {
         .create_action(action_request(&dispute.id, Action::Unspecified))
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["action"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["action"]);
     let status = disputes
         .create_action(dpb::CreateActionRequest {
             document_ids: vec![foreign_document.id.clone()],
@@ -1057,7 +1052,7 @@ async fn bad_input_names_every_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["document_ids[0]"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["document_ids[0]"]);
     let status = disputes
         .create_action(dpb::CreateActionRequest {
             amount: 100,
@@ -1065,7 +1060,11 @@ async fn bad_input_names_every_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["amount"], "ACCEPT takes no amount");
+    assert_eq!(
+        sorted_violated_fields(&status),
+        vec!["amount"],
+        "ACCEPT takes no amount"
+    );
     for id in [&unknown, &foreign_dispute.id] {
         let status = act(&mut disputes, id, Action::Accept).await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
@@ -1101,7 +1100,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             "amount",
             "amount_lost",
@@ -1128,13 +1127,13 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec!["new_case.amount", "new_case.currency", "new_case.reason"]
     );
     event.new_case = None;
     let status = disputes.record_network_event(event).await.unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec!["new_case"],
         "a new case needs its dispute"
     );
@@ -1143,11 +1142,11 @@ async fn bad_input_names_every_field() {
     event.amount_won = 5_000;
     event.amount_lost = 5_000;
     let status = disputes.record_network_event(event).await.unwrap_err();
-    assert_eq!(sorted(&status), vec!["amount_won"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["amount_won"]);
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-BAD", "w1", Net::Won);
     event.amount_won = 12_501;
     let status = disputes.record_network_event(event).await.unwrap_err();
-    assert_eq!(sorted(&status), vec!["amount_won"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["amount_won"]);
     // Another tenant's case is a new case for us, never theirs.
     let status = other_disputes
         .record_network_event(network_event(
@@ -1158,7 +1157,7 @@ async fn bad_input_names_every_field() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["new_case"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["new_case"]);
     assert_eq!(get_dispute(&mut disputes, &dispute.id).await, before);
 
     // GetEvidenceRequirements.
@@ -1168,7 +1167,7 @@ async fn bad_input_names_every_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["dispute_id"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["dispute_id"]);
     for id in [&unknown, &foreign_dispute.id] {
         let status = disputes
             .get_evidence_requirements(dpb::GetEvidenceRequirementsRequest {
@@ -1203,8 +1202,7 @@ async fn update_dispute_names_every_bad_field_at_once() {
         })
         .await
         .unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(fields, vec!["evidence", "metadata[\"\"]", "request_id"]);
     stack.stop().await;
 }
