@@ -22,12 +22,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use clap::{Parser, ValueEnum};
 use disputes_proto::documents_v1 as pb;
-use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
 use document_store::store::s3::ChecksumMode;
-use e2e::{Bearer, S3Server};
+use e2e::S3Server;
 use futures::{StreamExt, TryStreamExt, stream};
 use secrecy::SecretString;
-use tonic::metadata::MetadataValue;
 
 const MIB: u64 = 1024 * 1024;
 /// Bytes per gRPC chunk message, and the unit the content is generated in.
@@ -364,17 +362,9 @@ impl Bench {
         content: &Content,
         pid: u32,
     ) -> anyhow::Result<Sample> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .initial_stream_window_size(Some(8 * 1024 * 1024))
-            .initial_connection_window_size(Some(16 * 1024 * 1024))
-            .connect()
+        let mut client = e2e::documents_client(addr, Some(&self.token))
             .await
             .context("connect to document-store")?;
-        let bearer = Bearer(Some(MetadataValue::try_from(format!(
-            "Bearer {}",
-            self.token
-        ))?));
-        let mut client = DocumentServiceClient::with_interceptor(channel, bearer);
 
         let header = pb::UploadDocumentRequest {
             payload: Some(pb::upload_document_request::Payload::Header(

@@ -3,10 +3,16 @@
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
-use e2e::{Stack, StackOptions};
+use e2e::Stack;
+use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;
+
+/// The status code of a call's outcome.
+fn code<T>(outcome: Result<T, tonic::Status>) -> Code {
+    outcome.err().map_or(Code::Ok, |status| status.code())
+}
 
 /// Calls every RPC of both services with the given token and returns each status code.
 async fn call_every_rpc(
@@ -17,15 +23,13 @@ async fn call_every_rpc(
 ) -> Vec<(&'static str, Code)> {
     let mut disputes = stack.disputes(token).await;
     let mut documents = stack.documents(token).await;
-    let code = |r: Result<(), tonic::Status>| r.err().map(|s| s.code()).unwrap_or(Code::Ok);
     vec![
         (
             "CreateDispute",
             code(
                 disputes
                     .create_dispute(merchant_dispute("", "ch_auth"))
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
@@ -35,8 +39,7 @@ async fn call_every_rpc(
                     .get_dispute(dpb::GetDisputeRequest {
                         id: dispute_id.into(),
                     })
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
@@ -44,8 +47,7 @@ async fn call_every_rpc(
             code(
                 disputes
                     .list_disputes(dpb::ListDisputesRequest::default())
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
@@ -56,8 +58,7 @@ async fn call_every_rpc(
                     header("a.jpg", "image/jpeg"),
                     &SMALLEST_JPEG,
                 )
-                .await
-                .map(|_| ()),
+                .await,
             ),
         ),
         (
@@ -67,25 +68,19 @@ async fn call_every_rpc(
                     .get_document(pb::GetDocumentRequest {
                         id: document_id.into(),
                     })
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
             "DownloadDocument",
-            code(
-                download(&mut documents, document_id, 0, 0)
-                    .await
-                    .map(|_| ()),
-            ),
+            code(download(&mut documents, document_id, 0, 0).await),
         ),
         (
             "ListDocuments",
             code(
                 documents
                     .list_documents(pb::ListDocumentsRequest::default())
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
@@ -95,8 +90,7 @@ async fn call_every_rpc(
                     .batch_get_documents(pb::BatchGetDocumentsRequest {
                         ids: vec![document_id.into()],
                     })
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
@@ -106,8 +100,7 @@ async fn call_every_rpc(
                     .lock_documents(pb::LockDocumentsRequest {
                         ids: vec![document_id.into()],
                     })
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
         (
@@ -117,8 +110,7 @@ async fn call_every_rpc(
                     .delete_document(pb::DeleteDocumentRequest {
                         id: document_id.into(),
                     })
-                    .await
-                    .map(|_| ()),
+                    .await,
             ),
         ),
     ]
@@ -126,10 +118,9 @@ async fn call_every_rpc(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_missing_or_invalid_tokens_and_checks_scopes() {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let dispute_id = service_kit::ids::new_id("dsp");
-    let document_id = service_kit::ids::new_id("doc");
+    let stack = stack().await;
+    let dispute_id = DisputeId::generate().into_string();
+    let document_id = DocumentId::generate().into_string();
 
     let forged = service_kit::auth::mint_token(
         &secrecy::SecretString::from("another-secret-entirely-0123456789abcdef"),
@@ -190,25 +181,21 @@ async fn every_rpc_refuses_missing_or_invalid_tokens_and_checks_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_see_each_others_objects() {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let token_a = stack.full_token("tenant-a");
-    let token_b = stack.full_token("tenant-b");
+    let stack = stack().await;
 
-    let mut disputes_a = stack.disputes(Some(&token_a)).await;
-    let dispute = disputes_a
-        .create_dispute(merchant_dispute("shared-request-id", "ch_shared"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
-    let mut documents_a = stack.documents(Some(&token_a)).await;
+    let mut disputes_a = stack.disputes_of("tenant-a").await;
+    let dispute = create(
+        &mut disputes_a,
+        merchant_dispute("shared-request-id", "ch_shared"),
+    )
+    .await;
+    let mut documents_a = stack.documents_of("tenant-a").await;
     let mut h = header("a.pdf", "application/pdf");
     h.dispute_id = dispute.id.clone();
     let document = upload(&mut documents_a, h, &pdf_of_size(64)).await.unwrap();
 
     // Tenant B: every RPC on A's ids answers NOT_FOUND; listings are empty.
+    let token_b = stack.full_token("tenant-b");
     let results = call_every_rpc(&stack, Some(&token_b), &dispute.id, &document.id).await;
     for (rpc, code) in results {
         let expected = match rpc {
@@ -220,7 +207,7 @@ async fn tenants_never_see_each_others_objects() {
         };
         assert_eq!(code, expected, "{rpc} as tenant B");
     }
-    let mut disputes_b = stack.disputes(Some(&token_b)).await;
+    let mut disputes_b = stack.disputes_of("tenant-b").await;
     let listed = disputes_b
         .list_disputes(dpb::ListDisputesRequest {
             charge: "ch_shared".into(),
@@ -230,7 +217,7 @@ async fn tenants_never_see_each_others_objects() {
         .unwrap()
         .into_inner();
     assert!(listed.disputes.is_empty());
-    let mut documents_b = stack.documents(Some(&token_b)).await;
+    let mut documents_b = stack.documents_of("tenant-b").await;
     let listed = documents_b
         .list_documents(pb::ListDocumentsRequest {
             dispute_id: dispute.id.clone(),
@@ -241,13 +228,11 @@ async fn tenants_never_see_each_others_objects() {
         .into_inner();
     assert!(listed.documents.is_empty());
     // The same request id in another tenant is another key: a new dispute, not a replay.
-    let other = disputes_b
-        .create_dispute(merchant_dispute("shared-request-id", "ch_shared"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let other = create(
+        &mut disputes_b,
+        merchant_dispute("shared-request-id", "ch_shared"),
+    )
+    .await;
     assert_ne!(other.id, dispute.id);
     assert_eq!(other.tenant_id, "tenant-b");
 

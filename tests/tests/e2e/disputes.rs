@@ -4,32 +4,20 @@
 use std::collections::HashSet;
 
 use disputes_proto::disputes_v1 as dpb;
-use e2e::{Stack, StackOptions};
 use prost_types::Timestamp;
+use service_kit::ids::DisputeId;
 use tonic::Code;
 
 use crate::fixtures::*;
 
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_then_get_returns_the_dispute_with_its_documents() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_1");
     request.metadata.insert("order".into(), "A-17".into());
     request.original_amount = 20_000;
-    let created = disputes
-        .create_dispute(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let created = create(&mut disputes, request).await;
     assert!(created.id.starts_with("dsp_"));
     assert_eq!(created.tenant_id, "acme");
     assert_eq!(created.version, 1);
@@ -45,7 +33,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
     assert_eq!(created.action_history[0].what, "created");
     assert_eq!(created.action_history[0].actor, dpb::Actor::Tenant as i32);
 
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut documents = stack.documents_of("acme").await;
     let mut h = header("receipt.pdf", "application/pdf");
     h.dispute_id = created.id.clone();
     let document = upload(&mut documents, h, &pdf_of_size(2048)).await.unwrap();
@@ -71,7 +59,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
 
     let missing = disputes
         .get_dispute(dpb::GetDisputeRequest {
-            id: service_kit::ids::new_id("dsp"),
+            id: DisputeId::generate().into_string(),
         })
         .await
         .unwrap_err();
@@ -84,13 +72,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
     assert_eq!(violated_fields(&malformed), vec!["id"]);
 
     // Issuer side.
-    let issuer = disputes
-        .create_dispute(issuer_dispute("txn_9"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let issuer = create(&mut disputes, issuer_dispute("txn_9")).await;
     assert_eq!(issuer.stage, dpb::DisputeStage::Inquiry as i32);
     assert_eq!(issuer.credit_status, dpb::CreditStatus::None as i32);
     assert_eq!(issuer.date_customer_reported, "2026-11-20");
@@ -100,8 +82,7 @@ async fn create_then_get_returns_the_dispute_with_its_documents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_create_requests_name_every_bad_field() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let request = dpb::CreateDisputeRequest {
         request_id: "has spaces".into(),
         side: 0,
@@ -119,8 +100,7 @@ async fn invalid_create_requests_name_every_bad_field() {
         ..Default::default()
     };
     let status = disputes.create_dispute(request).await.unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(
         fields,
         vec![
@@ -149,8 +129,7 @@ async fn invalid_create_requests_name_every_bad_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_is_idempotent_on_request_id() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     let first = disputes
         .create_dispute(merchant_dispute("req-1", "ch_idem"))
@@ -215,8 +194,7 @@ async fn create_is_idempotent_on_request_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_case_opens_one_dispute() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_case");
     request.network_case_id = "VISA-CASE-1".into();
     disputes.create_dispute(request.clone()).await.unwrap();
@@ -247,17 +225,14 @@ async fn list_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_stays_correct_while_disputes_arrive() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut existing = Vec::new();
     for i in 0..45 {
-        let d = disputes
-            .create_dispute(merchant_dispute("", &format!("ch_page_{}", i % 3)))
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+        let d = create(
+            &mut disputes,
+            merchant_dispute("", &format!("ch_page_{}", i % 3)),
+        )
+        .await;
         existing.push(d.id);
     }
 
@@ -266,13 +241,7 @@ async fn paging_stays_correct_while_disputes_arrive() {
     let inserts = tokio::spawn(async move {
         let mut ids = Vec::new();
         for _ in 0..30 {
-            let d = writer
-                .create_dispute(merchant_dispute("", "ch_page_new"))
-                .await
-                .unwrap()
-                .into_inner()
-                .dispute
-                .unwrap();
+            let d = create(&mut writer, merchant_dispute("", "ch_page_new")).await;
             ids.push(d.id);
         }
         ids
@@ -357,43 +326,21 @@ async fn paging_stays_correct_while_disputes_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_filters_by_side_stage_status_and_due_time() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let now = chrono::Utc::now();
     let mut soon = merchant_dispute("", "ch_due");
-    soon.due_time = Some(Timestamp {
-        seconds: (now + chrono::Duration::days(2)).timestamp(),
-        nanos: 0,
-    });
-    let soon = disputes
-        .create_dispute(soon)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    soon.due_time = Some(timestamp(now + chrono::Duration::days(2)));
+    let soon = create(&mut disputes, soon).await;
     let mut later = merchant_dispute("", "ch_due");
-    later.due_time = Some(Timestamp {
-        seconds: (now + chrono::Duration::days(20)).timestamp(),
-        nanos: 0,
-    });
+    later.due_time = Some(timestamp(now + chrono::Duration::days(20)));
     disputes.create_dispute(later).await.unwrap();
-    let issuer = disputes
-        .create_dispute(issuer_dispute("txn_filter"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let issuer = create(&mut disputes, issuer_dispute("txn_filter")).await;
 
     let due_before = list_all(
         &mut disputes,
         dpb::ListDisputesRequest {
             charge: "ch_due".into(),
-            due_before: Some(Timestamp {
-                seconds: (now + chrono::Duration::days(7)).timestamp(),
-                nanos: 0,
-            }),
+            due_before: Some(timestamp(now + chrono::Duration::days(7))),
             ..Default::default()
         },
     )
@@ -432,14 +379,8 @@ async fn list_filters_by_side_stage_status_and_due_time() {
     let created_window = list_all(
         &mut disputes,
         dpb::ListDisputesRequest {
-            created_after: Some(Timestamp {
-                seconds: now.timestamp() - 60,
-                nanos: 0,
-            }),
-            created_before: Some(Timestamp {
-                seconds: now.timestamp() + 3600,
-                nanos: 0,
-            }),
+            created_after: Some(timestamp(now - chrono::Duration::seconds(60))),
+            created_before: Some(timestamp(now + chrono::Duration::seconds(3600))),
             ..Default::default()
         },
     )
@@ -455,8 +396,7 @@ async fn list_filters_by_side_stage_status_and_due_time() {
         })
         .await
         .unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(fields, vec!["page_size", "page_token", "status"]);
     stack.stop().await;
 }
@@ -464,8 +404,7 @@ async fn list_filters_by_side_stage_status_and_due_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disputes_of_one_charge_never_exceed_its_original_amount() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut first = merchant_dispute("", "ch_split");
     first.amount = 6_000;
     first.original_amount = 10_000;
@@ -506,8 +445,7 @@ async fn disputes_of_one_charge_never_exceed_its_original_amount() {
 async fn issuer_facts_set_regulation_e_windows() {
     use dispute_core::domain::deadlines::{add_business_days, end_of_day};
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let reported = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let credit_due = |dispute: &dpb::Dispute| {
         dispute
@@ -520,13 +458,7 @@ async fn issuer_facts_set_regulation_e_windows() {
 
     let mut established = issuer_dispute("txn_established");
     established.date_customer_reported = reported.format("%Y-%m-%d").to_string();
-    let established = disputes
-        .create_dispute(established)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let established = create(&mut disputes, established).await;
     assert_eq!(
         credit_due(&established),
         Some(end_of_day(add_business_days(reported, 10)).timestamp())
@@ -541,13 +473,7 @@ async fn issuer_facts_set_regulation_e_windows() {
         new_account: true,
         ..Default::default()
     });
-    let new_account = disputes
-        .create_dispute(new_account)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let new_account = create(&mut disputes, new_account).await;
     assert_eq!(
         credit_due(&new_account),
         Some(end_of_day(add_business_days(reported, 20)).timestamp())

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
-use e2e::{Stack, StackOptions};
+use e2e::StackOptions;
+use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;
@@ -13,16 +14,14 @@ use crate::in_both_checksum_modes;
 
 const PART: usize = 5 * MIB;
 
-async fn stack(mode: ChecksumMode) -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions {
+/// The stack in checksum mode `mode`, uploading parts of `PART` bytes.
+fn options(mode: ChecksumMode) -> StackOptions {
+    StackOptions {
         checksum_mode: mode,
         part_size_bytes: PART,
         max_upload_bytes: 25 * MIB as u64,
         ..Default::default()
-    })
-    .await
-    .unwrap()
+    }
 }
 
 in_both_checksum_modes!(
@@ -34,9 +33,8 @@ in_both_checksum_modes!(
 );
 
 async fn upload_then_download_is_byte_identical_at_every_size_edge(mode: ChecksumMode) {
-    let stack = stack(mode).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let stack = stack_with(options(mode)).await;
+    let mut client = stack.documents_of("acme").await;
     let jpeg = SMALLEST_JPEG.to_vec();
     let sizes = [PART - 1, PART, PART + 1, 3 * PART + 17];
     let mut files: Vec<(String, Vec<u8>)> = vec![("tiny.jpg".into(), jpeg)];
@@ -86,9 +84,8 @@ async fn upload_then_download_is_byte_identical_at_every_size_edge(mode: Checksu
 }
 
 async fn range_downloads_return_exactly_the_range(mode: ChecksumMode) {
-    let stack = stack(mode).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let stack = stack_with(options(mode)).await;
+    let mut client = stack.documents_of("acme").await;
     let bytes = pdf_of_size(PART + 1000);
     let document = upload(&mut client, header("r.pdf", "application/pdf"), &bytes)
         .await
@@ -128,18 +125,13 @@ async fn range_downloads_return_exactly_the_range(mode: ChecksumMode) {
 }
 
 async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions {
-        checksum_mode: mode,
-        part_size_bytes: PART,
+    let stack = stack_with(StackOptions {
         // Over two parts, so the cap is hit after a multipart upload has begun.
         max_upload_bytes: (2 * PART + 10) as u64,
-        ..Default::default()
+        ..options(mode)
     })
-    .await
-    .unwrap();
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    .await;
+    let mut client = stack.documents_of("acme").await;
     let baseline = stack.s3.files();
 
     // Empty, and too short to identify.
@@ -213,8 +205,7 @@ async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
 }
 
 async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) {
-    let stack = stack(mode).await;
-    let token = stack.full_token("acme");
+    let stack = stack_with(options(mode)).await;
     let baseline = stack.s3.files();
     let bytes = pdf_of_size(3 * PART);
     let messages = upload_messages(header("gone.pdf", "application/pdf"), &bytes, MIB);
@@ -224,11 +215,10 @@ async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) 
     let proxy = e2e::CuttableProxy::start(stack.document_store_addr)
         .await
         .unwrap();
-    let channel = Stack::channel(proxy.addr).await;
-    let mut client = disputes_proto::documents_v1::document_service_client::DocumentServiceClient::with_interceptor(
-        channel,
-        e2e::Bearer(Some(format!("Bearer {token}").parse().unwrap())),
-    );
+    let token = stack.full_token("acme");
+    let mut client = e2e::documents_client(proxy.addr, Some(&token))
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let call = tokio::spawn(async move {
         client
@@ -254,9 +244,8 @@ async fn client_hanging_up_mid_upload_leaves_nothing_behind(mode: ChecksumMode) 
 }
 
 async fn delete_removes_row_and_object(mode: ChecksumMode) {
-    let stack = stack(mode).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let stack = stack_with(options(mode)).await;
+    let mut client = stack.documents_of("acme").await;
     let baseline = stack.s3.files();
     let document = upload(
         &mut client,
@@ -294,10 +283,9 @@ async fn delete_removes_row_and_object(mode: ChecksumMode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_documents_pages_by_dispute() {
-    let stack = stack(ChecksumMode::WhenRequired).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
-    let dispute_id = service_kit::ids::new_id("dsp");
+    let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
+    let mut client = stack.documents_of("acme").await;
+    let dispute_id = DisputeId::generate().into_string();
     let mut uploaded = Vec::new();
     for i in 0..5 {
         let mut h = header(&format!("{i}.jpg"), "image/jpeg");
@@ -365,9 +353,8 @@ async fn list_documents_pages_by_dispute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
-    let stack = stack(ChecksumMode::WhenRequired).await;
-    let token = stack.full_token("acme");
-    let mut client = stack.documents(Some(&token)).await;
+    let stack = stack_with(options(ChecksumMode::WhenRequired)).await;
+    let mut client = stack.documents_of("acme").await;
     let first = upload(
         &mut client,
         header("a.pdf", "application/pdf"),
@@ -378,7 +365,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let second = upload(&mut client, header("b.jpg", "image/jpeg"), &SMALLEST_JPEG)
         .await
         .unwrap();
-    let unknown = service_kit::ids::new_id("doc");
+    let unknown = DocumentId::generate().into_string();
 
     // Batch lookups report what exists for the caller, in request order.
     let batch = client
@@ -437,8 +424,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     assert_eq!(bytes, pdf_of_size(40));
 
     // Another tenant learns nothing and locks nothing.
-    let other = stack.full_token("other");
-    let mut other_client = stack.documents(Some(&other)).await;
+    let mut other_client = stack.documents_of("other").await;
     let batch = other_client
         .batch_get_documents(pb::BatchGetDocumentsRequest {
             ids: vec![first.id.clone()],

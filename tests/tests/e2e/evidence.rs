@@ -4,18 +4,12 @@
 use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
-use e2e::{Stack, StackOptions};
-use prost_types::Timestamp;
+use service_kit::ids::DocumentId;
 use tonic::Code;
 
 use crate::fixtures::*;
 
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
-
-fn update(id: &str) -> dpb::UpdateDisputeRequest {
+fn update_request(id: &str) -> dpb::UpdateDisputeRequest {
     dpb::UpdateDisputeRequest {
         id: id.to_owned(),
         ..Default::default()
@@ -25,25 +19,18 @@ fn update(id: &str) -> dpb::UpdateDisputeRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_evidence_and_metadata_follow_stripes_rules() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
-    let mut create = merchant_dispute("", "ch_ev");
-    create.metadata.insert("order".into(), "A-17".into());
-    create.metadata.insert("channel".into(), "web".into());
-    let dispute = disputes
-        .create_dispute(create)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
+    let mut request = merchant_dispute("", "ch_ev");
+    request.metadata.insert("order".into(), "A-17".into());
+    request.metadata.insert("channel".into(), "web".into());
+    let dispute = create(&mut disputes, request).await;
     let mut h = header("receipt.pdf", "application/pdf");
     h.dispute_id = dispute.id.clone();
     let receipt = upload(&mut documents, h, &pdf_of_size(100)).await.unwrap();
 
     // Stage evidence (submit=false is the default).
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.expected_version = Some(dispute.version);
     request.evidence = Some(dpb::EvidenceUpdate {
         customer_name: Some("Jane Doe".into()),
@@ -51,13 +38,7 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
         receipt: Some(receipt.id.clone()),
         ..Default::default()
     });
-    let staged = disputes
-        .update_dispute(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let staged = update(&mut disputes, request).await;
     assert_eq!(staged.version, dispute.version + 1);
     assert_eq!(staged.status, dpb::DisputeStatus::NeedsResponse as i32);
     let evidence = staged.evidence.clone().unwrap();
@@ -72,52 +53,34 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
     );
 
     // An empty string clears one field; unset fields stay.
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.evidence = Some(dpb::EvidenceUpdate {
         customer_name: Some(String::new()),
         ..Default::default()
     });
-    let cleared = disputes
-        .update_dispute(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let cleared = update(&mut disputes, request).await;
     let evidence = cleared.evidence.unwrap();
     assert_eq!(evidence.customer_name, "");
     assert_eq!(evidence.shipping_tracking_number, "1Z999");
 
     // Metadata: an empty value unsets one key; clear_metadata removes all.
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.metadata.insert("order".into(), String::new());
     request.metadata.insert("agent".into(), "bob".into());
-    let meta = disputes
-        .update_dispute(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let meta = update(&mut disputes, request).await;
     assert_eq!(meta.metadata.get("order"), None);
     assert_eq!(
         meta.metadata.get("channel").map(String::as_str),
         Some("web")
     );
     assert_eq!(meta.metadata.get("agent").map(String::as_str), Some("bob"));
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.clear_metadata = true;
-    let none = disputes
-        .update_dispute(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let none = update(&mut disputes, request).await;
     assert!(none.metadata.is_empty());
 
     // Over the 150,000-character budget: INVALID_ARGUMENT naming the limit; nothing changes.
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.evidence = Some(dpb::EvidenceUpdate {
         uncategorized_text: Some("x".repeat(149_990)),
         product_description: Some("y".repeat(20)),
@@ -130,20 +93,12 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
     assert!(description.contains("150000"), "{description}");
 
     // A stale version is ABORTED and changes nothing.
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.expected_version = Some(dispute.version);
     request.metadata.insert("k".into(), "v".into());
     let status = disputes.update_dispute(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
-    let current = disputes
-        .get_dispute(dpb::GetDisputeRequest {
-            id: dispute.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let current = get_dispute(&mut disputes, &dispute.id).await;
     assert!(current.metadata.is_empty());
     assert_eq!(current.version, none.version);
     stack.stop().await;
@@ -152,17 +107,9 @@ async fn staged_evidence_and_metadata_follow_stripes_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_documents_must_exist_in_the_callers_tenant() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let other = stack.full_token("other");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let dispute = disputes
-        .create_dispute(merchant_dispute("", "ch_docs"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
-    let mut other_documents = stack.documents(Some(&other)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_docs")).await;
+    let mut other_documents = stack.documents_of("other").await;
     let foreign = upload(
         &mut other_documents,
         header("f.pdf", "application/pdf"),
@@ -170,16 +117,15 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
     )
     .await
     .unwrap();
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.evidence = Some(dpb::EvidenceUpdate {
         receipt: Some(foreign.id.clone()),
-        shipping_documentation: Some(service_kit::ids::new_id("doc")),
+        shipping_documentation: Some(DocumentId::generate().into_string()),
         customer_signature: Some("not-a-doc".into()),
         ..Default::default()
     });
     let status = disputes.update_dispute(request).await.unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(
         fields,
         vec![
@@ -189,14 +135,14 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
         ]
     );
     // Another tenant's dispute is NOT_FOUND.
-    let mut other_disputes = stack.disputes(Some(&other)).await;
-    let mut request = update(&dispute.id);
+    let mut other_disputes = stack.disputes_of("other").await;
+    let mut request = update_request(&dispute.id);
     request.metadata.insert("k".into(), "v".into());
     let status = other_disputes.update_dispute(request).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // An empty update names what could be set.
     let status = disputes
-        .update_dispute(update(&dispute.id))
+        .update_dispute(update_request(&dispute.id))
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["evidence"]);
@@ -206,23 +152,12 @@ async fn evidence_documents_must_exist_in_the_callers_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_is_frozen_past_the_deadline() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut create = merchant_dispute("", "ch_late");
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-    create.due_time = Some(Timestamp {
-        seconds: soon.timestamp(),
-        nanos: soon.timestamp_subsec_nanos() as i32,
-    });
-    let dispute = disputes
-        .create_dispute(create)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut request = merchant_dispute("", "ch_late");
+    request.due_time = Some(in_millis(1500));
+    let dispute = create(&mut disputes, request).await;
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.evidence = Some(dpb::EvidenceUpdate {
         customer_name: Some("Too Late".into()),
         ..Default::default()
@@ -231,28 +166,18 @@ async fn evidence_is_frozen_past_the_deadline() {
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&status), "EVIDENCE_CLOSED");
     // Metadata is not evidence: it can still change.
-    let mut request = update(&dispute.id);
+    let mut request = update_request(&dispute.id);
     request.metadata.insert("note".into(), "late".into());
     disputes.update_dispute(request).await.unwrap();
-    // M14: the sweeper (every second in tests) turns the missed deadline into a loss, once.
-    let mut lost = None;
-    for _ in 0..50 {
-        let current = disputes
-            .get_dispute(dpb::GetDisputeRequest {
-                id: dispute.id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
-        if current.status == dpb::DisputeStatus::Lost as i32 {
-            lost = Some(current);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let lost = lost.expect("the sweeper applies M14");
+    // M14 (docs/lifecycle.md): the sweeper (every second in tests) turns the missed deadline
+    // into a loss, once.
+    let lost = wait_for_status(
+        &mut disputes,
+        &dispute.id,
+        dpb::DisputeStatus::Lost,
+        Duration::from_secs(5),
+    )
+    .await;
     let system: Vec<_> = lost
         .action_history
         .iter()
@@ -266,18 +191,11 @@ async fn evidence_is_frozen_past_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requirements_list_missing_fields_and_the_text_budget() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut create = merchant_dispute("", "ch_req");
-    create.reason = dpb::DisputeReason::Duplicate.into();
-    let dispute = disputes
-        .create_dispute(create)
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
-    let mut request = update(&dispute.id);
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut request = merchant_dispute("", "ch_req");
+    request.reason = dpb::DisputeReason::Duplicate.into();
+    let dispute = create(&mut disputes, request).await;
+    let mut request = update_request(&dispute.id);
     request.evidence = Some(dpb::EvidenceUpdate {
         duplicate_charge_id: Some("ch_original".into()),
         ..Default::default()

@@ -4,10 +4,26 @@ use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
-use e2e::{DocumentsClient, Stack};
+use e2e::{DocumentsClient, Stack, StackOptions};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 use tonic_types::StatusExt;
+
+/// The whole stack with default options (see `stack_with`).
+pub async fn stack() -> Stack {
+    stack_with(StackOptions::default()).await
+}
+
+/// The whole stack on fresh databases, with test telemetry installed. End it with
+/// `stack.stop().await`; a test that panics first still leaves no database behind.
+pub async fn stack_with(options: StackOptions) -> Stack {
+    e2e::init_test_telemetry(None);
+    Stack::start(options).await.unwrap()
+}
+
+/// The fee withdrawn with every merchant-side chargeback: the one the stack configures
+/// dispute-core with.
+pub const FEE: i64 = e2e::DEFAULT_DISPUTE_FEE;
 
 /// The smallest file that sniffs as an accepted type: a JPEG start-of-image marker.
 pub const SMALLEST_JPEG: [u8; 3] = [0xFF, 0xD8, 0xFF];
@@ -104,6 +120,13 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
+}
+
+/// `violated_fields`, sorted: for requests with several bad fields.
+pub fn sorted_violated_fields(status: &tonic::Status) -> Vec<String> {
+    let mut fields = violated_fields(status);
+    fields.sort();
+    fields
 }
 
 pub fn error_reason(status: &tonic::Status) -> String {
@@ -221,12 +244,7 @@ macro_rules! in_both_checksum_modes {
 // Lifecycle helpers (scenarios.rs, hazards.rs)
 
 /// A protobuf timestamp of an instant.
-pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
+pub use service_kit::time::timestamp;
 
 /// Now plus `millis` (negative: in the past), as a protobuf timestamp.
 pub fn in_millis(millis: i64) -> prost_types::Timestamp {
@@ -276,16 +294,24 @@ pub fn action_request(
     }
 }
 
+/// CreateAction: the dispute after the action.
+pub async fn apply_action(
+    client: &mut e2e::DisputesClient,
+    request: dpb::CreateActionRequest,
+) -> Result<dpb::Dispute, tonic::Status> {
+    client
+        .create_action(request)
+        .await
+        .map(|r| r.into_inner().dispute.unwrap())
+}
+
 /// CreateAction with nothing but the action.
 pub async fn act(
     client: &mut e2e::DisputesClient,
     dispute_id: &str,
     action: dpb::DisputeActionType,
 ) -> Result<dpb::Dispute, tonic::Status> {
-    client
-        .create_action(action_request(dispute_id, action))
-        .await
-        .map(|r| r.into_inner().dispute.unwrap())
+    apply_action(client, action_request(dispute_id, action)).await
 }
 
 /// UpdateDispute that only submits the staged evidence.
@@ -297,14 +323,22 @@ pub fn submit_request(dispute_id: &str) -> dpb::UpdateDisputeRequest {
     }
 }
 
-pub async fn submit(client: &mut e2e::DisputesClient, dispute_id: &str) -> dpb::Dispute {
+/// UpdateDispute that must succeed: the dispute after the update.
+pub async fn update(
+    client: &mut e2e::DisputesClient,
+    request: dpb::UpdateDisputeRequest,
+) -> dpb::Dispute {
     client
-        .update_dispute(submit_request(dispute_id))
+        .update_dispute(request)
         .await
         .unwrap()
         .into_inner()
         .dispute
         .unwrap()
+}
+
+pub async fn submit(client: &mut e2e::DisputesClient, dispute_id: &str) -> dpb::Dispute {
+    update(client, submit_request(dispute_id)).await
 }
 
 /// A network event without a new case.

@@ -1,4 +1,5 @@
-//! The hazards of `reference/lifecycle.md` (H1–H9), one test each, end to end over gRPC.
+//! The hazards of docs/lifecycle.md ("Hazards", H1–H9), one test each, end to end over gRPC.
+//! Other rule ids (M…, I…) are those of docs/lifecycle.md too.
 
 use std::time::Duration;
 
@@ -8,17 +9,9 @@ use dpb::DisputeActionType as Action;
 use dpb::DisputeStage as Stage;
 use dpb::DisputeStatus as Status;
 use dpb::NetworkEventType as Net;
-use e2e::{Stack, StackOptions};
 use tonic::Code;
 
 use crate::fixtures::*;
-
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
-
-const FEE: i64 = 1500;
 
 fn at(dispute: &dpb::Dispute) -> (Stage, Status) {
     (dispute.stage(), dispute.status())
@@ -52,8 +45,7 @@ async fn visa(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_reversal_is_not_final() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // A: the reversal reinstates the funds but the dispute stays UNDER_REVIEW until the
     // pre-arbitration window (here 1.5 s) lapses; then the sweeper makes it WON.
@@ -157,8 +149,7 @@ async fn h1_reversal_is_not_final() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_funds_events_never_change_status() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let case = "VISA-H2";
 
     // Notified: no funds yet (M2).
@@ -222,8 +213,7 @@ async fn h2_funds_events_never_change_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_chargeback_without_right_to_respond_is_lost() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // New case, `response_allowed = false` (Stripe due_by=0, Adyen defendable=false).
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-H3-A", "c1", Net::Chargeback);
@@ -299,13 +289,12 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
 }
 
 /// The outcome amounts of a dispute that a CHARGEBACK without the right to respond opens
-/// already LOST: the ledger withdrew the amount, so `amount_lost` must say so (H6, ledger rule
-/// "LOST: funds withdrawn = amount_lost").
+/// already LOST: the ledger withdrew the amount, so `amount_lost` must say so
+/// (docs/lifecycle.md, H6 and "Money": a LOST dispute's withdrawn funds equal `amount_lost`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_new_case_without_right_to_respond_records_amount_lost() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-H3-N", "c1", Net::Chargeback);
     event.response_allowed = Some(false);
     event.new_case = Some(merchant_case(3_000, "ch_h3_n"));
@@ -324,8 +313,7 @@ async fn h3_new_case_without_right_to_respond_records_amount_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h4_stage_aware_mapping() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // NEEDS_RESPONSE in three stages.
     let mut rr = network_event(
@@ -465,8 +453,7 @@ async fn h4_stage_aware_mapping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h5_provisional_credit_once_in_any_open_issuer_stage() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = issuer_dispute("txn_h5");
     request.date_customer_reported = today();
     request.network_case_id = "MC-H5".into();
@@ -498,16 +485,15 @@ async fn h5_provisional_credit_once_in_any_open_issuer_stage() {
         (Stage::Representment, Status::NeedsResponse)
     );
     assert!(available(&represented).contains(&Action::ProvisionalCredit));
-    let credited = disputes
-        .create_action(dpb::CreateActionRequest {
+    let credited = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             amount: 4_000,
             ..action_request(&dispute.id, Action::ProvisionalCredit)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(at(&credited), (Stage::Representment, Status::NeedsResponse));
     assert_eq!(credited.credit_status(), dpb::CreditStatus::Provisional);
     assert_eq!(ledger(&credited), vec![(Txn::ProvisionalCredit, 4_000)]);
@@ -568,8 +554,7 @@ async fn h5_provisional_credit_once_in_any_open_issuer_stage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h6_partial_outcome_amounts_are_exact() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // Merchant WON in part: 8000 of 12500 back.
     let a = merchant_chargeback(&mut disputes, "ch_h6_a", "VISA-H6-A").await;
@@ -617,16 +602,15 @@ async fn h6_partial_outcome_amounts_are_exact() {
     act(&mut disputes, &c.id, Action::ProvisionalCredit)
         .await
         .unwrap();
-    let written_off = disputes
-        .create_action(dpb::CreateActionRequest {
+    let written_off = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             amount: 1_000,
             ..action_request(&c.id, Action::WriteOff)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(at(&written_off), (Stage::Inquiry, Status::Won));
     assert_eq!(
         (written_off.amount_won, written_off.amount_lost),
@@ -654,16 +638,15 @@ async fn h6_partial_outcome_amounts_are_exact() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["amount"]);
-    let written_off = disputes
-        .create_action(dpb::CreateActionRequest {
+    let written_off = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             amount: 1_500,
             ..action_request(&d.id, Action::WriteOff)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (written_off.amount_won, written_off.amount_lost),
         (1_500, 2_700)
@@ -688,8 +671,7 @@ async fn h6_partial_outcome_amounts_are_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h7_several_disputes_per_charge() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let soon = chrono::Utc::now() + chrono::Duration::days(2);
     let later = chrono::Utc::now() + chrono::Duration::days(20);
 
@@ -806,8 +788,7 @@ async fn h7_several_disputes_per_charge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h8_mastercard_codes_skip_pre_arbitration() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // 4808, 4870, 4871: CHARGEBACK / UNDER_REVIEW → ARBITRATION directly.
     for code in ["4808", "4870", "4871"] {
@@ -905,8 +886,7 @@ async fn h8_mastercard_codes_skip_pre_arbitration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h9_out_of_order_and_duplicate_events() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let case = "VISA-H9";
 
     let mut rr = network_event(dpb::CardNetwork::Visa, case, "e1-rr", Net::RetrievalRequest);

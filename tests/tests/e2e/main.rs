@@ -12,4 +12,5 @@ mod fixtures;
 mod hazards;
 mod scenarios;
 mod shutdown;
+mod stack;
 mod tracing_propagation;

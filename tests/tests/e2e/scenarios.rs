@@ -1,7 +1,7 @@
 //! The seeds' flows end to end (issue #3): seed 000 (PSP retrieval request to won), Stripe's
 //! staged and submitted evidence and close, Synctera's issuer flow, seed 004's money events;
 //! concurrency (idempotent bursts, conflicting versions, sweeper replicas) and bad input on
-//! every lifecycle RPC.
+//! every lifecycle RPC. Rule ids (M…, I…) are those of docs/lifecycle.md.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -11,24 +11,16 @@ use disputes_proto::documents_v1 as pb;
 use dpb::BalanceTransactionType as Txn;
 use dpb::DisputeActionType as Action;
 use dpb::NetworkEventType as Net;
-use e2e::{Stack, StackOptions};
+use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;
 
-async fn stack() -> Stack {
-    e2e::init_test_telemetry(None);
-    Stack::start(StackOptions::default()).await.unwrap()
-}
-
-const FEE: i64 = 1500;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000_retrieval_request_to_won() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let case = "VISA-000";
 
     // Retrieval request: the case is new, so the event opens the dispute (M1); no funds move.
@@ -107,8 +99,9 @@ async fn seed_000_retrieval_request_to_won() {
         .unwrap();
 
     // Defend: text and the remaining document, submitted in one call.
-    let submitted = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let submitted = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             id: dispute.id.clone(),
             expected_version: Some(dispute.version),
             evidence: Some(dpb::EvidenceUpdate {
@@ -118,12 +111,9 @@ async fn seed_000_retrieval_request_to_won() {
             }),
             submit: true,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(submitted.stage(), dpb::DisputeStage::Chargeback);
     assert_eq!(submitted.status(), dpb::DisputeStatus::UnderReview);
     assert_eq!(submitted.version, dispute.version + 1);
@@ -245,8 +235,7 @@ async fn seed_000_retrieval_request_to_won() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_staged_then_submitted() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_stripe_stage")).await;
     assert_eq!(
         ledger(&dispute),
@@ -254,8 +243,9 @@ async fn stripe_staged_then_submitted() {
     );
 
     // submit=false (the default) stages: visible, not submitted.
-    let staged = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let staged = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             id: dispute.id.clone(),
             evidence: Some(dpb::EvidenceUpdate {
                 customer_name: Some("Jane Doe".into()),
@@ -264,12 +254,9 @@ async fn stripe_staged_then_submitted() {
             }),
             metadata: [("order_id".to_owned(), "6735".to_owned())].into(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(staged.status(), dpb::DisputeStatus::NeedsResponse);
     assert_eq!(
         staged.evidence_details.as_ref().unwrap().submission_count,
@@ -289,33 +276,29 @@ async fn stripe_staged_then_submitted() {
         vec![Action::Accept, Action::SubmitEvidence, Action::Close]
     );
     // Staged evidence can still change, field by field.
-    let staged = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let staged = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             id: dispute.id.clone(),
             evidence: Some(dpb::EvidenceUpdate {
                 shipping_carrier: Some("UPS".into()),
                 ..Default::default()
             }),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(staged.status(), dpb::DisputeStatus::NeedsResponse);
 
     // submit=true with no further change files what is staged.
-    let submitted = disputes
-        .update_dispute(dpb::UpdateDisputeRequest {
+    let submitted = update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
             expected_version: Some(staged.version),
             ..submit_request(&dispute.id)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(submitted.status(), dpb::DisputeStatus::UnderReview);
     assert_eq!(submitted.stage(), dpb::DisputeStage::Chargeback);
     let evidence = submitted.evidence.clone().unwrap();
@@ -370,8 +353,7 @@ async fn stripe_staged_then_submitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_close_means_accept_and_lost() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     for (charge, action, what) in [
         ("ch_close", Action::Close, "CLOSE"),
         ("ch_accept", Action::Accept, "ACCEPT"),
@@ -383,17 +365,16 @@ async fn stripe_close_means_accept_and_lost() {
         ]
         .into();
         let dispute = create(&mut disputes, request).await;
-        let lost = disputes
-            .create_action(dpb::CreateActionRequest {
+        let lost = apply_action(
+            &mut disputes,
+            dpb::CreateActionRequest {
                 expected_version: Some(dispute.version),
                 message: "not worth fighting".into(),
                 ..action_request(&dispute.id, action)
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(lost.stage(), dpb::DisputeStage::Chargeback);
         assert_eq!(lost.status(), dpb::DisputeStatus::Lost);
         assert_eq!((lost.amount_won, lost.amount_lost), (0, 12_500));
@@ -430,32 +411,28 @@ async fn stripe_close_means_accept_and_lost() {
             .await
             .unwrap_err();
         assert_eq!(error_reason(&status), "ACTION_NOT_AVAILABLE");
-        let unset = disputes
-            .update_dispute(dpb::UpdateDisputeRequest {
+        let unset = update(
+            &mut disputes,
+            dpb::UpdateDisputeRequest {
                 id: dispute.id.clone(),
                 metadata: [("order".to_owned(), String::new())].into(),
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+            },
+        )
+        .await;
         assert_eq!(
             unset.metadata,
             BTreeMap::from([("channel".to_owned(), "web".to_owned())])
         );
-        let cleared = disputes
-            .update_dispute(dpb::UpdateDisputeRequest {
+        let cleared = update(
+            &mut disputes,
+            dpb::UpdateDisputeRequest {
                 id: dispute.id.clone(),
                 clear_metadata: true,
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .dispute
-            .unwrap();
+            },
+        )
+        .await;
         assert!(cleared.metadata.is_empty());
         assert_eq!(cleared.status(), dpb::DisputeStatus::Lost);
     }
@@ -465,9 +442,8 @@ async fn stripe_close_means_accept_and_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synctera_issuer_flow() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let case = "MC-SYN-1";
     let mut request = issuer_dispute("txn_synctera");
     request.date_customer_reported = today();
@@ -517,16 +493,15 @@ async fn synctera_issuer_flow() {
     assert!(!available(&credited).contains(&Action::ProvisionalCredit));
 
     // Chargeback filed with the network.
-    let charged = disputes
-        .create_action(dpb::CreateActionRequest {
+    let charged = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             message: "Some things about chargeback".into(),
             ..action_request(&dispute.id, Action::Chargeback)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (charged.stage(), charged.status()),
         (
@@ -638,8 +613,7 @@ async fn synctera_issuer_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_004_money_events() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
 
     // DISPUTE_INITIATED: a chargeback opens the case; funds withdrawn with the fee.
     let mut initiated = network_event(dpb::CardNetwork::Visa, "VISA-004", "e1", Net::Chargeback);
@@ -742,8 +716,7 @@ async fn seed_004_money_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_actions_have_one_effect() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut request = issuer_dispute("txn_burst");
     request.date_customer_reported = today();
     let dispute = create(&mut disputes, request).await;
@@ -788,17 +761,16 @@ async fn concurrent_identical_actions_have_one_effect() {
         vec!["dispute.created", "dispute.updated"]
     );
     // A later retry replays too; the same key with another request is refused.
-    let replay = disputes
-        .create_action(dpb::CreateActionRequest {
+    let replay = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             request_id: "credit-once".into(),
             amount: 4_000,
             ..action_request(&dispute.id, Action::ProvisionalCredit)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(replay, answers[0]);
     let status = disputes
         .create_action(dpb::CreateActionRequest {
@@ -820,8 +792,7 @@ async fn concurrent_identical_actions_have_one_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_actions_with_the_same_version_one_wins() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     for round in 0..5 {
         let dispute = create(
             &mut disputes,
@@ -873,8 +844,7 @@ async fn conflicting_actions_with_the_same_version_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeper_replicas_apply_each_deadline_once() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let due = chrono::Utc::now() + chrono::Duration::milliseconds(1800);
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -954,11 +924,9 @@ async fn sweeper_replicas_apply_each_deadline_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_names_every_field() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let other = stack.full_token("other");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut other_disputes = stack.disputes(Some(&other)).await;
-    let mut other_documents = stack.documents(Some(&other)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut other_disputes = stack.disputes_of("other").await;
+    let mut other_documents = stack.documents_of("other").await;
     let mut request = merchant_dispute("", "ch_bad");
     request.network_case_id = "VISA-BAD".into();
     let dispute = create(&mut disputes, request).await;
@@ -970,12 +938,7 @@ async fn bad_input_names_every_field() {
     )
     .await
     .unwrap();
-    let unknown = service_kit::ids::new_id("dsp");
-    let sorted = |status: &tonic::Status| {
-        let mut fields = violated_fields(status);
-        fields.sort();
-        fields
-    };
+    let unknown = DisputeId::generate().into_string();
 
     // UpdateDispute.
     let status = disputes
@@ -992,7 +955,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             "evidence.customer_name",
             "evidence.product_description",
@@ -1013,7 +976,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec!["evidence.receipt", "evidence.refund_policy"]
     );
     let status = disputes
@@ -1029,7 +992,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             format!("metadata[{:?}]", "k".repeat(41)),
             "metadata[\"ok\"]".to_owned()
@@ -1056,13 +1019,17 @@ async fn bad_input_names_every_field() {
             action: 99,
             amount: -5,
             message: "m".repeat(5001),
-            document_ids: vec!["doc-1".into(), service_kit::ids::new_id("doc"), "x".into()],
+            document_ids: vec![
+                "doc-1".into(),
+                DocumentId::generate().into_string(),
+                "x".into(),
+            ],
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             "action",
             "amount",
@@ -1077,7 +1044,7 @@ async fn bad_input_names_every_field() {
         .create_action(action_request(&dispute.id, Action::Unspecified))
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["action"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["action"]);
     let status = disputes
         .create_action(dpb::CreateActionRequest {
             document_ids: vec![foreign_document.id.clone()],
@@ -1085,7 +1052,7 @@ async fn bad_input_names_every_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["document_ids[0]"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["document_ids[0]"]);
     let status = disputes
         .create_action(dpb::CreateActionRequest {
             amount: 100,
@@ -1093,7 +1060,11 @@ async fn bad_input_names_every_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["amount"], "ACCEPT takes no amount");
+    assert_eq!(
+        sorted_violated_fields(&status),
+        vec!["amount"],
+        "ACCEPT takes no amount"
+    );
     for id in [&unknown, &foreign_dispute.id] {
         let status = act(&mut disputes, id, Action::Accept).await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
@@ -1129,7 +1100,7 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec![
             "amount",
             "amount_lost",
@@ -1156,13 +1127,13 @@ async fn bad_input_names_every_field() {
         .await
         .unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec!["new_case.amount", "new_case.currency", "new_case.reason"]
     );
     event.new_case = None;
     let status = disputes.record_network_event(event).await.unwrap_err();
     assert_eq!(
-        sorted(&status),
+        sorted_violated_fields(&status),
         vec!["new_case"],
         "a new case needs its dispute"
     );
@@ -1171,11 +1142,11 @@ async fn bad_input_names_every_field() {
     event.amount_won = 5_000;
     event.amount_lost = 5_000;
     let status = disputes.record_network_event(event).await.unwrap_err();
-    assert_eq!(sorted(&status), vec!["amount_won"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["amount_won"]);
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-BAD", "w1", Net::Won);
     event.amount_won = 12_501;
     let status = disputes.record_network_event(event).await.unwrap_err();
-    assert_eq!(sorted(&status), vec!["amount_won"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["amount_won"]);
     // Another tenant's case is a new case for us, never theirs.
     let status = other_disputes
         .record_network_event(network_event(
@@ -1186,7 +1157,7 @@ async fn bad_input_names_every_field() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["new_case"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["new_case"]);
     assert_eq!(get_dispute(&mut disputes, &dispute.id).await, before);
 
     // GetEvidenceRequirements.
@@ -1196,7 +1167,7 @@ async fn bad_input_names_every_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(sorted(&status), vec!["dispute_id"]);
+    assert_eq!(sorted_violated_fields(&status), vec!["dispute_id"]);
     for id in [&unknown, &foreign_dispute.id] {
         let status = disputes
             .get_evidence_requirements(dpb::GetEvidenceRequirementsRequest {
@@ -1216,8 +1187,7 @@ async fn bad_input_names_every_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_dispute_names_every_bad_field_at_once() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_layers")).await;
     let status = disputes
         .update_dispute(dpb::UpdateDisputeRequest {
@@ -1232,8 +1202,7 @@ async fn update_dispute_names_every_bad_field_at_once() {
         })
         .await
         .unwrap_err();
-    let mut fields = violated_fields(&status);
-    fields.sort();
+    let fields = sorted_violated_fields(&status);
     assert_eq!(fields, vec!["evidence", "metadata[\"\"]", "request_id"]);
     stack.stop().await;
 }
@@ -1242,8 +1211,7 @@ async fn update_dispute_names_every_bad_field_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_case_due_time_is_named_with_its_prefix() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-DUE", "e1", Net::Chargeback);
     event.new_case = Some(dpb::CreateDisputeRequest {
         due_time: Some(prost_types::Timestamp {
@@ -1262,9 +1230,8 @@ async fn new_case_due_time_is_named_with_its_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_action_keeps_and_locks_its_own_documents() {
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let mut documents = stack.documents(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_action_docs")).await;
     let mut h = header("receipt.pdf", "application/pdf");
     h.dispute_id = dispute.id.clone();
@@ -1284,16 +1251,15 @@ async fn submit_action_keeps_and_locks_its_own_documents() {
         })
         .await
         .unwrap();
-    let submitted = disputes
-        .create_action(dpb::CreateActionRequest {
+    let submitted = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
             document_ids: vec![letter.id.clone()],
             ..action_request(&dispute.id, Action::SubmitEvidence)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let entry = submitted.action_history.last().unwrap();
     let recorded: HashSet<_> = entry.document_ids.iter().cloned().collect();
     let deleted = documents
@@ -1313,15 +1279,14 @@ async fn submit_action_keeps_and_locks_its_own_documents() {
     stack.stop().await;
 }
 
-/// Every event holds the dispute after the change encoded as `disputes.v1.Dispute` (SPEC §4;
-/// the `dispute_events.payload` column says so). Events written by CreateDispute hold a
+/// Every event holds the dispute after the change encoded as `disputes.v1.Dispute`
+/// (docs/api.md, "Events"; the `dispute_events.payload` column says so). Events written by CreateDispute hold a
 /// `CreateDisputeResponse` instead (its encoder is reused for the events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_create_dispute_hold_the_dispute() {
     use prost::Message;
     let stack = stack().await;
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
+    let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_event_payload")).await;
     let events = event_payloads(&stack, &dispute.id).await;
     assert_eq!(

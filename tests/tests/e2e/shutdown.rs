@@ -3,25 +3,22 @@
 
 use std::time::Duration;
 
-use e2e::{Stack, StackOptions};
+use e2e::StackOptions;
 
 use crate::fixtures::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_upload_drains_on_shutdown() {
-    e2e::init_test_telemetry(None);
-    let stack = Stack::start(StackOptions {
+    let stack = stack_with(StackOptions {
         drain_timeout_secs: 10,
         ..Default::default()
     })
-    .await
-    .unwrap();
-    let token = stack.full_token("acme");
+    .await;
     let bytes = pdf_of_size(3 * MIB);
     let messages = upload_messages(header("slow.pdf", "application/pdf"), &bytes, MIB);
 
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut client = stack.documents(Some(&token)).await;
+    let mut client = stack.documents_of("acme").await;
     let call = tokio::spawn(async move {
         client
             .upload_document(tokio_stream::wrappers::ReceiverStream::new(rx))

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
-use e2e::{Stack, StackOptions};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -63,16 +62,10 @@ async fn one_trace_spans_both_services_for_get_dispute() {
     );
     let telemetry = e2e::init_test_telemetry(Some(endpoint)).expect("telemetry installs once");
 
-    let stack = Stack::start(StackOptions::default()).await.unwrap();
-    let token = stack.full_token("acme");
-    let mut disputes = stack.disputes(Some(&token)).await;
-    let dispute = disputes
-        .create_dispute(merchant_dispute("", "ch_trace"))
-        .await
-        .unwrap()
-        .into_inner()
-        .dispute
-        .unwrap();
+    // After the telemetry above: the fixture's own installation is then a no-op.
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_trace")).await;
 
     // The caller's own trace context is honoured, too.
     let caller_trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";

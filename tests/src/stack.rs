@@ -1,0 +1,301 @@
+//! Both services, their databases and the S3 server, in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
+use document_store::store::s3::ChecksumMode;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{Bearer, DisputesClient, DocumentsClient, connect, documents_client};
+use crate::database::{OwnedDatabases, admin_database_url, ensure_database};
+use crate::s3::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3Server};
+
+/// The fee dispute-core withdraws with a merchant-side chargeback, unless
+/// `StackOptions::dispute_fee` says otherwise.
+pub const DEFAULT_DISPUTE_FEE: i64 = 1500;
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub checksum_mode: ChecksumMode,
+    pub max_upload_bytes: u64,
+    pub part_size_bytes: usize,
+    /// Fixed addresses for the local stack; `None` picks free ports.
+    pub dispute_core_addr: Option<SocketAddr>,
+    pub document_store_addr: Option<SocketAddr>,
+    pub s3_addr: Option<SocketAddr>,
+    /// Folder of the S3 server; `None` uses a fresh temporary folder.
+    pub s3_root: Option<PathBuf>,
+    /// Database names; `None` makes fresh uniquely named ones, dropped by `Stack::stop` or,
+    /// failing that, when the stack is dropped.
+    pub databases: Option<(String, String)>,
+    pub jwt_secret: String,
+    pub drain_timeout_secs: u64,
+    pub chunk_idle_timeout_secs: u64,
+    /// Fee withdrawn with a merchant-side chargeback.
+    pub dispute_fee: i64,
+    /// Deadline sweeper interval of dispute-core.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            checksum_mode: ChecksumMode::WhenRequired,
+            max_upload_bytes: 25 * 1024 * 1024,
+            part_size_bytes: document_store::config::MIN_PART_SIZE,
+            dispute_core_addr: None,
+            document_store_addr: None,
+            s3_addr: None,
+            s3_root: None,
+            databases: None,
+            jwt_secret: "e2e-jwt-secret-that-is-long-enough-0123456789".to_owned(),
+            drain_timeout_secs: 5,
+            chunk_idle_timeout_secs: 60,
+            dispute_fee: DEFAULT_DISPUTE_FEE,
+            sweep_interval_secs: 1,
+        }
+    }
+}
+
+/// Both services, their databases and the S3 server.
+///
+/// `stop` shuts it all down in order. A stack dropped without `stop` (a test that panics)
+/// still cancels both services and the S3 server and drops the databases it created.
+pub struct Stack {
+    pub s3: S3Server,
+    pub bucket: String,
+    pub dispute_core_addr: SocketAddr,
+    pub document_store_addr: SocketAddr,
+    pub dispute_db_url: String,
+    pub document_db_url: String,
+    pub jwt_secret: SecretString,
+    database_names: [String; 2],
+    shutdown: CancellationToken,
+    services: Vec<JoinHandle<anyhow::Result<()>>>,
+    // Fields drop in this order, after `Drop for Stack` cancelled the services: the S3
+    // server above, then its folder, then the databases.
+    _temp_dir: Option<tempfile::TempDir>,
+    owned_databases: OwnedDatabases,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let admin_url = admin_database_url();
+        let (temp_dir, s3_root) = match &options.s3_root {
+            Some(root) => (None, root.clone()),
+            None => {
+                let dir = tempfile::tempdir()?;
+                let root = dir.path().join("s3");
+                (Some(dir), root)
+            }
+        };
+        let s3 = S3Server::start(
+            &s3_root,
+            options
+                .s3_addr
+                .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+        )
+        .await?;
+        let bucket = "dispute-documents".to_owned();
+
+        let (dispute_db, document_db) = match &options.databases {
+            Some((d, o)) => (d.clone(), o.clone()),
+            None => {
+                let suffix = uuid::Uuid::new_v4().simple().to_string();
+                (
+                    format!("e2e_disputes_{suffix}"),
+                    format!("e2e_documents_{suffix}"),
+                )
+            }
+        };
+        // Armed before the databases exist: a start-up that fails later drops them too.
+        let owned_databases = OwnedDatabases {
+            admin_url: admin_url.clone(),
+            names: match options.databases {
+                Some(_) => Vec::new(),
+                None => vec![dispute_db.clone(), document_db.clone()],
+            },
+        };
+        let dispute_db_url = ensure_database(&admin_url, &dispute_db).await?;
+        let document_db_url = ensure_database(&admin_url, &document_db).await?;
+
+        let bind = |addr: Option<SocketAddr>| async move {
+            TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+                .await
+                .context("bind service port")
+        };
+        let document_listener = bind(options.document_store_addr).await?;
+        let dispute_listener = bind(options.dispute_core_addr).await?;
+        let document_store_addr = document_listener.local_addr()?;
+        let dispute_core_addr = dispute_listener.local_addr()?;
+
+        let shutdown = CancellationToken::new();
+        let document_config = document_store::Config {
+            listen_addr: document_store_addr,
+            database_url: SecretString::from(document_db_url.clone()),
+            db_max_connections: 10,
+            s3_endpoint: s3.endpoint.clone(),
+            s3_region: S3_REGION.to_owned(),
+            s3_bucket: bucket.clone(),
+            s3_access_key_id: S3_ACCESS_KEY.to_owned(),
+            s3_secret_access_key: SecretString::from(S3_SECRET_KEY),
+            s3_force_path_style: true,
+            s3_checksum_mode: options.checksum_mode,
+            s3_create_bucket: true,
+            max_upload_bytes: options.max_upload_bytes,
+            part_size_bytes: options.part_size_bytes,
+            max_parts_in_flight: 2,
+            chunk_idle_timeout_secs: options.chunk_idle_timeout_secs,
+            drain_timeout_secs: options.drain_timeout_secs,
+            jwt_secret: SecretString::from(options.jwt_secret.clone()),
+        };
+        let dispute_config = dispute_core::Config {
+            listen_addr: dispute_core_addr,
+            database_url: SecretString::from(dispute_db_url.clone()),
+            db_max_connections: 10,
+            document_store_url: format!("http://{document_store_addr}"),
+            drain_timeout_secs: options.drain_timeout_secs,
+            dispute_fee: options.dispute_fee,
+            refund_fee_on_win: false,
+            sweep_interval_secs: options.sweep_interval_secs,
+            jwt_secret: SecretString::from(options.jwt_secret.clone()),
+        };
+        let services = vec![
+            tokio::spawn(document_store::run(
+                document_config,
+                document_listener,
+                shutdown.clone(),
+            )),
+            tokio::spawn(dispute_core::run(
+                dispute_config,
+                dispute_listener,
+                shutdown.clone(),
+            )),
+        ];
+        let stack = Stack {
+            s3,
+            bucket,
+            dispute_core_addr,
+            document_store_addr,
+            dispute_db_url,
+            document_db_url,
+            jwt_secret: SecretString::from(options.jwt_secret.clone()),
+            database_names: [dispute_db, document_db],
+            shutdown,
+            services,
+            _temp_dir: temp_dir,
+            owned_databases,
+        };
+        stack.wait_until_serving().await?;
+        Ok(stack)
+    }
+
+    /// Waits for both health endpoints, failing fast if a service died.
+    async fn wait_until_serving(&self) -> anyhow::Result<()> {
+        use crate::clients::tonic_health_client::health_check;
+        for addr in [self.document_store_addr, self.dispute_core_addr] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(finished) = self.services.iter().find(|s| s.is_finished()) {
+                    anyhow::bail!(
+                        "a service stopped during start-up ({finished:?}); run with TEST_LOG=1"
+                    );
+                }
+                if health_check(addr).await.is_ok_and(|serving| serving) {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "service on {addr} not serving after 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn token(&self, tenant: &str, scopes: &[&str]) -> String {
+        service_kit::auth::mint_token(
+            &self.jwt_secret,
+            "e2e",
+            tenant,
+            scopes,
+            chrono_duration_hours(1),
+        )
+        .unwrap()
+    }
+
+    /// A token with every scope.
+    pub fn full_token(&self, tenant: &str) -> String {
+        let scopes: Vec<&str> = service_kit::auth::Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        self.token(tenant, &scopes)
+    }
+
+    /// A DisputeService client sending `token` (or no token).
+    pub async fn disputes(&self, token: Option<&str>) -> DisputesClient {
+        DisputeServiceClient::with_interceptor(
+            connect(self.dispute_core_addr).await.unwrap(),
+            Bearer::new(token).unwrap(),
+        )
+    }
+
+    /// A DisputeService client of `tenant` with every scope.
+    pub async fn disputes_of(&self, tenant: &str) -> DisputesClient {
+        self.disputes(Some(&self.full_token(tenant))).await
+    }
+
+    /// A DocumentService client of `tenant` with every scope.
+    pub async fn documents_of(&self, tenant: &str) -> DocumentsClient {
+        self.documents(Some(&self.full_token(tenant))).await
+    }
+
+    /// A DocumentService client sending `token` (or no token).
+    pub async fn documents(&self, token: Option<&str>) -> DocumentsClient {
+        documents_client(self.document_store_addr, token)
+            .await
+            .unwrap()
+    }
+
+    /// Names of dispute-core's and document-store's databases.
+    pub fn database_names(&self) -> [&str; 2] {
+        [&self.database_names[0], &self.database_names[1]]
+    }
+
+    /// Stops both services (SIGTERM path) and waits for them, stops the S3 server, and drops
+    /// the databases the stack created. Dropping the stack afterwards has nothing left to do.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for service in std::mem::take(&mut self.services) {
+            let _ = service.await;
+        }
+        self.s3.stop_serving().await;
+        self.owned_databases.drop_now().await;
+    }
+
+    /// Cancels the services without waiting (for shutdown tests).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Stack {
+    /// Without `stop` (a panicking test): cancel the services; the fields' own `Drop`s then
+    /// stop the S3 server and drop the databases.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn chrono_duration_hours(hours: i64) -> chrono::Duration {
+    chrono::Duration::hours(hours)
+}
