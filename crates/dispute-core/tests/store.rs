@@ -11,11 +11,13 @@ use dispute_core::domain::{
     Network, NewDispute, NewDisputeDraft, PaymentMethodType, Reason, Regulation, Side, Stage,
     Status,
 };
-use dispute_core::store::postgres::{
-    IdempotencyClaim, NewActionRecord, claim_idempotency_key, find_dispute, insert_action_record,
-    insert_dispute, list_disputes, purge_idempotency_keys, save_idempotent_response,
+use dispute_core::store::disputes::{find_dispute, insert_dispute, list_disputes};
+use dispute_core::store::history::{NewActionRecord, insert_action_record};
+use dispute_core::store::idempotency::{
+    IdempotencyClaim, claim_idempotency_key, purge_idempotency_keys, save_idempotent_response,
 };
 use service_kit::page_token::PageCursor;
+use service_kit::testing::wait_until_a_session_blocks;
 use sqlx::{PgConnection, PgPool};
 
 const TENANT: &str = "ten_alpha";
@@ -1026,25 +1028,6 @@ async fn a_rolled_back_claim_leaves_no_key(pool: PgPool) {
         .await
         .unwrap();
     assert!(used(claim).is_none());
-}
-
-/// Waits until some session of this database waits on a lock (a blocked claim).
-async fn wait_until_a_session_blocks(pool: &PgPool) {
-    let mut conn = pool.acquire().await.unwrap();
-    for _ in 0..200 {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no session ever blocked on a lock");
 }
 
 /// Starts a second claim of `req-1` in its own transaction; it reports the claim and when it
