@@ -83,9 +83,7 @@ impl DocumentsClient {
         }
         Ok(documents)
     }
-}
 
-impl DocumentsClient {
     /// The ids among `ids` that are not documents of the caller's tenant.
     pub async fn missing_documents(
         &self,
@@ -101,9 +99,7 @@ impl DocumentsClient {
             .into_inner();
         Ok(response.missing_ids)
     }
-}
 
-impl DocumentsClient {
     /// Locks documents submitted as evidence; returns them with their SHA-256 digests.
     pub async fn lock_documents(
         &self,

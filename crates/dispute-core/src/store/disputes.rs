@@ -149,7 +149,7 @@ pub async fn insert_dispute(
     id: &str,
     dispute: &NewDispute,
 ) -> Result<(), DisputeError> {
-    let as_requested = OpenedState {
+    let as_requested = LifecycleColumns {
         stage: dispute.stage,
         status: dispute.status,
         credit_status: CreditStatus::None,
@@ -164,8 +164,8 @@ pub async fn insert_dispute(
     insert_opened_dispute(conn, tenant_id, id, dispute, &as_requested).await
 }
 
-/// The lifecycle fields of a dispute as it opens.
-pub struct OpenedState {
+/// The lifecycle columns of a dispute: what opening it or a transition writes.
+pub struct LifecycleColumns {
     pub stage: Stage,
     pub status: Status,
     pub credit_status: CreditStatus,
@@ -179,9 +179,9 @@ pub struct OpenedState {
     pub next_deadline: Option<DateTime<Utc>>,
 }
 
-impl From<&LifecycleState> for OpenedState {
+impl From<&LifecycleState> for LifecycleColumns {
     fn from(state: &LifecycleState) -> Self {
-        OpenedState {
+        LifecycleColumns {
             stage: state.stage,
             status: state.status,
             credit_status: state.credit_status,
@@ -203,7 +203,7 @@ pub async fn insert_opened_dispute(
     tenant_id: &str,
     id: &str,
     dispute: &NewDispute,
-    opened: &OpenedState,
+    opened: &LifecycleColumns,
 ) -> Result<(), DisputeError> {
     let result = sqlx::query(
         "insert into disputes (tenant_id, id, side, stage, status, amount, currency, charge,
@@ -402,19 +402,10 @@ async fn attach_history_and_ledger(
     attach_ledger(conn, tenant_id, disputes).await
 }
 
-/// The lifecycle fields a transition writes.
+/// What a transition writes.
 pub struct StateUpdate<'a> {
-    pub stage: Stage,
-    pub status: Status,
-    pub credit_status: CreditStatus,
-    pub amount: i64,
-    pub due_time: Option<DateTime<Utc>>,
-    pub amount_won: i64,
-    pub amount_lost: i64,
+    pub lifecycle: LifecycleColumns,
     pub submission_count: i32,
-    pub reversal_lapses_at: Option<DateTime<Utc>>,
-    pub overdue: bool,
-    pub next_deadline: Option<DateTime<Utc>>,
     pub evidence: &'a BTreeMap<String, String>,
     pub metadata: &'a BTreeMap<String, String>,
 }
@@ -437,17 +428,17 @@ pub async fn update_dispute_state(
     )
     .bind(tenant_id)
     .bind(id)
-    .bind(update.stage.as_str())
-    .bind(update.status.as_str())
-    .bind(update.credit_status.as_str())
-    .bind(update.amount)
-    .bind(update.due_time)
-    .bind(update.amount_won)
-    .bind(update.amount_lost)
+    .bind(update.lifecycle.stage.as_str())
+    .bind(update.lifecycle.status.as_str())
+    .bind(update.lifecycle.credit_status.as_str())
+    .bind(update.lifecycle.amount)
+    .bind(update.lifecycle.due_time)
+    .bind(update.lifecycle.amount_won)
+    .bind(update.lifecycle.amount_lost)
     .bind(update.submission_count)
-    .bind(update.reversal_lapses_at)
-    .bind(update.overdue)
-    .bind(update.next_deadline)
+    .bind(update.lifecycle.reversal_lapses_at)
+    .bind(update.lifecycle.overdue)
+    .bind(update.lifecycle.next_deadline)
     .bind(Json(update.evidence))
     .bind(!update.evidence.is_empty())
     .bind(Json(update.metadata))
