@@ -6,13 +6,16 @@ use std::time::Duration;
 use disputes_proto::documents_v1 as pb;
 use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
 use service_kit::auth::Caller;
+use service_kit::ids::DisputeId;
 use service_kit::propagation::TraceContextInterceptor;
+use service_kit::time::instant;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::domain::DisputeError;
+use crate::domain::evidence::DisputeDocument;
 
 /// Per-call deadline for document-store.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,8 +54,8 @@ impl DocumentsClient {
     pub async fn list_dispute_documents(
         &self,
         caller: &Caller,
-        dispute_id: &str,
-    ) -> Result<Vec<pb::Document>, DisputeError> {
+        dispute_id: &DisputeId,
+    ) -> Result<Vec<DisputeDocument>, DisputeError> {
         let mut client = self.client.clone();
         let mut documents = Vec::new();
         let mut page_token = String::new();
@@ -60,7 +63,7 @@ impl DocumentsClient {
             let request = Self::request(
                 caller,
                 pb::ListDocumentsRequest {
-                    dispute_id: dispute_id.to_owned(),
+                    dispute_id: dispute_id.to_string(),
                     page_size: 100,
                     page_token,
                 },
@@ -70,7 +73,9 @@ impl DocumentsClient {
                 .await
                 .map_err(map_status)?
                 .into_inner();
-            documents.extend(page.documents);
+            for document in page.documents {
+                documents.push(dispute_document(document)?);
+            }
             if page.next_page_token.is_empty() {
                 break;
             }
@@ -78,9 +83,7 @@ impl DocumentsClient {
         }
         Ok(documents)
     }
-}
 
-impl DocumentsClient {
     /// The ids among `ids` that are not documents of the caller's tenant.
     pub async fn missing_documents(
         &self,
@@ -96,19 +99,22 @@ impl DocumentsClient {
             .into_inner();
         Ok(response.missing_ids)
     }
-}
 
-impl DocumentsClient {
     /// Locks documents submitted as evidence; returns them with their SHA-256 digests.
     pub async fn lock_documents(
         &self,
         caller: &Caller,
         ids: &[String],
-    ) -> Result<Vec<pb::Document>, DisputeError> {
+    ) -> Result<Vec<DisputeDocument>, DisputeError> {
         let mut client = self.client.clone();
         let request = Self::request(caller, pb::LockDocumentsRequest { ids: ids.to_vec() })?;
         match client.lock_documents(request).await {
-            Ok(response) => Ok(response.into_inner().documents),
+            Ok(response) => response
+                .into_inner()
+                .documents
+                .into_iter()
+                .map(dispute_document)
+                .collect(),
             Err(status) if status.code() == Code::NotFound => {
                 Err(DisputeError::FailedPrecondition {
                     reason: "EVIDENCE_DOCUMENT_MISSING",
@@ -121,6 +127,32 @@ impl DocumentsClient {
             Err(status) => Err(map_status(status)),
         }
     }
+}
+
+/// A document as document-store sent it.
+fn dispute_document(document: pb::Document) -> Result<DisputeDocument, DisputeError> {
+    let time = |field: &str, ts: Option<prost_types::Timestamp>| {
+        ts.map(|ts| instant(field, &ts))
+            .transpose()
+            .map_err(|violation| {
+                DisputeError::Internal(anyhow::anyhow!(
+                    "document-store sent {}: {}",
+                    violation.field,
+                    violation.description
+                ))
+            })
+    };
+    Ok(DisputeDocument {
+        create_time: time("create_time", document.create_time)?,
+        lock_time: time("lock_time", document.lock_time)?,
+        id: document.id,
+        tenant_id: document.tenant_id,
+        dispute_id: document.dispute_id,
+        filename: document.filename,
+        content_type: document.content_type,
+        size_bytes: document.size_bytes,
+        sha256: document.sha256,
+    })
 }
 
 fn map_status(status: tonic::Status) -> DisputeError {

@@ -14,10 +14,8 @@ use anyhow::Context;
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use service_kit::propagation::GrpcServerTraceLayer;
-use service_kit::server::{drain_deadline, health_off_on_shutdown, reflection_services};
+use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
@@ -25,7 +23,6 @@ pub use config::Config;
 
 const SERVICE_NAME: &str = "disputes.v1.DisputeService";
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
@@ -52,31 +49,21 @@ pub async fn run(
         config.db_max_connections,
     )
     .await?;
-    let disputes = app::Disputes {
-        pool: pool.clone(),
+    let app = app::Disputes {
+        pool,
         documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?,
         policy: domain::MoneyPolicy {
             dispute_fee: config.dispute_fee,
             refund_fee_on_win: config.refund_fee_on_win,
         },
-    };
-    let sweeper = tokio::spawn(sweep_deadlines_until(
-        disputes.clone(),
+    }
+    .with_snapshots(grpc::encode_dispute);
+    let workers = app.spawn_workers(
         Duration::from_secs(config.sweep_interval_secs.max(1)),
-        shutdown.clone(),
-    ));
-    let purger = tokio::spawn(purge_idempotency_keys_until(
-        disputes.clone(),
-        shutdown.clone(),
-    ));
-
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<DisputeServiceServer<grpc::DisputeServiceHandler>>()
-        .await;
-    let (reflection_v1, reflection_v1alpha) = reflection_services(SERVICE_NAME)?;
+        &shutdown,
+    );
     let service = InterceptedService::new(
-        DisputeServiceServer::new(grpc::DisputeServiceHandler::new(disputes))
+        DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier),
     );
@@ -86,61 +73,20 @@ pub async fn run(
         document_store_url = %config.document_store_url,
         "dispute-core serving"
     );
-    let server = tonic::transport::Server::builder()
-        .layer(GrpcServerTraceLayer)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            health_off_on_shutdown(shutdown.clone(), health_reporter, SERVICE_NAME),
-        );
-    tokio::select! {
-        result = server => result.context("grpc server")?,
-        _ = drain_deadline(shutdown.clone(), config.drain_timeout()) => {},
-    }
+    let settings = ServeSettings::new(SERVICE_NAME, config.drain_timeout());
+    let served = serve(
+        tonic::service::Routes::new(service),
+        listener,
+        settings,
+        shutdown.clone(),
+    )
+    .await;
+    // `serve` leaves `shutdown` cancelled, so the workers stop too; on an error, stop them.
     shutdown.cancel();
-    let _ = purger.await;
-    let _ = sweeper.await;
-    pool.close().await;
+    for worker in workers {
+        let _ = worker.await;
+    }
+    app.pool().close().await;
     tracing::info!("dispute-core stopped");
-    Ok(())
-}
-
-async fn purge_idempotency_keys_until(disputes: app::Disputes, shutdown: CancellationToken) {
-    loop {
-        match disputes.purge_old_idempotency_keys().await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "purged old idempotency keys"),
-            Err(error) => tracing::warn!(error = ?error, "idempotency key purge failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(IDEMPOTENCY_PURGE_EVERY) => {},
-        }
-    }
-}
-
-/// The deadline sweeper: applies passed deadlines until shutdown. Several replicas may run it
-/// at once; each dispute is claimed by one of them.
-async fn sweep_deadlines_until(
-    disputes: app::Disputes,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        match disputes
-            .sweep_deadlines_once(chrono::Utc::now(), grpc::encode_dispute)
-            .await
-        {
-            Ok(0) => {}
-            Ok(applied) => tracing::info!(applied, "deadlines applied"),
-            Err(error) => tracing::warn!(error = ?error, "deadline sweep failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {},
-        }
-    }
+    served
 }

@@ -1,46 +1,77 @@
 //! Stripe-compatible evidence: 18 text fields and 9 document fields, stored as a map from
-//! field name to value (absent = empty).
+//! field name to value (absent = empty). The field names are listed once, in
+//! [`with_evidence_fields`].
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+use service_kit::ids::DocumentId;
 use service_kit::violation::Violation;
 
 use super::{Network, Reason};
 
-/// Text fields; together they hold at most [`MAX_EVIDENCE_TEXT_CHARS`] characters.
-pub const TEXT_FIELDS: [&str; 18] = [
-    "access_activity_log",
-    "billing_address",
-    "cancellation_policy_disclosure",
-    "cancellation_rebuttal",
-    "customer_email_address",
-    "customer_name",
-    "customer_purchase_ip",
-    "duplicate_charge_explanation",
-    "duplicate_charge_id",
-    "product_description",
-    "refund_policy_disclosure",
-    "refund_refusal_explanation",
-    "service_date",
-    "shipping_address",
-    "shipping_carrier",
-    "shipping_date",
-    "shipping_tracking_number",
-    "uncategorized_text",
-];
+/// Whether an evidence field holds text or the id of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Counts towards [`MAX_EVIDENCE_TEXT_CHARS`].
+    Text,
+    /// Holds a `doc_` id of the same tenant.
+    Document,
+}
 
-/// Fields holding a `doc_` id of the same tenant.
-pub const DOCUMENT_FIELDS: [&str; 9] = [
-    "cancellation_policy",
-    "customer_communication",
-    "customer_signature",
-    "duplicate_charge_documentation",
-    "receipt",
-    "refund_policy",
-    "service_documentation",
-    "shipping_documentation",
-    "uncategorized_file",
-];
+/// THE list of the 27 evidence fields, in wire order, each with its kind. It expands to
+/// `callback! { name: Kind, ... }`, so the wire mapping (grpc/convert.rs) builds its field
+/// accessors from this same list and the names are written only here.
+macro_rules! with_evidence_fields {
+    ($callback:ident) => {
+        $callback! {
+            access_activity_log: Text,
+            billing_address: Text,
+            cancellation_policy: Document,
+            cancellation_policy_disclosure: Text,
+            cancellation_rebuttal: Text,
+            customer_communication: Document,
+            customer_email_address: Text,
+            customer_name: Text,
+            customer_purchase_ip: Text,
+            customer_signature: Document,
+            duplicate_charge_documentation: Document,
+            duplicate_charge_explanation: Text,
+            duplicate_charge_id: Text,
+            product_description: Text,
+            receipt: Document,
+            refund_policy: Document,
+            refund_policy_disclosure: Text,
+            refund_refusal_explanation: Text,
+            service_date: Text,
+            service_documentation: Document,
+            shipping_address: Text,
+            shipping_carrier: Text,
+            shipping_date: Text,
+            shipping_documentation: Document,
+            shipping_tracking_number: Text,
+            uncategorized_file: Document,
+            uncategorized_text: Text,
+        }
+    };
+}
+pub(crate) use with_evidence_fields;
+
+macro_rules! field_table {
+    ($($name:ident: $kind:ident),+ $(,)?) => {
+        /// Every evidence field with its kind, in wire order.
+        pub const FIELDS: &[(&str, FieldKind)] = &[$((stringify!($name), FieldKind::$kind)),+];
+    };
+}
+with_evidence_fields!(field_table);
+
+/// The fields of one kind, in wire order.
+pub fn fields_of(kind: FieldKind) -> impl Iterator<Item = &'static str> {
+    FIELDS
+        .iter()
+        .filter(move |(_, k)| *k == kind)
+        .map(|(name, _)| *name)
+}
 
 pub const MAX_EVIDENCE_TEXT_CHARS: usize = 150_000;
 
@@ -49,23 +80,23 @@ pub type Evidence = BTreeMap<String, String>;
 
 /// Characters used by the text fields.
 pub fn text_chars(evidence: &Evidence) -> usize {
-    TEXT_FIELDS
-        .iter()
-        .filter_map(|field| evidence.get(*field))
+    fields_of(FieldKind::Text)
+        .filter_map(|field| evidence.get(field))
         .map(|value| value.chars().count())
         .sum()
 }
 
 /// Whether `field` holds a document id.
 pub fn is_document_field(field: &str) -> bool {
-    DOCUMENT_FIELDS.contains(&field)
+    FIELDS
+        .iter()
+        .any(|(name, kind)| *name == field && *kind == FieldKind::Document)
 }
 
 /// The `doc_` ids evidence refers to, in field order.
 pub fn document_ids(evidence: &Evidence) -> Vec<String> {
-    DOCUMENT_FIELDS
-        .iter()
-        .filter_map(|field| evidence.get(*field).cloned())
+    fields_of(FieldKind::Document)
+        .filter_map(|field| evidence.get(field).cloned())
         .collect()
 }
 
@@ -82,11 +113,10 @@ pub fn apply_evidence_changes(
             updated.remove(*field);
             continue;
         }
-        if is_document_field(field) && !service_kit::ids::is_valid_id("doc", value) {
-            violations.push(Violation::new(
-                format!("evidence.{field}"),
-                "must be a document id (doc_...)",
-            ));
+        if is_document_field(field)
+            && let Err(violation) = DocumentId::parse(&format!("evidence.{field}"), value)
+        {
+            violations.push(violation);
         }
         updated.insert((*field).to_owned(), value.clone());
     }
@@ -103,6 +133,88 @@ pub fn apply_evidence_changes(
         Ok(updated)
     } else {
         Err(violations)
+    }
+}
+
+/// What can be judged of evidence changes without the stored dispute, so one answer names
+/// every bad field: control characters, document ids, and the text budget of the new values
+/// alone ([`apply_evidence_changes`] checks the budget again with the stored values).
+pub fn check_changes(changes: &[(&'static str, String)]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (field, value) in changes {
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        {
+            violations.push(Violation::new(
+                format!("evidence.{field}"),
+                "must not contain control characters",
+            ));
+        }
+    }
+    for (field, value) in changes {
+        if is_document_field(field)
+            && !value.is_empty()
+            && let Err(violation) = DocumentId::parse(&format!("evidence.{field}"), value)
+        {
+            violations.push(violation);
+        }
+    }
+    let new_text: usize = changes
+        .iter()
+        .filter(|(field, _)| !is_document_field(field))
+        .map(|(_, value)| value.chars().count())
+        .sum();
+    if new_text > MAX_EVIDENCE_TEXT_CHARS {
+        violations.push(Violation::new(
+            "evidence",
+            format!(
+                "text fields hold {new_text} characters together; the limit is {MAX_EVIDENCE_TEXT_CHARS}"
+            ),
+        ));
+    }
+    violations
+}
+
+/// A file uploaded for a dispute, as document-store reports it. Evidence document fields and
+/// actions name these by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeDocument {
+    pub id: String,
+    pub tenant_id: String,
+    /// Empty when the document was uploaded on its own.
+    pub dispute_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub create_time: Option<DateTime<Utc>>,
+    /// Set once the document was submitted as evidence.
+    pub lock_time: Option<DateTime<Utc>>,
+}
+
+/// GetEvidenceRequirements: what to collect for a dispute and how far its evidence is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceGuidance {
+    pub requirements: EvidenceRequirements,
+    pub missing_required: Vec<&'static str>,
+    pub missing_recommended: Vec<&'static str>,
+    pub text_chars_used: usize,
+    pub text_chars_remaining: usize,
+}
+
+/// The guidance for a dispute of `reason` on `network` holding `evidence`.
+pub fn guidance(reason: Reason, network: Network, evidence: &Evidence) -> EvidenceGuidance {
+    let requirements = evidence_requirements(reason, network);
+    let (missing_required, missing_recommended) = requirements.missing(evidence);
+    let used = text_chars(evidence);
+    EvidenceGuidance {
+        requirements,
+        missing_required,
+        missing_recommended,
+        text_chars_used: used,
+        text_chars_remaining: MAX_EVIDENCE_TEXT_CHARS.saturating_sub(used),
     }
 }
 
@@ -241,14 +353,12 @@ mod tests {
 
     #[test]
     fn there_are_27_distinct_fields() {
-        let mut all: Vec<&str> = TEXT_FIELDS
-            .iter()
-            .chain(DOCUMENT_FIELDS.iter())
-            .copied()
-            .collect();
+        let mut all: Vec<&str> = FIELDS.iter().map(|(name, _)| *name).collect();
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 27);
+        assert_eq!(fields_of(FieldKind::Text).count(), 18);
+        assert_eq!(fields_of(FieldKind::Document).count(), 9);
     }
 
     #[test]
@@ -332,10 +442,7 @@ mod change_tests {
             let r = evidence_requirements(*reason, Network::Visa);
             assert!(!r.required.is_empty());
             for field in r.required.iter().chain(r.recommended.iter()) {
-                assert!(
-                    TEXT_FIELDS.contains(field) || DOCUMENT_FIELDS.contains(field),
-                    "{field}"
-                );
+                assert!(FIELDS.iter().any(|(name, _)| name == field), "{field}");
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod evidence;
 pub mod ledger;
 pub mod lifecycle;
+pub mod requests;
 
 pub use currency::Currency;
 pub use dispute::{

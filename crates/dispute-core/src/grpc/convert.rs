@@ -1,27 +1,21 @@
-//! The only mapping between disputes.v1 messages and domain values.
+//! The only mapping between disputes.v1 messages and domain values: wire ints become enum
+//! inputs, timestamps go through `service_kit::time`, strings are copied. Nothing is checked
+//! here; the checks live in `domain::requests`.
 
 use chrono::{DateTime, Utc};
 use disputes_proto::disputes_v1 as pb;
+use disputes_proto::documents_v1 as documents_pb;
 use prost_types::Timestamp;
-use service_kit::errors::Violation;
+use service_kit::time::{instant, timestamp};
 
-use crate::domain::evidence::Evidence;
+use crate::app::DisputeView;
+use crate::domain::dispute::{IssuerFacts, IssuerFactsDraft};
+use crate::domain::evidence::{DisputeDocument, Evidence, EvidenceGuidance, with_evidence_fields};
+use crate::domain::requests::{
+    CreateActionDraft, CreateDisputeDraft, Decoded, DisputeDraft, ListDisputesDraft,
+    NetworkEventDraft, UpdateDisputeDraft,
+};
 use crate::domain::*;
-
-pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-/// A protobuf timestamp as an instant, or a violation naming `field`.
-pub fn instant(field: &str, ts: &Timestamp) -> Result<DateTime<Utc>, Violation> {
-    u32::try_from(ts.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
-        .ok_or_else(|| Violation::new(field, "is not a valid timestamp"))
-}
 
 /// Maps generated enums (i32 on the wire) to domain enums and back.
 macro_rules! enum_mapping {
@@ -104,142 +98,32 @@ enum_mapping!(BalanceTransactionType, pb::BalanceTransactionType, {
     ProvisionalCreditReversal <=> ProvisionalCreditReversal, WriteOff <=> WriteOff,
 });
 
-/// Evidence fields by name, in both directions, and the changes of an EvidenceUpdate.
-macro_rules! evidence_fields {
-    ($($field:ident),+ $(,)?) => {
-        /// Evidence changes of an UpdateDispute request, by name (present fields only).
+/// Evidence fields by wire field, built from the domain's one list of field names.
+macro_rules! wire_evidence {
+    ($($name:ident: $kind:ident),+ $(,)?) => {
+        /// The evidence fields an UpdateDispute sets, by name, in wire order.
         fn evidence_changes(update: &pb::EvidenceUpdate) -> Vec<(&'static str, String)> {
             let mut changes = Vec::new();
-            $(if let Some(value) = &update.$field {
-                changes.push((stringify!($field), value.clone()));
+            $(if let Some(value) = &update.$name {
+                changes.push((stringify!($name), value.clone()));
             })+
             changes
         }
 
         fn evidence_to_proto(evidence: &Evidence) -> pb::Evidence {
             pb::Evidence {
-                $($field: evidence.get(stringify!($field)).cloned().unwrap_or_default(),)+
+                $($name: evidence.get(stringify!($name)).cloned().unwrap_or_default(),)+
             }
-        }
-
-        /// Non-empty fields of a proto Evidence, by name.
-        #[allow(dead_code)]
-        pub fn evidence_from_proto(evidence: &pb::Evidence) -> Vec<(&'static str, &str)> {
-            let mut fields = Vec::new();
-            $(if !evidence.$field.is_empty() {
-                fields.push((stringify!($field), evidence.$field.as_str()));
-            })+
-            fields
         }
     };
 }
+with_evidence_fields!(wire_evidence);
 
-/// The changes an UpdateDispute asks for, plus violations only the transport sees.
-pub fn dispute_changes(
-    request: &pb::UpdateDisputeRequest,
-) -> (crate::app::DisputeChanges, Vec<Violation>) {
-    let mut violations = Vec::new();
-    let evidence = request
-        .evidence
-        .as_ref()
-        .map(evidence_changes)
-        .unwrap_or_default();
-    for (field, value) in &evidence {
-        if value
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-        {
-            violations.push(Violation::new(
-                format!("evidence.{field}"),
-                "must not contain control characters",
-            ));
-        }
-    }
-    // What can be judged without the stored dispute, so one answer names every bad field:
-    // document ids, the text budget of the new values alone, and the metadata changes.
-    for (field, value) in &evidence {
-        if crate::domain::evidence::is_document_field(field)
-            && !value.is_empty()
-            && !service_kit::ids::is_valid_id("doc", value)
-        {
-            violations.push(Violation::new(
-                format!("evidence.{field}"),
-                "must be a document id (doc_...)",
-            ));
-        }
-    }
-    let new_text: usize = evidence
-        .iter()
-        .filter(|(field, _)| !crate::domain::evidence::is_document_field(field))
-        .map(|(_, value)| value.chars().count())
-        .sum();
-    if new_text > crate::domain::evidence::MAX_EVIDENCE_TEXT_CHARS {
-        violations.push(Violation::new(
-            "evidence",
-            format!(
-                "text fields hold {new_text} characters together; the limit is {}",
-                crate::domain::evidence::MAX_EVIDENCE_TEXT_CHARS
-            ),
-        ));
-    }
-    violations.extend(crate::domain::dispute::validate_metadata(&request.metadata));
-    if evidence.is_empty()
-        && request.metadata.is_empty()
-        && !request.clear_metadata
-        && !request.submit
-    {
-        violations.push(Violation::new(
-            "evidence",
-            "nothing to change: set evidence, metadata, clear_metadata or submit",
-        ));
-    }
-    (
-        crate::app::DisputeChanges {
-            evidence,
-            metadata: request.metadata.clone(),
-            clear_metadata: request.clear_metadata,
-            submit: request.submit,
-            violations: Vec::new(),
-        },
-        violations,
-    )
-}
-
-evidence_fields!(
-    access_activity_log,
-    billing_address,
-    cancellation_policy,
-    cancellation_policy_disclosure,
-    cancellation_rebuttal,
-    customer_communication,
-    customer_email_address,
-    customer_name,
-    customer_purchase_ip,
-    customer_signature,
-    duplicate_charge_documentation,
-    duplicate_charge_explanation,
-    duplicate_charge_id,
-    product_description,
-    receipt,
-    refund_policy,
-    refund_policy_disclosure,
-    refund_refusal_explanation,
-    service_date,
-    service_documentation,
-    shipping_address,
-    shipping_carrier,
-    shipping_date,
-    shipping_documentation,
-    shipping_tracking_number,
-    uncategorized_file,
-    uncategorized_text,
-);
-
-impl From<Dispute> for pb::Dispute {
-    fn from(d: Dispute) -> Self {
-        let now = Utc::now();
-        let past_due = d.is_past_due(now);
-        let available_actions = lifecycle::available_actions(&d.lifecycle_state(), now)
+impl From<DisputeView> for pb::Dispute {
+    fn from(view: DisputeView) -> Self {
+        let d = view.dispute;
+        let available_actions = view
+            .available_actions
             .into_iter()
             .map(|a| pb::AvailableAction {
                 action: pb::DisputeActionType::from(a.action).into(),
@@ -251,7 +135,7 @@ impl From<Dispute> for pb::Dispute {
             evidence_details: Some(pb::EvidenceDetails {
                 due_time: d.due_time.map(timestamp),
                 has_evidence: d.has_evidence,
-                past_due,
+                past_due: view.past_due,
                 submission_count: d.submission_count,
             }),
             id: d.id,
@@ -338,15 +222,48 @@ impl From<BalanceTransaction> for pb::BalanceTransaction {
     }
 }
 
-/// A CreateDispute request as a draft for domain validation, plus the violations only the
-/// transport can see (malformed timestamps).
-pub fn new_dispute_draft(request: &pb::CreateDisputeRequest) -> (NewDisputeDraft, Vec<Violation>) {
-    let mut violations = Vec::new();
-    let due_time = request
-        .due_time
-        .as_ref()
-        .and_then(|ts| instant("due_time", ts).map_err(|v| violations.push(v)).ok());
-    let draft = NewDisputeDraft {
+impl From<DisputeDocument> for documents_pb::Document {
+    fn from(d: DisputeDocument) -> Self {
+        documents_pb::Document {
+            id: d.id,
+            tenant_id: d.tenant_id,
+            dispute_id: d.dispute_id,
+            filename: d.filename,
+            content_type: d.content_type,
+            size_bytes: d.size_bytes,
+            sha256: d.sha256,
+            create_time: d.create_time.map(timestamp),
+            lock_time: d.lock_time.map(timestamp),
+        }
+    }
+}
+
+/// GetEvidenceRequirements' answer.
+pub fn evidence_requirements_response(
+    guidance: EvidenceGuidance,
+    due_time: Option<DateTime<Utc>>,
+) -> pb::GetEvidenceRequirementsResponse {
+    let names = |fields: Vec<&'static str>| fields.into_iter().map(str::to_owned).collect();
+    let count = |chars: usize| i32::try_from(chars).unwrap_or(i32::MAX);
+    pb::GetEvidenceRequirementsResponse {
+        required_fields: names(guidance.requirements.required),
+        recommended_fields: names(guidance.requirements.recommended),
+        missing_required_fields: names(guidance.missing_required),
+        missing_recommended_fields: names(guidance.missing_recommended),
+        text_characters_used: count(guidance.text_chars_used),
+        text_characters_remaining: count(guidance.text_chars_remaining),
+        due_time: due_time.map(timestamp),
+    }
+}
+
+/// A timestamp field as decoded, or the violation naming it.
+fn decoded(field: &str, ts: &Option<Timestamp>) -> Option<Decoded<DateTime<Utc>>> {
+    ts.as_ref().map(|ts| instant(field, ts))
+}
+
+/// A new dispute as it arrived (CreateDispute, or RecordNetworkEvent's `new_case`).
+pub fn dispute_draft(request: &pb::CreateDisputeRequest) -> DisputeDraft {
+    let fields = NewDisputeDraft {
         side: wire(request.side),
         stage: wire(request.stage),
         amount: request.amount,
@@ -367,7 +284,7 @@ pub fn new_dispute_draft(request: &pb::CreateDisputeRequest) -> (NewDisputeDraft
         livemode: request.livemode,
         original_amount: request.original_amount,
         is_charge_refundable: request.is_charge_refundable,
-        due_time,
+        due_time: None,
         issuer_facts: request.issuer_facts.as_ref().map(|f| IssuerFactsDraft {
             transaction_date: f.transaction_date.clone(),
             new_account: f.new_account,
@@ -378,199 +295,77 @@ pub fn new_dispute_draft(request: &pb::CreateDisputeRequest) -> (NewDisputeDraft
             transaction_posted: f.transaction_posted,
         }),
     };
-    (draft, violations)
-}
-
-/// ListDisputes filters, or the violations of every bad one.
-pub fn dispute_filter(request: &pb::ListDisputesRequest) -> Result<DisputeFilter, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let text = |value: &str| (!value.is_empty()).then(|| value.to_owned());
-    fn optional_enum<T: EnumInputFrom>(
-        field: &str,
-        value: i32,
-        violations: &mut Vec<Violation>,
-    ) -> Option<T> {
-        match T::from_wire(value) {
-            EnumInput::Unspecified => None,
-            EnumInput::Known(v) => Some(v),
-            EnumInput::Unknown(n) => {
-                violations.push(Violation::new(field, format!("unknown value {n}")));
-                None
-            }
-        }
-    }
-    let mut time = |field: &str, ts: &Option<Timestamp>| {
-        ts.as_ref()
-            .and_then(|ts| instant(field, ts).map_err(|v| violations.push(v)).ok())
-    };
-    let created_after = time("created_after", &request.created_after);
-    let created_before = time("created_before", &request.created_before);
-    let due_before = time("due_before", &request.due_before);
-    for (field, value) in [
-        ("charge", &request.charge),
-        ("payment_intent", &request.payment_intent),
-        ("transaction_id", &request.transaction_id),
-    ] {
-        if value.chars().count() > MAX_REFERENCE_CHARS {
-            violations.push(Violation::new(
-                field,
-                format!("must be at most {MAX_REFERENCE_CHARS} characters"),
-            ));
-        }
-    }
-    if request.page_size < 0 {
-        violations.push(Violation::new("page_size", "must not be negative"));
-    }
-    let filter = DisputeFilter {
-        charge: text(&request.charge),
-        payment_intent: text(&request.payment_intent),
-        transaction_id: text(&request.transaction_id),
-        status: optional_enum("status", request.status, &mut violations),
-        stage: optional_enum("stage", request.stage, &mut violations),
-        side: optional_enum("side", request.side, &mut violations),
-        created_after,
-        created_before,
-        due_before,
-    };
-    if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
-        && after >= before
-    {
-        violations.push(Violation::new(
-            "created_before",
-            "must be later than created_after",
-        ));
-    }
-    if violations.is_empty() {
-        Ok(filter)
-    } else {
-        Err(violations)
+    DisputeDraft {
+        fields,
+        due_time: decoded("due_time", &request.due_time),
     }
 }
 
-use crate::domain::dispute::{IssuerFacts, IssuerFactsDraft};
-use crate::domain::dispute::{MAX_MEMO_CHARS, MAX_REFERENCE_CHARS};
-use crate::domain::lifecycle;
-
-/// Checks a list of document ids, naming each bad entry.
-fn document_ids(field: &str, ids: &[String], violations: &mut Vec<Violation>) {
-    if ids.len() > 100 {
-        violations.push(Violation::new(field, "must hold at most 100 ids"));
-    }
-    for (i, id) in ids.iter().enumerate() {
-        if !service_kit::ids::is_valid_id("doc", id) {
-            violations.push(Violation::new(
-                format!("{field}[{i}]"),
-                "must be a document id (doc_...)",
-            ));
-        }
+pub fn create_dispute_draft(request: &pb::CreateDisputeRequest) -> CreateDisputeDraft {
+    CreateDisputeDraft {
+        dispute: dispute_draft(request),
+        request_id: request.request_id.clone(),
     }
 }
 
-/// A required enum field, or a violation naming it.
-fn required_enum<T: EnumInputFrom>(
-    field: &str,
-    value: i32,
-    violations: &mut Vec<Violation>,
-) -> Option<T> {
-    match T::from_wire(value) {
-        EnumInput::Known(value) => Some(value),
-        EnumInput::Unspecified => {
-            violations.push(Violation::new(field, "is required"));
-            None
-        }
-        EnumInput::Unknown(n) => {
-            violations.push(Violation::new(field, format!("unknown value {n}")));
-            None
-        }
+pub fn update_dispute_draft(request: &pb::UpdateDisputeRequest) -> UpdateDisputeDraft {
+    UpdateDisputeDraft {
+        id: request.id.clone(),
+        request_id: request.request_id.clone(),
+        evidence: request
+            .evidence
+            .as_ref()
+            .map(evidence_changes)
+            .unwrap_or_default(),
+        metadata: request.metadata.clone(),
+        clear_metadata: request.clear_metadata,
+        submit: request.submit,
+        expected_version: request.expected_version,
     }
 }
 
-/// A positive amount or 0 for "the disputed amount".
-fn optional_amount(field: &str, amount: i64, violations: &mut Vec<Violation>) -> Option<i64> {
-    match amount {
-        0 => None,
-        n if n < 0 => {
-            violations.push(Violation::new(field, "must not be negative"));
-            None
-        }
-        n => Some(n),
+pub fn create_action_draft(request: &pb::CreateActionRequest) -> CreateActionDraft {
+    CreateActionDraft {
+        dispute_id: request.dispute_id.clone(),
+        request_id: request.request_id.clone(),
+        action: ActionType::from_wire(request.action),
+        amount: request.amount,
+        message: request.message.clone(),
+        document_ids: request.document_ids.clone(),
+        expected_version: request.expected_version,
     }
 }
 
-/// A CreateAction request as a tenant action, or the violations of every bad field.
-pub fn tenant_action(request: &pb::CreateActionRequest) -> Result<TenantAction, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let action: Option<ActionType> = required_enum("action", request.action, &mut violations);
-    let amount = optional_amount("amount", request.amount, &mut violations);
-    if request.message.chars().count() > MAX_MEMO_CHARS {
-        violations.push(Violation::new(
-            "message",
-            format!("must be at most {MAX_MEMO_CHARS} characters"),
-        ));
-    }
-    document_ids("document_ids", &request.document_ids, &mut violations);
-    match action {
-        Some(action) if violations.is_empty() => Ok(TenantAction {
-            action,
-            amount,
-            message: request.message.clone(),
-            document_ids: request.document_ids.clone(),
-        }),
-        _ => Err(violations),
+pub fn network_event_draft(request: &pb::RecordNetworkEventRequest) -> NetworkEventDraft {
+    NetworkEventDraft {
+        network: Network::from_wire(request.network),
+        network_case_id: request.network_case_id.clone(),
+        event_id: request.event_id.clone(),
+        kind: NetworkEventKind::from_wire(request.r#type),
+        due_time: decoded("due_time", &request.due_time),
+        amount: request.amount,
+        amount_won: request.amount_won,
+        amount_lost: request.amount_lost,
+        response_allowed: request.response_allowed,
+        message: request.message.clone(),
+        document_ids: request.document_ids.clone(),
+        new_case: request.new_case.as_ref().map(dispute_draft),
     }
 }
 
-/// A RecordNetworkEvent request's event, or the violations of every bad field. The new
-/// case (if any) is converted separately.
-pub fn network_event(
-    request: &pb::RecordNetworkEventRequest,
-) -> Result<(Network, NetworkEvent), Vec<Violation>> {
-    let mut violations = Vec::new();
-    let network: Option<Network> = required_enum("network", request.network, &mut violations);
-    let kind: Option<NetworkEventKind> = required_enum("type", request.r#type, &mut violations);
-    for (field, value) in [
-        ("network_case_id", &request.network_case_id),
-        ("event_id", &request.event_id),
-    ] {
-        if value.trim().is_empty() {
-            violations.push(Violation::new(field, "is required"));
-        } else if value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control)
-        {
-            violations.push(Violation::new(
-                field,
-                format!("must be at most {MAX_REFERENCE_CHARS} printable characters"),
-            ));
-        }
-    }
-    let due_time = request
-        .due_time
-        .as_ref()
-        .and_then(|ts| instant("due_time", ts).map_err(|v| violations.push(v)).ok());
-    let amount = optional_amount("amount", request.amount, &mut violations);
-    let amount_won = optional_amount("amount_won", request.amount_won, &mut violations);
-    let amount_lost = optional_amount("amount_lost", request.amount_lost, &mut violations);
-    if request.message.chars().count() > MAX_MEMO_CHARS {
-        violations.push(Violation::new(
-            "message",
-            format!("must be at most {MAX_MEMO_CHARS} characters"),
-        ));
-    }
-    document_ids("document_ids", &request.document_ids, &mut violations);
-    match (network, kind) {
-        (Some(network), Some(kind)) if violations.is_empty() => Ok((
-            network,
-            NetworkEvent {
-                kind,
-                due_time,
-                amount,
-                response_allowed: request.response_allowed.unwrap_or(true),
-                amount_won,
-                amount_lost,
-                message: request.message.clone(),
-                document_ids: request.document_ids.clone(),
-            },
-        )),
-        _ => Err(violations),
+pub fn list_disputes_draft(request: &pb::ListDisputesRequest) -> ListDisputesDraft {
+    ListDisputesDraft {
+        charge: request.charge.clone(),
+        payment_intent: request.payment_intent.clone(),
+        transaction_id: request.transaction_id.clone(),
+        status: wire(request.status),
+        stage: wire(request.stage),
+        side: wire(request.side),
+        created_after: decoded("created_after", &request.created_after),
+        created_before: decoded("created_before", &request.created_before),
+        due_before: decoded("due_before", &request.due_before),
+        page_size: request.page_size,
+        page_token: request.page_token.clone(),
     }
 }
 
@@ -589,55 +384,49 @@ mod tests {
     }
 
     #[test]
-    fn evidence_round_trips_by_name() {
-        let proto = pb::Evidence {
-            customer_name: "Jane".into(),
-            receipt: "doc_01jd3s9v8m6q0n2c5x7r4t1k9e".into(),
+    fn evidence_maps_by_name_both_ways() {
+        let update = pb::EvidenceUpdate {
+            customer_name: Some("Jane".into()),
+            receipt: Some("doc_01jd3s9v8m6q0n2c5x7r4t1k9e".into()),
+            uncategorized_text: Some(String::new()),
             ..Default::default()
         };
-        let fields = evidence_from_proto(&proto);
+        let changes = evidence_changes(&update);
         assert_eq!(
-            fields,
+            changes,
             vec![
-                ("customer_name", "Jane"),
-                ("receipt", "doc_01jd3s9v8m6q0n2c5x7r4t1k9e")
+                ("customer_name", "Jane".to_owned()),
+                ("receipt", "doc_01jd3s9v8m6q0n2c5x7r4t1k9e".to_owned()),
+                ("uncategorized_text", String::new()),
             ]
         );
-        let evidence: Evidence = fields
+        let evidence: Evidence = changes
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        assert_eq!(evidence_to_proto(&evidence), proto);
+        assert_eq!(
+            evidence_to_proto(&evidence),
+            pb::Evidence {
+                customer_name: "Jane".into(),
+                receipt: "doc_01jd3s9v8m6q0n2c5x7r4t1k9e".into(),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
-    fn list_filters_report_bad_fields() {
+    fn malformed_timestamps_are_named() {
         let request = pb::ListDisputesRequest {
-            status: 99,
-            created_after: Some(Timestamp {
-                seconds: 10,
-                nanos: 0,
-            }),
-            created_before: Some(Timestamp {
-                seconds: 5,
-                nanos: 0,
-            }),
             due_before: Some(Timestamp {
                 seconds: 0,
                 nanos: -1,
             }),
-            page_size: -1,
             ..Default::default()
         };
-        let mut fields: Vec<String> = dispute_filter(&request)
-            .unwrap_err()
-            .into_iter()
-            .map(|v| v.field)
-            .collect();
-        fields.sort();
-        assert_eq!(
-            fields,
-            vec!["created_before", "due_before", "page_size", "status"]
-        );
+        let draft = list_disputes_draft(&request);
+        assert!(draft.created_after.is_none());
+        let violation = draft.due_before.and_then(Result::err).map(|v| v.field);
+        assert_eq!(violation.as_deref(), Some("due_before"));
     }
 }

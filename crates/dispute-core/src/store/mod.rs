@@ -1,3 +1,13 @@
-//! Storage in PostgreSQL.
+//! Storage in PostgreSQL, one module per table or concern. Functions take
+//! `&mut PgConnection` so callers compose transactions; every query filters by tenant
+//! (except the sweeper's claim, which works across tenants).
 
-pub mod postgres;
+pub mod deadlines;
+pub mod disputed_totals;
+pub mod disputes;
+pub mod events;
+pub mod history;
+pub mod idempotency;
+pub mod ledger;
+pub mod network;
+mod rows;

@@ -1,7 +1,6 @@
-//! The dispute repository. Functions take `&mut PgConnection` so callers compose
-//! transactions; every query filters by tenant.
+//! The `disputes` table: insert, find, list, and write a dispute's state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -9,12 +8,14 @@ use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
+use super::history::attach_history;
+use super::ledger::attach_ledger;
+use super::rows::{is_unique_violation_of, stored};
 use crate::domain::deadlines::RegulationEFacts;
 use crate::domain::lifecycle::{IssuerFacts, LifecycleMarks, LifecycleState};
 use crate::domain::{
-    ActionRecord, Actor, BalanceTransaction, BalanceTransactionType, CreditStatus, Dispute,
-    DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType, Reason, Regulation, Side,
-    Stage, Status,
+    CreditStatus, Dispute, DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType,
+    Reason, Regulation, Side, Stage, Status,
 };
 
 const NETWORK_CASE_KEY: &str = "disputes_network_case_key";
@@ -71,11 +72,6 @@ struct DisputeRow {
     three_ds_authenticated: bool,
     digital_wallet_token: bool,
     transaction_posted: bool,
-}
-
-/// Parses a stored enum name; a value we cannot read is a bug, not bad input.
-fn stored<T>(column: &str, value: &str, parse: fn(&str) -> Option<T>) -> anyhow::Result<T> {
-    parse(value).with_context(|| format!("unreadable {column} {value:?} in database"))
 }
 
 impl TryFrom<DisputeRow> for Dispute {
@@ -146,13 +142,6 @@ impl TryFrom<DisputeRow> for Dispute {
         })
     }
 }
-
-fn is_unique_violation_of(error: &sqlx::Error, constraint: &str) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(constraint))
-}
-
 #[tracing::instrument(skip(conn, dispute), fields(dispute_id = %id))]
 pub async fn insert_dispute(
     conn: &mut PgConnection,
@@ -160,7 +149,7 @@ pub async fn insert_dispute(
     id: &str,
     dispute: &NewDispute,
 ) -> Result<(), DisputeError> {
-    let as_requested = OpenedState {
+    let as_requested = LifecycleColumns {
         stage: dispute.stage,
         status: dispute.status,
         credit_status: CreditStatus::None,
@@ -175,8 +164,8 @@ pub async fn insert_dispute(
     insert_opened_dispute(conn, tenant_id, id, dispute, &as_requested).await
 }
 
-/// The lifecycle fields of a dispute as it opens.
-pub struct OpenedState {
+/// The lifecycle columns of a dispute: what opening it or a transition writes.
+pub struct LifecycleColumns {
     pub stage: Stage,
     pub status: Status,
     pub credit_status: CreditStatus,
@@ -190,9 +179,9 @@ pub struct OpenedState {
     pub next_deadline: Option<DateTime<Utc>>,
 }
 
-impl From<&LifecycleState> for OpenedState {
+impl From<&LifecycleState> for LifecycleColumns {
     fn from(state: &LifecycleState) -> Self {
-        OpenedState {
+        LifecycleColumns {
             stage: state.stage,
             status: state.status,
             credit_status: state.credit_status,
@@ -214,7 +203,7 @@ pub async fn insert_opened_dispute(
     tenant_id: &str,
     id: &str,
     dispute: &NewDispute,
-    opened: &OpenedState,
+    opened: &LifecycleColumns,
 ) -> Result<(), DisputeError> {
     let result = sqlx::query(
         "insert into disputes (tenant_id, id, side, stage, status, amount, currency, charge,
@@ -287,45 +276,6 @@ pub async fn insert_opened_dispute(
     }
 }
 
-/// A history entry to append.
-pub struct NewActionRecord<'a> {
-    pub id: &'a str,
-    pub dispute_id: &'a str,
-    pub actor: Actor,
-    pub what: &'a str,
-    pub message: &'a str,
-    pub document_ids: &'a [String],
-    pub stage: Stage,
-    pub status: Status,
-    pub amount: i64,
-}
-
-pub async fn insert_action_record(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    record: &NewActionRecord<'_>,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message,
-            document_ids, stage, status, amount)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(tenant_id)
-    .bind(record.id)
-    .bind(record.dispute_id)
-    .bind(record.actor.as_str())
-    .bind(record.what)
-    .bind(record.message)
-    .bind(record.document_ids)
-    .bind(record.stage.as_str())
-    .bind(record.status.as_str())
-    .bind(record.amount)
-    .execute(&mut *conn)
-    .await
-    .context("insert action record")?;
-    Ok(())
-}
-
 /// Loads a dispute and locks its row until the transaction ends.
 #[tracing::instrument(skip(conn))]
 pub async fn find_dispute_for_update(
@@ -360,30 +310,6 @@ pub async fn update_evidence_and_metadata(
     .context("update evidence and metadata")?;
     Ok(())
 }
-
-/// Records an event holding the dispute as it is after the change.
-pub async fn insert_event(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    dispute_id: &str,
-    event_type: &str,
-    payload: &[u8],
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into dispute_events (tenant_id, id, dispute_id, type, payload)
-         values ($1, $2, $3, $4, $5)",
-    )
-    .bind(tenant_id)
-    .bind(service_kit::ids::new_id("evt"))
-    .bind(dispute_id)
-    .bind(event_type)
-    .bind(payload)
-    .execute(&mut *conn)
-    .await
-    .context("insert event")?;
-    Ok(())
-}
-
 #[tracing::instrument(skip(conn))]
 pub async fn find_dispute(
     conn: &mut PgConnection,
@@ -463,7 +389,7 @@ pub async fn list_disputes(
     Ok(disputes)
 }
 
-/// Loads history and ledger of several disputes in two queries.
+/// Loads history and ledger of several disputes, one query each.
 async fn attach_history_and_ledger(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -472,246 +398,14 @@ async fn attach_history_and_ledger(
     if disputes.is_empty() {
         return Ok(());
     }
-    #[derive(sqlx::FromRow)]
-    struct ActionRow {
-        dispute_id: String,
-        id: String,
-        actor: String,
-        what: String,
-        message: String,
-        document_ids: Vec<String>,
-        stage: String,
-        status: String,
-        amount: i64,
-        created_at: DateTime<Utc>,
-    }
-    #[derive(sqlx::FromRow)]
-    struct TransactionRow {
-        dispute_id: String,
-        id: String,
-        #[sqlx(rename = "type")]
-        kind: String,
-        amount: i64,
-        currency: String,
-        description: String,
-        created_at: DateTime<Utc>,
-    }
-
-    let ids: Vec<String> = disputes.iter().map(|d| d.id.clone()).collect();
-    let actions: Vec<ActionRow> = sqlx::query_as(
-        "select dispute_id, id, actor, what, message, document_ids, stage, status, amount, created_at
-           from dispute_actions where tenant_id = $1 and dispute_id = any($2)
-          order by created_at, id",
-    )
-    .bind(tenant_id)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .context("select action history")?;
-    let transactions: Vec<TransactionRow> = sqlx::query_as(
-        "select dispute_id, id, type, amount, currency, description, created_at
-           from balance_transactions where tenant_id = $1 and dispute_id = any($2)
-          order by created_at, id",
-    )
-    .bind(tenant_id)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .context("select balance transactions")?;
-
-    let position: HashMap<String, usize> =
-        ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
-    for row in actions {
-        if let Some(&i) = position.get(&row.dispute_id) {
-            disputes[i].action_history.push(ActionRecord {
-                actor: stored("actor", &row.actor, Actor::parse)?,
-                stage: stored("stage", &row.stage, Stage::parse)?,
-                status: stored("status", &row.status, Status::parse)?,
-                id: row.id,
-                what: row.what,
-                create_time: row.created_at,
-                message: row.message,
-                document_ids: row.document_ids,
-                amount: row.amount,
-            });
-        }
-    }
-    for row in transactions {
-        if let Some(&i) = position.get(&row.dispute_id) {
-            disputes[i].balance_transactions.push(BalanceTransaction {
-                kind: stored("type", &row.kind, BalanceTransactionType::parse)?,
-                id: row.id,
-                amount: row.amount,
-                currency: row.currency,
-                create_time: row.created_at,
-                description: row.description,
-            });
-        }
-    }
-    Ok(())
+    attach_history(conn, tenant_id, disputes).await?;
+    attach_ledger(conn, tenant_id, disputes).await
 }
 
-/// What an idempotency key says about a mutation.
-pub enum IdempotencyClaim {
-    /// First use: go ahead, then [`save_idempotent_response`] in the same transaction.
-    New,
-    /// Used before (committed): replay or refuse.
-    Used {
-        request_fingerprint: String,
-        response: Vec<u8>,
-    },
-}
-
-/// Claims `request_id` for this transaction. A concurrent holder of the same key makes this
-/// wait until it commits (then the key reads as used) or rolls back (then it is ours).
-pub async fn claim_idempotency_key(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    operation: &str,
-    request_id: &str,
-    request_fingerprint: &str,
-) -> anyhow::Result<IdempotencyClaim> {
-    let inserted = sqlx::query(
-        "insert into idempotency_keys (tenant_id, operation, request_id, request_fingerprint, response)
-         values ($1, $2, $3, $4, '')
-         on conflict do nothing",
-    )
-    .bind(tenant_id)
-    .bind(operation)
-    .bind(request_id)
-    .bind(request_fingerprint)
-    .execute(&mut *conn)
-    .await
-    .context("claim idempotency key")?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(IdempotencyClaim::New);
-    }
-    let (request_fingerprint, response): (String, Vec<u8>) = sqlx::query_as(
-        "select request_fingerprint, response from idempotency_keys
-          where tenant_id = $1 and operation = $2 and request_id = $3",
-    )
-    .bind(tenant_id)
-    .bind(operation)
-    .bind(request_id)
-    .fetch_one(&mut *conn)
-    .await
-    .context("read idempotency key")?;
-    Ok(IdempotencyClaim::Used {
-        request_fingerprint,
-        response,
-    })
-}
-
-pub async fn save_idempotent_response(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    operation: &str,
-    request_id: &str,
-    response: &[u8],
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "update idempotency_keys set response = $4
-          where tenant_id = $1 and operation = $2 and request_id = $3",
-    )
-    .bind(tenant_id)
-    .bind(operation)
-    .bind(request_id)
-    .bind(response)
-    .execute(&mut *conn)
-    .await
-    .context("save idempotent response")?;
-    Ok(())
-}
-
-/// Forgets idempotency keys older than `older_than_hours` (SPEC keeps them at least 24 h).
-pub async fn purge_idempotency_keys(
-    conn: &mut PgConnection,
-    older_than_hours: i64,
-) -> anyhow::Result<u64> {
-    let deleted = sqlx::query(
-        "delete from idempotency_keys where created_at < now() - make_interval(hours => $1::int)",
-    )
-    .bind(older_than_hours)
-    .execute(&mut *conn)
-    .await
-    .context("purge idempotency keys")?
-    .rows_affected();
-    Ok(deleted)
-}
-
-/// What is already disputed of one charge or transaction.
-pub struct DisputedSoFar {
-    /// Sum of the amounts of its disputes that did not end as CLOSED.
-    pub amount: i64,
-    /// The original amount, if any of its disputes knows it.
-    pub original_amount: Option<i64>,
-}
-
-/// Locks the (tenant, reference) pair until the transaction ends, so concurrent disputes on
-/// one charge are checked one after the other, and sums what its disputes already claim.
-/// `column` is `charge` or `transaction_id`.
-pub async fn lock_and_sum_disputed(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    column: ReferenceColumn,
-    reference: &str,
-    except_dispute_id: Option<&str>,
-) -> anyhow::Result<DisputedSoFar> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))")
-        .bind(tenant_id)
-        .bind(column.as_str())
-        .bind(reference)
-        .execute(&mut *conn)
-        .await
-        .context("lock reference")?;
-    let (amount, original_amount): (i64, Option<i64>) = sqlx::query_as(&format!(
-        "select coalesce(sum(amount), 0)::bigint, max(original_amount) from disputes
-          where tenant_id = $1 and {} = $2 and status <> 'closed'
-            and ($3::text is null or id <> $3)",
-        column.as_str()
-    ))
-    .bind(tenant_id)
-    .bind(reference)
-    .bind(except_dispute_id)
-    .fetch_one(&mut *conn)
-    .await
-    .context("sum disputed amounts")?;
-    Ok(DisputedSoFar {
-        amount,
-        original_amount,
-    })
-}
-
-/// The columns a dispute references its payment by.
-#[derive(Debug, Clone, Copy)]
-pub enum ReferenceColumn {
-    Charge,
-    TransactionId,
-}
-
-impl ReferenceColumn {
-    fn as_str(self) -> &'static str {
-        match self {
-            ReferenceColumn::Charge => "charge",
-            ReferenceColumn::TransactionId => "transaction_id",
-        }
-    }
-}
-
-/// The lifecycle fields a transition writes.
+/// What a transition writes.
 pub struct StateUpdate<'a> {
-    pub stage: Stage,
-    pub status: Status,
-    pub credit_status: CreditStatus,
-    pub amount: i64,
-    pub due_time: Option<DateTime<Utc>>,
-    pub amount_won: i64,
-    pub amount_lost: i64,
+    pub lifecycle: LifecycleColumns,
     pub submission_count: i32,
-    pub reversal_lapses_at: Option<DateTime<Utc>>,
-    pub overdue: bool,
-    pub next_deadline: Option<DateTime<Utc>>,
     pub evidence: &'a BTreeMap<String, String>,
     pub metadata: &'a BTreeMap<String, String>,
 }
@@ -734,174 +428,22 @@ pub async fn update_dispute_state(
     )
     .bind(tenant_id)
     .bind(id)
-    .bind(update.stage.as_str())
-    .bind(update.status.as_str())
-    .bind(update.credit_status.as_str())
-    .bind(update.amount)
-    .bind(update.due_time)
-    .bind(update.amount_won)
-    .bind(update.amount_lost)
+    .bind(update.lifecycle.stage.as_str())
+    .bind(update.lifecycle.status.as_str())
+    .bind(update.lifecycle.credit_status.as_str())
+    .bind(update.lifecycle.amount)
+    .bind(update.lifecycle.due_time)
+    .bind(update.lifecycle.amount_won)
+    .bind(update.lifecycle.amount_lost)
     .bind(update.submission_count)
-    .bind(update.reversal_lapses_at)
-    .bind(update.overdue)
-    .bind(update.next_deadline)
+    .bind(update.lifecycle.reversal_lapses_at)
+    .bind(update.lifecycle.overdue)
+    .bind(update.lifecycle.next_deadline)
     .bind(Json(update.evidence))
     .bind(!update.evidence.is_empty())
     .bind(Json(update.metadata))
     .execute(&mut *conn)
     .await
     .context("update dispute state")?;
-    Ok(())
-}
-
-/// Appends a money movement.
-pub async fn insert_balance_transaction(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    dispute_id: &str,
-    kind: BalanceTransactionType,
-    amount: i64,
-    currency: &str,
-    description: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description)
-         values ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(tenant_id)
-    .bind(service_kit::ids::new_id("txn"))
-    .bind(dispute_id)
-    .bind(kind.as_str())
-    .bind(amount)
-    .bind(currency)
-    .bind(description)
-    .execute(&mut *conn)
-    .await
-    .context("insert balance transaction")?;
-    Ok(())
-}
-
-/// Serialises everything that happens to one network case until the transaction ends.
-pub async fn lock_network_case(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    network: Network,
-    network_case_id: &str,
-) -> anyhow::Result<()> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('case/' || $1 || '/' || $2 || '/' || $3, 0))")
-        .bind(tenant_id)
-        .bind(network.as_str())
-        .bind(network_case_id)
-        .execute(&mut *conn)
-        .await
-        .context("lock network case")?;
-    Ok(())
-}
-
-/// The dispute of a network case, if any.
-pub async fn find_dispute_id_by_case(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    network: Network,
-    network_case_id: &str,
-) -> anyhow::Result<Option<String>> {
-    let id = sqlx::query_scalar(
-        "select id from disputes where tenant_id = $1 and network = $2 and network_case_id = $3",
-    )
-    .bind(tenant_id)
-    .bind(network.as_str())
-    .bind(network_case_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("find dispute by case")?;
-    Ok(id)
-}
-
-/// A network event seen before: its dispute and whether it changed anything.
-pub async fn find_network_event(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    network: Network,
-    network_case_id: &str,
-    event_id: &str,
-) -> anyhow::Result<Option<(String, bool)>> {
-    let seen = sqlx::query_as(
-        "select dispute_id, applied from network_events
-          where tenant_id = $1 and network = $2 and network_case_id = $3 and event_id = $4",
-    )
-    .bind(tenant_id)
-    .bind(network.as_str())
-    .bind(network_case_id)
-    .bind(event_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("find network event")?;
-    Ok(seen)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_network_event(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    network: Network,
-    network_case_id: &str,
-    event_id: &str,
-    dispute_id: &str,
-    kind: &str,
-    applied: bool,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into network_events (tenant_id, network, network_case_id, event_id, dispute_id, type, applied)
-         values ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(tenant_id)
-    .bind(network.as_str())
-    .bind(network_case_id)
-    .bind(event_id)
-    .bind(dispute_id)
-    .bind(kind)
-    .bind(applied)
-    .execute(&mut *conn)
-    .await
-    .context("insert network event")?;
-    Ok(())
-}
-
-/// Claims up to `limit` disputes whose next deadline has passed, locking their rows until
-/// the transaction ends; other replicas skip them (`for update skip locked`).
-pub async fn claim_due_disputes(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let due = sqlx::query_as(
-        "select tenant_id, id from disputes
-          where next_deadline <= $1
-          order by next_deadline
-          limit $2
-          for update skip locked",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("claim due disputes")?;
-    Ok(due)
-}
-
-/// Moves the sweeper's mark of one dispute.
-pub async fn set_next_deadline(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    id: &str,
-    next_deadline: Option<DateTime<Utc>>,
-) -> anyhow::Result<()> {
-    sqlx::query("update disputes set next_deadline = $3 where tenant_id = $1 and id = $2")
-        .bind(tenant_id)
-        .bind(id)
-        .bind(next_deadline)
-        .execute(&mut *conn)
-        .await
-        .context("set next deadline")?;
     Ok(())
 }

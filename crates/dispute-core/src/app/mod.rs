@@ -1,0 +1,143 @@
+//! The application layer: one file per use case. Each loads through the repository, asks the
+//! domain, and persists in one transaction; it returns domain values only. The transport
+//! (grpc/) maps requests in and results out; the domain never sees a clock, a connection or
+//! a wire type.
+//!
+//! This file holds what the use cases share; none of it imports a use-case file.
+
+mod create_action;
+mod create_dispute;
+mod deadline_sweep;
+mod evidence_documents;
+mod mutation;
+mod persist;
+mod queries;
+mod record_network_event;
+mod update_dispute;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::documents::DocumentsClient;
+use crate::domain::evidence::DisputeDocument;
+use crate::domain::lifecycle::{self, AvailableAction};
+use crate::domain::{Dispute, MoneyPolicy};
+
+/// What every use case runs against: the database, document-store and the money policy.
+/// Build it with a struct literal, then add the snapshot encoder with
+/// [`Disputes::with_snapshots`] to get the [`App`].
+#[derive(Clone)]
+pub struct Disputes {
+    pub pool: PgPool,
+    pub documents: DocumentsClient,
+    pub policy: MoneyPolicy,
+}
+
+/// How a dispute is stored in its events and in remembered idempotent responses: its wire
+/// encoding, which only the transport knows (`grpc::encode_dispute`). Replays and event
+/// payloads are exactly these bytes.
+pub type SnapshotEncoder = fn(&DisputeView) -> Vec<u8>;
+
+/// dispute-core's use cases. Cheap to clone (the pool and the channel are shared).
+#[derive(Clone)]
+pub struct App {
+    pool: PgPool,
+    documents: DocumentsClient,
+    policy: MoneyPolicy,
+    snapshots: SnapshotEncoder,
+}
+
+impl Disputes {
+    /// The use cases over these dependencies, storing disputes with `snapshots`; set once,
+    /// when the service is built.
+    pub fn with_snapshots(self, snapshots: SnapshotEncoder) -> App {
+        App {
+            pool: self.pool,
+            documents: self.documents,
+            policy: self.policy,
+            snapshots,
+        }
+    }
+}
+
+impl App {
+    /// The database pool (closed by the caller at shutdown).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The stored form of a dispute: event payloads and remembered responses.
+    fn snapshot(&self, view: &DisputeView) -> Vec<u8> {
+        (self.snapshots)(view)
+    }
+}
+
+/// A dispute as the API shows it: with what the tenant may do now and whether its response
+/// is past due. Both depend on the clock, which the app reads once per call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisputeView {
+    pub dispute: Dispute,
+    pub available_actions: Vec<AvailableAction>,
+    pub past_due: bool,
+}
+
+impl DisputeView {
+    /// The view of `dispute` at `now`.
+    pub fn at(dispute: Dispute, now: DateTime<Utc>) -> DisputeView {
+        DisputeView {
+            available_actions: lifecycle::available_actions(&dispute.lifecycle_state(), now),
+            past_due: dispute.is_past_due(now),
+            dispute,
+        }
+    }
+}
+
+/// GetDispute: the dispute and its documents (read from document-store for the caller).
+#[derive(Debug, Clone)]
+pub struct DisputeDetails {
+    pub view: DisputeView,
+    pub documents: Vec<DisputeDocument>,
+}
+
+/// One page of ListDisputes.
+#[derive(Debug, Clone)]
+pub struct DisputePage {
+    pub disputes: Vec<DisputeView>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// What RecordNetworkEvent did.
+#[derive(Debug, Clone)]
+pub struct NetworkEventOutcome {
+    pub view: DisputeView,
+    /// The event opened the dispute.
+    pub created: bool,
+    /// The event changed something (false for a duplicate or stale event).
+    pub applied: bool,
+}
+
+/// A mutation's `request_id` and the fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub request_id: String,
+    pub request_fingerprint: String,
+}
+
+/// The result of an idempotent mutation.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// Done now.
+    Done(T),
+    /// Done before: the first response, as its [`SnapshotEncoder`] stored it then.
+    Replayed(Vec<u8>),
+}
+
+/// What every mutation of an existing dispute may carry besides its payload.
+#[derive(Debug, Clone, Default)]
+pub struct MutationGuards {
+    /// ABORTED unless the dispute still has this version.
+    pub expected_version: Option<i64>,
+    /// Replays the first answer for a retried request id.
+    pub idempotency: Option<IdempotencyKey>,
+}

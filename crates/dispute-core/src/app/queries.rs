@@ -1,0 +1,79 @@
+//! The reads: GetDispute, ListDisputes and GetEvidenceRequirements.
+
+use anyhow::Context;
+use chrono::Utc;
+use service_kit::auth::Caller;
+use service_kit::ids::DisputeId;
+use service_kit::page_token::PageCursor;
+
+use super::persist::dispute_not_found;
+use super::{App, DisputeDetails, DisputePage, DisputeView};
+use crate::domain::evidence::{self, EvidenceGuidance};
+use crate::domain::requests::ListDisputes;
+use crate::domain::{Dispute, DisputeError};
+use crate::store::disputes;
+
+impl App {
+    /// A dispute of the caller's tenant and its documents (read from document-store on the
+    /// caller's behalf).
+    pub async fn get_dispute(
+        &self,
+        caller: &Caller,
+        id: &DisputeId,
+    ) -> Result<DisputeDetails, DisputeError> {
+        let dispute = self.find_dispute(&caller.tenant_id, id).await?;
+        let documents = self.documents.list_dispute_documents(caller, id).await?;
+        Ok(DisputeDetails {
+            view: DisputeView::at(dispute, Utc::now()),
+            documents,
+        })
+    }
+
+    /// One page of the tenant's disputes, newest first.
+    pub async fn list_disputes(
+        &self,
+        tenant_id: &str,
+        request: &ListDisputes,
+    ) -> Result<DisputePage, DisputeError> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        let page = &request.page;
+        let rows = disputes::list_disputes(
+            &mut conn,
+            tenant_id,
+            &request.filter,
+            page.after.as_ref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (rows, next_page_token) = page.cut(rows, |last| PageCursor {
+            create_time: last.create_time,
+            id: last.id.clone(),
+        });
+        let now = Utc::now();
+        Ok(DisputePage {
+            disputes: rows
+                .into_iter()
+                .map(|dispute| DisputeView::at(dispute, now))
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    /// The evidence guidance for a dispute and when its response is due.
+    pub async fn evidence_requirements(
+        &self,
+        tenant_id: &str,
+        id: &DisputeId,
+    ) -> Result<(EvidenceGuidance, Option<chrono::DateTime<Utc>>), DisputeError> {
+        let dispute = self.find_dispute(tenant_id, id).await?;
+        let guidance = evidence::guidance(dispute.reason, dispute.network, &dispute.evidence);
+        Ok((guidance, dispute.due_time))
+    }
+
+    async fn find_dispute(&self, tenant_id: &str, id: &DisputeId) -> Result<Dispute, DisputeError> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        disputes::find_dispute(&mut conn, tenant_id, id.as_str())
+            .await?
+            .ok_or_else(|| dispute_not_found(id.as_str()))
+    }
+}

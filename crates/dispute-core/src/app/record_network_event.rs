@@ -1,0 +1,113 @@
+//! RecordNetworkEvent: applies what the card network reports, idempotently on
+//! (network, case id, event id); a case new to us opens its dispute.
+
+use anyhow::Context;
+use chrono::Utc;
+use service_kit::auth::Caller;
+use service_kit::violation::Violation;
+
+use super::persist::{Claim, case_facts, check_disputed_total, load_for_update, reload};
+use super::{App, DisputeView, NetworkEventOutcome};
+use crate::domain::lifecycle::{self, Opening};
+use crate::domain::requests::RecordNetworkEvent;
+use crate::domain::{DisputeError, Trigger};
+use crate::store::network;
+
+impl App {
+    /// Applies a network event; opens the dispute for a new case. Says whether the dispute
+    /// was created and whether the event changed anything.
+    pub async fn record_network_event(
+        &self,
+        caller: &Caller,
+        event: RecordNetworkEvent,
+    ) -> Result<NetworkEventOutcome, DisputeError> {
+        // Documents that come with an event (a representment's) belong to the same tenant.
+        self.check_action_documents(caller, &event.event.document_ids)
+            .await?;
+        let tenant_id = caller.tenant_id.as_str();
+        let case_id = event.network_case_id.as_str();
+        let mut tx = self.pool.begin().await.context("begin")?;
+        network::lock_network_case(&mut tx, tenant_id, event.network, case_id).await?;
+        let seen = network::find_network_event(
+            &mut tx,
+            tenant_id,
+            event.network,
+            case_id,
+            &event.event_id,
+        )
+        .await?;
+        if let Some((dispute_id, _)) = seen {
+            // Seen before: nothing to write, the transaction just ends.
+            let dispute = reload(&mut tx, tenant_id, &dispute_id).await?;
+            return Ok(NetworkEventOutcome {
+                view: DisputeView::at(dispute, Utc::now()),
+                created: false,
+                applied: false,
+            });
+        }
+        let existing =
+            network::find_dispute_id_by_case(&mut tx, tenant_id, event.network, case_id).await?;
+        // The clock is read once the dispute (or its charge) is locked.
+        let (dispute, created, applied, now) = match existing {
+            Some(dispute_id) => {
+                let dispute = load_for_update(&mut tx, tenant_id, &dispute_id).await?;
+                let now = Utc::now();
+                let decision = lifecycle::decide(
+                    &dispute.lifecycle_state(),
+                    &Trigger::Network(event.event.clone()),
+                    &self.policy,
+                    now,
+                )?;
+                match decision.transition() {
+                    Some(transition) => {
+                        let updated = self
+                            .persist_transition(&mut tx, &dispute, &transition, now)
+                            .await?;
+                        (updated, false, true, now)
+                    }
+                    None => (dispute, false, false, now),
+                }
+            }
+            None => {
+                let Some(mut new) = event.new_case else {
+                    return Err(DisputeError::Validation(vec![Violation::new(
+                        "new_case",
+                        "is required: the case is new to us, so the dispute must be opened",
+                    )]));
+                };
+                new.network = event.network;
+                new.network_case_id = Some(event.network_case_id.clone());
+                check_disputed_total(&mut tx, tenant_id, &Claim::of_new(&new)).await?;
+                let now = Utc::now();
+                let opened = lifecycle::open_dispute(
+                    case_facts(&new),
+                    new.amount,
+                    &Opening::Network(event.event.clone()),
+                    &self.policy,
+                    now,
+                )?;
+                let dispute = self
+                    .insert_opened_dispute(&mut tx, tenant_id, &new, &opened, now)
+                    .await?;
+                (dispute, true, true, now)
+            }
+        };
+        network::insert_network_event(
+            &mut tx,
+            tenant_id,
+            event.network,
+            case_id,
+            &event.event_id,
+            &dispute.id,
+            event.event.kind.as_str(),
+            applied,
+        )
+        .await?;
+        tx.commit().await.context("commit")?;
+        Ok(NetworkEventOutcome {
+            view: DisputeView::at(dispute, now),
+            created,
+            applied,
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! UpdateDispute: stages evidence, changes metadata, and submits the evidence when asked
+//! (docs/api.md, "DisputeService").
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use service_kit::auth::Caller;
+use service_kit::ids::ActionId;
+
+use super::mutation::Start;
+use super::{App, DisputeView, IdempotencyKey, MutationGuards, Outcome};
+use crate::domain::dispute::validate_metadata;
+use crate::domain::lifecycle;
+use crate::domain::requests::UpdateDispute;
+use crate::domain::{
+    ActionType, Actor, Dispute, DisputeError, DisputeEvent, TenantAction, evidence,
+};
+use crate::store::disputes;
+use crate::store::history::NewActionRecord;
+
+const UPDATE_DISPUTE: &str = "UpdateDispute";
+
+impl App {
+    /// Stages evidence and changes metadata, and submits the evidence when asked (the same
+    /// as SUBMIT_EVIDENCE). Document fields must name documents of the caller's tenant.
+    pub async fn update_dispute(
+        &self,
+        caller: &Caller,
+        request: UpdateDispute,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Outcome<DisputeView>, DisputeError> {
+        let UpdateDispute {
+            id,
+            changes,
+            mut violations,
+            expected_version,
+            request_id: _,
+        } = request;
+        // Every problem of the request is reported at once, before the state checks.
+        violations.extend(
+            self.check_evidence_documents(caller, &changes.evidence)
+                .await?,
+        );
+        if !violations.is_empty() {
+            return Err(DisputeError::Validation(violations));
+        }
+        let tenant_id = caller.tenant_id.as_str();
+        let guards = MutationGuards {
+            expected_version,
+            idempotency,
+        };
+        let (mut mutation, dispute) = match self
+            .begin_dispute_mutation(tenant_id, UPDATE_DISPUTE, &id, guards)
+            .await?
+        {
+            Start::Fresh(started) => started,
+            Start::Replay(response) => return Ok(Outcome::Replayed(response)),
+        };
+        let now = Utc::now();
+
+        let evidence = if changes.evidence.is_empty() {
+            dispute.evidence.clone()
+        } else {
+            lifecycle::evidence_editable(&dispute.lifecycle_state(), now)?;
+            evidence::apply_evidence_changes(&dispute.evidence, &changes.evidence).unwrap_or_else(
+                |mut found| {
+                    violations.append(&mut found);
+                    dispute.evidence.clone()
+                },
+            )
+        };
+        let mut metadata = if changes.clear_metadata {
+            BTreeMap::new()
+        } else {
+            dispute.metadata.clone()
+        };
+        for (key, value) in changes.metadata {
+            if value.is_empty() {
+                metadata.remove(&key);
+            } else {
+                metadata.insert(key, value);
+            }
+        }
+        violations.extend(validate_metadata(&metadata));
+        if !violations.is_empty() {
+            return Err(DisputeError::Validation(violations));
+        }
+
+        let updated = if changes.submit {
+            let staged = Dispute {
+                evidence,
+                metadata,
+                ..dispute
+            };
+            let action = TenantAction::new(ActionType::SubmitEvidence);
+            self.apply_tenant_action(mutation.conn(), caller, staged, action, now)
+                .await?
+        } else {
+            let tx = mutation.conn();
+            disputes::update_evidence_and_metadata(
+                tx,
+                tenant_id,
+                id.as_str(),
+                &evidence,
+                &metadata,
+            )
+            .await?;
+            let what = if changes.evidence.is_empty() {
+                "metadata_updated"
+            } else {
+                "evidence_staged"
+            };
+            let action_id = ActionId::generate();
+            let record = NewActionRecord {
+                id: action_id.as_str(),
+                dispute_id: id.as_str(),
+                actor: Actor::Tenant,
+                what,
+                message: "",
+                document_ids: &evidence::document_ids(&evidence),
+                stage: dispute.stage,
+                status: dispute.status,
+                amount: 0,
+            };
+            self.append_history_and_events(
+                tx,
+                tenant_id,
+                &record,
+                &[DisputeEvent::Updated.as_str()],
+                now,
+            )
+            .await?
+        };
+        mutation.finish(updated, now).await
+    }
+}

@@ -1,0 +1,616 @@
+//! The one home of request validation. A request arrives as a draft (wire values mapped by
+//! grpc/convert.rs, nothing checked); the functions here turn it into a validated input or
+//! name every bad field at once. Rules about a dispute itself stay with it
+//! (`NewDispute::parse`, `validate_metadata`, `validate_request_id` in `dispute`), rules about
+//! evidence with the evidence (`evidence::check_changes`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use service_kit::ids::{DisputeId, DocumentId};
+use service_kit::page_token::PageRequest;
+use service_kit::violation::Violation;
+use sha2::{Digest, Sha256};
+
+use super::dispute::{MAX_MEMO_CHARS, MAX_REFERENCE_CHARS, validate_metadata, validate_request_id};
+use super::{
+    ActionType, DisputeError, DisputeFilter, EnumInput, Network, NetworkEvent, NetworkEventKind,
+    NewDispute, NewDisputeDraft, Side, Stage, Status, TenantAction, evidence,
+};
+
+/// A value decoded from the wire; `Err` names the field that held a malformed one (e.g. a
+/// timestamp out of range).
+pub type Decoded<T> = Result<T, Violation>;
+
+/// At most this many document ids in one list.
+pub const MAX_DOCUMENT_IDS: usize = 100;
+
+/// Hex SHA-256: what "the same request" (idempotency) and "the same filters" (page tokens)
+/// mean.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A dispute id, or INVALID_ARGUMENT naming `field`.
+pub fn dispute_id(field: &str, value: &str) -> Result<DisputeId, DisputeError> {
+    DisputeId::parse(field, value).map_err(|violation| DisputeError::Validation(vec![violation]))
+}
+
+/// A new dispute as it arrived: the draft, and its due time, which may not have decoded.
+#[derive(Debug, Clone, Default)]
+pub struct DisputeDraft {
+    /// Every field but the due time (left `None`; see `due_time`).
+    pub fields: NewDisputeDraft,
+    pub due_time: Option<Decoded<DateTime<Utc>>>,
+}
+
+/// CreateDispute as it arrived.
+#[derive(Debug, Clone, Default)]
+pub struct CreateDisputeDraft {
+    pub dispute: DisputeDraft,
+    pub request_id: String,
+}
+
+/// A valid CreateDispute.
+#[derive(Debug, Clone)]
+pub struct CreateDispute {
+    pub dispute: NewDispute,
+    pub request_id: Option<String>,
+}
+
+/// Checks a CreateDispute; `now` decides what "future" means for dates and deadlines.
+pub fn create_dispute(
+    draft: CreateDisputeDraft,
+    now: DateTime<Utc>,
+) -> Result<CreateDispute, DisputeError> {
+    let mut violations = Vec::new();
+    let due_time = decoded(draft.dispute.due_time, &mut violations);
+    let request_id = request_id(&draft.request_id, &mut violations);
+    let dispute = new_dispute(draft.dispute.fields, due_time, now, violations)?;
+    Ok(CreateDispute {
+        dispute,
+        request_id,
+    })
+}
+
+/// `NewDispute::parse`, reporting `violations` found before together with its own.
+fn new_dispute(
+    mut fields: NewDisputeDraft,
+    due_time: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    mut violations: Vec<Violation>,
+) -> Result<NewDispute, DisputeError> {
+    fields.due_time = due_time;
+    match NewDispute::parse(fields, now) {
+        Ok(new) if violations.is_empty() => Ok(new),
+        Ok(_) => Err(DisputeError::Validation(violations)),
+        Err(DisputeError::Validation(more)) => {
+            violations.extend(more);
+            Err(DisputeError::Validation(violations))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// UpdateDispute as it arrived.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateDisputeDraft {
+    pub id: String,
+    pub request_id: String,
+    /// Evidence fields the request sets, by name; an empty value clears the field.
+    pub evidence: Vec<(&'static str, String)>,
+    pub metadata: BTreeMap<String, String>,
+    pub clear_metadata: bool,
+    pub submit: bool,
+    pub expected_version: Option<i64>,
+}
+
+/// What UpdateDispute changes.
+#[derive(Debug, Clone, Default)]
+pub struct DisputeChanges {
+    /// Evidence fields to set; an empty value clears the field.
+    pub evidence: Vec<(&'static str, String)>,
+    /// Metadata to set; an empty value unsets the key.
+    pub metadata: BTreeMap<String, String>,
+    /// Remove every metadata key first.
+    pub clear_metadata: bool,
+    /// Also submit the evidence (SUBMIT_EVIDENCE).
+    pub submit: bool,
+}
+
+/// An UpdateDispute for a well-formed dispute id.
+#[derive(Debug, Clone)]
+pub struct UpdateDispute {
+    pub id: DisputeId,
+    pub request_id: Option<String>,
+    pub expected_version: Option<i64>,
+    pub changes: DisputeChanges,
+    /// Bad fields found here. They are reported together with the checks of the documents
+    /// the evidence names (which need document-store), so one answer names every bad field.
+    pub violations: Vec<Violation>,
+}
+
+/// Checks an UpdateDispute as far as it can be judged without the stored dispute. A bad id
+/// fails at once; other problems travel in [`UpdateDispute::violations`].
+pub fn update_dispute(draft: UpdateDisputeDraft) -> Result<UpdateDispute, DisputeError> {
+    let mut violations = Vec::new();
+    let id = DisputeId::parse("id", &draft.id).map_err(|v| violations.push(v));
+    let request_id = request_id(&draft.request_id, &mut violations);
+    violations.extend(evidence::check_changes(&draft.evidence));
+    violations.extend(validate_metadata(&draft.metadata));
+    if draft.evidence.is_empty()
+        && draft.metadata.is_empty()
+        && !draft.clear_metadata
+        && !draft.submit
+    {
+        violations.push(Violation::new(
+            "evidence",
+            "nothing to change: set evidence, metadata, clear_metadata or submit",
+        ));
+    }
+    let Ok(id) = id else {
+        return Err(DisputeError::Validation(violations));
+    };
+    Ok(UpdateDispute {
+        id,
+        request_id,
+        expected_version: draft.expected_version,
+        changes: DisputeChanges {
+            evidence: draft.evidence,
+            metadata: draft.metadata,
+            clear_metadata: draft.clear_metadata,
+            submit: draft.submit,
+        },
+        violations,
+    })
+}
+
+/// CreateAction as it arrived.
+#[derive(Debug, Clone)]
+pub struct CreateActionDraft {
+    pub dispute_id: String,
+    pub request_id: String,
+    pub action: EnumInput<ActionType>,
+    /// 0 means "the disputed amount".
+    pub amount: i64,
+    pub message: String,
+    pub document_ids: Vec<String>,
+    pub expected_version: Option<i64>,
+}
+
+/// A valid CreateAction.
+#[derive(Debug, Clone)]
+pub struct CreateAction {
+    pub dispute_id: DisputeId,
+    pub request_id: Option<String>,
+    pub expected_version: Option<i64>,
+    pub action: TenantAction,
+}
+
+/// Checks a CreateAction.
+pub fn create_action(draft: CreateActionDraft) -> Result<CreateAction, DisputeError> {
+    let mut violations = Vec::new();
+    let dispute_id =
+        DisputeId::parse("dispute_id", &draft.dispute_id).map_err(|v| violations.push(v));
+    let request_id = request_id(&draft.request_id, &mut violations);
+    let action = required("action", draft.action, &mut violations);
+    let amount = optional_amount("amount", draft.amount, &mut violations);
+    memo_text("message", &draft.message, &mut violations);
+    document_ids("document_ids", &draft.document_ids, &mut violations);
+    match (dispute_id, action) {
+        (Ok(dispute_id), Some(action)) if violations.is_empty() => Ok(CreateAction {
+            dispute_id,
+            request_id,
+            expected_version: draft.expected_version,
+            action: TenantAction {
+                action,
+                amount,
+                message: draft.message,
+                document_ids: draft.document_ids,
+            },
+        }),
+        _ => Err(DisputeError::Validation(violations)),
+    }
+}
+
+/// RecordNetworkEvent as it arrived.
+#[derive(Debug, Clone)]
+pub struct NetworkEventDraft {
+    pub network: EnumInput<Network>,
+    pub network_case_id: String,
+    pub event_id: String,
+    pub kind: EnumInput<NetworkEventKind>,
+    pub due_time: Option<Decoded<DateTime<Utc>>>,
+    pub amount: i64,
+    pub amount_won: i64,
+    pub amount_lost: i64,
+    /// Unset means a response is allowed.
+    pub response_allowed: Option<bool>,
+    pub message: String,
+    pub document_ids: Vec<String>,
+    /// The dispute to open when the case is new to us.
+    pub new_case: Option<DisputeDraft>,
+}
+
+/// A valid RecordNetworkEvent.
+#[derive(Debug, Clone)]
+pub struct RecordNetworkEvent {
+    pub network: Network,
+    pub network_case_id: String,
+    pub event_id: String,
+    pub event: NetworkEvent,
+    /// The dispute to open when the case is new.
+    pub new_case: Option<NewDispute>,
+}
+
+/// Checks a RecordNetworkEvent and its new case (whose fields are named `new_case.…`).
+pub fn record_network_event(
+    draft: NetworkEventDraft,
+    now: DateTime<Utc>,
+) -> Result<RecordNetworkEvent, DisputeError> {
+    let mut violations = Vec::new();
+    let network = required("network", draft.network, &mut violations);
+    let kind = required("type", draft.kind, &mut violations);
+    for (field, value) in [
+        ("network_case_id", &draft.network_case_id),
+        ("event_id", &draft.event_id),
+    ] {
+        if value.trim().is_empty() {
+            violations.push(Violation::new(field, "is required"));
+        } else if value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control)
+        {
+            violations.push(Violation::new(
+                field,
+                format!("must be at most {MAX_REFERENCE_CHARS} printable characters"),
+            ));
+        }
+    }
+    let due_time = decoded(draft.due_time, &mut violations);
+    let amount = optional_amount("amount", draft.amount, &mut violations);
+    let amount_won = optional_amount("amount_won", draft.amount_won, &mut violations);
+    let amount_lost = optional_amount("amount_lost", draft.amount_lost, &mut violations);
+    memo_text("message", &draft.message, &mut violations);
+    document_ids("document_ids", &draft.document_ids, &mut violations);
+    let new_case = match draft.new_case {
+        None => None,
+        Some(mut case) => {
+            // The case's network and id come from the event itself.
+            case.fields.network = Some(draft.network);
+            case.fields.network_case_id = draft.network_case_id.clone();
+            let mut found = Vec::new();
+            let due_time = decoded(case.due_time, &mut found);
+            match new_dispute(case.fields, due_time, now, found) {
+                Ok(new) => Some(new),
+                Err(DisputeError::Validation(found)) => {
+                    violations.extend(found.into_iter().map(|mut v| {
+                        v.field = format!("new_case.{}", v.field);
+                        v
+                    }));
+                    None
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    match (network, kind) {
+        (Some(network), Some(kind)) if violations.is_empty() => Ok(RecordNetworkEvent {
+            network,
+            network_case_id: draft.network_case_id,
+            event_id: draft.event_id,
+            event: NetworkEvent {
+                kind,
+                due_time,
+                amount,
+                response_allowed: draft.response_allowed.unwrap_or(true),
+                amount_won,
+                amount_lost,
+                message: draft.message,
+                document_ids: draft.document_ids,
+            },
+            new_case,
+        }),
+        _ => Err(DisputeError::Validation(violations)),
+    }
+}
+
+/// ListDisputes as it arrived.
+#[derive(Debug, Clone, Default)]
+pub struct ListDisputesDraft {
+    pub charge: String,
+    pub payment_intent: String,
+    pub transaction_id: String,
+    pub status: Option<EnumInput<Status>>,
+    pub stage: Option<EnumInput<Stage>>,
+    pub side: Option<EnumInput<Side>>,
+    pub created_after: Option<Decoded<DateTime<Utc>>>,
+    pub created_before: Option<Decoded<DateTime<Utc>>>,
+    pub due_before: Option<Decoded<DateTime<Utc>>>,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// A valid ListDisputes: its filters and the page asked for.
+#[derive(Debug, Clone)]
+pub struct ListDisputes {
+    pub filter: DisputeFilter,
+    pub page: PageRequest,
+}
+
+/// Checks ListDisputes filters and paging.
+pub fn list_disputes(draft: ListDisputesDraft) -> Result<ListDisputes, DisputeError> {
+    let mut violations = Vec::new();
+    let created_after = decoded(draft.created_after, &mut violations);
+    let created_before = decoded(draft.created_before, &mut violations);
+    let due_before = decoded(draft.due_before, &mut violations);
+    for (field, value) in [
+        ("charge", &draft.charge),
+        ("payment_intent", &draft.payment_intent),
+        ("transaction_id", &draft.transaction_id),
+    ] {
+        if value.chars().count() > MAX_REFERENCE_CHARS {
+            violations.push(Violation::new(
+                field,
+                format!("must be at most {MAX_REFERENCE_CHARS} characters"),
+            ));
+        }
+    }
+    let text = |value: String| (!value.is_empty()).then_some(value);
+    let filter = DisputeFilter {
+        charge: text(draft.charge),
+        payment_intent: text(draft.payment_intent),
+        transaction_id: text(draft.transaction_id),
+        status: optional("status", draft.status, &mut violations),
+        stage: optional("stage", draft.stage, &mut violations),
+        side: optional("side", draft.side, &mut violations),
+        created_after,
+        created_before,
+        due_before,
+    };
+    if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+        && after >= before
+    {
+        violations.push(Violation::new(
+            "created_before",
+            "must be later than created_after",
+        ));
+    }
+    let page = PageRequest::parse(
+        draft.page_size,
+        &draft.page_token,
+        fingerprint(filter.canonical().as_bytes()),
+        &mut violations,
+    );
+    if violations.is_empty() {
+        Ok(ListDisputes { filter, page })
+    } else {
+        Err(DisputeError::Validation(violations))
+    }
+}
+
+/// The value, or `None` after adding the violation of a value that did not decode.
+fn decoded<T>(value: Option<Decoded<T>>, violations: &mut Vec<Violation>) -> Option<T> {
+    value?.map_err(|violation| violations.push(violation)).ok()
+}
+
+/// An optional request id (idempotency key).
+fn request_id(value: &str, violations: &mut Vec<Violation>) -> Option<String> {
+    validate_request_id(value)
+        .map_err(|violation| violations.push(violation))
+        .ok()
+        .flatten()
+}
+
+/// A required enum field.
+fn required<T>(field: &str, input: EnumInput<T>, violations: &mut Vec<Violation>) -> Option<T> {
+    match input {
+        EnumInput::Known(value) => Some(value),
+        EnumInput::Unspecified => {
+            violations.push(Violation::new(field, "is required"));
+            None
+        }
+        EnumInput::Unknown(n) => {
+            violations.push(Violation::new(field, format!("unknown value {n}")));
+            None
+        }
+    }
+}
+
+/// An optional enum filter: unset means "any".
+fn optional<T>(
+    field: &str,
+    input: Option<EnumInput<T>>,
+    violations: &mut Vec<Violation>,
+) -> Option<T> {
+    match input? {
+        EnumInput::Unspecified => None,
+        EnumInput::Known(value) => Some(value),
+        EnumInput::Unknown(n) => {
+            violations.push(Violation::new(field, format!("unknown value {n}")));
+            None
+        }
+    }
+}
+
+/// A positive amount, or 0 for "the disputed amount".
+fn optional_amount(field: &str, amount: i64, violations: &mut Vec<Violation>) -> Option<i64> {
+    match amount {
+        0 => None,
+        n if n < 0 => {
+            violations.push(Violation::new(field, "must not be negative"));
+            None
+        }
+        n => Some(n),
+    }
+}
+
+/// A free-text message of at most [`MAX_MEMO_CHARS`] characters.
+fn memo_text(field: &str, value: &str, violations: &mut Vec<Violation>) {
+    if value.chars().count() > MAX_MEMO_CHARS {
+        violations.push(Violation::new(
+            field,
+            format!("must be at most {MAX_MEMO_CHARS} characters"),
+        ));
+    }
+}
+
+/// A list of document ids, naming each bad entry.
+fn document_ids(field: &str, ids: &[String], violations: &mut Vec<Violation>) {
+    if ids.len() > MAX_DOCUMENT_IDS {
+        violations.push(Violation::new(
+            field,
+            format!("must hold at most {MAX_DOCUMENT_IDS} ids"),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if let Err(violation) = DocumentId::parse(&format!("{field}[{i}]"), id) {
+            violations.push(violation);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(result: Result<impl std::fmt::Debug, DisputeError>) -> Vec<String> {
+        match result {
+            Err(DisputeError::Validation(violations)) => {
+                violations.into_iter().map(|v| v.field).collect()
+            }
+            other => panic!("expected violations, got {other:?}"),
+        }
+    }
+
+    fn bad_time(field: &str) -> Option<Decoded<DateTime<Utc>>> {
+        Some(Err(Violation::new(field, "is not a valid timestamp")))
+    }
+
+    fn at(seconds: i64) -> Option<Decoded<DateTime<Utc>>> {
+        Some(Ok(DateTime::from_timestamp(seconds, 0).unwrap()))
+    }
+
+    #[test]
+    fn list_filters_report_bad_fields() {
+        let draft = ListDisputesDraft {
+            status: Some(EnumInput::Unknown(99)),
+            created_after: at(10),
+            created_before: at(5),
+            due_before: bad_time("due_before"),
+            page_size: -1,
+            ..Default::default()
+        };
+        let mut fields = fields(list_disputes(draft));
+        fields.sort();
+        assert_eq!(
+            fields,
+            vec!["created_before", "due_before", "page_size", "status"]
+        );
+    }
+
+    #[test]
+    fn an_update_with_a_bad_id_fails_at_once() {
+        let draft = UpdateDisputeDraft {
+            id: "dispute-1".into(),
+            request_id: "has spaces".into(),
+            evidence: vec![("customer_name", "bell\u{7}".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(update_dispute(draft)),
+            vec!["id", "request_id", "evidence.customer_name"]
+        );
+    }
+
+    #[test]
+    fn an_update_keeps_its_violations_for_the_document_checks() {
+        let draft = UpdateDisputeDraft {
+            id: DisputeId::generate().into_string(),
+            evidence: vec![("receipt", "policy.pdf".into())],
+            ..Default::default()
+        };
+        let update = update_dispute(draft).unwrap();
+        let found: Vec<&str> = update.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(found, vec!["evidence.receipt"]);
+        assert_eq!(
+            update.violations[0].description,
+            "must be a document id (doc_...)"
+        );
+    }
+
+    #[test]
+    fn actions_name_every_bad_field() {
+        let draft = CreateActionDraft {
+            dispute_id: "nope".into(),
+            request_id: "\u{1}".into(),
+            action: EnumInput::Unknown(99),
+            amount: -5,
+            message: "m".repeat(MAX_MEMO_CHARS + 1),
+            document_ids: vec!["doc-1".into(), DocumentId::generate().into_string()],
+            expected_version: None,
+        };
+        assert_eq!(
+            fields(create_action(draft)),
+            vec![
+                "dispute_id",
+                "request_id",
+                "action",
+                "amount",
+                "message",
+                "document_ids[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_case_is_named_with_its_prefix_and_takes_the_events_case() {
+        let draft = NetworkEventDraft {
+            network: EnumInput::Known(Network::Visa),
+            network_case_id: "VISA-1".into(),
+            event_id: "e1".into(),
+            kind: EnumInput::Known(NetworkEventKind::Chargeback),
+            due_time: None,
+            amount: 0,
+            amount_won: 0,
+            amount_lost: 0,
+            response_allowed: None,
+            message: String::new(),
+            document_ids: Vec::new(),
+            new_case: Some(DisputeDraft {
+                fields: NewDisputeDraft {
+                    side: Some(EnumInput::Known(Side::Merchant)),
+                    amount: 1_000,
+                    currency: "usd".into(),
+                    reason: Some(EnumInput::Known(crate::domain::Reason::Fraudulent)),
+                    ..Default::default()
+                },
+                due_time: None,
+            }),
+        };
+        let now = Utc::now();
+        let event = record_network_event(draft.clone(), now).unwrap();
+        let case = event.new_case.unwrap();
+        assert_eq!(case.network, Network::Visa);
+        assert_eq!(case.network_case_id.as_deref(), Some("VISA-1"));
+        assert!(event.event.response_allowed);
+
+        let mut bad = draft;
+        if let Some(case) = bad.new_case.as_mut() {
+            case.due_time = bad_time("due_time");
+        }
+        assert_eq!(
+            fields(record_network_event(bad, now)),
+            vec!["new_case.due_time"]
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_hex_sha256() {
+        assert_eq!(
+            fingerprint(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! The events of disputes (`dispute_events`), read by subscribers.
+
+use anyhow::Context;
+use service_kit::ids::EventId;
+use sqlx::PgConnection;
+
+/// Records an event holding the dispute as it is after the change.
+pub async fn insert_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+    event_type: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into dispute_events (tenant_id, id, dispute_id, type, payload)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant_id)
+    .bind(EventId::generate().as_str())
+    .bind(dispute_id)
+    .bind(event_type)
+    .bind(payload)
+    .execute(&mut *conn)
+    .await
+    .context("insert event")?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Remembered answers of idempotent mutations (`idempotency_keys`).
+
+use anyhow::Context;
+use sqlx::PgConnection;
+
+/// What an idempotency key says about a mutation.
+pub enum IdempotencyClaim {
+    /// First use: go ahead, then [`save_idempotent_response`] in the same transaction.
+    New,
+    /// Used before (committed): replay or refuse.
+    Used {
+        request_fingerprint: String,
+        response: Vec<u8>,
+    },
+}
+
+/// Claims `request_id` for this transaction. A concurrent holder of the same key makes this
+/// wait until it commits (then the key reads as used) or rolls back (then it is ours).
+pub async fn claim_idempotency_key(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    operation: &str,
+    request_id: &str,
+    request_fingerprint: &str,
+) -> anyhow::Result<IdempotencyClaim> {
+    let inserted = sqlx::query(
+        "insert into idempotency_keys (tenant_id, operation, request_id, request_fingerprint, response)
+         values ($1, $2, $3, $4, '')
+         on conflict do nothing",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .bind(request_fingerprint)
+    .execute(&mut *conn)
+    .await
+    .context("claim idempotency key")?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(IdempotencyClaim::New);
+    }
+    let (request_fingerprint, response): (String, Vec<u8>) = sqlx::query_as(
+        "select request_fingerprint, response from idempotency_keys
+          where tenant_id = $1 and operation = $2 and request_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .fetch_one(&mut *conn)
+    .await
+    .context("read idempotency key")?;
+    Ok(IdempotencyClaim::Used {
+        request_fingerprint,
+        response,
+    })
+}
+
+pub async fn save_idempotent_response(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    operation: &str,
+    request_id: &str,
+    response: &[u8],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update idempotency_keys set response = $4
+          where tenant_id = $1 and operation = $2 and request_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .bind(response)
+    .execute(&mut *conn)
+    .await
+    .context("save idempotent response")?;
+    Ok(())
+}
+
+/// Forgets idempotency keys older than `older_than_hours` (docs/api.md, "Idempotency": kept at least 24 h).
+pub async fn purge_idempotency_keys(
+    conn: &mut PgConnection,
+    older_than_hours: i64,
+) -> anyhow::Result<u64> {
+    let deleted = sqlx::query(
+        "delete from idempotency_keys where created_at < now() - make_interval(hours => $1::int)",
+    )
+    .bind(older_than_hours)
+    .execute(&mut *conn)
+    .await
+    .context("purge idempotency keys")?
+    .rows_affected();
+    Ok(deleted)
+}
