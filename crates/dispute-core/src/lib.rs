@@ -10,7 +10,6 @@ pub mod store;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
@@ -27,12 +26,9 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
-    let pool = service_kit::database::connect_pool(url, max_connections, "dispute-core").await?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
+    static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+    service_kit::database::connect_and_migrate(url, max_connections, "dispute-core", &MIGRATIONS)
         .await
-        .context("apply migrations")?;
-    Ok(pool)
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.

@@ -9,7 +9,6 @@ pub mod store;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use disputes_proto::documents_v1::document_service_server::DocumentServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
@@ -35,12 +34,9 @@ const UPLOAD_CLEANUP_WAIT: Duration = Duration::from_secs(10);
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
-    let pool = service_kit::database::connect_pool(url, max_connections, "document-store").await?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
+    static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+    service_kit::database::connect_and_migrate(url, max_connections, "document-store", &MIGRATIONS)
         .await
-        .context("apply migrations")?;
-    Ok(pool)
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.

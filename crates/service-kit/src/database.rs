@@ -25,3 +25,15 @@ pub async fn connect_pool(
         .await
         .context("connect to postgres")
 }
+
+/// [`connect_pool`], then brings the schema up to date with the service's own migrations.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+    migrations: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    let pool = connect_pool(url, max_connections, application_name).await?;
+    migrations.run(&pool).await.context("apply migrations")?;
+    Ok(pool)
+}

@@ -869,18 +869,19 @@ async fn sweeper_replicas_apply_each_deadline_once() {
                 dispute_fee: FEE,
                 refund_fee_on_win: false,
             },
-        };
+        }
+        .with_snapshots(dispute_core::grpc::encode_dispute);
         replicas.push(tokio::spawn(async move {
             let stop = due + chrono::Duration::milliseconds(1500);
             let mut applied = 0;
             while chrono::Utc::now() < stop {
                 applied += replica
-                    .sweep_deadlines_once(chrono::Utc::now(), dispute_core::grpc::encode_dispute)
+                    .sweep_deadlines_once(chrono::Utc::now())
                     .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            replica.pool.close().await;
+            replica.pool().close().await;
             applied
         }));
     }

@@ -9,8 +9,8 @@ use service_kit::worker::spawn_periodic;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::App;
 use super::persist::reload;
-use super::{App, Disputes, SnapshotEncoder};
 use crate::domain::lifecycle;
 use crate::domain::{DisputeError, Trigger};
 use crate::store::{deadlines, idempotency};
@@ -92,20 +92,5 @@ impl App {
     pub async fn purge_old_idempotency_keys(&self) -> Result<u64, DisputeError> {
         let mut conn = self.pool.acquire().await.context("acquire")?;
         Ok(idempotency::purge_idempotency_keys(&mut conn, IDEMPOTENCY_KEEP_HOURS).await?)
-    }
-}
-
-impl Disputes {
-    /// One sweeper pass for a replica built outside `run` (the e2e test racing replicas
-    /// builds one from a struct literal), storing disputes with `snapshots`.
-    pub async fn sweep_deadlines_once(
-        &self,
-        now: DateTime<Utc>,
-        snapshots: SnapshotEncoder,
-    ) -> Result<usize, DisputeError> {
-        self.clone()
-            .with_snapshots(snapshots)
-            .sweep_deadlines_once(now)
-            .await
     }
 }
