@@ -176,6 +176,7 @@ async fn rejected_uploads_leave_nothing_behind(mode: ChecksumMode) {
         content_type: "text/html".into(),
         dispute_id: "not-a-dispute".into(),
         expected_sha256: "xyz".into(),
+        expected_size_bytes: 0,
     };
     let status = upload(&mut client, bad, &pdf_of_size(10))
         .await
