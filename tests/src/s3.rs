@@ -77,6 +77,7 @@ impl S3Server {
             secret_access_key: SecretString::from(S3_SECRET_KEY),
             force_path_style: true,
             checksum_mode,
+            timeouts: Default::default(),
         }
     }
 

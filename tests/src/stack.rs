@@ -42,6 +42,16 @@ pub struct StackOptions {
     pub dispute_fee: i64,
     /// Deadline sweeper interval of dispute-core.
     pub sweep_interval_secs: u64,
+    /// Overload and dependency-failure settings of each service (call limit, timeouts,
+    /// readiness probe); the stack's default probes every 100 ms.
+    pub dispute_core_resilience: dispute_core::config::Resilience,
+    pub document_store_resilience: document_store::config::Resilience,
+    /// Where the services reach PostgreSQL (e.g. a proxy in front of it); `None`: directly.
+    /// The stack itself still creates and drops the databases directly.
+    pub database_addr: Option<SocketAddr>,
+    /// S3 endpoint document-store uses (e.g. a proxy in front of the S3 server); `None`:
+    /// the S3 server itself.
+    pub document_store_s3_endpoint: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -60,6 +70,16 @@ impl Default for StackOptions {
             chunk_idle_timeout_secs: 60,
             dispute_fee: DEFAULT_DISPUTE_FEE,
             sweep_interval_secs: 1,
+            dispute_core_resilience: dispute_core::config::Resilience {
+                health_probe_interval_ms: 100,
+                ..Default::default()
+            },
+            document_store_resilience: document_store::config::Resilience {
+                health_probe_interval_ms: 100,
+                ..Default::default()
+            },
+            database_addr: None,
+            document_store_s3_endpoint: None,
         }
     }
 }
@@ -137,11 +157,18 @@ impl Stack {
         let dispute_core_addr = dispute_listener.local_addr()?;
 
         let shutdown = CancellationToken::new();
+        let service_db_url = |url: &str| match options.database_addr {
+            Some(addr) => via_address(url, addr),
+            None => Ok(url.to_owned()),
+        };
         let document_config = document_store::Config {
             listen_addr: document_store_addr,
-            database_url: SecretString::from(document_db_url.clone()),
+            database_url: SecretString::from(service_db_url(&document_db_url)?),
             db_max_connections: 10,
-            s3_endpoint: s3.endpoint.clone(),
+            s3_endpoint: options
+                .document_store_s3_endpoint
+                .clone()
+                .unwrap_or_else(|| s3.endpoint.clone()),
             s3_region: S3_REGION.to_owned(),
             s3_bucket: bucket.clone(),
             s3_access_key_id: S3_ACCESS_KEY.to_owned(),
@@ -155,10 +182,11 @@ impl Stack {
             chunk_idle_timeout_secs: options.chunk_idle_timeout_secs,
             drain_timeout_secs: options.drain_timeout_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
+            resilience: options.document_store_resilience.clone(),
         };
         let dispute_config = dispute_core::Config {
             listen_addr: dispute_core_addr,
-            database_url: SecretString::from(dispute_db_url.clone()),
+            database_url: SecretString::from(service_db_url(&dispute_db_url)?),
             db_max_connections: 10,
             document_store_url: format!("http://{document_store_addr}"),
             drain_timeout_secs: options.drain_timeout_secs,
@@ -166,6 +194,7 @@ impl Stack {
             refund_fee_on_win: false,
             sweep_interval_secs: options.sweep_interval_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
+            resilience: options.dispute_core_resilience.clone(),
         };
         let services = vec![
             tokio::spawn(document_store::run(
@@ -294,6 +323,17 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn via_address(url: &str, addr: SocketAddr) -> anyhow::Result<String> {
+    use sqlx::ConnectOptions;
+    let options: sqlx::postgres::PgConnectOptions = url.parse().context("parse database url")?;
+    Ok(options
+        .host(&addr.ip().to_string())
+        .port(addr.port())
+        .to_url_lossy()
+        .to_string())
 }
 
 fn chrono_duration_hours(hours: i64) -> chrono::Duration {

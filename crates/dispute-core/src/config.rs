@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use service_kit::call_limit::CallLimits;
+use service_kit::database::DatabaseSettings;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -50,10 +52,128 @@ pub struct Config {
     /// HS256 key shared with document-store (at least 32 bytes).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: SecretString,
+    #[command(flatten)]
+    pub resilience: Resilience,
+}
+
+/// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2
+/// keepalive, database timeouts and the readiness probe.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Resilience {
+    /// Unary calls allowed in flight; beyond it calls are shed at once with
+    /// RESOURCE_EXHAUSTED (RetryInfo). Health and reflection are never limited.
+    #[arg(long, env = "DISPUTE_CORE_MAX_CONCURRENT_CALLS", default_value_t = 64)]
+    pub max_concurrent_calls: usize,
+    /// Server-side limit of one unary call; past it the call answers DEADLINE_EXCEEDED.
+    #[arg(long, env = "DISPUTE_CORE_CALL_TIMEOUT_MS", default_value_t = 30_000)]
+    pub call_timeout_ms: u64,
+    /// HTTP/2 PING interval on idle connections (0 = off).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_HTTP2_KEEPALIVE_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    pub http2_keepalive_interval_secs: u64,
+    /// A PING not acknowledged within this closes the connection.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_HTTP2_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http2_keepalive_timeout_secs: u64,
+    /// How long a call waits for a pooled database connection (then UNAVAILABLE).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub db_acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` of every pooled session (then UNAVAILABLE).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub db_statement_timeout_ms: u64,
+    /// PostgreSQL `lock_timeout` of every pooled session (then UNAVAILABLE).
+    #[arg(long, env = "DISPUTE_CORE_DB_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_lock_timeout_ms: u64,
+    /// How often readiness checks the database (`select 1`); health of
+    /// disputes.v1.DisputeService is NOT_SERVING while the check fails.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_HEALTH_PROBE_INTERVAL_MS",
+        default_value_t = 2_000
+    )]
+    pub health_probe_interval_ms: u64,
+    /// A readiness check taking longer than this counts as failed.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_HEALTH_PROBE_TIMEOUT_MS",
+        default_value_t = 1_000
+    )]
+    pub health_probe_timeout_ms: u64,
+}
+
+impl Default for Resilience {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 64,
+            call_timeout_ms: 30_000,
+            http2_keepalive_interval_secs: 30,
+            http2_keepalive_timeout_secs: 10,
+            db_acquire_timeout_ms: 5_000,
+            db_statement_timeout_ms: 5_000,
+            db_lock_timeout_ms: 2_000,
+            health_probe_interval_ms: 2_000,
+            health_probe_timeout_ms: 1_000,
+        }
+    }
 }
 
 impl Config {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn database_settings(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_millis(self.resilience.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.resilience.db_statement_timeout_ms),
+            lock_timeout: Duration::from_millis(self.resilience.db_lock_timeout_ms),
+        }
+    }
+}
+
+impl Resilience {
+    pub fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            max_concurrent_calls: self.max_concurrent_calls.max(1),
+            call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
+            exempt_methods: Vec::new(),
+        }
+    }
+
+    /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.
+    pub fn http2_keepalive(&self) -> (Option<Duration>, Option<Duration>) {
+        match self.http2_keepalive_interval_secs {
+            0 => (None, None),
+            secs => (
+                Some(Duration::from_secs(secs)),
+                Some(Duration::from_secs(
+                    self.http2_keepalive_timeout_secs.max(1),
+                )),
+            ),
+        }
+    }
+
+    pub fn health_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.health_probe_interval_ms.max(10))
+    }
+
+    pub fn health_probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_probe_timeout_ms.max(10))
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
+use service_kit::database::DatabaseSettings;
+use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +28,16 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    connect_database_with(url, &DatabaseSettings::new(max_connections)).await
+}
+
+/// [`connect_database`] with explicit pool size and timeouts.
+pub async fn connect_database_with(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<sqlx::PgPool> {
     static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-    service_kit::database::connect_and_migrate(url, max_connections, "dispute-core", &MIGRATIONS)
-        .await
+    service_kit::database::connect_and_migrate(url, settings, "dispute-core", &MIGRATIONS).await
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
@@ -40,9 +49,9 @@ pub async fn run(
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
-    let pool = connect_database(
+    let pool = connect_database_with(
         config.database_url.expose_secret(),
-        config.db_max_connections,
+        &config.database_settings(),
     )
     .await?;
     let app = app::Disputes {
@@ -69,7 +78,22 @@ pub async fn run(
         document_store_url = %config.document_store_url,
         "dispute-core serving"
     );
-    let settings = ServeSettings::new(SERVICE_NAME, config.drain_timeout());
+    let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
+    let probe_pool = app.pool().clone();
+    let settings = ServeSettings {
+        call_limits: config.resilience.call_limits(),
+        http2_keepalive_interval,
+        http2_keepalive_timeout,
+        readiness: Some(ReadinessProbe::new(
+            config.resilience.health_probe_interval(),
+            config.resilience.health_probe_timeout(),
+            move || {
+                let pool = probe_pool.clone();
+                async move { service_kit::database::ping(&pool).await }
+            },
+        )),
+        ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
+    };
     let served = serve(
         tonic::service::Routes::new(service),
         listener,

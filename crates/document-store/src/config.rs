@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use service_kit::call_limit::CallLimits;
+use service_kit::database::DatabaseSettings;
 
-use crate::store::s3::{ChecksumMode, S3Settings};
+use crate::store::s3::{ChecksumMode, S3Settings, S3Timeouts};
 
 /// S3 rejects parts below 5 MiB (except the last one).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -99,6 +101,162 @@ pub struct Config {
     /// HS256 key shared with dispute-core (at least 32 bytes).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: SecretString,
+    #[command(flatten)]
+    pub resilience: Resilience,
+}
+
+/// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2
+/// keepalive, database and S3 timeouts and the readiness probe.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Resilience {
+    /// Unary calls allowed in flight; beyond it calls are shed at once with
+    /// RESOURCE_EXHAUSTED (RetryInfo). UploadDocument and DownloadDocument are not counted
+    /// (uploads have their own admission limit), nor are health and reflection.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_MAX_CONCURRENT_CALLS",
+        default_value_t = 64
+    )]
+    pub max_concurrent_calls: usize,
+    /// Server-side limit of one unary call; past it the call answers DEADLINE_EXCEEDED.
+    /// Streaming calls are not cut by it.
+    #[arg(long, env = "DOCUMENT_STORE_CALL_TIMEOUT_MS", default_value_t = 30_000)]
+    pub call_timeout_ms: u64,
+    /// HTTP/2 PING interval on idle connections (0 = off).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_HTTP2_KEEPALIVE_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    pub http2_keepalive_interval_secs: u64,
+    /// A PING not acknowledged within this closes the connection.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_HTTP2_KEEPALIVE_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http2_keepalive_timeout_secs: u64,
+    /// How long a call waits for a pooled database connection (then UNAVAILABLE).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub db_acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` of every pooled session (then UNAVAILABLE).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub db_statement_timeout_ms: u64,
+    /// PostgreSQL `lock_timeout` of every pooled session (then UNAVAILABLE).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_DB_LOCK_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub db_lock_timeout_ms: u64,
+    /// S3 TCP/TLS connect timeout.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_CONNECT_TIMEOUT_MS",
+        default_value_t = 3_000
+    )]
+    pub s3_connect_timeout_ms: u64,
+    /// Limit of one attempt of an S3 operation (a part upload included).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_ATTEMPT_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub s3_attempt_timeout_ms: u64,
+    /// Limit of an S3 operation, retries included (then UNAVAILABLE).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_S3_OPERATION_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
+    pub s3_operation_timeout_ms: u64,
+    /// Attempts per S3 operation (standard retry with backoff; 1 = no retry).
+    #[arg(long, env = "DOCUMENT_STORE_S3_MAX_ATTEMPTS", default_value_t = 3)]
+    pub s3_max_attempts: u32,
+    /// How often readiness checks the database (`select 1`) and the bucket (HeadBucket);
+    /// health of documents.v1.DocumentService is NOT_SERVING while the check fails.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_HEALTH_PROBE_INTERVAL_MS",
+        default_value_t = 2_000
+    )]
+    pub health_probe_interval_ms: u64,
+    /// A readiness check taking longer than this counts as failed.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_HEALTH_PROBE_TIMEOUT_MS",
+        default_value_t = 1_000
+    )]
+    pub health_probe_timeout_ms: u64,
+}
+
+impl Default for Resilience {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 64,
+            call_timeout_ms: 30_000,
+            http2_keepalive_interval_secs: 30,
+            http2_keepalive_timeout_secs: 10,
+            db_acquire_timeout_ms: 5_000,
+            db_statement_timeout_ms: 5_000,
+            db_lock_timeout_ms: 2_000,
+            s3_connect_timeout_ms: 3_000,
+            s3_attempt_timeout_ms: 60_000,
+            s3_operation_timeout_ms: 120_000,
+            s3_max_attempts: 3,
+            health_probe_interval_ms: 2_000,
+            health_probe_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl Resilience {
+    pub fn call_limits(&self, exempt_methods: Vec<&'static str>) -> CallLimits {
+        CallLimits {
+            max_concurrent_calls: self.max_concurrent_calls.max(1),
+            call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
+            exempt_methods,
+        }
+    }
+
+    /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.
+    pub fn http2_keepalive(&self) -> (Option<Duration>, Option<Duration>) {
+        match self.http2_keepalive_interval_secs {
+            0 => (None, None),
+            secs => (
+                Some(Duration::from_secs(secs)),
+                Some(Duration::from_secs(
+                    self.http2_keepalive_timeout_secs.max(1),
+                )),
+            ),
+        }
+    }
+
+    pub fn health_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.health_probe_interval_ms.max(10))
+    }
+
+    pub fn health_probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_probe_timeout_ms.max(10))
+    }
+
+    pub fn s3_timeouts(&self) -> S3Timeouts {
+        S3Timeouts {
+            connect: Duration::from_millis(self.s3_connect_timeout_ms.max(1)),
+            operation_attempt: Duration::from_millis(self.s3_attempt_timeout_ms.max(1)),
+            operation: Duration::from_millis(self.s3_operation_timeout_ms.max(1)),
+            max_attempts: self.s3_max_attempts.max(1),
+        }
+    }
 }
 
 impl Config {
@@ -132,6 +290,16 @@ impl Config {
             secret_access_key: self.s3_secret_access_key.clone(),
             force_path_style: self.s3_force_path_style,
             checksum_mode: self.s3_checksum_mode,
+            timeouts: self.resilience.s3_timeouts(),
+        }
+    }
+
+    pub fn database_settings(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_millis(self.resilience.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.resilience.db_statement_timeout_ms),
+            lock_timeout: Duration::from_millis(self.resilience.db_lock_timeout_ms),
         }
     }
 

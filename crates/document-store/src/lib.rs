@@ -12,6 +12,8 @@ use std::time::Duration;
 use disputes_proto::documents_v1::document_service_server::DocumentServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
+use service_kit::database::DatabaseSettings;
+use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +25,12 @@ pub use config::Config;
 use store::s3::{ObjectStore, build_client};
 
 const SERVICE_NAME: &str = "documents.v1.DocumentService";
+/// Streaming calls outside the unary call limit and timeout: uploads have their own
+/// admission limit and deadline; a download is bounded by its client's flow control.
+const STREAMING_METHODS: [&str; 2] = [
+    "/documents.v1.DocumentService/UploadDocument",
+    "/documents.v1.DocumentService/DownloadDocument",
+];
 /// Largest gRPC message accepted: a 1 MiB chunk plus framing, with room to spare.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Large HTTP/2 windows: uploads stream at memory speed instead of ~50 MB/s.
@@ -34,9 +42,32 @@ const UPLOAD_CLEANUP_WAIT: Duration = Duration::from_secs(10);
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    connect_database_with(url, &DatabaseSettings::new(max_connections)).await
+}
+
+/// [`connect_database`] with explicit pool size and timeouts.
+pub async fn connect_database_with(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> anyhow::Result<sqlx::PgPool> {
     static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-    service_kit::database::connect_and_migrate(url, max_connections, "document-store", &MIGRATIONS)
-        .await
+    service_kit::database::connect_and_migrate(url, settings, "document-store", &MIGRATIONS).await
+}
+
+/// Readiness: the database answers `select 1` and the bucket answers HeadBucket.
+fn readiness_probe(config: &Config, pool: sqlx::PgPool, objects: ObjectStore) -> ReadinessProbe {
+    ReadinessProbe::new(
+        config.resilience.health_probe_interval(),
+        config.resilience.health_probe_timeout(),
+        move || {
+            let pool = pool.clone();
+            let objects = objects.clone();
+            async move {
+                service_kit::database::ping(&pool).await?;
+                objects.check_bucket().await
+            }
+        },
+    )
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
@@ -49,9 +80,9 @@ pub async fn run(
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
-    let pool = connect_database(
+    let pool = connect_database_with(
         config.database_url.expose_secret(),
-        config.db_max_connections,
+        &config.database_settings(),
     )
     .await?;
     let objects = ObjectStore::new(
@@ -62,6 +93,7 @@ pub async fn run(
         objects.ensure_bucket().await?;
     }
     objects.check_bucket().await?;
+    let probe_objects = objects.clone();
 
     let documents = Documents::new(
         pool.clone(),
@@ -89,9 +121,14 @@ pub async fn run(
         part_size_bytes = config.part_size_bytes,
         "document-store serving"
     );
+    let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
     let settings = ServeSettings {
         initial_stream_window_size: Some(STREAM_WINDOW_BYTES),
         initial_connection_window_size: Some(CONNECTION_WINDOW_BYTES),
+        call_limits: config.resilience.call_limits(STREAMING_METHODS.to_vec()),
+        http2_keepalive_interval,
+        http2_keepalive_timeout,
+        readiness: Some(readiness_probe(&config, pool.clone(), probe_objects)),
         ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
     };
     let served = serve(Routes::new(service), listener, settings, shutdown.clone()).await;

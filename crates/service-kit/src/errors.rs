@@ -1,9 +1,15 @@
 //! google.rpc rich error details (AIP-193) shared by both services.
 
+use std::time::Duration;
+
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::dependency::{Dependency, unavailable_dependency};
 pub use crate::violation::Violation;
+
+/// RetryInfo delay sent with UNAVAILABLE when a dependency fails.
+pub const DEPENDENCY_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// INVALID_ARGUMENT with one BadRequest field violation per bad field and an ErrorInfo.
 pub fn invalid_argument(domain: &str, violations: &[Violation]) -> Status {
@@ -44,6 +50,47 @@ pub fn failed_precondition(
     Status::with_error_details(Code::FailedPrecondition, description, details)
 }
 
+/// A retryable status (UNAVAILABLE, RESOURCE_EXHAUSTED): ErrorInfo `reason` plus a
+/// RetryInfo telling the client how long to back off.
+pub fn retryable(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    domain: &str,
+    retry_delay: Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(retry_delay));
+    details.set_error_info(reason, domain, []);
+    Status::with_error_details(code, message, details)
+}
+
+/// UNAVAILABLE with RetryInfo when `error` comes from a dependency that is down, timed out
+/// or exhausted (see [`crate::dependency`]); otherwise [`internal`]. The cause is logged,
+/// never sent.
+pub fn internal_or_unavailable(domain: &str, error: &anyhow::Error) -> Status {
+    match unavailable_dependency(error) {
+        Some(dependency) => dependency_unavailable(domain, dependency, error),
+        None => internal(domain, error),
+    }
+}
+
+/// UNAVAILABLE with RetryInfo and ErrorInfo `DATABASE_UNAVAILABLE` / `STORAGE_UNAVAILABLE`;
+/// `cause` is logged, never sent.
+pub fn dependency_unavailable(
+    domain: &str,
+    dependency: Dependency,
+    cause: &anyhow::Error,
+) -> Status {
+    tracing::warn!(error = ?cause, %dependency, "dependency unavailable");
+    retryable(
+        Code::Unavailable,
+        dependency.message(),
+        dependency.reason(),
+        domain,
+        DEPENDENCY_RETRY_DELAY,
+    )
+}
+
 /// INTERNAL without internals: the cause is logged (with the trace id of the current span)
 /// and never sent.
 pub fn internal(domain: &str, error: &anyhow::Error) -> Status {
@@ -75,6 +122,29 @@ mod tests {
             details.error_info().map(|i| i.reason.as_str()),
             Some("INVALID_ARGUMENT")
         );
+    }
+
+    #[test]
+    fn a_database_timeout_is_unavailable_with_retry_info() {
+        let error = anyhow::Error::from(sqlx::Error::PoolTimedOut).context("password=hunter2");
+        let status = internal_or_unavailable("disputes.v1", &error);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("hunter2"));
+        let details = status.get_error_details();
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("DATABASE_UNAVAILABLE")
+        );
+        assert_eq!(
+            details.retry_info().and_then(|r| r.retry_delay),
+            Some(DEPENDENCY_RETRY_DELAY)
+        );
+    }
+
+    #[test]
+    fn a_bug_stays_internal() {
+        let status = internal_or_unavailable("disputes.v1", &anyhow::anyhow!("bug"));
+        assert_eq!(status.code(), Code::Internal);
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! code may use them. Everything else is transport or runtime plumbing.
 
 pub mod auth;
+pub mod call_limit;
 pub mod database;
+pub mod dependency;
 pub mod errors;
 pub mod ids;
 pub mod page_token;
 pub mod propagation;
+pub mod readiness;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -1,5 +1,6 @@
 //! Server bootstrap shared by both services: reflection (v1 and v1alpha, for grpcurl),
-//! health, SIGTERM handling and a bounded drain.
+//! health (liveness on `""`, readiness on the service name), overload shedding and call
+//! timeouts, HTTP/2 keepalive, SIGTERM handling and a bounded drain.
 
 use std::time::Duration;
 
@@ -8,7 +9,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+
+use crate::call_limit::{CallLimitLayer, CallLimits};
+use crate::readiness::{HealthGate, ReadinessProbe, run_readiness_probe};
 
 /// How [`serve`] runs one service.
 #[derive(Debug, Clone)]
@@ -20,6 +23,15 @@ pub struct ServeSettings {
     /// HTTP/2 flow-control windows; `None` keeps tonic's defaults.
     pub initial_stream_window_size: Option<u32>,
     pub initial_connection_window_size: Option<u32>,
+    /// Concurrency limit and timeout of unary calls.
+    pub call_limits: CallLimits,
+    /// HTTP/2 PING interval on idle connections, and how long to wait for the ack before
+    /// closing the connection (dead peers free their calls).
+    pub http2_keepalive_interval: Option<Duration>,
+    pub http2_keepalive_timeout: Option<Duration>,
+    /// Dependency check driving the service name's health status; `None`: always SERVING
+    /// until shutdown.
+    pub readiness: Option<ReadinessProbe>,
 }
 
 impl ServeSettings {
@@ -29,13 +41,26 @@ impl ServeSettings {
             drain,
             initial_stream_window_size: None,
             initial_connection_window_size: None,
+            call_limits: CallLimits::default(),
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Some(Duration::from_secs(10)),
+            readiness: None,
         }
+    }
+
+    /// The ErrorInfo domain: the service's package, e.g. `disputes.v1`.
+    fn error_domain(&self) -> &'static str {
+        self.service_name
+            .rsplit_once('.')
+            .map_or(self.service_name, |(package, _)| package)
     }
 }
 
 /// Serves `service` on `listener` together with grpc.health.v1 and reflection, behind the
-/// trace layer, until `shutdown` is cancelled. Then health turns NOT_SERVING, in-flight calls
-/// get `settings.drain` to finish, and `shutdown` stays cancelled so workers stop too.
+/// trace layer and the unary call limit, until `shutdown` is cancelled. While it runs,
+/// `settings.readiness` drives the service name's health. On shutdown health turns
+/// NOT_SERVING (whatever the probe says), in-flight calls get `settings.drain` to finish,
+/// and `shutdown` stays cancelled so workers stop too.
 pub async fn serve(
     service: tonic::service::Routes,
     listener: TcpListener,
@@ -51,21 +76,38 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
+    let gate = HealthGate::new(health_reporter, shutdown.clone());
+    let probe = settings.readiness.clone().map(|probe| {
+        tokio::spawn(run_readiness_probe(
+            probe,
+            gate.clone(),
+            settings.service_name,
+        ))
+    });
+    let service_name = settings.service_name;
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(settings.initial_stream_window_size)
         .initial_connection_window_size(settings.initial_connection_window_size)
+        .http2_keepalive_interval(settings.http2_keepalive_interval)
+        .http2_keepalive_timeout(settings.http2_keepalive_timeout)
         .layer(crate::propagation::GrpcServerTraceLayer)
+        .layer(CallLimitLayer::new(
+            &settings.call_limits,
+            settings.error_domain(),
+        ))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            health_off_on_shutdown(shutdown.clone(), health_reporter, settings.service_name),
-        );
-    tokio::select! {
-        result = server => result.context("grpc server")?,
-        _ = drain_deadline(shutdown.clone(), settings.drain) => {},
-    }
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            gate.not_serving_on_shutdown(service_name).await
+        });
+    let served = tokio::select! {
+        result = server => result.context("grpc server"),
+        _ = drain_deadline(shutdown.clone(), settings.drain) => Ok(()),
+    };
     shutdown.cancel();
-    Ok(())
+    if let Some(probe) = probe {
+        let _ = probe.await;
+    }
+    served
 }
 
 /// The reflection services (v1 and v1alpha) advertising `service_name` and health, with our
@@ -119,23 +161,6 @@ pub fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutdown signal received");
         token.cancel();
     });
-}
-
-/// Resolves when shutdown starts, after flipping health to NOT_SERVING for the whole
-/// server and for `service_name`, so load balancers stop sending new calls.
-pub async fn health_off_on_shutdown(
-    token: CancellationToken,
-    reporter: HealthReporter,
-    service_name: &'static str,
-) {
-    token.cancelled().await;
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    reporter
-        .set_service_status(service_name, ServingStatus::NotServing)
-        .await;
-    tracing::info!("health set to not serving, draining in-flight calls");
 }
 
 /// Resolves `drain` after shutdown starts: in-flight calls still running then are dropped.

@@ -1,6 +1,9 @@
 //! The single mapping from [`DisputeError`] to a gRPC status.
 
-use service_kit::errors::{internal, invalid_argument, status_with_reason};
+use service_kit::errors::{
+    DEPENDENCY_RETRY_DELAY, internal_or_unavailable, invalid_argument, retryable,
+    status_with_reason,
+};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -42,13 +45,15 @@ impl From<DisputeError> for Status {
                 "MISSING_SCOPE",
                 DOMAIN,
             ),
-            e @ DisputeError::DocumentsUnavailable => status_with_reason(
+            e @ DisputeError::DocumentsUnavailable => retryable(
                 Code::Unavailable,
                 e.to_string(),
                 "DOCUMENTS_UNAVAILABLE",
                 DOMAIN,
+                DEPENDENCY_RETRY_DELAY,
             ),
-            DisputeError::Internal(error) => internal(DOMAIN, &error),
+            // A database that is down, exhausted or timed out: UNAVAILABLE with RetryInfo.
+            DisputeError::Internal(error) => internal_or_unavailable(DOMAIN, &error),
         }
     }
 }

@@ -1,7 +1,11 @@
 //! The single mapping from [`DocumentError`] to a gRPC status: handlers return
 //! `DocumentError` and `?` turns it into a `Status` here.
 
-use service_kit::errors::{failed_precondition, internal, invalid_argument, status_with_reason};
+use service_kit::dependency::Dependency;
+use service_kit::errors::{
+    DEPENDENCY_RETRY_DELAY, dependency_unavailable, failed_precondition, internal_or_unavailable,
+    invalid_argument, retryable, status_with_reason,
+};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -57,10 +61,24 @@ impl From<DocumentError> for Status {
             e @ DocumentError::Cancelled => {
                 status_with_reason(Code::Cancelled, e.to_string(), "UPLOAD_CANCELLED", DOMAIN)
             }
-            e @ DocumentError::ShuttingDown => {
-                status_with_reason(Code::Unavailable, e.to_string(), "SHUTTING_DOWN", DOMAIN)
+            e @ DocumentError::ShuttingDown => retryable(
+                Code::Unavailable,
+                e.to_string(),
+                "SHUTTING_DOWN",
+                DOMAIN,
+                DEPENDENCY_RETRY_DELAY,
+            ),
+            // S3 failing while a download streams its body (the connection dropped or
+            // stalled): the object is fine, retry.
+            DocumentError::Internal(error)
+                if error
+                    .downcast_ref::<aws_smithy_types::byte_stream::error::Error>()
+                    .is_some() =>
+            {
+                dependency_unavailable(DOMAIN, Dependency::Storage, &error)
             }
-            DocumentError::Internal(error) => internal(DOMAIN, &error),
+            // The database or S3 down, exhausted or timed out: UNAVAILABLE with RetryInfo.
+            DocumentError::Internal(error) => internal_or_unavailable(DOMAIN, &error),
         }
     }
 }

@@ -4,14 +4,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_types::timeout::TimeoutConfig;
 use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
+use service_kit::dependency::{Dependency, DependencyUnavailable};
 
 /// How aws-sdk-s3 computes request checksums. `WhenSupported` (the SDK default) sends
 /// streaming bodies as signed aws-chunked with a trailing CRC32, which some S3-compatible
@@ -32,6 +35,32 @@ pub struct S3Settings {
     pub secret_access_key: SecretString,
     pub force_path_style: bool,
     pub checksum_mode: ChecksumMode,
+    pub timeouts: S3Timeouts,
+}
+
+/// Bounds on every S3 call, so a stalled or black-holed endpoint answers UNAVAILABLE instead
+/// of holding the call.
+#[derive(Debug, Clone)]
+pub struct S3Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// One attempt of an operation, including sending a part's body.
+    pub operation_attempt: Duration,
+    /// The whole operation, retries included.
+    pub operation: Duration,
+    /// Attempts per operation (standard retry with backoff; 1 = no retry).
+    pub max_attempts: u32,
+}
+
+impl Default for S3Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            operation_attempt: Duration::from_secs(60),
+            operation: Duration::from_secs(120),
+            max_attempts: 3,
+        }
+    }
 }
 
 /// The bucket documents live in.
@@ -70,12 +99,42 @@ pub fn build_client(settings: &S3Settings) -> Client {
         .response_checksum_validation(response_checksums)
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(120))
+                .connect_timeout(settings.timeouts.connect)
+                .operation_attempt_timeout(settings.timeouts.operation_attempt)
+                .operation_timeout(settings.timeouts.operation)
                 .build(),
+        )
+        .retry_config(
+            RetryConfig::standard().with_max_attempts(settings.timeouts.max_attempts.max(1)),
         )
         .build();
     Client::from_conf(config)
+}
+
+/// An SDK error as `anyhow`, marked [`DependencyUnavailable`] when S3 is down, slow or
+/// failing on its side (timeouts, connection failures, unreadable responses, 5xx and 429),
+/// so the client gets a retryable UNAVAILABLE. 4xx answers stay plain errors (a bug or a
+/// misconfiguration: INTERNAL).
+fn storage_error<E>(error: SdkError<E>, operation: &'static str) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status();
+            status.is_server_error() || status.as_u16() == 429
+        }
+        _ => false,
+    };
+    let error = anyhow::Error::new(error).context(operation);
+    if transient {
+        DependencyUnavailable::new(Dependency::Storage, error).into()
+    } else {
+        error
+    }
 }
 
 impl ObjectStore {
@@ -100,7 +159,7 @@ impl ObjectStore {
             .bucket(&self.bucket)
             .send()
             .await
-            .context("create bucket")?;
+            .map_err(|e| storage_error(e, "create bucket"))?;
         Ok(())
     }
 
@@ -111,6 +170,7 @@ impl ObjectStore {
             .bucket(&self.bucket)
             .send()
             .await
+            .map_err(|e| storage_error(e, "head bucket"))
             .with_context(|| format!("bucket {} is not reachable", self.bucket))?;
         Ok(())
     }
@@ -124,7 +184,7 @@ impl ObjectStore {
             .body(ByteStream::from(body))
             .send()
             .await
-            .context("put object")?;
+            .map_err(|e| storage_error(e, "put object"))?;
         Ok(())
     }
 
@@ -136,7 +196,7 @@ impl ObjectStore {
             .key(key)
             .send()
             .await
-            .context("create multipart upload")?;
+            .map_err(|e| storage_error(e, "create multipart upload"))?;
         output
             .upload_id
             .context("create multipart upload returned no upload id")
@@ -160,6 +220,7 @@ impl ObjectStore {
             .body(ByteStream::from(body))
             .send()
             .await
+            .map_err(|e| storage_error(e, "upload part"))
             .with_context(|| format!("upload part {part_number}"))?;
         Ok(CompletedPart::builder()
             .part_number(part_number)
@@ -187,7 +248,7 @@ impl ObjectStore {
             )
             .send()
             .await
-            .context("complete multipart upload")?;
+            .map_err(|e| storage_error(e, "complete multipart upload"))?;
         Ok(())
     }
 
@@ -199,7 +260,7 @@ impl ObjectStore {
             .upload_id(upload_id)
             .send()
             .await
-            .context("abort multipart upload")?;
+            .map_err(|e| storage_error(e, "abort multipart upload"))?;
         Ok(())
     }
 
@@ -210,7 +271,7 @@ impl ObjectStore {
             .key(key)
             .send()
             .await
-            .context("delete object")?;
+            .map_err(|e| storage_error(e, "delete object"))?;
         Ok(())
     }
 
@@ -224,7 +285,7 @@ impl ObjectStore {
             .set_range(range)
             .send()
             .await
-            .context("get object")?;
+            .map_err(|e| storage_error(e, "get object"))?;
         Ok(output.body)
     }
 }
