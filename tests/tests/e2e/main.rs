@@ -5,11 +5,13 @@
 
 mod architecture;
 mod auth;
+mod dependencies;
 mod disputes;
 mod documents;
 mod evidence;
 mod fixtures;
 mod hazards;
+mod overload;
 mod scenarios;
 mod shutdown;
 mod stack;
