@@ -179,8 +179,10 @@ async fn a_lock_held_past_lock_timeout_answers_unavailable_with_retry_info() {
 async fn an_unreachable_database_answers_unavailable_and_recovers_without_restart() {
     let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = SwitchableProxy::start(postgres).await;
-    let mut options = StackOptions::default();
-    options.database_addr = Some(proxy.addr);
+    let mut options = StackOptions {
+        database_addr: Some(proxy.addr),
+        ..StackOptions::default()
+    };
     for resilience in [
         &mut options.dispute_core_resilience.db_acquire_timeout_ms,
         &mut options.document_store_resilience.db_acquire_timeout_ms,
