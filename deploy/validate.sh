@@ -74,6 +74,8 @@ EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-database-url",
                  "document-store-database-url", "s3-access-key-id",
                  "s3-secret-access-key"}
 SERVICES = {"dispute-core": 50051, "document-store": 50052}
+HEALTH_SERVICES = {"dispute-core": "disputes.v1.DisputeService",
+                   "document-store": "documents.v1.DocumentService"}
 PRESTOP_SECONDS = 5
 
 failed = False
@@ -174,6 +176,14 @@ for arg in sys.argv[1:]:
         for probe in ("readinessProbe", "livenessProbe"):
             check(target, c.get(probe, {}).get("grpc", {}).get("port") == port,
                   f"Deployment/{svc}: {probe} is not a gRPC probe on {port}")
+        # Readiness asks for the service name (follows the database/S3); liveness and
+        # startup must not, or a dependency outage would restart every pod.
+        check(target, c.get("readinessProbe", {}).get("grpc", {}).get("service")
+              == HEALTH_SERVICES[svc],
+              f"Deployment/{svc}: readinessProbe must check service {HEALTH_SERVICES[svc]}")
+        for probe in ("livenessProbe", "startupProbe"):
+            check(target, c.get(probe, {}).get("grpc", {}).get("service", "") == "",
+                  f"Deployment/{svc}: {probe} must check service \"\" (not tied to dependencies)")
         env = {}
         for ef in c.get("envFrom", []):
             env.update(configmaps.get(ef.get("configMapRef", {}).get("name"), {}))
