@@ -161,7 +161,8 @@ fn map_status(status: tonic::Status) -> DisputeError {
             scope: "documents:read",
             purpose: "read the dispute's documents",
         },
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+        // Down, slow, or shedding load (RESOURCE_EXHAUSTED): retryable for our client too.
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
             tracing::warn!(code = ?status.code(), message = status.message(), "document-store call failed");
             DisputeError::DocumentsUnavailable
         }
