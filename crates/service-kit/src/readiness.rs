@@ -133,3 +133,86 @@ pub(crate) async fn run_readiness_probe(
         gate.set_ready(service_name, status).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_server::Health;
+    use tonic_health::server::HealthService;
+
+    use super::*;
+
+    const NAME: &str = "test.v1.TestService";
+
+    async fn status(service: &HealthService, name: &str) -> i32 {
+        service
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: name.to_owned(),
+            }))
+            .await
+            .map(|r| r.into_inner().status)
+            .unwrap_or(-1)
+    }
+
+    async fn wait_for(service: &HealthService, name: &str, wanted: ServingStatus) {
+        for _ in 0..500 {
+            if status(service, name).await == wanted as i32 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{name} never became {wanted:?}");
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_check_and_shutdown_wins() {
+        let reporter = HealthReporter::new();
+        reporter
+            .set_service_status(NAME, ServingStatus::Serving)
+            .await;
+        let service = HealthService::from_health_reporter(reporter.clone());
+        let healthy = Arc::new(AtomicBool::new(true));
+        let check_healthy = healthy.clone();
+        let probe = ReadinessProbe::new(
+            Duration::from_millis(5),
+            Duration::from_secs(1),
+            move || {
+                let healthy = check_healthy.load(Ordering::SeqCst);
+                async move {
+                    anyhow::ensure!(healthy, "down");
+                    Ok(())
+                }
+            },
+        );
+        let shutdown = CancellationToken::new();
+        let gate = HealthGate::new(reporter, shutdown.clone());
+        let probing = tokio::spawn(run_readiness_probe(probe, gate.clone(), NAME));
+
+        healthy.store(false, Ordering::SeqCst);
+        wait_for(&service, NAME, ServingStatus::NotServing).await;
+        assert_eq!(status(&service, "").await, ServingStatus::Serving as i32);
+        healthy.store(true, Ordering::SeqCst);
+        wait_for(&service, NAME, ServingStatus::Serving).await;
+
+        // Shutdown while the check passes: NOT_SERVING stays.
+        shutdown.cancel();
+        gate.not_serving_on_shutdown(NAME).await;
+        probing.await.unwrap();
+        assert_eq!(
+            status(&service, NAME).await,
+            ServingStatus::NotServing as i32
+        );
+        assert_eq!(status(&service, "").await, ServingStatus::NotServing as i32);
+    }
+
+    #[tokio::test]
+    async fn a_check_slower_than_its_timeout_fails() {
+        let probe =
+            ReadinessProbe::new(Duration::from_millis(5), Duration::from_millis(10), || {
+                std::future::pending::<anyhow::Result<()>>()
+            });
+        assert!(probe.check_once().await.is_err());
+    }
+}

@@ -289,3 +289,53 @@ impl ObjectStore {
         Ok(output.body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::operation::delete_object::DeleteObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+    use service_kit::dependency::unavailable_dependency;
+
+    use super::*;
+
+    fn service_error(status: u16) -> anyhow::Error {
+        let error = SdkError::service_error(
+            DeleteObjectError::generic(ErrorMetadata::builder().code("Whatever").build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        );
+        storage_error(error, "delete object")
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_storage_unavailable() {
+        for status in [500, 503, 429] {
+            assert_eq!(
+                unavailable_dependency(&service_error(status)),
+                Some(Dependency::Storage),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_errors_are_not() {
+        for status in [400, 403, 404] {
+            assert_eq!(
+                unavailable_dependency(&service_error(status)),
+                None,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_are_storage_unavailable() {
+        let error: SdkError<DeleteObjectError> = SdkError::timeout_error("attempt timed out");
+        assert_eq!(
+            unavailable_dependency(&storage_error(error, "delete object")),
+            Some(Dependency::Storage)
+        );
+    }
+}
