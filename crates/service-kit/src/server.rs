@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::call_limit::{CallLimitLayer, CallLimits};
@@ -96,9 +96,12 @@ pub async fn serve(
             settings.error_domain(),
         ))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            gate.not_serving_on_shutdown(service_name).await
-        });
+        // TCP_NODELAY: tonic sets it only on listeners it binds itself; without it a small
+        // reply waits for the peer's delayed ACK (~40 ms per call under light load).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move { gate.not_serving_on_shutdown(service_name).await },
+        );
     let served = tokio::select! {
         result = server => result.context("grpc server"),
         _ = drain_deadline(shutdown.clone(), settings.drain) => Ok(()),

@@ -2,7 +2,8 @@
 //! (issue #10 §3). It prints figures; it asserts nothing.
 //!
 //! Against a fresh `dispute-core` child process (release build, its own database):
-//! 1. peak: `--workers` closed-loop clients call GetDispute as fast as they can for
+//! The call is ListDisputes of a tenant with one dispute: cheap, database only.
+//! 1. peak: `--workers` closed-loop clients call it as fast as they can for
 //!    `--seconds`; the peak rate is successes per second;
 //! 2. overload: a fixed-rate open-loop client offers `--factor` × peak for `--seconds`
 //!    (each call sent on schedule, whether or not earlier ones answered, with a client
@@ -93,7 +94,7 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     command
         .env("DISPUTE_CORE_LISTEN_ADDR", addr.to_string())
         .env("DISPUTE_CORE_DATABASE_URL", database_url)
-        // GetDispute never calls document-store; nothing listens here.
+        // ListDisputes never calls document-store; nothing listens here.
         .env("DISPUTE_CORE_DOCUMENT_STORE_URL", "http://127.0.0.1:9")
         .env("AUTH_JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "error")
@@ -127,7 +128,7 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
 
     let clients = clients(addr, args.connections).await?;
     let mut first = clients[0].clone();
-    let dispute = first
+    first
         .create_dispute(dpb::CreateDisputeRequest {
             request_id: "bench-1".to_owned(),
             side: dpb::DisputeSide::Merchant.into(),
@@ -141,30 +142,26 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
             ..Default::default()
         })
         .await
-        .context("create the dispute the bench reads")?
-        .into_inner()
-        .dispute
-        .context("no dispute")?;
-    let id = dispute.id;
+        .context("create the dispute the bench lists")?;
 
     let phase = Duration::from_secs(args.seconds);
-    let peak = measure_peak(&clients, &id, args.workers, phase).await;
+    let peak = measure_peak(&clients, args.workers, phase).await;
     let peak_rate = peak.ok as f64 / phase.as_secs_f64();
     println!(
-        "peak (closed loop, {} workers, {} s): {:.0} GetDispute/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+        "peak (closed loop, {} workers, {} s): {:.0} ListDisputes/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
         args.workers,
         args.seconds,
         peak_rate,
         percentile_ms(&peak.ok_latencies, 50.0),
         percentile_ms(&peak.ok_latencies, 99.0),
         peak.errors_total(),
+        peak.errors,
     );
     ensure!(peak_rate >= 1.0, "no call succeeded in the peak phase");
 
     let offered = peak_rate * args.factor;
     let overload = offer_fixed_rate(
         &clients,
-        &id,
         offered,
         phase,
         Duration::from_millis(args.deadline_ms),
@@ -255,36 +252,36 @@ impl Tally {
     }
 }
 
-async fn get(
+/// One ListDisputes of the tenant (one dispute): a cheap call that only reads the database
+/// (GetDispute would also call document-store).
+async fn call(
     client: &mut DisputesClient,
-    id: &str,
     deadline: Option<Duration>,
 ) -> Result<(), tonic::Status> {
-    let mut request = tonic::Request::new(dpb::GetDisputeRequest { id: id.to_owned() });
+    let mut request = tonic::Request::new(dpb::ListDisputesRequest::default());
     if let Some(deadline) = deadline {
         request.set_timeout(deadline);
     }
-    client.get_dispute(request).await.map(|_| ())
+    let listed = client.list_disputes(request).await?.into_inner();
+    if listed.disputes.len() == 1 {
+        Ok(())
+    } else {
+        Err(tonic::Status::data_loss("expected exactly one dispute"))
+    }
 }
 
-async fn measure_peak(
-    clients: &[DisputesClient],
-    id: &str,
-    workers: usize,
-    phase: Duration,
-) -> Tally {
+async fn measure_peak(clients: &[DisputesClient], workers: usize, phase: Duration) -> Tally {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let end = Instant::now() + phase;
     let mut tasks = Vec::new();
     for worker in 0..workers {
         let mut client = clients[worker % clients.len()].clone();
-        let id = id.to_owned();
         let tally = tally.clone();
         tasks.push(tokio::spawn(async move {
             let mut local = Tally::default();
             while Instant::now() < end {
                 let started = Instant::now();
-                let result = get(&mut client, &id, None).await;
+                let result = call(&mut client, None).await;
                 local.record(result, started.elapsed());
             }
             let mut tally = tally.lock().await;
@@ -307,7 +304,6 @@ async fn measure_peak(
 
 async fn offer_fixed_rate(
     clients: &[DisputesClient],
-    id: &str,
     rate: f64,
     phase: Duration,
     deadline: Duration,
@@ -320,11 +316,10 @@ async fn offer_fixed_rate(
         // Open loop: each call leaves at its scheduled time, answered or not.
         tokio::time::sleep_until(start + interval.mul_f64(n as f64)).await;
         let mut client = clients[n as usize % clients.len()].clone();
-        let id = id.to_owned();
         let sender = sender.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = get(&mut client, &id, Some(deadline)).await;
+            let result = call(&mut client, Some(deadline)).await;
             let _ = sender.send((result, started.elapsed()));
         });
     }
