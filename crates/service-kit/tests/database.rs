@@ -1,0 +1,101 @@
+//! The pool's server-side timeouts against real PostgreSQL (`DATABASE_URL`): a statement past
+//! `statement_timeout` and a lock wait past `lock_timeout` fail fast, and both count as the
+//! database being unavailable (UNAVAILABLE with RetryInfo), not as a bug.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use service_kit::database::{DatabaseSettings, connect_pool, ping};
+use service_kit::dependency::{Dependency, unavailable_dependency};
+use sqlx::{Connection, PgConnection};
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn short_timeouts() -> DatabaseSettings {
+    DatabaseSettings {
+        statement_timeout: Duration::from_millis(200),
+        lock_timeout: Duration::from_millis(200),
+        ..DatabaseSettings::new(2)
+    }
+}
+
+#[tokio::test]
+async fn pooled_sessions_carry_the_timeouts() {
+    let pool = connect_pool(&database_url(), &short_timeouts(), "service-kit-test")
+        .await
+        .unwrap();
+    ping(&pool).await.unwrap();
+    let statement: String = sqlx::query_scalar("show statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let lock: String = sqlx::query_scalar("show lock_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let zone: String = sqlx::query_scalar("show timezone")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((statement.as_str(), lock.as_str()), ("200ms", "200ms"));
+    assert_eq!(zone, "UTC");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_slow_statement_is_cancelled_and_means_the_database_is_unavailable() {
+    let pool = connect_pool(&database_url(), &short_timeouts(), "service-kit-test")
+        .await
+        .unwrap();
+    let error = sqlx::query("select pg_sleep(5)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "{error:?}");
+    let error = anyhow::Error::from(error).context("load dispute");
+    assert_eq!(unavailable_dependency(&error), Some(Dependency::Database));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_lock_wait_gives_up_and_means_the_database_is_unavailable() {
+    let key: i64 = 0x5E5_1113_7CE;
+    let mut holder = PgConnection::connect(&database_url()).await.unwrap();
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // The lock wait must end first, so the statement gets longer than the lock.
+    let settings = DatabaseSettings {
+        statement_timeout: Duration::from_secs(5),
+        lock_timeout: Duration::from_millis(100),
+        ..DatabaseSettings::new(2)
+    };
+    let pool = connect_pool(&database_url(), &settings, "service-kit-test")
+        .await
+        .unwrap();
+    let error = sqlx::query("select pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("55P03"), "{error:?}");
+    assert_eq!(
+        unavailable_dependency(&anyhow::Error::from(error)),
+        Some(Dependency::Database)
+    );
+    holder.close().await.unwrap();
+    pool.close().await;
+}
