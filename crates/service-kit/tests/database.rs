@@ -66,7 +66,7 @@ async fn a_slow_statement_is_cancelled_and_means_the_database_is_unavailable() {
 
 #[tokio::test]
 async fn a_lock_wait_gives_up_and_means_the_database_is_unavailable() {
-    let key: i64 = 0x5E5_1113_7CE;
+    let key: i64 = 0x005E_5111_37CE;
     let mut holder = PgConnection::connect(&database_url()).await.unwrap();
     sqlx::query("select pg_advisory_lock($1)")
         .bind(key)
