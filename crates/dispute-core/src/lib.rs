@@ -13,7 +13,7 @@ use std::time::Duration;
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use service_kit::database::DatabaseSettings;
+use service_kit::database::{DatabaseProbe, DatabaseSettings};
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
@@ -79,7 +79,11 @@ pub async fn run(
         "dispute-core serving"
     );
     let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
-    let probe_pool = app.pool().clone();
+    let database_probe = DatabaseProbe::new(
+        config.database_url.expose_secret(),
+        &config.database_settings(),
+        "dispute-core-readiness",
+    )?;
     let settings = ServeSettings {
         call_limits: config.resilience.call_limits(),
         http2_keepalive_interval,
@@ -88,8 +92,8 @@ pub async fn run(
             config.resilience.health_probe_interval(),
             config.resilience.health_probe_timeout(),
             move || {
-                let pool = probe_pool.clone();
-                async move { service_kit::database::ping(&pool).await }
+                let probe = database_probe.clone();
+                async move { probe.check().await }
             },
         )),
         ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use disputes_proto::documents_v1::document_service_server::DocumentServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use service_kit::database::DatabaseSettings;
+use service_kit::database::{DatabaseProbe, DatabaseSettings};
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
@@ -55,19 +55,24 @@ pub async fn connect_database_with(
 }
 
 /// Readiness: the database answers `select 1` and the bucket answers HeadBucket.
-fn readiness_probe(config: &Config, pool: sqlx::PgPool, objects: ObjectStore) -> ReadinessProbe {
-    ReadinessProbe::new(
+fn readiness_probe(config: &Config, objects: ObjectStore) -> anyhow::Result<ReadinessProbe> {
+    let database = DatabaseProbe::new(
+        config.database_url.expose_secret(),
+        &config.database_settings(),
+        "document-store-readiness",
+    )?;
+    Ok(ReadinessProbe::new(
         config.resilience.health_probe_interval(),
         config.resilience.health_probe_timeout(),
         move || {
-            let pool = pool.clone();
+            let database = database.clone();
             let objects = objects.clone();
             async move {
-                service_kit::database::ping(&pool).await?;
+                database.check().await?;
                 objects.check_bucket().await
             }
         },
-    )
+    ))
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
@@ -128,7 +133,7 @@ pub async fn run(
         call_limits: config.resilience.call_limits(STREAMING_METHODS.to_vec()),
         http2_keepalive_interval,
         http2_keepalive_timeout,
-        readiness: Some(readiness_probe(&config, pool.clone(), probe_objects)),
+        readiness: Some(readiness_probe(&config, probe_objects)?),
         ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
     };
     let served = serve(Routes::new(service), listener, settings, shutdown.clone()).await;

@@ -1,11 +1,13 @@
 //! PostgreSQL pool set-up shared by the services.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::Mutex;
 
 /// Pool size and the timeouts that keep a stalled database from holding calls.
 #[derive(Debug, Clone)]
@@ -37,6 +39,21 @@ fn base_options(url: &str, application_name: &str) -> anyhow::Result<PgConnectOp
         .application_name(application_name))
 }
 
+/// Sessions in UTC with the statement and lock timeouts of `settings`.
+fn session_options(
+    url: &str,
+    settings: &DatabaseSettings,
+    application_name: &str,
+) -> anyhow::Result<PgConnectOptions> {
+    let statement_timeout = settings.statement_timeout.as_millis().to_string();
+    let lock_timeout = settings.lock_timeout.as_millis().to_string();
+    Ok(base_options(url, application_name)?.options([
+        ("timezone", "UTC"),
+        ("statement_timeout", statement_timeout.as_str()),
+        ("lock_timeout", lock_timeout.as_str()),
+    ]))
+}
+
 /// A pool whose sessions run in UTC with `statement_timeout` and `lock_timeout` set, and
 /// name the service in `pg_stat_activity`; acquiring a connection gives up after
 /// `acquire_timeout` rather than queueing a caller forever.
@@ -45,13 +62,7 @@ pub async fn connect_pool(
     settings: &DatabaseSettings,
     application_name: &str,
 ) -> anyhow::Result<PgPool> {
-    let statement_timeout = settings.statement_timeout.as_millis().to_string();
-    let lock_timeout = settings.lock_timeout.as_millis().to_string();
-    let options = base_options(url, application_name)?.options([
-        ("timezone", "UTC"),
-        ("statement_timeout", statement_timeout.as_str()),
-        ("lock_timeout", lock_timeout.as_str()),
-    ]);
+    let options = session_options(url, settings, application_name)?;
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -85,7 +96,47 @@ pub async fn connect_and_migrate(
     connect_pool(url, settings, application_name).await
 }
 
-/// One round trip (`select 1`) through the pool: the readiness check.
+/// The readiness check's own connection, outside the pool: a pool busy with calls (or
+/// exhausted by overload) does not make the replica look unready, only an unreachable or
+/// unanswering database does.
+pub struct DatabaseProbe {
+    options: PgConnectOptions,
+    connection: Mutex<Option<PgConnection>>,
+}
+
+impl DatabaseProbe {
+    pub fn new(
+        url: &str,
+        settings: &DatabaseSettings,
+        application_name: &str,
+    ) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            options: session_options(url, settings, application_name)?,
+            connection: Mutex::new(None),
+        }))
+    }
+
+    /// `select 1` on the probe's connection, (re)connecting first if needed. The
+    /// connection is taken out while in use: a check that fails or is abandoned (timed out)
+    /// drops it, so the next check starts on a fresh one.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        let mut slot = self.connection.lock().await;
+        let mut connection = match slot.take() {
+            Some(connection) => connection,
+            None => PgConnection::connect_with(&self.options)
+                .await
+                .context("connect to postgres")?,
+        };
+        sqlx::query("select 1")
+            .execute(&mut connection)
+            .await
+            .context("ping database")?;
+        *slot = Some(connection);
+        Ok(())
+    }
+}
+
+/// One round trip (`select 1`) through the pool.
 pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("select 1")
         .execute(pool)
