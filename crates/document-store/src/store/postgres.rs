@@ -305,3 +305,49 @@ pub async fn lock_documents(
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
+
+/// Claims the oldest pending upload older than `older_than_secs`, leaving out `skip_ids`
+/// (tried already in this run), and locks its row until the transaction ends; replicas
+/// skip rows another one has claimed. The row stays until the cleaner has removed what
+/// the upload left in the object store ([`delete_abandoned_upload`]).
+pub async fn claim_next_abandoned_upload(
+    conn: &mut PgConnection,
+    older_than_secs: i64,
+    skip_ids: &[String],
+) -> anyhow::Result<Option<AbandonedUpload>> {
+    let row: Option<(String, String, String, Option<String>)> = sqlx::query_as(
+        "select tenant_id, id, object_key, upload_id from documents
+          where state = 'pending' and created_at < now() - make_interval(secs => $1)
+            and id <> all($2)
+          order by created_at
+          limit 1
+          for update skip locked",
+    )
+    .bind(older_than_secs as f64)
+    .bind(skip_ids)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(
+        row.map(|(tenant_id, id, object_key, upload_id)| AbandonedUpload {
+            tenant_id,
+            id,
+            object_key,
+            upload_id,
+        }),
+    )
+}
+
+/// Deletes the row of an abandoned upload the cleaner claimed (still pending).
+#[tracing::instrument(skip(conn), fields(document_id = %id))]
+pub async fn delete_abandoned_upload(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("delete from documents where tenant_id = $1 and id = $2 and state = 'pending'")
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
