@@ -154,6 +154,7 @@ impl Stack {
             max_parts_in_flight: 2,
             chunk_idle_timeout_secs: options.chunk_idle_timeout_secs,
             drain_timeout_secs: options.drain_timeout_secs,
+            upload_cleanup_timeout_secs: 5,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
         };
         let dispute_config = dispute_core::Config {
@@ -162,6 +163,7 @@ impl Stack {
             db_max_connections: 10,
             document_store_url: format!("http://{document_store_addr}"),
             drain_timeout_secs: options.drain_timeout_secs,
+            worker_stop_timeout_secs: 5,
             dispute_fee: options.dispute_fee,
             refund_fee_on_win: false,
             sweep_interval_secs: options.sweep_interval_secs,

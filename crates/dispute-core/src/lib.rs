@@ -79,8 +79,10 @@ pub async fn run(
     .await;
     // `serve` leaves `shutdown` cancelled, so the workers stop too; on an error, stop them.
     shutdown.cancel();
-    for worker in workers {
-        let _ = worker.await;
+    if !service_kit::worker::stop_workers(workers, config.worker_stop_timeout()).await {
+        tracing::warn!(
+            "a background worker run was cut off at exit; it is retried at the next start"
+        );
     }
     app.pool().close().await;
     tracing::info!("dispute-core stopped");

@@ -96,6 +96,16 @@ pub struct Config {
     /// How long in-flight calls may run after SIGTERM.
     #[arg(long, env = "DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+    /// How long shutdown waits, after the drain, for uploads cut off by it to remove what
+    /// they created and for the abandoned-upload cleaner to stop (both at once); what is
+    /// left then is removed later by the cleaner. preStop + drain + this must fit in the
+    /// pod's grace period.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_UPLOAD_CLEANUP_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    pub upload_cleanup_timeout_secs: u64,
     /// HS256 key shared with dispute-core (at least 32 bytes).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: SecretString,
@@ -137,5 +147,9 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn upload_cleanup_timeout(&self) -> Duration {
+        Duration::from_secs(self.upload_cleanup_timeout_secs)
     }
 }

@@ -78,6 +78,25 @@ where
     })
 }
 
+/// Waits up to `within` for `workers` to stop (once shutdown is cancelled they stop after
+/// the run in progress), then cuts off any still running: dropping a run mid-way rolls its
+/// open transaction back, so nothing is half-applied. Returns whether all stopped in time.
+pub async fn stop_workers(workers: Vec<JoinHandle<()>>, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut all_stopped = true;
+    for mut worker in workers {
+        if tokio::time::timeout_at(deadline, &mut worker)
+            .await
+            .is_err()
+        {
+            worker.abort();
+            let _ = worker.await;
+            all_stopped = false;
+        }
+    }
+    all_stopped
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -153,5 +172,33 @@ mod tests {
             .await
             .expect("the worker stops on shutdown")
             .expect("the worker does not panic");
+    }
+
+    #[tokio::test]
+    async fn stop_workers_cuts_off_a_run_past_its_budget() {
+        let shutdown = CancellationToken::new();
+        let quick = spawn_periodic(
+            "quick",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            || async { Ok::<_, &str>(RunReport::done(0)) },
+        );
+        let stuck = spawn_periodic(
+            "stuck",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            || async {
+                std::future::pending::<()>().await;
+                Ok::<_, &str>(RunReport::done(1))
+            },
+        );
+        shutdown.cancel();
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(5),
+            stop_workers(vec![quick, stuck], Duration::from_millis(50)),
+        )
+        .await
+        .expect("stop_workers returns once its budget is spent");
+        assert!(!stopped, "the stuck run was reported as cut off");
     }
 }
