@@ -47,7 +47,8 @@ pub async fn run(
     .await?;
     let app = app::Disputes {
         pool,
-        documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?,
+        documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?
+            .with_service_identity(&config.jwt_secret)?,
         policy: domain::MoneyPolicy {
             dispute_fee: config.dispute_fee,
             refund_fee_on_win: config.refund_fee_on_win,

@@ -26,6 +26,9 @@ const SWEEP_BATCH: usize = 100;
 /// A dispute whose sweep failed is tried again after 1 minute, then 2, 4, … up to 1 hour.
 const SWEEP_RETRY_FIRST_SECS: i64 = 60;
 const SWEEP_RETRY_MAX_SECS: i64 = 3600;
+/// How often, and after how long, locks of submissions that did not happen are released.
+const STALE_LOCK_REPAIR_EVERY: Duration = Duration::from_secs(30);
+const STALE_LOCK_AGE: Duration = Duration::from_secs(60);
 /// How often old idempotency keys are purged.
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Keys are kept two days (docs/api.md, "Idempotency": at least 24 hours).
@@ -51,8 +54,9 @@ enum Swept {
 }
 
 impl App {
-    /// Starts the sweeper (every `sweep_every`, and at once again while a backlog remains)
-    /// and the idempotency-key purger; both stop when `shutdown` is cancelled.
+    /// Starts the sweeper (every `sweep_every`, and at once again while a backlog remains),
+    /// the idempotency-key purger and the repair worker that releases document locks of
+    /// submissions that did not happen; all stop when `shutdown` is cancelled.
     pub fn spawn_workers(
         &self,
         sweep_every: Duration,
@@ -60,6 +64,7 @@ impl App {
     ) -> Vec<JoinHandle<()>> {
         let sweeper = self.clone();
         let purger = self.clone();
+        let repairer = self.clone();
         vec![
             spawn_periodic(
                 "deadline sweeper",
@@ -84,6 +89,23 @@ impl App {
                 move || {
                     let app = purger.clone();
                     async move { app.purge_old_idempotency_keys().await.map(RunReport::done) }
+                },
+            ),
+            spawn_periodic(
+                "document lock repairer",
+                STALE_LOCK_REPAIR_EVERY,
+                shutdown.clone(),
+                move || {
+                    let app = repairer.clone();
+                    async move {
+                        let (released, failed) =
+                            app.release_stale_document_locks(STALE_LOCK_AGE).await?;
+                        Ok::<RunReport, DisputeError>(RunReport {
+                            handled: released,
+                            failed,
+                            more: false,
+                        })
+                    }
                 },
             ),
         ]

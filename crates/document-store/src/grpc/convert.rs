@@ -38,6 +38,11 @@ pub fn requested_ids(ids: &[String]) -> Result<Vec<DocumentId>, DocumentError> {
     batch_ids(ids)
 }
 
+/// The `lock_id` of LockDocuments (optional) or UnlockDocuments (required).
+pub fn lock_holder(lock_id: &str, required: bool) -> Result<String, DocumentError> {
+    crate::domain::query::lock_holder("lock_id", lock_id, required)
+}
+
 pub fn list_query(request: &pb::ListDocumentsRequest) -> Result<ListQuery, DocumentError> {
     ListQuery::parse(&request.dispute_id, request.page_size, &request.page_token)
 }

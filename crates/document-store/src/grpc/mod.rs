@@ -132,9 +132,26 @@ impl DocumentService for DocumentServiceHandler {
     ) -> Result<Response<pb::LockDocumentsResponse>, Status> {
         let caller = authorize(&request, Scope::DocumentsWrite)?;
         let ids = convert::requested_ids(&request.get_ref().ids)?;
-        let locked = self.documents.lock(&caller.tenant_id, &ids).await?;
+        let holder = convert::lock_holder(&request.get_ref().lock_id, false)?;
+        let locked = self
+            .documents
+            .lock(&caller.tenant_id, &ids, &holder)
+            .await?;
         Ok(Response::new(pb::LockDocumentsResponse {
             documents: convert::documents(locked),
         }))
+    }
+
+    async fn unlock_documents(
+        &self,
+        request: Request<pb::UnlockDocumentsRequest>,
+    ) -> Result<Response<pb::UnlockDocumentsResponse>, Status> {
+        let caller = authorize(&request, Scope::DocumentsWrite)?;
+        let ids = convert::requested_ids(&request.get_ref().ids)?;
+        let holder = convert::lock_holder(&request.get_ref().lock_id, true)?;
+        self.documents
+            .unlock(&caller.tenant_id, &ids, &holder)
+            .await?;
+        Ok(Response::new(pb::UnlockDocumentsResponse {}))
     }
 }

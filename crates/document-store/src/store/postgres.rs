@@ -286,21 +286,27 @@ pub async fn find_available_documents(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// Locks the caller's available documents among `ids` (keeping an earlier lock time) and
-/// returns them; inside `conn`'s transaction so the caller can check all were found.
+/// Locks the caller's available documents among `ids` for `holder` (keeping an earlier lock
+/// time) and returns them; inside `conn`'s transaction so the caller can check all were
+/// found. The empty holder is a lock that is never released.
 #[tracing::instrument(skip(conn))]
 pub async fn lock_documents(
     conn: &mut PgConnection,
     tenant_id: &str,
     ids: &[&str],
+    holder: &str,
 ) -> anyhow::Result<Vec<Document>> {
     let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
-        "update documents set lock_time = coalesce(lock_time, now())
+        "update documents
+            set lock_time = coalesce(lock_time, now()),
+                lock_holders = case when $3 = any(lock_holders) then lock_holders
+                                    else array_append(lock_holders, $3) end
           where tenant_id = $1 and id = any($2) and state = 'available'
       returning {DOCUMENT_COLUMNS}"
     ))
     .bind(tenant_id)
     .bind(ids)
+    .bind(holder)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
@@ -350,4 +356,29 @@ pub async fn delete_abandoned_upload(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Releases `holder`'s lock on the caller's documents among `ids`; a document whose last
+/// holder that was becomes unlocked. Documents `holder` does not hold are left as they are.
+/// Returns how many documents it released.
+#[tracing::instrument(skip(conn))]
+pub async fn unlock_documents(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    ids: &[&str],
+    holder: &str,
+) -> anyhow::Result<u64> {
+    let released = sqlx::query(
+        "update documents
+            set lock_holders = array_remove(lock_holders, $3),
+                lock_time = case when cardinality(array_remove(lock_holders, $3)) = 0
+                                 then null else lock_time end
+          where tenant_id = $1 and id = any($2) and $3 = any(lock_holders)",
+    )
+    .bind(tenant_id)
+    .bind(ids)
+    .bind(holder)
+    .execute(&mut *conn)
+    .await?;
+    Ok(released.rows_affected())
 }
