@@ -13,5 +13,6 @@ mod hazards;
 mod scenarios;
 mod shutdown;
 mod stack;
+mod submission;
 mod tracing_propagation;
 mod workers;

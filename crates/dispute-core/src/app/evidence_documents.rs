@@ -139,8 +139,13 @@ impl App {
             .await
         {
             Ok(documents) => Ok(Some(SubmissionLock { documents, ..lock })),
+            Err(DisputeError::DocumentsUnavailable) => {
+                // The call may or may not have locked them, and document-store is not
+                // answering: the repair worker releases the lock once it is back.
+                Err(DisputeError::DocumentsUnavailable)
+            }
             Err(error) => {
-                // A timed-out call may still have locked them: release before answering.
+                // A refusal locks nothing (all or nothing): forget the intent.
                 self.release_unused_lock(caller, Some(lock)).await;
                 Err(error)
             }
