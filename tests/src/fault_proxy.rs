@@ -370,7 +370,10 @@ mod tests {
         // A new connection is accepted but never answered.
         let mut swallowed = TcpStream::connect(proxy.addr).await.unwrap();
         let unanswered = tokio::time::timeout(SHORT, round_trip(&mut swallowed, b"anyone?")).await;
-        assert!(unanswered.is_err(), "a black-holed connection got an answer");
+        assert!(
+            unanswered.is_err(),
+            "a black-holed connection got an answer"
+        );
         // The open connection stalls...
         open.write_all(b"during").await.unwrap();
         let mut answer = [0u8; 6];

@@ -340,6 +340,9 @@ mod tests {
         let dir = server.dir.path().to_owned();
         drop(server);
         assert!(!dir.exists(), "the data directory outlived the server");
-        assert!(answer(&url).await.is_err(), "a dropped server still answers");
+        assert!(
+            answer(&url).await.is_err(),
+            "a dropped server still answers"
+        );
     }
 }
