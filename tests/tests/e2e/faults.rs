@@ -370,6 +370,8 @@ struct Record {
     acknowledged: u64,
     /// Refusals by gRPC code (and `HUNG` for calls cut off past deadline + margin).
     refused: BTreeMap<String, u64>,
+    /// The same by call and code.
+    refused_by_call: BTreeMap<String, u64>,
     /// A sample message per refused code, to tell the causes apart in the report.
     samples: BTreeMap<String, String>,
     hung: Vec<String>,
@@ -440,6 +442,10 @@ async fn call<T>(
         Ok(Err(status)) => {
             let code = format!("{:?}", status.code());
             *record.refused.entry(code.clone()).or_default() += 1;
+            *record
+                .refused_by_call
+                .entry(format!("{what} {code}"))
+                .or_default() += 1;
             record
                 .samples
                 .entry(code)
@@ -952,6 +958,7 @@ async fn acknowledged_writes_survive_dependency_faults_and_crashes() {
         record.calls, record.acknowledged, record.slowest
     );
     println!("  refused by code: {:?}", record.refused);
+    println!("    by call: {:?}", record.refused_by_call);
     for (code, sample) in &record.samples {
         println!("    e.g. {code}: {sample}");
     }
