@@ -10,7 +10,14 @@
 //! Then it checks the invariants: every acknowledged write is present exactly once (API and
 //! SQL), every upload is complete with a matching SHA-256 or absent, no incomplete multipart
 //! upload remains, no call outlived its deadline, and the services recovered from every
-//! dependency fault without a restart. It prints the counts.
+//! dependency fault without a restart. Uploads that a killed process (or a failure whose
+//! cleanup could not reach a dependency) left pending belong to the abandoned-upload
+//! cleaner, which waits an hour in production: the check runs that cleaner first, so
+//! "absent" means "absent once the cleaner ran", and a multipart upload or object the
+//! cleaner cannot find fails it. It prints the counts.
+//!
+//! The services run as child processes of this test binary (see `e2e::process`), so
+//! `kill -9` is a real crash: no drain, no cleanup.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
