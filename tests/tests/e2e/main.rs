@@ -8,6 +8,7 @@ mod auth;
 mod disputes;
 mod documents;
 mod evidence;
+mod faults;
 mod fixtures;
 mod hazards;
 mod scenarios;
