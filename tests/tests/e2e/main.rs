@@ -14,3 +14,4 @@ mod scenarios;
 mod shutdown;
 mod stack;
 mod tracing_propagation;
+mod upload_cancel;
