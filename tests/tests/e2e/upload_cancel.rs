@@ -158,7 +158,10 @@ async fn raw_upload_then_reset(
     }
     // The server has the header once its pending row exists; a PING answered after the
     // data was written means the server's HTTP/2 layer has read every byte before it.
-    wait_until("pending row", || async { tenant_rows(stack, tenant).await == 1 }).await;
+    wait_until("pending row", || async {
+        tenant_rows(stack, tenant).await == 1
+    })
+    .await;
     if multipart {
         wait_until("parts on S3", || async { stack.s3.files() != baseline }).await;
     }
@@ -270,13 +273,9 @@ async fn declared_size_mismatch_is_refused_and_stores_nothing() {
         assert_eq!(error_reason(&status), "SIZE_MISMATCH");
     }
     // More than the cap is refused up front, before any byte is stored.
-    let status = upload(
-        &mut client,
-        sized_header(25 * MIB + 1),
-        &pdf_of_size(1000),
-    )
-    .await
-    .unwrap_err();
+    let status = upload(&mut client, sized_header(25 * MIB + 1), &pdf_of_size(1000))
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["header.expected_size_bytes"]);
     assert_eq!(error_reason(&status), "INVALID_ARGUMENT");
     assert_tenant_left_nothing(&stack, "acme", &baseline).await;
