@@ -438,8 +438,7 @@ async fn a_slow_upload_is_cut_off_at_the_upload_deadline() {
             .await
             .unwrap();
         let bytes = pdf_of_size(1000);
-        let mut chunks = bytes.chunks(10).cycle();
-        while let Some(chunk) = chunks.next() {
+        for chunk in bytes.chunks(10).cycle() {
             if tx.send(chunk_message(chunk)).await.is_err() {
                 return;
             }
