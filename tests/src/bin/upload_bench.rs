@@ -835,7 +835,9 @@ fn print_report(args: &Args, results: &[(u64, Vec<Sample>, Vec<Sample>)]) {
 /// What became of one upload of the load run.
 #[derive(Debug)]
 enum Outcome {
-    Stored { attempts: u32 },
+    Stored {
+        attempts: u32,
+    },
     /// Refused with RESOURCE_EXHAUSTED on every attempt.
     Shed,
     Failed(String),
