@@ -242,6 +242,35 @@ async fn tonic_client_dropping_its_call_mid_file_stores_nothing() {
     stack.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_deadline_passing_mid_file_stores_nothing() {
+    let stack = stack_with(options()).await;
+    let baseline = stack.s3.files();
+    let bytes = pdf_of_size(12 * MIB);
+    let messages = upload_messages(header("late.pdf", "application/pdf"), &bytes, MIB);
+    let mut client = stack.documents_of("acme").await;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // Sent as `grpc-timeout`: the server drops the call when it passes.
+    request.set_timeout(Duration::from_secs(2));
+    let call = tokio::spawn(async move { client.upload_document(request).await });
+    for message in messages.into_iter().take(1 + 7) {
+        tx.send(message).await.unwrap();
+    }
+    // The rest never comes; the deadline passes with a multipart upload open.
+    let status = call.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    assert_tenant_left_nothing(&stack, "acme", &baseline).await;
+    drop(tx);
+    stack.stop().await;
+}
+
 fn sized_header(declared: usize) -> pb::DocumentHeader {
     pb::DocumentHeader {
         expected_size_bytes: declared as u64,
