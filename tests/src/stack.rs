@@ -38,6 +38,9 @@ pub struct StackOptions {
     pub jwt_secret: String,
     pub drain_timeout_secs: u64,
     pub chunk_idle_timeout_secs: u64,
+    pub upload_header_timeout_secs: u64,
+    pub upload_deadline_secs: u64,
+    pub max_concurrent_uploads: usize,
     /// Fee withdrawn with a merchant-side chargeback.
     pub dispute_fee: i64,
     /// Deadline sweeper interval of dispute-core.
@@ -58,6 +61,10 @@ impl Default for StackOptions {
             jwt_secret: "e2e-jwt-secret-that-is-long-enough-0123456789".to_owned(),
             drain_timeout_secs: 5,
             chunk_idle_timeout_secs: 60,
+            upload_header_timeout_secs: 10,
+            upload_deadline_secs: 600,
+            // Tests run several uploads at once; the admission limit has tests of its own.
+            max_concurrent_uploads: 64,
             dispute_fee: DEFAULT_DISPUTE_FEE,
             sweep_interval_secs: 1,
         }
@@ -153,6 +160,9 @@ impl Stack {
             part_size_bytes: options.part_size_bytes,
             max_parts_in_flight: 2,
             chunk_idle_timeout_secs: options.chunk_idle_timeout_secs,
+            upload_header_timeout_secs: options.upload_header_timeout_secs,
+            upload_deadline_secs: options.upload_deadline_secs,
+            max_concurrent_uploads: options.max_concurrent_uploads,
             drain_timeout_secs: options.drain_timeout_secs,
             upload_cleanup_timeout_secs: 5,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),

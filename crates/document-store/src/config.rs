@@ -93,6 +93,33 @@ pub struct Config {
         default_value_t = 60
     )]
     pub chunk_idle_timeout_secs: u64,
+    /// The upload's header message must arrive within this long of the call.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_UPLOAD_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub upload_header_timeout_secs: u64,
+    /// Total time an upload may take to send all its bytes; beyond it the upload fails with
+    /// DEADLINE_EXCEEDED (UPLOAD_DEADLINE). Must stay under the abandoned-upload sweeper's
+    /// age of 1 hour.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_UPLOAD_DEADLINE_SECS",
+        default_value_t = 600
+    )]
+    pub upload_deadline_secs: u64,
+    /// Uploads one replica runs at once; more are refused at once with RESOURCE_EXHAUSTED
+    /// (UPLOAD_CAPACITY, RetryInfo 1 s) before any byte is read. Each upload buffers up to
+    /// part size × (parts in flight + 1) plus its HTTP/2 stream window (8 MiB) and one
+    /// message (4 MiB): 36 MiB at the defaults, so 8 uploads take at most ~290 MiB on top
+    /// of the idle process, within a 512 Mi pod limit.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_MAX_CONCURRENT_UPLOADS",
+        default_value_t = 8
+    )]
+    pub max_concurrent_uploads: usize,
     /// How long in-flight calls may run after SIGTERM.
     #[arg(long, env = "DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
@@ -129,6 +156,18 @@ impl Config {
         anyhow::ensure!(
             self.chunk_idle_timeout_secs >= 1,
             "chunk idle timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.upload_header_timeout_secs >= 1,
+            "upload header timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            (1..3600).contains(&self.upload_deadline_secs),
+            "upload deadline must be between 1 second and 1 hour (the abandoned-upload sweeper's age)"
+        );
+        anyhow::ensure!(
+            self.max_concurrent_uploads >= 1,
+            "max concurrent uploads must be at least 1"
         );
         Ok(())
     }

@@ -68,6 +68,9 @@ pub async fn run(
             part_size: config.part_size_bytes,
             max_parts_in_flight: config.max_parts_in_flight,
             chunk_idle_timeout: Duration::from_secs(config.chunk_idle_timeout_secs),
+            header_timeout: Duration::from_secs(config.upload_header_timeout_secs),
+            upload_deadline: Duration::from_secs(config.upload_deadline_secs),
+            max_concurrent_uploads: config.max_concurrent_uploads,
         },
     );
     let cleaner = documents.spawn_abandoned_upload_cleaner(shutdown.clone());
@@ -84,6 +87,7 @@ pub async fn run(
         s3_checksum_mode = ?config.s3_checksum_mode,
         max_upload_bytes = config.max_upload_bytes,
         part_size_bytes = config.part_size_bytes,
+        max_concurrent_uploads = config.max_concurrent_uploads,
         "document-store serving"
     );
     let settings = ServeSettings {

@@ -16,4 +16,5 @@ mod shutdown;
 mod stack;
 mod submission;
 mod tracing_propagation;
+mod upload_cancel;
 mod workers;

@@ -53,5 +53,6 @@ pub fn upload_header(header: &pb::DocumentHeader) -> Result<UploadHeader, Docume
         &header.content_type,
         &header.dispute_id,
         &header.expected_sha256,
+        header.expected_size_bytes,
     )
 }
