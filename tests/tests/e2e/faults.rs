@@ -1279,11 +1279,21 @@ async fn verify(platform: &Platform, clients: &mut Clients, ledger: &Ledger, rep
             part_size: PART_SIZE,
             max_parts_in_flight: 2,
             chunk_idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            upload_deadline: Duration::from_secs(600),
+            max_concurrent_uploads: 8,
         },
     );
     loop {
         match cleaner.sweep_abandoned_uploads(Duration::ZERO).await {
-            Ok(0) => break,
+            Ok(run) if run.failed > 0 => {
+                report.violations.push(format!(
+                    "the abandoned-upload cleaner failed on {} uploads after recovery",
+                    run.failed
+                ));
+                break;
+            }
+            Ok(run) if !run.more => break,
             Ok(_) => {}
             Err(e) => {
                 report

@@ -76,6 +76,9 @@ async fn abandoned_upload_cleaner_isolates_failures_drains_and_aborts_unrecorded
             part_size: document_store::config::MIN_PART_SIZE,
             max_parts_in_flight: 1,
             chunk_idle_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            upload_deadline: Duration::from_secs(60),
+            max_concurrent_uploads: 1,
         },
     );
 

@@ -387,7 +387,23 @@ impl Documents {
             ObjectState::Multipart { upload_id } => {
                 self.objects.abort_multipart_upload(key, upload_id).await
             }
-            ObjectState::Stored => self.objects.delete_object(key).await,
+            ObjectState::Stored => {
+                // The step that failed may have been marking the row available: its commit
+                // can succeed while the answer is lost. The object then belongs to an
+                // available document and must stay; if the row cannot be read, both are
+                // left for the abandoned-upload cleaner.
+                match postgres::document_state(&self.pool, tenant_id, document_id).await {
+                    Ok(Some(state)) if state != "pending" => {
+                        tracing::warn!(document_id, state, "upload failed after its row was committed; keeping the document");
+                        return;
+                    }
+                    Ok(_) => self.objects.delete_object(key).await,
+                    Err(error) => {
+                        tracing::error!(error = ?error, document_id, "cannot read a failed upload's row; left for the cleaner");
+                        return;
+                    }
+                }
+            }
         };
         if let Err(error) = object_cleanup {
             tracing::error!(error = ?error, document_id, "cleanup of a failed upload's object failed");

@@ -129,6 +129,21 @@ pub async fn delete_pending_document(
     Ok(())
 }
 
+/// The state of a document row (`pending`, `available`), `None` if there is no such row.
+#[tracing::instrument(skip(pool))]
+pub async fn document_state(
+    pool: &PgPool,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<String>> {
+    let state = sqlx::query_scalar("select state from documents where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(state)
+}
+
 /// A stored document with where its bytes are.
 pub struct StoredDocument {
     pub document: Document,
