@@ -8,7 +8,8 @@
 #    schemas, no network) against the oldest and newest Kubernetes we target;
 # 3. cross-checks what schemas cannot see: Secret/ConfigMap references and
 #    keys, Service selectors and named ports, probe ports, the restricted Pod
-#    Security settings, and that the drain fits in the termination grace period.
+#    Security settings, and that the whole shutdown (preStop pause + drain + the
+#    budget after the drain + an exit margin) fits in the termination grace period.
 # Exits non-zero if anything fails.
 set -euo pipefail
 
@@ -76,7 +77,26 @@ EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-database-url",
 SERVICES = {"dispute-core": 50051, "document-store": 50052}
 HEALTH_SERVICES = {"dispute-core": "disputes.v1.DisputeService",
                    "document-store": "documents.v1.DocumentService"}
-PRESTOP_SECONDS = 5
+# What a pod may need after SIGTERM, besides the preStop pause and the drain: the
+# budget after the drain (settings whose defaults are the binaries' defaults), and a
+# margin to close pools and flush telemetry. preStop + drain + these + margin must fit
+# in terminationGracePeriodSeconds.
+AFTER_DRAIN = {"dispute-core": {"DISPUTE_CORE_WORKER_STOP_TIMEOUT_SECS": 5},
+               "document-store": {"DOCUMENT_STORE_UPLOAD_CLEANUP_TIMEOUT_SECS": 5}}
+DEFAULT_DRAIN_SECONDS = 20
+EXIT_MARGIN_SECONDS = 5
+
+def prestop_seconds(container):
+    """The preStop pause: `sleep N` (exec) or a sleep action; 0 without a preStop."""
+    pre = container.get("lifecycle", {}).get("preStop")
+    if not pre:
+        return 0
+    if "sleep" in pre:
+        return int(pre["sleep"]["seconds"])
+    cmd = pre.get("exec", {}).get("command", [])
+    if len(cmd) == 2 and cmd[0] in ("sleep", "/bin/sleep"):
+        return int(float(cmd[1]))
+    return None
 
 failed = False
 
@@ -191,10 +211,21 @@ for arg in sys.argv[1:]:
         prefix = svc.upper().replace("-", "_")
         check(target, env.get(f"{prefix}_LISTEN_ADDR") == f"0.0.0.0:{port}",
               f"Deployment/{svc}: {prefix}_LISTEN_ADDR must be 0.0.0.0:{port}")
-        drain = int(env.get(f"{prefix}_DRAIN_TIMEOUT_SECS", "0") or 0)
         grace = spec.get("terminationGracePeriodSeconds", 30)
-        check(target, drain > 0 and drain + PRESTOP_SECONDS < grace,
-              f"Deployment/{svc}: drain {drain}s + preStop {PRESTOP_SECONDS}s must fit in grace {grace}s")
+        prestop = prestop_seconds(c)
+        check(target, prestop is not None,
+              f"Deployment/{svc}: preStop must be a plain sleep so its length is known")
+        drain = int(env.get(f"{prefix}_DRAIN_TIMEOUT_SECS") or DEFAULT_DRAIN_SECONDS)
+        check(target, drain > 0, f"Deployment/{svc}: {prefix}_DRAIN_TIMEOUT_SECS must be > 0")
+        after = {k: int(env.get(k) or default) for k, default in AFTER_DRAIN[svc].items()}
+        needed = (prestop or 0) + drain + sum(after.values()) + EXIT_MARGIN_SECONDS
+        parts = " + ".join([f"preStop {prestop}s", f"drain {drain}s"]
+                           + [f"{k} {v}s" for k, v in after.items()]
+                           + [f"margin {EXIT_MARGIN_SECONDS}s"])
+        check(target, needed <= grace,
+              f"Deployment/{svc}: {parts} = {needed}s exceeds terminationGracePeriodSeconds {grace}s")
+        if needed <= grace:
+            print(f"ok   {target}: Deployment/{svc} shutdown {parts} = {needed}s <= grace {grace}s")
         pdbs = [o for (k, _), o in objs.items() if k == "PodDisruptionBudget"
                 and o["spec"]["selector"].get("matchLabels", {}).items()
                 <= dep["spec"]["template"]["metadata"]["labels"].items()]

@@ -6,6 +6,9 @@
 
 mod clients;
 mod database;
+pub mod fault_proxy;
+pub mod private_postgres;
+pub mod process;
 mod proxy;
 mod s3;
 mod stack;

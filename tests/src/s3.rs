@@ -36,6 +36,9 @@ impl S3Server {
             S3_ACCESS_KEY,
             S3_SECRET_KEY,
         ));
+        builder.set_route(ListMultipartUploads {
+            root: root.to_owned(),
+        });
         let service = builder.build();
 
         let listener = TcpListener::bind(addr).await.context("bind s3 server")?;
@@ -128,5 +131,145 @@ impl Drop for S3Server {
     /// Stops accepting connections even when nobody awaited `stop` (a panicking test).
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// ListMultipartUploads, which s3s-fs lacks, answered from its folder: an open upload is an
+/// `.upload-<id>.json` record with a `.bucket-<b64>.object-<b64>.upload-<id>.metadata.json`
+/// sidecar naming its bucket and key. Handles `GET /<bucket>?uploads[&prefix=…]`
+/// (path-style), signed like any other request; every upload fits in one page.
+struct ListMultipartUploads {
+    root: PathBuf,
+}
+
+impl ListMultipartUploads {
+    /// `(key, upload id)` of every open upload in `bucket` whose key starts with `prefix`.
+    fn open_uploads(&self, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let decode = |s: &str| {
+            URL_SAFE_NO_PAD
+                .decode(s)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        };
+        let mut uploads = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return uploads;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name
+                .strip_prefix(".bucket-")
+                .and_then(|r| r.strip_suffix(".metadata.json"))
+            else {
+                continue;
+            };
+            let Some((encoded_bucket, rest)) = rest.split_once(".object-") else {
+                continue;
+            };
+            let Some((encoded_key, upload_id)) = rest.split_once(".upload-") else {
+                continue;
+            };
+            let open = self.root.join(format!(".upload-{upload_id}.json")).exists();
+            if let (Some(b), Some(key)) = (decode(encoded_bucket), decode(encoded_key))
+                && open
+                && b == bucket
+                && key.starts_with(prefix)
+            {
+                uploads.push((key, upload_id.to_owned()));
+            }
+        }
+        uploads.sort();
+        uploads
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn query_param(uri: &hyper::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex_pair = bytes
+            .get(i + 1..i + 3)
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match (bytes[i], hex_pair) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[async_trait::async_trait]
+impl s3s::route::S3Route for ListMultipartUploads {
+    fn is_match(
+        &self,
+        method: &hyper::Method,
+        uri: &hyper::Uri,
+        _headers: &hyper::HeaderMap,
+        _extensions: &mut hyper::http::Extensions,
+    ) -> bool {
+        let bucket_only = uri.path().trim_matches('/').split('/').count() == 1;
+        method == hyper::Method::GET
+            && bucket_only
+            && uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "uploads" || p == "uploads="))
+    }
+
+    async fn call(
+        &self,
+        req: s3s::S3Request<s3s::Body>,
+    ) -> s3s::S3Result<s3s::S3Response<s3s::Body>> {
+        let bucket = req.uri.path().trim_matches('/').to_owned();
+        let prefix = query_param(&req.uri, "prefix").unwrap_or_default();
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Bucket>{}</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>\
+             <Prefix>{}</Prefix><MaxUploads>10000</MaxUploads><IsTruncated>false</IsTruncated>",
+            xml_escape(&bucket),
+            xml_escape(&prefix)
+        );
+        for (key, upload_id) in self.open_uploads(&bucket, &prefix) {
+            xml.push_str(&format!(
+                "<Upload><Key>{}</Key><UploadId>{}</UploadId></Upload>",
+                xml_escape(&key),
+                xml_escape(&upload_id)
+            ));
+        }
+        xml.push_str("</ListMultipartUploadsResult>");
+        let mut response = s3s::S3Response::new(s3s::Body::from(xml));
+        response.headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/xml"),
+        );
+        Ok(response)
     }
 }

@@ -38,6 +38,9 @@ pub struct StackOptions {
     pub jwt_secret: String,
     pub drain_timeout_secs: u64,
     pub chunk_idle_timeout_secs: u64,
+    pub upload_header_timeout_secs: u64,
+    pub upload_deadline_secs: u64,
+    pub max_concurrent_uploads: usize,
     /// Fee withdrawn with a merchant-side chargeback.
     pub dispute_fee: i64,
     /// Deadline sweeper interval of dispute-core.
@@ -68,6 +71,10 @@ impl Default for StackOptions {
             jwt_secret: "e2e-jwt-secret-that-is-long-enough-0123456789".to_owned(),
             drain_timeout_secs: 5,
             chunk_idle_timeout_secs: 60,
+            upload_header_timeout_secs: 10,
+            upload_deadline_secs: 600,
+            // Tests run several uploads at once; the admission limit has tests of its own.
+            max_concurrent_uploads: 64,
             dispute_fee: DEFAULT_DISPUTE_FEE,
             sweep_interval_secs: 1,
             dispute_core_resilience: dispute_core::config::Resilience {
@@ -180,7 +187,11 @@ impl Stack {
             part_size_bytes: options.part_size_bytes,
             max_parts_in_flight: 2,
             chunk_idle_timeout_secs: options.chunk_idle_timeout_secs,
+            upload_header_timeout_secs: options.upload_header_timeout_secs,
+            upload_deadline_secs: options.upload_deadline_secs,
+            max_concurrent_uploads: options.max_concurrent_uploads,
             drain_timeout_secs: options.drain_timeout_secs,
+            upload_cleanup_timeout_secs: 5,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.document_store_resilience.clone(),
         };
@@ -190,6 +201,7 @@ impl Stack {
             db_max_connections: 10,
             document_store_url: format!("http://{document_store_addr}"),
             drain_timeout_secs: options.drain_timeout_secs,
+            worker_stop_timeout_secs: 5,
             dispute_fee: options.dispute_fee,
             refund_fee_on_win: false,
             sweep_interval_secs: options.sweep_interval_secs,

@@ -40,6 +40,15 @@ pub struct Config {
     /// How long in-flight calls may run after SIGTERM.
     #[arg(long, env = "DISPUTE_CORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+    /// How long shutdown waits, after the drain, for a background worker run (deadline
+    /// sweeper, key purger) to finish; a run still going then is cut off and its
+    /// transaction rolls back. preStop + drain + this must fit in the pod's grace period.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WORKER_STOP_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    pub worker_stop_timeout_secs: u64,
     /// Fee charged with a merchant-side chargeback withdrawal, in the dispute's minor units.
     #[arg(long, env = "DISPUTE_CORE_DISPUTE_FEE", default_value_t = 1500)]
     pub dispute_fee: i64,
@@ -135,6 +144,10 @@ impl Default for Resilience {
 impl Config {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn worker_stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.worker_stop_timeout_secs)
     }
 
     pub fn database_settings(&self) -> DatabaseSettings {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use disputes_proto::documents_v1 as pb;
 use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
-use service_kit::auth::Caller;
+use secrecy::SecretString;
+use service_kit::auth::{Caller, Scope, TokenVerifier, mint_token};
 use service_kit::ids::DisputeId;
 use service_kit::propagation::TraceContextInterceptor;
 use service_kit::time::instant;
@@ -25,7 +26,19 @@ const MAX_DOCUMENT_PAGES: usize = 20;
 #[derive(Clone)]
 pub struct DocumentsClient {
     client: DocumentServiceClient<InterceptedService<Channel, TraceContextInterceptor>>,
+    /// How background jobs call for a tenant without a caller (the repair worker releasing
+    /// a lock): tokens minted with the shared key. `None`: they cannot.
+    service: Option<ServiceIdentity>,
 }
+
+#[derive(Clone)]
+struct ServiceIdentity {
+    secret: SecretString,
+    verifier: TokenVerifier,
+}
+
+/// Subject of the tokens dispute-core mints for its background jobs.
+const SERVICE_SUBJECT: &str = "dispute-core";
 
 impl DocumentsClient {
     /// Connects lazily: dispute-core starts even while document-store is still starting.
@@ -36,7 +49,44 @@ impl DocumentsClient {
             .connect_lazy();
         Ok(Self {
             client: DocumentServiceClient::with_interceptor(channel, TraceContextInterceptor),
+            service: None,
         })
+    }
+
+    /// Lets background jobs call for a tenant with short-lived tokens signed by `secret`
+    /// (the HS256 key shared with document-store).
+    pub fn with_service_identity(mut self, secret: &SecretString) -> anyhow::Result<Self> {
+        self.service = Some(ServiceIdentity {
+            secret: secret.clone(),
+            verifier: TokenVerifier::new(secret)?,
+        });
+        Ok(self)
+    }
+
+    /// A caller acting for `tenant_id` with `documents:write`, for background jobs.
+    pub fn service_caller(&self, tenant_id: &str) -> Result<Caller, DisputeError> {
+        let service = self.service.as_ref().ok_or_else(|| {
+            DisputeError::Internal(anyhow::anyhow!(
+                "no service identity to call document-store"
+            ))
+        })?;
+        let token = mint_token(
+            &service.secret,
+            SERVICE_SUBJECT,
+            tenant_id,
+            &[Scope::DocumentsWrite.as_str()],
+            chrono::Duration::minutes(5),
+        )
+        .map_err(|e| DisputeError::Internal(anyhow::Error::new(e).context("mint service token")))?;
+        service
+            .verifier
+            .verify_header(Some(&format!("Bearer {token}")))
+            .map_err(|status| {
+                DisputeError::Internal(anyhow::anyhow!(
+                    "service token refused: {}",
+                    status.message()
+                ))
+            })
     }
 
     fn request<T>(caller: &Caller, message: T) -> Result<tonic::Request<T>, DisputeError> {
@@ -100,14 +150,22 @@ impl DocumentsClient {
         Ok(response.missing_ids)
     }
 
-    /// Locks documents submitted as evidence; returns them with their SHA-256 digests.
+    /// Locks documents submitted as evidence under `lock_id` (so the lock can be released
+    /// if the submission does not happen); returns them with their SHA-256 digests.
     pub async fn lock_documents(
         &self,
         caller: &Caller,
         ids: &[String],
+        lock_id: &str,
     ) -> Result<Vec<DisputeDocument>, DisputeError> {
         let mut client = self.client.clone();
-        let request = Self::request(caller, pb::LockDocumentsRequest { ids: ids.to_vec() })?;
+        let request = Self::request(
+            caller,
+            pb::LockDocumentsRequest {
+                ids: ids.to_vec(),
+                lock_id: lock_id.to_owned(),
+            },
+        )?;
         match client.lock_documents(request).await {
             Ok(response) => response
                 .into_inner()
@@ -126,6 +184,25 @@ impl DocumentsClient {
             }
             Err(status) => Err(map_status(status)),
         }
+    }
+
+    /// Releases the lock `lock_id` holds on `ids` (idempotent).
+    pub async fn unlock_documents(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+        lock_id: &str,
+    ) -> Result<(), DisputeError> {
+        let mut client = self.client.clone();
+        let request = Self::request(
+            caller,
+            pb::UnlockDocumentsRequest {
+                ids: ids.to_vec(),
+                lock_id: lock_id.to_owned(),
+            },
+        )?;
+        client.unlock_documents(request).await.map_err(map_status)?;
+        Ok(())
     }
 }
 

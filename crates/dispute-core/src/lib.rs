@@ -56,7 +56,8 @@ pub async fn run(
     .await?;
     let app = app::Disputes {
         pool,
-        documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?,
+        documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?
+            .with_service_identity(&config.jwt_secret)?,
         policy: domain::MoneyPolicy {
             dispute_fee: config.dispute_fee,
             refund_fee_on_win: config.refund_fee_on_win,
@@ -107,8 +108,10 @@ pub async fn run(
     .await;
     // `serve` leaves `shutdown` cancelled, so the workers stop too; on an error, stop them.
     shutdown.cancel();
-    for worker in workers {
-        let _ = worker.await;
+    if !service_kit::worker::stop_workers(workers, config.worker_stop_timeout()).await {
+        tracing::warn!(
+            "a background worker run was cut off at exit; it is retried at the next start"
+        );
     }
     app.pool().close().await;
     tracing::info!("dispute-core stopped");

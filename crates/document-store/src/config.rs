@@ -95,9 +95,46 @@ pub struct Config {
         default_value_t = 60
     )]
     pub chunk_idle_timeout_secs: u64,
+    /// The upload's header message must arrive within this long of the call.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_UPLOAD_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub upload_header_timeout_secs: u64,
+    /// Total time an upload may take to send all its bytes; beyond it the upload fails with
+    /// DEADLINE_EXCEEDED (UPLOAD_DEADLINE). Must stay under the abandoned-upload sweeper's
+    /// age of 1 hour.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_UPLOAD_DEADLINE_SECS",
+        default_value_t = 600
+    )]
+    pub upload_deadline_secs: u64,
+    /// Uploads one replica runs at once; more are refused at once with RESOURCE_EXHAUSTED
+    /// (UPLOAD_CAPACITY, RetryInfo 1 s) before any byte is read. Each upload buffers up to
+    /// part size × (parts in flight + 1) plus its HTTP/2 stream window (8 MiB) and one
+    /// message (4 MiB): 36 MiB at the defaults, so 8 uploads take at most ~290 MiB on top
+    /// of the idle process, within a 512 Mi pod limit.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_MAX_CONCURRENT_UPLOADS",
+        default_value_t = 8
+    )]
+    pub max_concurrent_uploads: usize,
     /// How long in-flight calls may run after SIGTERM.
     #[arg(long, env = "DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+    /// How long shutdown waits, after the drain, for uploads cut off by it to remove what
+    /// they created and for the abandoned-upload cleaner to stop (both at once); what is
+    /// left then is removed later by the cleaner. preStop + drain + this must fit in the
+    /// pod's grace period.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_UPLOAD_CLEANUP_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    pub upload_cleanup_timeout_secs: u64,
     /// HS256 key shared with dispute-core (at least 32 bytes).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: SecretString,
@@ -278,6 +315,18 @@ impl Config {
             self.chunk_idle_timeout_secs >= 1,
             "chunk idle timeout must be at least 1 second"
         );
+        anyhow::ensure!(
+            self.upload_header_timeout_secs >= 1,
+            "upload header timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            (1..3600).contains(&self.upload_deadline_secs),
+            "upload deadline must be between 1 second and 1 hour (the abandoned-upload sweeper's age)"
+        );
+        anyhow::ensure!(
+            self.max_concurrent_uploads >= 1,
+            "max concurrent uploads must be at least 1"
+        );
         Ok(())
     }
 
@@ -305,5 +354,9 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn upload_cleanup_timeout(&self) -> Duration {
+        Duration::from_secs(self.upload_cleanup_timeout_secs)
     }
 }

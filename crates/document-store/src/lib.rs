@@ -36,9 +36,6 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Large HTTP/2 windows: uploads stream at memory speed instead of ~50 MB/s.
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
-/// How long shutdown waits for aborted uploads to remove what they created.
-const UPLOAD_CLEANUP_WAIT: Duration = Duration::from_secs(10);
-
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
@@ -108,6 +105,9 @@ pub async fn run(
             part_size: config.part_size_bytes,
             max_parts_in_flight: config.max_parts_in_flight,
             chunk_idle_timeout: Duration::from_secs(config.chunk_idle_timeout_secs),
+            header_timeout: Duration::from_secs(config.upload_header_timeout_secs),
+            upload_deadline: Duration::from_secs(config.upload_deadline_secs),
+            max_concurrent_uploads: config.max_concurrent_uploads,
         },
     );
     let cleaner = documents.spawn_abandoned_upload_cleaner(shutdown.clone());
@@ -124,6 +124,7 @@ pub async fn run(
         s3_checksum_mode = ?config.s3_checksum_mode,
         max_upload_bytes = config.max_upload_bytes,
         part_size_bytes = config.part_size_bytes,
+        max_concurrent_uploads = config.max_concurrent_uploads,
         "document-store serving"
     );
     let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
@@ -139,13 +140,23 @@ pub async fn run(
     let served = serve(Routes::new(service), listener, settings, shutdown.clone()).await;
     // Whatever ended the server, stop the cleaner too.
     shutdown.cancel();
-    // Uploads still running after the drain abort and remove what they created.
-    if !documents.abort_uploads(UPLOAD_CLEANUP_WAIT).await {
+    // Uploads still running after the drain abort and remove what they created while the
+    // cleaner stops; both within the upload cleanup budget.
+    let budget = config.upload_cleanup_timeout();
+    let (uploads_clean, cleaner_stopped) = tokio::join!(
+        documents.abort_uploads(budget),
+        service_kit::worker::stop_workers(vec![cleaner], budget),
+    );
+    if !uploads_clean {
         tracing::warn!(
             "uploads still cleaning up at exit; the abandoned-upload sweeper will finish"
         );
     }
-    let _ = cleaner.await;
+    if !cleaner_stopped {
+        tracing::warn!(
+            "the abandoned-upload cleaner was cut off at exit; it resumes at the next start"
+        );
+    }
     pool.close().await;
     served?;
     tracing::info!("document-store stopped");

@@ -7,9 +7,31 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Runs `job` now and then every `every` until `shutdown` is cancelled. A run returns how
-/// many items it handled; a failed run is logged and retried at the next tick, so a
-/// database blip never stops the worker. `name` names the worker in logs.
+/// What one run of a periodic job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Items handled.
+    pub handled: u64,
+    /// Items that failed and were skipped (the job logs each one).
+    pub failed: u64,
+    /// The run stopped at its batch limit with work left: run again now, without waiting
+    /// for the next tick, so a backlog drains in one interval.
+    pub more: bool,
+}
+
+impl RunReport {
+    /// A run that handled `handled` items and left nothing behind.
+    pub fn done(handled: u64) -> RunReport {
+        RunReport {
+            handled,
+            ..RunReport::default()
+        }
+    }
+}
+
+/// Runs `job` now and then every `every` until `shutdown` is cancelled. A run that reports
+/// `more` is followed by the next one at once; a failed run is logged and retried at the
+/// next tick, so a database blip never stops the worker. `name` names the worker in logs.
 pub fn spawn_periodic<F, Fut, E>(
     name: &'static str,
     every: Duration,
@@ -18,16 +40,35 @@ pub fn spawn_periodic<F, Fut, E>(
 ) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<u64, E>> + Send,
+    Fut: Future<Output = Result<RunReport, E>> + Send,
     E: std::fmt::Debug,
 {
     tokio::spawn(async move {
         loop {
-            // A run already started finishes: its transaction either commits or rolls back.
-            match job().await {
-                Ok(0) => {}
-                Ok(handled) => tracing::info!(worker = name, handled, "worker run done"),
-                Err(error) => tracing::warn!(worker = name, error = ?error, "worker run failed"),
+            // A run already started finishes: its transactions either commit or roll back.
+            let more = match job().await {
+                Ok(report) => {
+                    if report.handled > 0 || report.failed > 0 {
+                        tracing::info!(
+                            worker = name,
+                            handled = report.handled,
+                            failed = report.failed,
+                            more = report.more,
+                            "worker run done"
+                        );
+                    }
+                    report.more
+                }
+                Err(error) => {
+                    tracing::warn!(worker = name, error = ?error, "worker run failed");
+                    false
+                }
+            };
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if more {
+                continue;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -35,6 +76,25 @@ where
             }
         }
     })
+}
+
+/// Waits up to `within` for `workers` to stop (once shutdown is cancelled they stop after
+/// the run in progress), then cuts off any still running: dropping a run mid-way rolls its
+/// open transaction back, so nothing is half-applied. Returns whether all stopped in time.
+pub async fn stop_workers(workers: Vec<JoinHandle<()>>, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut all_stopped = true;
+    for mut worker in workers {
+        if tokio::time::timeout_at(deadline, &mut worker)
+            .await
+            .is_err()
+        {
+            worker.abort();
+            let _ = worker.await;
+            all_stopped = false;
+        }
+    }
+    all_stopped
 }
 
 #[cfg(test)]
@@ -60,7 +120,7 @@ mod tests {
                     if run.is_multiple_of(2) {
                         Err("odd failure")
                     } else {
-                        Ok(run)
+                        Ok(RunReport::done(run))
                     }
                 }
             },
@@ -73,5 +133,72 @@ mod tests {
             .await
             .expect("the worker stops on shutdown")
             .expect("the worker does not panic");
+    }
+
+    #[tokio::test]
+    async fn runs_again_at_once_while_more_work_remains() {
+        // A backlog of 10 batches drains although the interval is an hour.
+        let backlog = Arc::new(AtomicU64::new(10));
+        let shutdown = CancellationToken::new();
+        let left = backlog.clone();
+        let worker = spawn_periodic(
+            "test",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            move || {
+                let left = left.clone();
+                async move {
+                    let before = left.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, &str>(RunReport {
+                        handled: 1,
+                        failed: 0,
+                        more: before > 1,
+                    })
+                }
+            },
+        );
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while backlog.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the backlog drains without waiting for the next tick");
+        // Nothing more: the worker now waits for its tick instead of running again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(backlog.load(Ordering::SeqCst), 0);
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), worker)
+            .await
+            .expect("the worker stops on shutdown")
+            .expect("the worker does not panic");
+    }
+
+    #[tokio::test]
+    async fn stop_workers_cuts_off_a_run_past_its_budget() {
+        let shutdown = CancellationToken::new();
+        let quick = spawn_periodic(
+            "quick",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            || async { Ok::<_, &str>(RunReport::done(0)) },
+        );
+        let stuck = spawn_periodic(
+            "stuck",
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            || async {
+                std::future::pending::<()>().await;
+                Ok::<_, &str>(RunReport::done(1))
+            },
+        );
+        shutdown.cancel();
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(5),
+            stop_workers(vec![quick, stuck], Duration::from_millis(50)),
+        )
+        .await
+        .expect("stop_workers returns once its budget is spent");
+        assert!(!stopped, "the stuck run was reported as cut off");
     }
 }

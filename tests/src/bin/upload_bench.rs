@@ -8,8 +8,16 @@
 //! - through a fresh `document-store` child process over gRPC, reading the child's peak
 //!   RSS (`VmHWM`) once the upload is done.
 //!
-//! Throughput is the median of `--runs`; peak RSS the maximum. Everything it creates (child
-//! processes, the database, the S3 folder) is removed at the end, on errors too.
+//! Throughput is the median of `--runs`; peak RSS the maximum.
+//!
+//! With `--load` (issue 10 §2) it measures memory under hostile load instead: one
+//! document-store child at its default settings takes one 8 MiB + 1 B upload sent as 1-byte
+//! chunks and, while that runs, 64 concurrent 24 MiB uploads on 64 connections; it prints the
+//! child's peak RSS (`VmHWM`) and how many uploads were stored, shed with
+//! RESOURCE_EXHAUSTED, or failed otherwise.
+//!
+//! Everything it creates (child processes, the database, the S3 folder) is removed at the
+//! end, on errors too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +75,21 @@ struct Args {
     /// Where the temporary S3 folder goes (needs about twice the largest size free).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     work_dir: PathBuf,
+    /// Measure memory under load instead of throughput: `--load-uploads` concurrent uploads
+    /// of `--load-size-mib` plus one `--one-byte-chunks-bytes` upload in 1-byte chunks, all
+    /// against one document-store at its default settings.
+    #[arg(long)]
+    load: bool,
+    #[arg(long, default_value_t = 64)]
+    load_uploads: usize,
+    #[arg(long, default_value_t = 24)]
+    load_size_mib: u64,
+    #[arg(long, default_value_t = 8 * 1024 * 1024 + 1)]
+    one_byte_chunks_bytes: u64,
+    /// How often a shed upload of the load run retries after the server's RetryInfo delay
+    /// (0: shed uploads are only counted).
+    #[arg(long, default_value_t = 0)]
+    load_retries: u32,
 }
 
 /// Figures of one upload.
@@ -114,6 +137,15 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let bench = Bench::set_up(&args, binary).await?;
+    if args.load {
+        let result = tokio::select! {
+            result = bench.run_load(&args) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        bench.tear_down().await;
+        print_load_report(&args, &result?);
+        return Ok(());
+    }
     // Ctrl-C drops the running measurement (its child is killed on drop), then cleans up.
     let result = tokio::select! {
         result = bench.run_all(&args) => result,
@@ -341,7 +373,7 @@ impl Bench {
             .work
             .path()
             .join(format!("document-store-{}mib-{run}.log", content.size_mib));
-        let child = ChildService::start(self, args, content.size_mib, &log).await?;
+        let child = ChildService::start(self, args, Some(content.size_mib), &log).await?;
         let measured = self.upload_grpc(child.addr, content, child.pid).await;
         let result = match measured {
             Ok(mut sample) => {
@@ -455,7 +487,8 @@ impl ChildService {
     async fn start(
         bench: &Bench,
         args: &Args,
-        size_mib: u64,
+        // `None`: document-store's default upload settings.
+        size_mib: Option<u64>,
         log: &Path,
     ) -> anyhow::Result<ChildService> {
         // The child binds the port itself; a just-freed port is a small, acceptable race.
@@ -465,7 +498,23 @@ impl ChildService {
             .checksum_mode
             .to_possible_value()
             .context("checksum mode name")?;
-        let process = tokio::process::Command::new(&bench.binary)
+        let mut command = tokio::process::Command::new(&bench.binary);
+        if let Some(size_mib) = size_mib {
+            command
+                .env(
+                    "DOCUMENT_STORE_MAX_UPLOAD_BYTES",
+                    ((size_mib + 1) * MIB).to_string(),
+                )
+                .env(
+                    "DOCUMENT_STORE_PART_SIZE_BYTES",
+                    (args.part_size_mib * MIB).to_string(),
+                )
+                .env(
+                    "DOCUMENT_STORE_MAX_PARTS_IN_FLIGHT",
+                    args.parts_in_flight.to_string(),
+                );
+        }
+        let process = command
             .env("DOCUMENT_STORE_LISTEN_ADDR", addr.to_string())
             .env("DOCUMENT_STORE_DATABASE_URL", &bench.database_url)
             .env("DOCUMENT_STORE_S3_ENDPOINT", &bench.s3.endpoint)
@@ -475,18 +524,6 @@ impl ChildService {
             .env("DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", e2e::S3_SECRET_KEY)
             .env("DOCUMENT_STORE_S3_CHECKSUM_MODE", checksum_mode.get_name())
             .env("DOCUMENT_STORE_S3_CREATE_BUCKET", "true")
-            .env(
-                "DOCUMENT_STORE_MAX_UPLOAD_BYTES",
-                ((size_mib + 1) * MIB).to_string(),
-            )
-            .env(
-                "DOCUMENT_STORE_PART_SIZE_BYTES",
-                (args.part_size_mib * MIB).to_string(),
-            )
-            .env(
-                "DOCUMENT_STORE_MAX_PARTS_IN_FLIGHT",
-                args.parts_in_flight.to_string(),
-            )
             .env("AUTH_JWT_SECRET", JWT_SECRET)
             .envs(args.child_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -793,4 +830,308 @@ fn print_report(args: &Args, results: &[(u64, Vec<Sample>, Vec<Sample>)]) {
         })
         .collect();
     println!("{}", peak_line.join(" "));
+}
+
+/// What became of one upload of the load run.
+#[derive(Debug)]
+enum Outcome {
+    Stored {
+        attempts: u32,
+    },
+    /// Refused with RESOURCE_EXHAUSTED on every attempt.
+    Shed,
+    Failed(String),
+}
+
+/// Figures of the load run.
+struct LoadReport {
+    outcomes: Vec<Outcome>,
+    /// Shed answers seen over all attempts, and whether each carried a RetryInfo.
+    shed_answers: usize,
+    shed_without_retry_info: usize,
+    one_byte: Result<f64, String>,
+    seconds: f64,
+    peak_rss_kib: u64,
+    idle_rss_kib: u64,
+    median_rss_kib: Option<u64>,
+}
+
+impl Bench {
+    /// The load run against one document-store child at default settings.
+    async fn run_load(&self, args: &Args) -> anyhow::Result<LoadReport> {
+        let log = self.work.path().join("document-store-load.log");
+        let child = ChildService::start(self, args, None, &log).await?;
+        let measured = self.load(args, child.addr, child.pid).await;
+        let result = match measured {
+            Ok(mut report) => {
+                report.peak_rss_kib = proc_status_kib(child.pid, "VmHWM")?;
+                report.idle_rss_kib = child.idle_rss_kib;
+                Ok(report)
+            }
+            Err(error) => Err(error.context(format!("see {}", tail(&log)))),
+        };
+        child.stop().await;
+        result
+    }
+
+    async fn load(&self, args: &Args, addr: SocketAddr, pid: u32) -> anyhow::Result<LoadReport> {
+        let sampling = tokio_util::sync::CancellationToken::new();
+        let sampler = tokio::spawn(sample_rss(pid, sampling.clone()));
+        let started = Instant::now();
+
+        // The 1-byte-chunk upload goes first and holds a slot before the flood arrives.
+        let one_byte = tokio::spawn(one_byte_chunk_upload(
+            addr,
+            self.token.clone(),
+            args.one_byte_chunks_bytes,
+        ));
+        let pool = sqlx::PgPool::connect(&self.database_url).await?;
+        let admitted = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pending: i64 =
+                sqlx::query_scalar("select count(*) from documents where state = 'pending'")
+                    .fetch_one(&pool)
+                    .await?;
+            if pending > 0 || one_byte.is_finished() {
+                break;
+            }
+            ensure!(
+                Instant::now() < admitted,
+                "the 1-byte upload was not admitted in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pool.close().await;
+
+        // One connection per upload, all connected before any starts, so they arrive at once.
+        let mut clients = Vec::with_capacity(args.load_uploads);
+        for _ in 0..args.load_uploads {
+            clients.push(e2e::documents_client(addr, Some(&self.token)).await?);
+        }
+        let content = Content::new(args.load_size_mib);
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(args.load_uploads));
+        let mut uploads = tokio::task::JoinSet::new();
+        for (index, client) in clients.into_iter().enumerate() {
+            let content = content.clone();
+            let start = start.clone();
+            let retries = args.load_retries;
+            uploads.spawn(async move {
+                start.wait().await;
+                load_upload(client, index, &content, retries).await
+            });
+        }
+        let mut outcomes = Vec::new();
+        let mut shed_answers = 0;
+        let mut shed_without_retry_info = 0;
+        while let Some(joined) = uploads.join_next().await {
+            let (outcome, shed, without_retry_info) = joined.context("upload task")?;
+            shed_answers += shed;
+            shed_without_retry_info += without_retry_info;
+            outcomes.push(outcome);
+        }
+        let one_byte = one_byte
+            .await
+            .context("1-byte upload task")?
+            .map_err(|e| format!("{e:#}"));
+        let seconds = started.elapsed().as_secs_f64();
+        sampling.cancel();
+        let rss_samples = sampler.await.context("RSS sampler")?;
+        self.delete_all_objects().await?;
+        Ok(LoadReport {
+            outcomes,
+            shed_answers,
+            shed_without_retry_info,
+            one_byte,
+            seconds,
+            peak_rss_kib: 0,
+            idle_rss_kib: 0,
+            median_rss_kib: median_kib(rss_samples),
+        })
+    }
+}
+
+/// One upload of the load run, retried up to `retries` times after a shed answer's
+/// RetryInfo delay. Returns the outcome, the shed answers and those without RetryInfo.
+async fn load_upload(
+    mut client: e2e::DocumentsClient,
+    index: usize,
+    content: &Content,
+    retries: u32,
+) -> (Outcome, usize, usize) {
+    use tonic_types::StatusExt;
+
+    let mut shed = 0;
+    let mut without_retry_info = 0;
+    for attempt in 1..=retries + 1 {
+        let header = pb::UploadDocumentRequest {
+            payload: Some(pb::upload_document_request::Payload::Header(
+                pb::DocumentHeader {
+                    filename: format!("load-{index}.pdf"),
+                    content_type: "application/pdf".to_owned(),
+                    expected_size_bytes: content.size_mib * MIB,
+                    ..Default::default()
+                },
+            )),
+        };
+        let generator = content.clone();
+        let messages =
+            stream::iter([header]).chain(stream::iter(0..content.size_mib).map(move |i| {
+                pb::UploadDocumentRequest {
+                    payload: Some(pb::upload_document_request::Payload::Chunk(
+                        generator.chunk(i),
+                    )),
+                }
+            }));
+        match client.upload_document(messages).await {
+            Ok(response) => {
+                let stored = response
+                    .into_inner()
+                    .document
+                    .map(|d| d.size_bytes)
+                    .unwrap_or_default();
+                let outcome = if stored == (content.size_mib * MIB) as i64 {
+                    Outcome::Stored { attempts: attempt }
+                } else {
+                    Outcome::Failed(format!("stored {stored} bytes"))
+                };
+                return (outcome, shed, without_retry_info);
+            }
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                shed += 1;
+                let delay = status
+                    .get_error_details()
+                    .retry_info()
+                    .and_then(|r| r.retry_delay);
+                if delay.is_none() {
+                    without_retry_info += 1;
+                }
+                if attempt <= retries {
+                    tokio::time::sleep(delay.unwrap_or(Duration::from_secs(1))).await;
+                }
+            }
+            Err(status) => {
+                return (
+                    Outcome::Failed(format!("{:?}: {}", status.code(), status.message())),
+                    shed,
+                    without_retry_info,
+                );
+            }
+        }
+    }
+    (Outcome::Shed, shed, without_retry_info)
+}
+
+/// A PDF of `size` bytes sent as `size` 1-byte chunks, its size and SHA-256 declared;
+/// returns the seconds it took.
+async fn one_byte_chunk_upload(addr: SocketAddr, token: String, size: u64) -> anyhow::Result<f64> {
+    use sha2::Digest;
+
+    let byte_at = |i: u64| -> u8 {
+        const SIGNATURE: &[u8] = b"%PDF-1.7\n";
+        match SIGNATURE.get(i as usize) {
+            Some(b) => *b,
+            None => (i.wrapping_mul(2_654_435_761) >> 13) as u8,
+        }
+    };
+    let mut hasher = sha2::Sha256::new();
+    for i in 0..size {
+        hasher.update([byte_at(i)]);
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    let mut client = e2e::documents_client(addr, Some(&token)).await?;
+    let header = pb::UploadDocumentRequest {
+        payload: Some(pb::upload_document_request::Payload::Header(
+            pb::DocumentHeader {
+                filename: "one-byte-chunks.pdf".to_owned(),
+                content_type: "application/pdf".to_owned(),
+                expected_size_bytes: size,
+                expected_sha256: sha256.clone(),
+                ..Default::default()
+            },
+        )),
+    };
+    let messages = stream::iter([header]).chain(stream::iter(0..size).map(move |i| {
+        pb::UploadDocumentRequest {
+            payload: Some(pb::upload_document_request::Payload::Chunk(
+                Bytes::copy_from_slice(&[byte_at(i)]),
+            )),
+        }
+    }));
+    let started = Instant::now();
+    let document = client
+        .upload_document(messages)
+        .await
+        .context("UploadDocument in 1-byte chunks")?
+        .into_inner()
+        .document
+        .context("no document in the response")?;
+    ensure!(
+        document.size_bytes == size as i64 && document.sha256 == sha256,
+        "stored {} bytes with sha256 {}, expected {size} and {sha256}",
+        document.size_bytes,
+        document.sha256
+    );
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn print_load_report(args: &Args, report: &LoadReport) {
+    let stored: Vec<u32> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Stored { attempts } => Some(*attempts),
+            _ => None,
+        })
+        .collect();
+    let shed = report
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Shed))
+        .count();
+    let failed: Vec<&String> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Failed(why) => Some(why),
+            _ => None,
+        })
+        .collect();
+    let kib_to_mib = |kib: u64| kib as f64 / 1024.0;
+    println!();
+    println!(
+        "upload-bench --load: document-store at default settings; {} concurrent {} MiB uploads (one connection each, {} retr{} after RetryInfo) while one {} B upload is sent in 1-byte chunks",
+        args.load_uploads,
+        args.load_size_mib,
+        args.load_retries,
+        if args.load_retries == 1 { "y" } else { "ies" },
+        args.one_byte_chunks_bytes
+    );
+    println!(
+        "stored={} shed={} failed={} shed_answers={} shed_without_retry_info={}",
+        stored.len(),
+        shed,
+        failed.len(),
+        report.shed_answers,
+        report.shed_without_retry_info
+    );
+    if let Some(max_attempts) = stored.iter().max() {
+        println!("most attempts for a stored upload: {max_attempts}");
+    }
+    for why in failed.iter().take(5) {
+        println!("failed: {why}");
+    }
+    match &report.one_byte {
+        Ok(seconds) => println!(
+            "one_byte_chunks=stored ({} B, size and sha256 verified) in {seconds:.1} s",
+            args.one_byte_chunks_bytes
+        ),
+        Err(error) => println!("one_byte_chunks=FAILED: {error}"),
+    }
+    println!(
+        "peak_rss_vmhwm={:.1}MiB idle_rss={:.1}MiB rss_p50={:.1}MiB wall={:.1}s",
+        kib_to_mib(report.peak_rss_kib),
+        kib_to_mib(report.idle_rss_kib),
+        kib_to_mib(report.median_rss_kib.unwrap_or(0)),
+        report.seconds
+    );
 }

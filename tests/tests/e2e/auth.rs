@@ -99,6 +99,7 @@ async fn call_every_rpc(
                 documents
                     .lock_documents(pb::LockDocumentsRequest {
                         ids: vec![document_id.into()],
+                        ..Default::default()
                     })
                     .await,
             ),

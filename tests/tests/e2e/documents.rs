@@ -384,6 +384,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let status = client
         .lock_documents(pb::LockDocumentsRequest {
             ids: vec![first.id.clone(), unknown.clone()],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -398,6 +399,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let locked = client
         .lock_documents(pb::LockDocumentsRequest {
             ids: vec![first.id.clone()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -408,6 +410,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let again = client
         .lock_documents(pb::LockDocumentsRequest {
             ids: vec![first.id.clone()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -438,6 +441,7 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
     let status = other_client
         .lock_documents(pb::LockDocumentsRequest {
             ids: vec![first.id.clone()],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -452,7 +456,10 @@ async fn locked_documents_cannot_be_deleted_and_batches_are_tenant_scoped() {
         .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["ids[0]"]);
     let status = client
-        .lock_documents(pb::LockDocumentsRequest { ids: vec![] })
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![],
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["ids"]);

@@ -878,7 +878,8 @@ async fn sweeper_replicas_apply_each_deadline_once() {
                 applied += replica
                     .sweep_deadlines_once(chrono::Utc::now())
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .applied as usize;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             replica.pool().close().await;

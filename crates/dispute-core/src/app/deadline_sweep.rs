@@ -1,11 +1,16 @@
 //! The background jobs: the deadline sweeper (M14, I14, H1) and the purge of old
 //! idempotency keys, each a periodic worker that stops with the service.
+//!
+//! The sweeper applies each due dispute in its own transaction: a dispute that fails is
+//! logged, counted and pushed back with a growing backoff (`deadline_sweep_failures`), and
+//! the others go on. A run stops after [`SWEEP_BATCH`] disputes and reports that more
+//! remain, so the worker runs again at once and a backlog drains within one interval.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::worker::spawn_periodic;
+use service_kit::worker::{RunReport, spawn_periodic};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -15,16 +20,43 @@ use crate::domain::lifecycle;
 use crate::domain::{DisputeError, Trigger};
 use crate::store::{deadlines, idempotency};
 
-/// Disputes the sweeper handles per transaction.
-const SWEEP_BATCH: i64 = 100;
+/// Disputes one sweeper run handles (each in its own transaction) before it reports that
+/// more remain.
+const SWEEP_BATCH: usize = 100;
+/// A dispute whose sweep failed is tried again after 1 minute, then 2, 4, … up to 1 hour.
+const SWEEP_RETRY_FIRST_SECS: i64 = 60;
+const SWEEP_RETRY_MAX_SECS: i64 = 3600;
+/// How often, and after how long, locks of submissions that did not happen are released.
+const STALE_LOCK_REPAIR_EVERY: Duration = Duration::from_secs(30);
+const STALE_LOCK_AGE: Duration = Duration::from_secs(60);
 /// How often old idempotency keys are purged.
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Keys are kept two days (docs/api.md, "Idempotency": at least 24 hours).
 const IDEMPOTENCY_KEEP_HOURS: i64 = 48;
 
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Disputes whose deadline was applied (a transition was written).
+    pub applied: u64,
+    /// Disputes claimed but with nothing due after all (their mark was moved).
+    pub unchanged: u64,
+    /// Disputes whose sweep failed: logged, counted and pushed back.
+    pub failed: u64,
+    /// The run stopped at its batch limit: more disputes may be due.
+    pub more: bool,
+}
+
+/// How one claimed dispute went.
+enum Swept {
+    Applied,
+    Unchanged,
+}
+
 impl App {
-    /// Starts the sweeper (every `sweep_every`) and the idempotency-key purger; both stop
-    /// when `shutdown` is cancelled.
+    /// Starts the sweeper (every `sweep_every`, and at once again while a backlog remains),
+    /// the idempotency-key purger and the repair worker that releases document locks of
+    /// submissions that did not happen; all stop when `shutdown` is cancelled.
     pub fn spawn_workers(
         &self,
         sweep_every: Duration,
@@ -32,6 +64,7 @@ impl App {
     ) -> Vec<JoinHandle<()>> {
         let sweeper = self.clone();
         let purger = self.clone();
+        let repairer = self.clone();
         vec![
             spawn_periodic(
                 "deadline sweeper",
@@ -40,8 +73,12 @@ impl App {
                 move || {
                     let app = sweeper.clone();
                     async move {
-                        let applied = app.sweep_deadlines_once(Utc::now()).await?;
-                        Ok::<u64, DisputeError>(applied as u64)
+                        let report = app.sweep_deadline_batch(Utc::now()).await?;
+                        Ok::<RunReport, DisputeError>(RunReport {
+                            handled: report.applied + report.unchanged,
+                            failed: report.failed,
+                            more: report.more,
+                        })
                     }
                 },
             ),
@@ -51,41 +88,180 @@ impl App {
                 shutdown.clone(),
                 move || {
                     let app = purger.clone();
-                    async move { app.purge_old_idempotency_keys().await }
+                    async move { app.purge_old_idempotency_keys().await.map(RunReport::done) }
+                },
+            ),
+            spawn_periodic(
+                "document lock repairer",
+                STALE_LOCK_REPAIR_EVERY,
+                shutdown.clone(),
+                move || {
+                    let app = repairer.clone();
+                    async move {
+                        let (released, failed) =
+                            app.release_stale_document_locks(STALE_LOCK_AGE).await?;
+                        Ok::<RunReport, DisputeError>(RunReport {
+                            handled: released,
+                            failed,
+                            more: false,
+                        })
+                    }
                 },
             ),
         ]
     }
 
-    /// One pass of the deadline sweeper: applies every passed deadline once. Safe with
-    /// several replicas: rows are claimed with `for update skip locked`.
-    pub async fn sweep_deadlines_once(&self, now: DateTime<Utc>) -> Result<usize, DisputeError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
-        let due = deadlines::claim_due_disputes(&mut tx, now, SWEEP_BATCH).await?;
-        let mut applied = 0;
-        for (tenant_id, id) in &due {
-            let dispute = reload(&mut tx, tenant_id, id).await?;
-            let decision = lifecycle::decide(
-                &dispute.lifecycle_state(),
-                &Trigger::DeadlinePassed,
-                &self.policy,
-                now,
-            )?;
-            match decision.transition() {
-                Some(transition) => {
-                    self.persist_transition(&mut tx, &dispute, &transition, now)
-                        .await?;
-                    applied += 1;
-                }
-                None => {
-                    // Nothing due after all: move the sweeper's mark to the real deadline.
-                    let next = dispute.lifecycle_state().next_deadline();
-                    deadlines::set_next_deadline(&mut tx, tenant_id, id, next).await?;
+    /// Applies every deadline passed at `now`, batch after batch until none is left (or only
+    /// disputes whose sweep failed). Safe with several replicas: rows are claimed with
+    /// `for update skip locked`.
+    pub async fn sweep_deadlines_once(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, DisputeError> {
+        let mut total = SweepReport::default();
+        loop {
+            let batch = self.sweep_deadline_batch(now).await?;
+            total.applied += batch.applied;
+            total.unchanged += batch.unchanged;
+            total.failed += batch.failed;
+            if !batch.more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One sweeper run: up to [`SWEEP_BATCH`] due disputes, each claimed and applied in its
+    /// own transaction. A dispute that fails is logged with its tenant and id, counted,
+    /// and tried again after a backoff; it never blocks the others. Fails only when the
+    /// database cannot be reached at all.
+    pub async fn sweep_deadline_batch(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, DisputeError> {
+        let mut report = SweepReport::default();
+        // Disputes tried in this run, in case their failure could not even be recorded.
+        let mut tried: Vec<String> = Vec::new();
+        let mut unrecorded = 0;
+        while tried.len() < SWEEP_BATCH {
+            let mut tx = self.pool.begin().await.context("begin")?;
+            let Some((tenant_id, id)) =
+                deadlines::claim_next_due_dispute(&mut tx, now, &tried).await?
+            else {
+                return Ok(report);
+            };
+            tried.push(id.clone());
+            let swept =
+                match self
+                    .sweep_claimed_dispute(&mut tx, &tenant_id, &id, now)
+                    .await
+                {
+                    Ok(swept) => tx.commit().await.map(|()| swept).map_err(|e| {
+                        DisputeError::Internal(anyhow::Error::new(e).context("commit"))
+                    }),
+                    Err(error) => {
+                        // Give the connection back before recording the failure on another.
+                        let _ = tx.rollback().await;
+                        Err(error)
+                    }
+                };
+            match swept {
+                Ok(Swept::Applied) => report.applied += 1,
+                Ok(Swept::Unchanged) => report.unchanged += 1,
+                Err(error) => {
+                    report.failed += 1;
+                    if !self
+                        .record_sweep_failure(&tenant_id, &id, &error, now)
+                        .await
+                    {
+                        unrecorded += 1;
+                    }
                 }
             }
         }
-        tx.commit().await.context("commit")?;
-        Ok(applied)
+        // A full batch means more may be due, unless nothing in it could even be recorded
+        // (then running again at once would only claim the same disputes).
+        report.more = unrecorded < tried.len();
+        Ok(report)
+    }
+
+    /// Applies the passed deadline of one claimed dispute inside `tx`.
+    async fn sweep_claimed_dispute(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        tenant_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Swept, DisputeError> {
+        let dispute = reload(tx, tenant_id, id).await?;
+        let decision = lifecycle::decide(
+            &dispute.lifecycle_state(),
+            &Trigger::DeadlinePassed,
+            &self.policy,
+            now,
+        )?;
+        let swept = match decision.transition() {
+            Some(transition) => {
+                self.persist_transition(tx, &dispute, &transition, now)
+                    .await?;
+                Swept::Applied
+            }
+            None => {
+                // Nothing due after all: move the sweeper's mark to the real deadline.
+                let next = dispute.lifecycle_state().next_deadline();
+                deadlines::set_next_deadline(tx, tenant_id, id, next).await?;
+                Swept::Unchanged
+            }
+        };
+        deadlines::clear_sweep_failure(tx, tenant_id, id).await?;
+        Ok(swept)
+    }
+
+    /// Logs a failed sweep and pushes the dispute's next try back (its transaction has
+    /// rolled back). If even that fails, the dispute is retried at the next run; returns
+    /// whether the failure was recorded.
+    async fn record_sweep_failure(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        error: &DisputeError,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let recorded = async {
+            let mut conn = self.pool.acquire().await.context("acquire")?;
+            deadlines::record_sweep_failure(
+                &mut conn,
+                tenant_id,
+                id,
+                &format!("{error:#}"),
+                now,
+                SWEEP_RETRY_FIRST_SECS,
+                SWEEP_RETRY_MAX_SECS,
+            )
+            .await
+        }
+        .await;
+        match recorded {
+            Ok(attempts) => {
+                tracing::error!(
+                    tenant_id,
+                    dispute_id = id,
+                    attempts,
+                    error = ?error,
+                    "deadline sweep of a dispute failed; skipped and retried later"
+                );
+                true
+            }
+            Err(record_error) => {
+                tracing::error!(
+                    tenant_id,
+                    dispute_id = id,
+                    error = ?error,
+                    record_error = ?record_error,
+                    "deadline sweep of a dispute failed and the failure could not be recorded"
+                );
+                false
+            }
+        }
     }
 
     /// Forgets idempotency keys older than two days.

@@ -1,14 +1,21 @@
 //! The documents a request names, checked and locked in document-store on the caller's
-//! behalf (document-store scopes them to the caller's tenant).
+//! behalf (document-store scopes them to the caller's tenant). Submitting evidence locks
+//! its documents in three steps so that no remote call happens inside a transaction and
+//! the two services never disagree: lock under a recorded intent, consume the intent with
+//! the submission, release the lock if the intent is still there (docs/decisions.md).
 
+use anyhow::Context;
+use chrono::Utc;
 use service_kit::auth::Caller;
-use service_kit::ids::DocumentId;
+use service_kit::ids::{ActionId, DisputeId, DocumentId};
 use service_kit::violation::Violation;
+use sqlx::PgConnection;
 
 use super::App;
-use crate::domain::evidence;
-use crate::domain::lifecycle::Transition;
-use crate::domain::{Dispute, DisputeError};
+use crate::domain::evidence::{self, DisputeDocument};
+use crate::domain::lifecycle::{self, EvidenceEffect, Transition};
+use crate::domain::{Dispute, DisputeError, TenantAction, Trigger};
+use crate::store::{disputes, lock_intents};
 
 impl App {
     /// Documents an action or network event names must exist in the caller's tenant.
@@ -65,25 +72,121 @@ impl App {
             .collect())
     }
 
-    /// Submitting evidence makes its documents, and any the action names, immutable: locks
-    /// them in document-store and records their SHA-256 digests in the history entry.
-    pub(super) async fn lock_submitted_documents(
+    /// Step 1 of a submission (docs/decisions.md, "Locking evidence documents"), before
+    /// its transaction: if `action` on the dispute, with `evidence_changes` staged, would
+    /// submit evidence naming documents, records a lock intent and locks them in
+    /// document-store under a fresh lock id. No database connection is held during the
+    /// call. `None` when nothing is to be locked (the transaction then decides as usual).
+    pub(super) async fn lock_for_submission(
         &self,
         caller: &Caller,
-        dispute: &Dispute,
-        transition: &mut Transition,
-    ) -> Result<(), DisputeError> {
-        let mut document_ids = evidence::document_ids(&dispute.evidence);
-        for id in &transition.history.document_ids {
-            if !document_ids.contains(id) {
-                document_ids.push(id.clone());
+        dispute_id: &DisputeId,
+        evidence_changes: &[(&'static str, String)],
+        action: &TenantAction,
+    ) -> Result<Option<SubmissionLock>, DisputeError> {
+        let tenant_id = caller.tenant_id.as_str();
+        let dispute = {
+            let mut conn = self.pool.acquire().await.context("acquire")?;
+            disputes::find_dispute(&mut conn, tenant_id, dispute_id.as_str()).await?
+        };
+        let Some(mut dispute) = dispute else {
+            return Ok(None);
+        };
+        if !evidence_changes.is_empty() {
+            match evidence::apply_evidence_changes(&dispute.evidence, evidence_changes) {
+                Ok(staged) => dispute.evidence = staged,
+                Err(_) => return Ok(None),
             }
         }
+        let decision = lifecycle::decide(
+            &dispute.lifecycle_state(),
+            &Trigger::Tenant(action.clone()),
+            &self.policy,
+            Utc::now(),
+        );
+        let Some(transition) = decision.ok().and_then(|d| d.transition()) else {
+            return Ok(None);
+        };
+        if transition.evidence != EvidenceEffect::Submitted {
+            return Ok(None);
+        }
+        let document_ids =
+            submitted_document_ids(&dispute.evidence, &transition.history.document_ids);
+        if document_ids.is_empty() {
+            return Ok(None);
+        }
+        let lock_id = format!("lck_{}", ActionId::generate().as_str());
+        {
+            let mut conn = self.pool.acquire().await.context("acquire")?;
+            lock_intents::insert_lock_intent(
+                &mut conn,
+                tenant_id,
+                &lock_id,
+                dispute_id.as_str(),
+                &document_ids,
+            )
+            .await?;
+        }
+        let lock = SubmissionLock {
+            lock_id,
+            version: dispute.version,
+            document_ids,
+            documents: Vec::new(),
+        };
+        match self
+            .documents
+            .lock_documents(caller, &lock.document_ids, &lock.lock_id)
+            .await
+        {
+            Ok(documents) => Ok(Some(SubmissionLock { documents, ..lock })),
+            Err(DisputeError::DocumentsUnavailable) => {
+                // The call may or may not have locked them, and document-store is not
+                // answering: the repair worker releases the lock once it is back.
+                Err(DisputeError::DocumentsUnavailable)
+            }
+            Err(error) => {
+                // A refusal locks nothing (all or nothing): forget the intent.
+                self.release_unused_lock(caller, Some(lock)).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Step 2, inside the submission's transaction: the documents to submit must be the
+    /// ones locked in step 1 (else ABORTED: the dispute changed meanwhile, retry), and the
+    /// intent is consumed with the submission. Records the documents' SHA-256 digests in
+    /// the history entry.
+    pub(super) async fn take_submission_lock(
+        &self,
+        tx: &mut PgConnection,
+        dispute: &Dispute,
+        transition: &mut Transition,
+        lock: Option<&SubmissionLock>,
+    ) -> Result<(), DisputeError> {
+        let document_ids =
+            submitted_document_ids(&dispute.evidence, &transition.history.document_ids);
         if document_ids.is_empty() {
             return Ok(());
         }
-        let locked = self.documents.lock_documents(caller, &document_ids).await?;
-        let digests: Vec<String> = locked
+        let same_documents = |lock: &&SubmissionLock| {
+            let mut locked = lock.document_ids.clone();
+            let mut wanted = document_ids.clone();
+            locked.sort();
+            wanted.sort();
+            locked == wanted
+        };
+        let Some(lock) = lock.filter(same_documents) else {
+            return Err(DisputeError::VersionConflict {
+                expected: lock.map_or(dispute.version, |l| l.version),
+                current: dispute.version,
+            });
+        };
+        if !lock_intents::consume_lock_intent(tx, &dispute.tenant_id, &lock.lock_id).await? {
+            // The repair worker is releasing this lock (the request took too long).
+            return Err(DisputeError::DocumentsUnavailable);
+        }
+        let digests: Vec<String> = lock
+            .documents
             .iter()
             .map(|d| format!("{} sha256={}", d.id, d.sha256))
             .collect();
@@ -94,6 +197,108 @@ impl App {
         transition.history.document_ids = document_ids;
         Ok(())
     }
+
+    /// Step 3, after the transaction whatever its outcome: a lock intent still recorded
+    /// means the submission did not happen, so its lock is released, then forgotten. If
+    /// that fails, the repair worker releases it later.
+    pub(super) async fn release_unused_lock(&self, caller: &Caller, lock: Option<SubmissionLock>) {
+        let Some(lock) = lock else { return };
+        let tenant_id = caller.tenant_id.as_str();
+        let released = async {
+            let intent = {
+                let mut conn = self.pool.acquire().await.context("acquire")?;
+                lock_intents::find_lock_intent(&mut conn, tenant_id, &lock.lock_id).await?
+            };
+            let Some(intent) = intent else {
+                return Ok(());
+            };
+            self.documents
+                .unlock_documents(caller, &intent.document_ids, &intent.lock_id)
+                .await?;
+            let mut conn = self.pool.acquire().await.context("acquire")?;
+            lock_intents::delete_lock_intent(&mut conn, tenant_id, &lock.lock_id).await?;
+            Ok::<(), DisputeError>(())
+        }
+        .await;
+        if let Err(error) = released {
+            tracing::warn!(
+                tenant_id,
+                lock_id = %lock.lock_id,
+                error = ?error,
+                "releasing an unused document lock failed; the repair worker will release it"
+            );
+        }
+    }
+
+    /// The repair worker's run: releases the locks of submissions that did not happen and
+    /// whose request could not release them (a crash, document-store unreachable), once
+    /// older than `older_than`. Returns how many it released and how many failed.
+    pub async fn release_stale_document_locks(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<(u64, u64), DisputeError> {
+        let stale = {
+            let mut conn = self.pool.acquire().await.context("acquire")?;
+            lock_intents::claim_stale_lock_intents(
+                &mut conn,
+                older_than.as_secs() as i64,
+                STALE_LOCKS_PER_RUN,
+            )
+            .await?
+        };
+        let (mut released, mut failed) = (0, 0);
+        for intent in stale {
+            let result = async {
+                let caller = self.documents.service_caller(&intent.tenant_id)?;
+                self.documents
+                    .unlock_documents(&caller, &intent.document_ids, &intent.lock_id)
+                    .await?;
+                let mut conn = self.pool.acquire().await.context("acquire")?;
+                lock_intents::delete_lock_intent(&mut conn, &intent.tenant_id, &intent.lock_id)
+                    .await?;
+                Ok::<(), DisputeError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    released += 1;
+                    tracing::info!(tenant_id = %intent.tenant_id, dispute_id = %intent.dispute_id, lock_id = %intent.lock_id, "released the document lock of a submission that did not happen");
+                }
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(tenant_id = %intent.tenant_id, dispute_id = %intent.dispute_id, lock_id = %intent.lock_id, error = ?error, "releasing a stale document lock failed; retried at the next run");
+                }
+            }
+        }
+        Ok((released, failed))
+    }
+}
+
+/// Most stale locks one repair run releases.
+const STALE_LOCKS_PER_RUN: i64 = 100;
+
+/// Documents locked in document-store for one submission, before its transaction.
+#[derive(Debug, Clone)]
+pub(super) struct SubmissionLock {
+    lock_id: String,
+    /// The dispute's version when the documents were chosen.
+    version: i64,
+    document_ids: Vec<String>,
+    documents: Vec<DisputeDocument>,
+}
+
+/// What a submission locks: the documents of its evidence, then any the action names.
+fn submitted_document_ids(
+    evidence: &evidence::Evidence,
+    action_document_ids: &[String],
+) -> Vec<String> {
+    let mut document_ids = evidence::document_ids(evidence);
+    for id in action_document_ids {
+        if !document_ids.contains(id) {
+            document_ids.push(id.clone());
+        }
+    }
+    document_ids
 }
 
 fn join_message(first: &str, second: &str) -> String {

@@ -18,6 +18,8 @@ mod update_dispute;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+pub use deadline_sweep::SweepReport;
+
 use crate::documents::DocumentsClient;
 use crate::domain::evidence::DisputeDocument;
 use crate::domain::lifecycle::{self, AvailableAction};

@@ -7,6 +7,7 @@ use chrono::Utc;
 use service_kit::auth::Caller;
 use service_kit::ids::ActionId;
 
+use super::evidence_documents::SubmissionLock;
 use super::mutation::Start;
 use super::{App, DisputeView, IdempotencyKey, MutationGuards, Outcome};
 use crate::domain::dispute::validate_metadata;
@@ -22,12 +23,42 @@ const UPDATE_DISPUTE: &str = "UpdateDispute";
 
 impl App {
     /// Stages evidence and changes metadata, and submits the evidence when asked (the same
-    /// as SUBMIT_EVIDENCE). Document fields must name documents of the caller's tenant.
+    /// as SUBMIT_EVIDENCE, documents locked the same way). Document fields must name
+    /// documents of the caller's tenant.
     pub async fn update_dispute(
         &self,
         caller: &Caller,
         request: UpdateDispute,
         idempotency: Option<IdempotencyKey>,
+    ) -> Result<Outcome<DisputeView>, DisputeError> {
+        // Documents are locked only for a request that names existing ones; otherwise the
+        // checks below answer it.
+        let lockable = request.changes.submit
+            && request.violations.is_empty()
+            && self
+                .check_evidence_documents(caller, &request.changes.evidence)
+                .await?
+                .is_empty();
+        let lock = if lockable {
+            let submit = TenantAction::new(ActionType::SubmitEvidence);
+            self.lock_for_submission(caller, &request.id, &request.changes.evidence, &submit)
+                .await?
+        } else {
+            None
+        };
+        let outcome = self
+            .update_dispute_locked(caller, request, idempotency, lock.as_ref())
+            .await;
+        self.release_unused_lock(caller, lock).await;
+        outcome
+    }
+
+    async fn update_dispute_locked(
+        &self,
+        caller: &Caller,
+        request: UpdateDispute,
+        idempotency: Option<IdempotencyKey>,
+        lock: Option<&SubmissionLock>,
     ) -> Result<Outcome<DisputeView>, DisputeError> {
         let UpdateDispute {
             id,
@@ -93,7 +124,7 @@ impl App {
                 ..dispute
             };
             let action = TenantAction::new(ActionType::SubmitEvidence);
-            self.apply_tenant_action(mutation.conn(), caller, staged, action, now)
+            self.apply_tenant_action(mutation.conn(), staged, action, lock, now)
                 .await?
         } else {
             let tx = mutation.conn();

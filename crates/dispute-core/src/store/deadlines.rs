@@ -1,32 +1,39 @@
-//! The deadline sweeper's view of disputes: the `next_deadline` column.
+//! The deadline sweeper's view of disputes: the `next_deadline` column, and the failures
+//! that push a dispute's next try back (`deadline_sweep_failures`).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-/// Claims up to `limit` disputes whose next deadline has passed, locking their rows until
-/// the transaction ends; other replicas skip them (`for update skip locked`).
-pub async fn claim_due_disputes(
+/// Claims the due dispute with the earliest deadline, locking its row until the transaction
+/// ends; other replicas skip it (`for update skip locked`). Disputes whose last sweep failed
+/// wait until their retry time, and `skip_ids` (tried already in this run) are left out.
+pub async fn claim_next_due_dispute(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
-    limit: i64,
-) -> anyhow::Result<Vec<(String, String)>> {
+    skip_ids: &[String],
+) -> anyhow::Result<Option<(String, String)>> {
     let due = sqlx::query_as(
-        "select tenant_id, id from disputes
-          where next_deadline <= $1
-          order by next_deadline
-          limit $2
-          for update skip locked",
+        "select d.tenant_id, d.id from disputes d
+          where d.next_deadline <= $1
+            and d.id <> all($2)
+            and not exists (
+                select 1 from deadline_sweep_failures f
+                 where f.tenant_id = d.tenant_id and f.dispute_id = d.id and f.retry_at > $1)
+          order by d.next_deadline
+          limit 1
+          for update of d skip locked",
     )
     .bind(now)
-    .bind(limit)
-    .fetch_all(&mut *conn)
+    .bind(skip_ids)
+    .fetch_optional(&mut *conn)
     .await
-    .context("claim due disputes")?;
+    .context("claim due dispute")?;
     Ok(due)
 }
 
 /// Moves the sweeper's mark of one dispute.
+#[tracing::instrument(skip(conn), fields(dispute_id = %id))]
 pub async fn set_next_deadline(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -41,4 +48,74 @@ pub async fn set_next_deadline(
         .await
         .context("set next deadline")?;
     Ok(())
+}
+
+/// Counts a failed sweep of one dispute and sets its next try to `now` plus a backoff that
+/// doubles with each attempt, from `first_backoff_secs` up to `max_backoff_secs`. Returns
+/// the number of attempts so far.
+#[tracing::instrument(skip(conn, error), fields(dispute_id = %id))]
+pub async fn record_sweep_failure(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    error: &str,
+    now: DateTime<Utc>,
+    first_backoff_secs: i64,
+    max_backoff_secs: i64,
+) -> anyhow::Result<i32> {
+    let attempts = sqlx::query_scalar(
+        "insert into deadline_sweep_failures as f
+                (tenant_id, dispute_id, attempts, last_error, retry_at)
+         values ($1, $2, 1, $3, $4 + make_interval(secs => $5))
+         on conflict (tenant_id, dispute_id) do update
+            set attempts = f.attempts + 1,
+                last_error = excluded.last_error,
+                retry_at = $4 + make_interval(secs => least(
+                    $5 * power(2, least(f.attempts, 30)), $6))
+         returning attempts",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(error)
+    .bind(now)
+    .bind(first_backoff_secs as f64)
+    .bind(max_backoff_secs as f64)
+    .fetch_one(&mut *conn)
+    .await
+    .context("record sweep failure")?;
+    Ok(attempts)
+}
+
+/// Forgets a dispute's past sweep failures (it was swept).
+#[tracing::instrument(skip(conn), fields(dispute_id = %id))]
+pub async fn clear_sweep_failure(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("delete from deadline_sweep_failures where tenant_id = $1 and dispute_id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .context("clear sweep failure")?;
+    Ok(())
+}
+
+/// A dispute's failed sweeps so far and when it is tried next.
+pub async fn find_sweep_failure(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<(i32, DateTime<Utc>)>> {
+    let found = sqlx::query_as(
+        "select attempts, retry_at from deadline_sweep_failures
+          where tenant_id = $1 and dispute_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("find sweep failure")?;
+    Ok(found)
 }

@@ -9,5 +9,6 @@ pub mod events;
 pub mod history;
 pub mod idempotency;
 pub mod ledger;
+pub mod lock_intents;
 pub mod network;
 mod rows;

@@ -3,6 +3,7 @@
 //! module per concern; what they share is here.
 #![allow(clippy::unwrap_used)]
 
+mod deadline_sweep;
 mod disputes;
 mod history;
 mod idempotency;

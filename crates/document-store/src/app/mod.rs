@@ -10,8 +10,10 @@ pub mod lock;
 pub mod queries;
 pub mod upload;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +28,12 @@ pub struct UploadSettings {
     pub max_parts_in_flight: usize,
     /// A client that sends nothing for this long is cut off.
     pub chunk_idle_timeout: Duration,
+    /// The header message must arrive within this long of the call being admitted.
+    pub header_timeout: Duration,
+    /// Total time an upload may take to send its bytes, from admission to the last chunk.
+    pub upload_deadline: Duration,
+    /// Uploads this replica runs at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_uploads: usize,
 }
 
 /// The document service: metadata in PostgreSQL, bytes in the object store.
@@ -39,6 +47,8 @@ pub struct Documents {
     abort: CancellationToken,
     /// Upload tasks, so shutdown can wait for their cleanup.
     tasks: TaskTracker,
+    /// One permit per running upload (`UploadSettings::max_concurrent_uploads`).
+    upload_slots: Arc<Semaphore>,
 }
 
 impl Documents {
@@ -49,6 +59,7 @@ impl Documents {
             settings,
             abort: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
         }
     }
 

@@ -1,16 +1,30 @@
 //! The upload pipeline: chunks stream into S3 parts while they are hashed and sniffed.
-//! Memory stays bounded by `part_size * (max_parts_in_flight + 1)` whatever the file
-//! size. Any failure, cap breach or cancellation removes everything the upload created:
-//! the multipart upload, the object and the metadata row.
+//! Memory stays bounded by `part_size * (max_parts_in_flight + 1)` per upload whatever the
+//! file or chunk size, and by `max_concurrent_uploads` uploads per replica. Any failure, cap
+//! breach or cancellation removes everything the upload created: the multipart upload, the
+//! object and the metadata row.
+//!
+//! End of stream does not prove the file is complete: hyper ends a request body cleanly
+//! when the client resets its stream (CANCEL or NO_ERROR). What does prove the caller is
+//! still there is the caller's own future, which hyper drops on a reset. So the upload runs
+//! in a task of its own, and the caller's future holds a drop guard on `caller_gone` until
+//! it has the result in hand: the task aborts while streaming if the caller goes, checks
+//! again before the row becomes visible, and removes the document if the caller vanished
+//! before taking the result.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
 
 use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use service_kit::ids::DocumentId;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Documents;
@@ -20,6 +34,9 @@ use crate::domain::{
 };
 use crate::store::postgres::{self, PendingDocument, StoredContent};
 
+/// What a client refused for capacity is told to wait before retrying.
+const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// What became of the object while the upload ran, for cleanup.
 enum ObjectState {
     Nothing,
@@ -27,13 +44,69 @@ enum ObjectState {
     Stored,
 }
 
+/// An admitted upload: holds one of the replica's upload slots until the upload, cleanup
+/// included, is over, and carries the upload's overall deadline.
+pub struct UploadAdmission {
+    _slot: OwnedSemaphorePermit,
+    deadline: Instant,
+}
+
+/// What the upload task needs to know about its caller.
+struct Caller {
+    /// Cancelled when the caller's future is dropped (client reset, hang-up, deadline).
+    gone: CancellationToken,
+    /// Where the result goes.
+    result: oneshot::Sender<Result<Document, DocumentError>>,
+    /// Completes (Ok) once the caller holds the result, or fails if it was dropped first.
+    received: oneshot::Receiver<()>,
+}
+
 impl Documents {
+    /// Takes one of this replica's upload slots, or refuses at once with
+    /// [`DocumentError::UploadCapacity`]: called before anything of the stream is read, so
+    /// a refused upload buffers nothing.
+    pub fn admit_upload(&self) -> Result<UploadAdmission, DocumentError> {
+        let slot = self.upload_slots.clone().try_acquire_owned().map_err(|_| {
+            DocumentError::UploadCapacity {
+                limit: self.settings.max_concurrent_uploads,
+                retry_after: UPLOAD_RETRY_AFTER,
+            }
+        })?;
+        Ok(UploadAdmission {
+            _slot: slot,
+            deadline: Instant::now() + self.settings.upload_deadline,
+        })
+    }
+
+    /// Waits for the header (`read`, the transport reading the first message) for at most
+    /// the header timeout, and checks it against this replica's limits.
+    pub async fn receive_upload_header<F>(
+        &self,
+        admission: &UploadAdmission,
+        read: F,
+    ) -> Result<UploadHeader, DocumentError>
+    where
+        F: Future<Output = Result<UploadHeader, DocumentError>>,
+    {
+        let timeout_at = admission
+            .deadline
+            .min(Instant::now() + self.settings.header_timeout);
+        let header = tokio::time::timeout_at(timeout_at, read)
+            .await
+            .map_err(|_| DocumentError::HeaderTimeout {
+                secs: self.settings.header_timeout.as_secs(),
+            })??;
+        header.check_size_limit(self.settings.max_bytes)?;
+        Ok(header)
+    }
+
     /// Streams `chunks` into storage as a new document of `tenant_id`. The upload runs in a
-    /// task of its own, detached from the caller: if the client hangs up, hyper drops the
-    /// caller's future, and the task still sees the broken stream and removes what the
-    /// upload created. Shutdown waits for these tasks ([`Documents::abort_uploads`]).
+    /// task of its own so that cleanup finishes even when the caller's future is dropped;
+    /// shutdown waits for these tasks ([`Documents::abort_uploads`]). The document is
+    /// committed only if this future is still there to take the result.
     pub async fn upload<S>(
         &self,
+        admission: UploadAdmission,
         tenant_id: String,
         header: UploadHeader,
         chunks: S,
@@ -43,16 +116,70 @@ impl Documents {
     {
         let document_id = DocumentId::generate();
         tracing::Span::current().record("document_id", document_id.as_str());
+        let gone = CancellationToken::new();
+        // Dropped with this future (hyper drops it when the client resets the stream):
+        // tells the task its caller is gone, until disarmed once the result is in hand.
+        let hang_up = gone.clone().drop_guard();
+        let (result_tx, result_rx) = oneshot::channel();
+        let (received_tx, received_rx) = oneshot::channel();
+        let caller = Caller {
+            gone,
+            result: result_tx,
+            received: received_rx,
+        };
         let documents = self.clone();
-        let task = self.tasks.spawn(
+        self.tasks.spawn(
             async move {
                 documents
-                    .store_upload(&tenant_id, document_id.as_str(), header, chunks)
-                    .await
+                    .run_upload(admission, &tenant_id, document_id, header, chunks, caller)
+                    .await;
             }
             .instrument(tracing::Span::current()),
         );
-        task.await.map_err(|e| DocumentError::Internal(e.into()))?
+        let result = result_rx.await.map_err(|_| {
+            DocumentError::Internal(anyhow::anyhow!("the upload task ended without a result"))
+        })?;
+        hang_up.disarm();
+        let _ = received_tx.send(());
+        result
+    }
+
+    /// The upload task: stores the upload, hands the result to the caller, and removes the
+    /// document again if the caller is not there to take it.
+    async fn run_upload<S>(
+        &self,
+        admission: UploadAdmission,
+        tenant_id: &str,
+        document_id: DocumentId,
+        header: UploadHeader,
+        chunks: S,
+        caller: Caller,
+    ) where
+        S: Stream<Item = Result<Bytes, DocumentError>> + Unpin,
+    {
+        let result = self
+            .store_upload(
+                tenant_id,
+                document_id.as_str(),
+                header,
+                chunks,
+                admission.deadline,
+                &caller.gone,
+            )
+            .await;
+        let committed = result.is_ok();
+        let handed_over = caller.result.send(result).is_ok() && caller.received.await.is_ok();
+        if committed && !handed_over {
+            // Nobody ever saw this id: the caller went between the commit and the answer.
+            tracing::info!(
+                document_id = document_id.as_str(),
+                "caller gone before taking the upload's result; removing the document"
+            );
+            if let Err(error) = self.delete(tenant_id, &document_id).await {
+                tracing::error!(error = ?error, document_id = document_id.as_str(), "removing an upload whose caller was gone failed");
+            }
+        }
+        drop(admission);
     }
 
     /// Streams `chunks` into storage as document `document_id` of `tenant_id`.
@@ -62,6 +189,8 @@ impl Documents {
         document_id: &str,
         header: UploadHeader,
         chunks: S,
+        deadline: Instant,
+        caller_gone: &CancellationToken,
     ) -> Result<Document, DocumentError>
     where
         S: Stream<Item = Result<Bytes, DocumentError>> + Unpin,
@@ -81,8 +210,20 @@ impl Documents {
         .await?;
 
         let mut object = ObjectState::Nothing;
+        let receiving = Receiving {
+            chunks,
+            deadline,
+            caller_gone,
+        };
         let result = self
-            .stream_to_storage(tenant_id, document_id, &key, &header, chunks, &mut object)
+            .stream_to_storage(
+                tenant_id,
+                document_id,
+                &key,
+                &header,
+                receiving,
+                &mut object,
+            )
             .await;
         match result {
             Ok(document) => Ok(document),
@@ -100,7 +241,7 @@ impl Documents {
         document_id: &str,
         key: &str,
         header: &UploadHeader,
-        mut chunks: S,
+        mut receiving: Receiving<'_, S>,
         object: &mut ObjectState,
     ) -> Result<Document, DocumentError>
     where
@@ -116,21 +257,9 @@ impl Documents {
         let mut completed_parts = Vec::new();
         let mut next_part_number = 1;
 
-        loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout(settings.chunk_idle_timeout, chunks.next()) => next,
-                _ = self.abort.cancelled() => return Err(DocumentError::ShuttingDown),
-            };
-            let chunk = match next {
-                Err(_) => {
-                    return Err(DocumentError::IdleTimeout {
-                        secs: settings.chunk_idle_timeout.as_secs(),
-                    });
-                }
-                Ok(None) => break,
-                Ok(Some(chunk)) => chunk?,
-            };
+        while let Some(chunk) = receiving.next_chunk(self, settings).await? {
             total += chunk.len() as u64;
+            header.check_size_so_far(total)?;
             if total > settings.max_bytes {
                 return Err(DocumentError::TooLarge {
                     limit: settings.max_bytes,
@@ -142,7 +271,10 @@ impl Documents {
                 prefix.extend_from_slice(&chunk[..wanted]);
                 detected = check_content(header.declared, &prefix, false)?;
             }
-            buffer.push(chunk);
+            // Copied into the part buffer, so the chunk's own allocation (for a tiny chunk,
+            // a whole decode buffer) is released right here.
+            buffer.push(&chunk);
+            drop(chunk);
 
             while let Some(part) = buffer.take_full_part() {
                 let upload_id = match object {
@@ -177,6 +309,7 @@ impl Documents {
             }
         }
 
+        header.check_final_size(total)?;
         let content_type = match detected {
             Some(content_type) => content_type,
             None => check_content(header.declared, &prefix, true)?
@@ -221,6 +354,11 @@ impl Documents {
             }
         }
 
+        // The last point where nothing is visible yet: a caller gone by now (reset after a
+        // clean end of stream, deadline passed during completion) gets nothing stored.
+        if receiving.caller_gone.is_cancelled() {
+            return Err(DocumentError::Cancelled);
+        }
         let document = postgres::mark_document_available(
             &self.pool,
             tenant_id,
@@ -249,7 +387,23 @@ impl Documents {
             ObjectState::Multipart { upload_id } => {
                 self.objects.abort_multipart_upload(key, upload_id).await
             }
-            ObjectState::Stored => self.objects.delete_object(key).await,
+            ObjectState::Stored => {
+                // The step that failed may have been marking the row available: its commit
+                // can succeed while the answer is lost. The object then belongs to an
+                // available document and must stay; if the row cannot be read, both are
+                // left for the abandoned-upload cleaner.
+                match postgres::document_state(&self.pool, tenant_id, document_id).await {
+                    Ok(Some(state)) if state != "pending" => {
+                        tracing::warn!(document_id, state, "upload failed after its row was committed; keeping the document");
+                        return;
+                    }
+                    Ok(_) => self.objects.delete_object(key).await,
+                    Err(error) => {
+                        tracing::error!(error = ?error, document_id, "cannot read a failed upload's row; left for the cleaner");
+                        return;
+                    }
+                }
+            }
         };
         if let Err(error) = object_cleanup {
             tracing::error!(error = ?error, document_id, "cleanup of a failed upload's object failed");
@@ -264,61 +418,100 @@ impl Documents {
     }
 }
 
-/// Collects chunks and cuts them into parts of exactly `part_size` bytes. Each byte is
-/// copied once, into a buffer allocated at its final size: growing one buffer instead would
-/// double its allocation past the part size and copy on every doubling.
+/// The chunks of an upload, and what may end their arrival early.
+struct Receiving<'a, S> {
+    chunks: S,
+    deadline: Instant,
+    caller_gone: &'a CancellationToken,
+}
+
+impl<S> Receiving<'_, S>
+where
+    S: Stream<Item = Result<Bytes, DocumentError>> + Unpin,
+{
+    /// The next chunk, `None` at the end of the stream, or why the upload stops: the caller
+    /// is gone, shutdown, the upload deadline passed, or the client was idle too long.
+    async fn next_chunk(
+        &mut self,
+        documents: &Documents,
+        settings: super::UploadSettings,
+    ) -> Result<Option<Bytes>, DocumentError> {
+        tokio::select! {
+            biased;
+            _ = self.caller_gone.cancelled() => Err(DocumentError::Cancelled),
+            _ = documents.abort.cancelled() => Err(DocumentError::ShuttingDown),
+            _ = tokio::time::sleep_until(self.deadline) => Err(DocumentError::UploadDeadline {
+                secs: settings.upload_deadline.as_secs(),
+            }),
+            next = tokio::time::timeout(settings.chunk_idle_timeout, self.chunks.next()) => {
+                match next {
+                    Err(_) => Err(DocumentError::IdleTimeout {
+                        secs: settings.chunk_idle_timeout.as_secs(),
+                    }),
+                    Ok(None) => Ok(None),
+                    Ok(Some(chunk)) => chunk.map(Some),
+                }
+            }
+        }
+    }
+}
+
+/// Coalesces chunks into parts of exactly `part_size` bytes. Every chunk is copied into a
+/// buffer allocated once at part size, so neither the number nor the size of chunks changes
+/// memory: a 1-byte chunk kept as its own `Bytes` would pin a whole decode buffer. At most
+/// one full part waits here (until a further byte shows it is not the last one), and the
+/// buffer being filled is allocated only when its first byte arrives, so an upload never
+/// holds more than one part here besides those in flight.
 struct PartBuffer {
     part_size: usize,
-    chunks: VecDeque<Bytes>,
-    len: usize,
+    /// Full parts not yet taken.
+    full: VecDeque<Bytes>,
+    /// The part being filled (no allocation while empty).
+    filling: BytesMut,
 }
 
 impl PartBuffer {
     fn new(part_size: usize) -> Self {
         Self {
             part_size,
-            chunks: VecDeque::new(),
-            len: 0,
+            full: VecDeque::new(),
+            filling: BytesMut::new(),
         }
     }
 
-    fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.len += chunk.len();
-            self.chunks.push_back(chunk);
-        }
-    }
-
-    /// A full part, once more than one part is buffered, so the last part is never empty.
-    fn take_full_part(&mut self) -> Option<Bytes> {
-        (self.len > self.part_size).then(|| self.take(self.part_size))
-    }
-
-    /// Everything buffered (the last part, or the whole of a small file).
-    fn take_rest(&mut self) -> Bytes {
-        if self.chunks.len() == 1 {
-            self.len = 0;
-            return self.chunks.pop_front().unwrap_or_default();
-        }
-        self.take(self.len)
-    }
-
-    fn take(&mut self, n: usize) -> Bytes {
-        let mut out = BytesMut::with_capacity(n);
-        while out.len() < n {
-            let Some(mut front) = self.chunks.pop_front() else {
-                break;
-            };
-            let needed = n - out.len();
-            if front.len() > needed {
-                out.extend_from_slice(&front.split_to(needed));
-                self.chunks.push_front(front);
-            } else {
-                out.extend_from_slice(&front);
+    fn push(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            if self.filling.capacity() == 0 {
+                self.filling = BytesMut::with_capacity(self.part_size);
+            }
+            let room = self.part_size - self.filling.len();
+            let (now, rest) = chunk.split_at(room.min(chunk.len()));
+            self.filling.extend_from_slice(now);
+            chunk = rest;
+            if self.filling.len() == self.part_size {
+                self.full
+                    .push_back(std::mem::take(&mut self.filling).freeze());
             }
         }
-        self.len -= out.len();
-        out.freeze()
+    }
+
+    /// A full part, once more bytes follow it, so the last part is never empty.
+    fn take_full_part(&mut self) -> Option<Bytes> {
+        let more_follow = self.full.len() > 1 || !self.filling.is_empty();
+        if more_follow {
+            self.full.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Everything buffered (the last part, or the whole of a small file), once every full
+    /// part but the last was taken.
+    fn take_rest(&mut self) -> Bytes {
+        match self.full.pop_front() {
+            Some(part) => part,
+            None => std::mem::take(&mut self.filling).freeze(),
+        }
     }
 }
 
@@ -344,7 +537,7 @@ mod tests {
         let mut buffer = PartBuffer::new(30);
         let mut parts = Vec::new();
         for chunk in data.chunks(7) {
-            buffer.push(Bytes::copy_from_slice(chunk));
+            buffer.push(chunk);
             while let Some(part) = buffer.take_full_part() {
                 parts.push(part);
             }
@@ -367,10 +560,47 @@ mod tests {
     #[test]
     fn exactly_one_part_stays_buffered_as_the_last() {
         let mut buffer = PartBuffer::new(10);
-        buffer.push(Bytes::from_static(b"0123456789"));
+        buffer.push(b"0123456789");
         assert!(buffer.take_full_part().is_none());
         assert_eq!(buffer.take_rest(), Bytes::from_static(b"0123456789"));
-        buffer.push(Bytes::from_static(b""));
+        buffer.push(b"");
         assert!(buffer.take_rest().is_empty());
+    }
+
+    #[test]
+    fn one_byte_chunks_fill_one_allocation_per_part() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(25).collect();
+        let mut buffer = PartBuffer::new(10);
+        let mut parts = Vec::new();
+        for byte in &data {
+            buffer.push(std::slice::from_ref(byte));
+            assert!(buffer.filling.capacity() <= 10, "never grows past a part");
+            while let Some(part) = buffer.take_full_part() {
+                parts.push(part);
+            }
+        }
+        parts.push(buffer.take_rest());
+        assert_eq!(
+            parts.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
+        assert_eq!(parts.concat(), data);
+    }
+
+    #[test]
+    fn a_chunk_larger_than_two_parts_is_cut_too() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(35).collect();
+        let mut buffer = PartBuffer::new(10);
+        buffer.push(&data);
+        let mut parts = Vec::new();
+        while let Some(part) = buffer.take_full_part() {
+            parts.push(part);
+        }
+        parts.push(buffer.take_rest());
+        assert_eq!(
+            parts.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![10, 10, 10, 5]
+        );
+        assert_eq!(parts.concat(), data);
     }
 }

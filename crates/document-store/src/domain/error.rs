@@ -20,6 +20,10 @@ pub enum DocumentError {
     UnsupportedContent,
     #[error("the upload is empty or too short to identify its type")]
     TooShortToIdentify,
+    #[error("the upload sent more than the declared {declared} bytes")]
+    SizeExceeded { declared: u64 },
+    #[error("the upload sent {received} bytes, declared {declared}")]
+    SizeMismatch { declared: u64, received: u64 },
     #[error("sha256 of the bytes is {actual}, expected {expected}")]
     Sha256Mismatch { expected: String, actual: String },
     #[error("document {id} was submitted as evidence and cannot be deleted")]
@@ -28,6 +32,16 @@ pub enum DocumentError {
     OutOfRange { offset: i64, size: i64 },
     #[error("no chunk received for {secs} seconds")]
     IdleTimeout { secs: u64 },
+    #[error("no upload header received within {secs} seconds")]
+    HeaderTimeout { secs: u64 },
+    #[error("the upload did not finish within {secs} seconds")]
+    UploadDeadline { secs: u64 },
+    #[error("this replica already runs {limit} uploads; retry later")]
+    UploadCapacity {
+        limit: usize,
+        /// How long the client should wait before retrying.
+        retry_after: std::time::Duration,
+    },
     #[error("the client cancelled the upload")]
     Cancelled,
     #[error("document-store is shutting down")]

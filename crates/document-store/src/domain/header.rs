@@ -15,6 +15,9 @@ pub struct UploadHeader {
     pub declared: ContentType,
     pub dispute_id: Option<DisputeId>,
     pub expected_sha256: Option<String>,
+    /// The total size the client says it sends; the upload fails unless it sends exactly
+    /// this many bytes.
+    pub expected_size_bytes: Option<u64>,
 }
 
 impl UploadHeader {
@@ -24,6 +27,7 @@ impl UploadHeader {
         content_type: &str,
         dispute_id: &str,
         expected_sha256: &str,
+        expected_size_bytes: u64,
     ) -> Result<UploadHeader, DocumentError> {
         let mut violations = Vec::new();
         let filename_chars = filename.chars().count();
@@ -70,8 +74,40 @@ impl UploadHeader {
                 declared,
                 dispute_id,
                 expected_sha256: (!expected.is_empty()).then_some(expected),
+                expected_size_bytes: (expected_size_bytes != 0).then_some(expected_size_bytes),
             }),
             _ => Err(DocumentError::Validation(violations)),
+        }
+    }
+
+    /// Refuses a declared size above the cap before any byte is read.
+    pub fn check_size_limit(&self, max_bytes: u64) -> Result<(), DocumentError> {
+        match self.expected_size_bytes {
+            Some(declared) if declared > max_bytes => Err(Violation::new(
+                "header.expected_size_bytes",
+                format!("must be at most {max_bytes} bytes"),
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the running total against the declared size while bytes arrive: fails as
+    /// soon as more than the declared size has been sent.
+    pub fn check_size_so_far(&self, received: u64) -> Result<(), DocumentError> {
+        match self.expected_size_bytes {
+            Some(declared) if received > declared => Err(DocumentError::SizeExceeded { declared }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the final total against the declared size once the stream has ended.
+    pub fn check_final_size(&self, received: u64) -> Result<(), DocumentError> {
+        match self.expected_size_bytes {
+            Some(declared) if received != declared => {
+                Err(DocumentError::SizeMismatch { declared, received })
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -87,6 +123,7 @@ mod tests {
             "application/pdf",
             "dsp_01jd3s9v8m6q0n2c5x7r4t1k9e",
             &"AB".repeat(32),
+            0,
         )
         .unwrap();
         assert_eq!(header.declared, ContentType::Pdf);
@@ -99,7 +136,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_reported() {
         let err =
-            UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz").unwrap_err();
+            UploadHeader::parse("../etc/passwd", "text/html", "dispute-1", "xyz", 0).unwrap_err();
         assert_eq!(
             err.violated_fields(),
             vec![
@@ -114,18 +151,48 @@ mod tests {
     #[test]
     fn filename_limits() {
         assert_eq!(
-            UploadHeader::parse("", "image/png", "", "")
+            UploadHeader::parse("", "image/png", "", "", 0)
                 .unwrap_err()
                 .violated_fields(),
             vec!["header.filename"]
         );
         assert_eq!(
-            UploadHeader::parse(&"é".repeat(256), "image/png", "", "")
+            UploadHeader::parse(&"é".repeat(256), "image/png", "", "", 0)
                 .unwrap_err()
                 .violated_fields(),
             vec!["header.filename"]
         );
-        assert!(UploadHeader::parse(&"é".repeat(255), "image/png", "", "").is_ok());
-        assert!(UploadHeader::parse("a\nb.png", "image/png", "", "").is_err());
+        assert!(UploadHeader::parse(&"é".repeat(255), "image/png", "", "", 0).is_ok());
+        assert!(UploadHeader::parse("a\nb.png", "image/png", "", "", 0).is_err());
+    }
+
+    #[test]
+    fn declared_size_is_optional_capped_and_checked() {
+        let unstated = UploadHeader::parse("a.png", "image/png", "", "", 0).unwrap();
+        assert_eq!(unstated.expected_size_bytes, None);
+        assert!(unstated.check_size_limit(10).is_ok());
+        assert!(unstated.check_size_so_far(u64::MAX).is_ok());
+        assert!(unstated.check_final_size(0).is_ok());
+
+        let declared = UploadHeader::parse("a.png", "image/png", "", "", 100).unwrap();
+        assert_eq!(declared.expected_size_bytes, Some(100));
+        assert!(declared.check_size_limit(100).is_ok());
+        assert_eq!(
+            declared.check_size_limit(99).unwrap_err().violated_fields(),
+            vec!["header.expected_size_bytes"]
+        );
+        assert!(declared.check_size_so_far(100).is_ok());
+        assert!(matches!(
+            declared.check_size_so_far(101),
+            Err(DocumentError::SizeExceeded { declared: 100 })
+        ));
+        assert!(declared.check_final_size(100).is_ok());
+        assert!(matches!(
+            declared.check_final_size(99),
+            Err(DocumentError::SizeMismatch {
+                declared: 100,
+                received: 99
+            })
+        ));
     }
 }

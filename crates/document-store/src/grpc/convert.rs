@@ -38,6 +38,11 @@ pub fn requested_ids(ids: &[String]) -> Result<Vec<DocumentId>, DocumentError> {
     batch_ids(ids)
 }
 
+/// The `lock_id` of LockDocuments (optional) or UnlockDocuments (required).
+pub fn lock_holder(lock_id: &str, required: bool) -> Result<String, DocumentError> {
+    crate::domain::query::lock_holder("lock_id", lock_id, required)
+}
+
 pub fn list_query(request: &pb::ListDocumentsRequest) -> Result<ListQuery, DocumentError> {
     ListQuery::parse(&request.dispute_id, request.page_size, &request.page_token)
 }
@@ -48,5 +53,6 @@ pub fn upload_header(header: &pb::DocumentHeader) -> Result<UploadHeader, Docume
         &header.content_type,
         &header.dispute_id,
         &header.expected_sha256,
+        header.expected_size_bytes,
     )
 }

@@ -43,11 +43,21 @@ impl DocumentService for DocumentServiceHandler {
         request: Request<Streaming<pb::UploadDocumentRequest>>,
     ) -> Result<Response<pb::UploadDocumentResponse>, Status> {
         let caller = authorize(&request, Scope::DocumentsWrite)?;
+        // Admission first: a refused upload has not read (or buffered) any of its stream.
+        let admission = self.documents.admit_upload()?;
         let mut stream = request.into_inner();
-        let header = upload_stream::read_header(&mut stream).await?;
+        let header = self
+            .documents
+            .receive_upload_header(&admission, upload_stream::read_header(&mut stream))
+            .await?;
         let document = self
             .documents
-            .upload(caller.tenant_id, header, upload_stream::chunks(stream))
+            .upload(
+                admission,
+                caller.tenant_id,
+                header,
+                upload_stream::chunks(stream),
+            )
             .await?;
         Ok(Response::new(pb::UploadDocumentResponse {
             document: Some(document.into()),
@@ -132,9 +142,26 @@ impl DocumentService for DocumentServiceHandler {
     ) -> Result<Response<pb::LockDocumentsResponse>, Status> {
         let caller = authorize(&request, Scope::DocumentsWrite)?;
         let ids = convert::requested_ids(&request.get_ref().ids)?;
-        let locked = self.documents.lock(&caller.tenant_id, &ids).await?;
+        let holder = convert::lock_holder(&request.get_ref().lock_id, false)?;
+        let locked = self
+            .documents
+            .lock(&caller.tenant_id, &ids, &holder)
+            .await?;
         Ok(Response::new(pb::LockDocumentsResponse {
             documents: convert::documents(locked),
         }))
+    }
+
+    async fn unlock_documents(
+        &self,
+        request: Request<pb::UnlockDocumentsRequest>,
+    ) -> Result<Response<pb::UnlockDocumentsResponse>, Status> {
+        let caller = authorize(&request, Scope::DocumentsWrite)?;
+        let ids = convert::requested_ids(&request.get_ref().ids)?;
+        let holder = convert::lock_holder(&request.get_ref().lock_id, true)?;
+        self.documents
+            .unlock(&caller.tenant_id, &ids, &holder)
+            .await?;
+        Ok(Response::new(pb::UnlockDocumentsResponse {}))
     }
 }

@@ -46,6 +46,9 @@ impl From<DocumentError> for Status {
             e @ DocumentError::Sha256Mismatch { .. } => {
                 invalid_field("header.expected_sha256", e.to_string(), "SHA256_MISMATCH")
             }
+            e @ (DocumentError::SizeExceeded { .. } | DocumentError::SizeMismatch { .. }) => {
+                invalid_field("header.expected_size_bytes", e.to_string(), "SIZE_MISMATCH")
+            }
             e @ DocumentError::Locked { .. } => {
                 failed_precondition(DOMAIN, "DOCUMENT_LOCKED", "document", e.to_string())
             }
@@ -57,6 +60,23 @@ impl From<DocumentError> for Status {
             ),
             e @ DocumentError::IdleTimeout { .. } => {
                 status_with_reason(Code::DeadlineExceeded, e.to_string(), "UPLOAD_IDLE", DOMAIN)
+            }
+            e @ DocumentError::HeaderTimeout { .. } => status_with_reason(
+                Code::DeadlineExceeded,
+                e.to_string(),
+                "UPLOAD_HEADER_TIMEOUT",
+                DOMAIN,
+            ),
+            e @ DocumentError::UploadDeadline { .. } => status_with_reason(
+                Code::DeadlineExceeded,
+                e.to_string(),
+                "UPLOAD_DEADLINE",
+                DOMAIN,
+            ),
+            e @ DocumentError::UploadCapacity { retry_after, .. } => {
+                let mut details = ErrorDetails::with_error_info("UPLOAD_CAPACITY", DOMAIN, []);
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, e.to_string(), details)
             }
             e @ DocumentError::Cancelled => {
                 status_with_reason(Code::Cancelled, e.to_string(), "UPLOAD_CANCELLED", DOMAIN)

@@ -129,6 +129,21 @@ pub async fn delete_pending_document(
     Ok(())
 }
 
+/// The state of a document row (`pending`, `available`), `None` if there is no such row.
+#[tracing::instrument(skip(pool))]
+pub async fn document_state(
+    pool: &PgPool,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<String>> {
+    let state = sqlx::query_scalar("select state from documents where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(state)
+}
+
 /// A stored document with where its bytes are.
 pub struct StoredDocument {
     pub document: Document,
@@ -286,22 +301,99 @@ pub async fn find_available_documents(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// Locks the caller's available documents among `ids` (keeping an earlier lock time) and
-/// returns them; inside `conn`'s transaction so the caller can check all were found.
+/// Locks the caller's available documents among `ids` for `holder` (keeping an earlier lock
+/// time) and returns them; inside `conn`'s transaction so the caller can check all were
+/// found. The empty holder is a lock that is never released.
 #[tracing::instrument(skip(conn))]
 pub async fn lock_documents(
     conn: &mut PgConnection,
     tenant_id: &str,
     ids: &[&str],
+    holder: &str,
 ) -> anyhow::Result<Vec<Document>> {
     let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
-        "update documents set lock_time = coalesce(lock_time, now())
+        "update documents
+            set lock_time = coalesce(lock_time, now()),
+                lock_holders = case when $3 = any(lock_holders) then lock_holders
+                                    else array_append(lock_holders, $3) end
           where tenant_id = $1 and id = any($2) and state = 'available'
       returning {DOCUMENT_COLUMNS}"
     ))
     .bind(tenant_id)
     .bind(ids)
+    .bind(holder)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Claims the oldest pending upload older than `older_than_secs`, leaving out `skip_ids`
+/// (tried already in this run), and locks its row until the transaction ends; replicas
+/// skip rows another one has claimed. The row stays until the cleaner has removed what
+/// the upload left in the object store ([`delete_abandoned_upload`]).
+pub async fn claim_next_abandoned_upload(
+    conn: &mut PgConnection,
+    older_than_secs: i64,
+    skip_ids: &[String],
+) -> anyhow::Result<Option<AbandonedUpload>> {
+    let row: Option<(String, String, String, Option<String>)> = sqlx::query_as(
+        "select tenant_id, id, object_key, upload_id from documents
+          where state = 'pending' and created_at < now() - make_interval(secs => $1)
+            and id <> all($2)
+          order by created_at
+          limit 1
+          for update skip locked",
+    )
+    .bind(older_than_secs as f64)
+    .bind(skip_ids)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(
+        row.map(|(tenant_id, id, object_key, upload_id)| AbandonedUpload {
+            tenant_id,
+            id,
+            object_key,
+            upload_id,
+        }),
+    )
+}
+
+/// Deletes the row of an abandoned upload the cleaner claimed (still pending).
+#[tracing::instrument(skip(conn), fields(document_id = %id))]
+pub async fn delete_abandoned_upload(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("delete from documents where tenant_id = $1 and id = $2 and state = 'pending'")
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Releases `holder`'s lock on the caller's documents among `ids`; a document whose last
+/// holder that was becomes unlocked. Documents `holder` does not hold are left as they are.
+/// Returns how many documents it released.
+#[tracing::instrument(skip(conn))]
+pub async fn unlock_documents(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    ids: &[&str],
+    holder: &str,
+) -> anyhow::Result<u64> {
+    let released = sqlx::query(
+        "update documents
+            set lock_holders = array_remove(lock_holders, $3),
+                lock_time = case when cardinality(array_remove(lock_holders, $3)) = 0
+                                 then null else lock_time end
+          where tenant_id = $1 and id = any($2) and $3 = any(lock_holders)",
+    )
+    .bind(tenant_id)
+    .bind(ids)
+    .bind(holder)
+    .execute(&mut *conn)
+    .await?;
+    Ok(released.rows_affected())
 }

@@ -288,6 +288,40 @@ impl ObjectStore {
             .map_err(|e| storage_error(e, "get object"))?;
         Ok(output.body)
     }
+    /// The ids of the multipart uploads still open on exactly `key` (the listing is by
+    /// prefix; uploads of longer keys are left out).
+    pub async fn list_multipart_uploads(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        let mut upload_ids = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut upload_id_marker: Option<String> = None;
+        loop {
+            let output = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await
+                .context("list multipart uploads")?;
+            for upload in output.uploads() {
+                if upload.key() == Some(key)
+                    && let Some(upload_id) = upload.upload_id()
+                {
+                    upload_ids.push(upload_id.to_owned());
+                }
+            }
+            if output.is_truncated() != Some(true) {
+                return Ok(upload_ids);
+            }
+            key_marker = output.next_key_marker().map(str::to_owned);
+            upload_id_marker = output.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && upload_id_marker.is_none() {
+                return Ok(upload_ids);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
