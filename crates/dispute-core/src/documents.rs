@@ -239,7 +239,13 @@ fn map_status(status: tonic::Status) -> DisputeError {
             purpose: "read the dispute's documents",
         },
         // Down, slow, or shedding load (RESOURCE_EXHAUSTED): retryable for our client too.
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
+        // UNKNOWN is what tonic's client reports for a connection reset mid-call ("transport
+        // error"); document-store itself never answers it.
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::ResourceExhausted
+        | Code::Unknown => {
             tracing::warn!(code = ?status.code(), message = status.message(), "document-store call failed");
             DisputeError::DocumentsUnavailable
         }

@@ -60,9 +60,9 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 const WORKERS: usize = 4;
 /// Attempts of one logical write (same request id / event id) before it counts as refused.
 const ATTEMPTS: usize = 3;
-/// Whether an INTERNAL answer is a violation. Issue 10 §4 wants every dependency failure
-/// answered UNAVAILABLE (never INTERNAL); today they are INTERNAL, so this only prints them.
-const REQUIRE_NO_INTERNAL: bool = false;
+/// Whether an INTERNAL answer is a violation: issue 10 §4 answers every dependency failure
+/// UNAVAILABLE (never INTERNAL).
+const REQUIRE_NO_INTERNAL: bool = true;
 
 /// Runs a service in this process when started by `e2e::process::ServiceProcess`; does
 /// nothing otherwise. Same steps as the services' `main.rs`.

@@ -394,7 +394,11 @@ impl Documents {
                 // left for the abandoned-upload cleaner.
                 match postgres::document_state(&self.pool, tenant_id, document_id).await {
                     Ok(Some(state)) if state != "pending" => {
-                        tracing::warn!(document_id, state, "upload failed after its row was committed; keeping the document");
+                        tracing::warn!(
+                            document_id,
+                            state,
+                            "upload failed after its row was committed; keeping the document"
+                        );
                         return;
                     }
                     Ok(_) => self.objects.delete_object(key).await,
