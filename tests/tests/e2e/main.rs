@@ -5,6 +5,7 @@
 
 mod architecture;
 mod auth;
+mod contract_network;
 mod dependencies;
 mod disputes;
 mod documents;

@@ -306,6 +306,7 @@ async fn a_stalled_document_store_does_not_hold_dispute_core_connections() {
                         request_id: None,
                         expected_version: None,
                         action: TenantAction::new(ActionType::SubmitEvidence),
+                        filing: Default::default(),
                     },
                     None,
                 )

@@ -10,6 +10,7 @@ use super::{App, DisputeView, IdempotencyKey, MutationGuards, Outcome};
 use crate::domain::lifecycle::{self, EvidenceEffect};
 use crate::domain::requests::CreateAction;
 use crate::domain::{Dispute, DisputeError, TenantAction, Trigger};
+use crate::store::disputes;
 
 const CREATE_ACTION: &str = "CreateAction";
 
@@ -58,9 +59,19 @@ impl App {
             Start::Fresh(started) => started,
             Start::Replay(response) => return Ok(Outcome::Replayed(response)),
         };
+        let mut action = request.action;
+        if let Some(case_id) = &request.filing.case_id {
+            record_network_case(mutation.conn(), &dispute, case_id).await?;
+        }
+        if let Some(note) = request.filing.note() {
+            action.message = match action.message.trim() {
+                "" => note,
+                message => format!("{message} [{note}]"),
+            };
+        }
         let now = Utc::now();
         let updated = self
-            .apply_tenant_action(mutation.conn(), dispute, request.action, lock, now)
+            .apply_tenant_action(mutation.conn(), dispute, action, lock, now)
             .await?;
         mutation.finish(updated, now).await
     }
@@ -91,5 +102,34 @@ impl App {
         }
         self.persist_transition(tx, &dispute, &transition, now)
             .await
+    }
+}
+
+/// Stores the case id a filing got on the (locked) dispute, so that the network's later
+/// events for the case reach it. A dispute keeps one case id: another one is refused.
+async fn record_network_case(
+    tx: &mut PgConnection,
+    dispute: &Dispute,
+    case_id: &str,
+) -> Result<(), DisputeError> {
+    match dispute.network_case_id.as_deref() {
+        Some(held) if held == case_id => Ok(()),
+        Some(held) => Err(DisputeError::FailedPrecondition {
+            reason: "NETWORK_CASE_ID_MISMATCH",
+            message: format!(
+                "dispute {} is {} case {held}; it cannot take case {case_id}",
+                dispute.id, dispute.network
+            ),
+        }),
+        None => {
+            disputes::set_network_case_id(
+                tx,
+                &dispute.tenant_id,
+                &dispute.id,
+                dispute.network,
+                case_id,
+            )
+            .await
+        }
     }
 }

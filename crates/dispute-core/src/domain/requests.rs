@@ -179,6 +179,10 @@ pub struct CreateActionDraft {
     pub message: String,
     pub document_ids: Vec<String>,
     pub expected_version: Option<i64>,
+    /// CHARGEBACK, PRE_ARBITRATION, ARBITRATION: the network's case id; empty when not given.
+    pub network_case_id: String,
+    /// CHARGEBACK, PRE_ARBITRATION, ARBITRATION: the network's reference of the filing.
+    pub network_reference: String,
 }
 
 /// A valid CreateAction.
@@ -188,6 +192,60 @@ pub struct CreateAction {
     pub request_id: Option<String>,
     pub expected_version: Option<i64>,
     pub action: TenantAction,
+    /// What the network answered when the case was filed (CHARGEBACK, PRE_ARBITRATION,
+    /// ARBITRATION only).
+    pub filing: NetworkFiling,
+}
+
+/// The network's identifiers of a filing the issuer made (issue 11, point 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkFiling {
+    /// Stored on the dispute: later network events for this case reach it.
+    pub case_id: Option<String>,
+    /// Kept in the action history.
+    pub reference: Option<String>,
+}
+
+impl NetworkFiling {
+    /// The text the action history keeps, if there is anything to keep.
+    pub fn note(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            self.case_id.as_ref().map(|id| format!("network case {id}")),
+            self.reference
+                .as_ref()
+                .map(|reference| format!("network reference {reference}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// Actions that file something with the network and so may carry its identifiers.
+fn files_with_network(action: ActionType) -> bool {
+    matches!(
+        action,
+        ActionType::Chargeback | ActionType::PreArbitration | ActionType::Arbitration
+    )
+}
+
+/// An optional network identifier: at most [`MAX_REFERENCE_CHARS`] printable characters.
+fn network_identifier(field: &str, value: &str, violations: &mut Vec<Violation>) -> Option<String> {
+    if value.is_empty() {
+        return None;
+    }
+    if value.trim().is_empty()
+        || value.chars().count() > MAX_REFERENCE_CHARS
+        || value.chars().any(char::is_control)
+    {
+        violations.push(Violation::new(
+            field,
+            format!("must be at most {MAX_REFERENCE_CHARS} printable characters"),
+        ));
+        return None;
+    }
+    Some(value.to_owned())
 }
 
 /// Checks a CreateAction.
@@ -200,6 +258,31 @@ pub fn create_action(draft: CreateActionDraft) -> Result<CreateAction, DisputeEr
     let amount = optional_amount("amount", draft.amount, &mut violations);
     memo_text("message", &draft.message, &mut violations);
     document_ids("document_ids", &draft.document_ids, &mut violations);
+    let filing = NetworkFiling {
+        case_id: network_identifier("network_case_id", &draft.network_case_id, &mut violations),
+        reference: network_identifier(
+            "network_reference",
+            &draft.network_reference,
+            &mut violations,
+        ),
+    };
+    if let Some(action) = action.filter(|&action| !files_with_network(action)) {
+        for (field, given) in [
+            ("network_case_id", &draft.network_case_id),
+            ("network_reference", &draft.network_reference),
+        ] {
+            if !given.is_empty() {
+                violations.push(Violation::new(
+                    field,
+                    format!(
+                        "only CHARGEBACK, PRE_ARBITRATION and ARBITRATION file with the network; \
+                         {} takes no network identifiers",
+                        action.as_str().to_uppercase()
+                    ),
+                ));
+            }
+        }
+    }
     match (dispute_id, action) {
         (Ok(dispute_id), Some(action)) if violations.is_empty() => Ok(CreateAction {
             dispute_id,
@@ -211,6 +294,7 @@ pub fn create_action(draft: CreateActionDraft) -> Result<CreateAction, DisputeEr
                 message: draft.message,
                 document_ids: draft.document_ids,
             },
+            filing,
         }),
         _ => Err(DisputeError::Validation(violations)),
     }
@@ -550,6 +634,8 @@ mod tests {
             message: "m".repeat(MAX_MEMO_CHARS + 1),
             document_ids: vec!["doc-1".into(), DocumentId::generate().into_string()],
             expected_version: None,
+            network_case_id: "c\u{0}".into(),
+            network_reference: String::new(),
         };
         assert_eq!(
             fields(create_action(draft)),
@@ -559,8 +645,34 @@ mod tests {
                 "action",
                 "amount",
                 "message",
-                "document_ids[0]"
+                "document_ids[0]",
+                "network_case_id"
             ]
+        );
+    }
+
+    #[test]
+    fn only_filings_carry_network_identifiers() {
+        let draft = |action, case_id: &str| CreateActionDraft {
+            dispute_id: DisputeId::generate().into_string(),
+            request_id: String::new(),
+            action: EnumInput::Known(action),
+            amount: 0,
+            message: String::new(),
+            document_ids: Vec::new(),
+            expected_version: None,
+            network_case_id: case_id.into(),
+            network_reference: "ARN-1".into(),
+        };
+        let filed = create_action(draft(ActionType::Chargeback, "VISA-9")).unwrap();
+        assert_eq!(filed.filing.case_id.as_deref(), Some("VISA-9"));
+        assert_eq!(
+            filed.filing.note().as_deref(),
+            Some("network case VISA-9, network reference ARN-1")
+        );
+        assert_eq!(
+            fields(create_action(draft(ActionType::Deny, "VISA-9"))),
+            vec!["network_case_id", "network_reference"]
         );
     }
 

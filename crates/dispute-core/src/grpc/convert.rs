@@ -333,6 +333,8 @@ pub fn create_action_draft(request: &pb::CreateActionRequest) -> CreateActionDra
         message: request.message.clone(),
         document_ids: request.document_ids.clone(),
         expected_version: request.expected_version,
+        network_case_id: request.network_case_id.clone(),
+        network_reference: request.network_reference.clone(),
     }
 }
 

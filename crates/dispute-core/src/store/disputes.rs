@@ -447,3 +447,33 @@ pub async fn update_dispute_state(
     .context("update dispute state")?;
     Ok(())
 }
+
+/// Gives a dispute the network case id its filing got (CreateAction CHARGEBACK and later
+/// filings): ALREADY_EXISTS when another dispute of the tenant holds (network, case id).
+#[tracing::instrument(skip(conn))]
+pub async fn set_network_case_id(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    network: Network,
+    network_case_id: &str,
+) -> Result<(), DisputeError> {
+    let result =
+        sqlx::query("update disputes set network_case_id = $3 where tenant_id = $1 and id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .bind(network_case_id)
+            .execute(&mut *conn)
+            .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation_of(&error, NETWORK_CASE_KEY) => {
+            Err(DisputeError::AlreadyExists {
+                what: format!("a dispute for {network} case {network_case_id}"),
+            })
+        }
+        Err(error) => Err(anyhow::Error::new(error)
+            .context("set network case id")
+            .into()),
+    }
+}
