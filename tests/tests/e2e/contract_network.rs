@@ -210,3 +210,171 @@ async fn point_3_network_case_id_is_unique_and_only_for_filings() {
     .unwrap();
     assert_eq!(at(&same_case), (Stage::Chargeback, Status::UnderReview));
 }
+
+/// The `valid_until` of an available action.
+fn valid_until(dispute: &dpb::Dispute, action: Action) -> Option<prost_types::Timestamp> {
+    dispute
+        .available_actions
+        .iter()
+        .find(|a| a.action() == action)
+        .and_then(|a| a.valid_until)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_4_occur_time_starts_the_network_window() {
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let case = "MC-P4-1";
+    let dispute = issuer_without_case(&mut disputes, "txn_p4_window").await;
+    apply_action(&mut disputes, chargeback_with_case(&dispute.id, case, ""))
+        .await
+        .unwrap();
+
+    // A time in the future beyond the allowed clock skew: INVALID_ARGUMENT on occur_time.
+    let mut future = network_event(
+        dpb::CardNetwork::Mastercard,
+        case,
+        "rep-f",
+        Net::Representment,
+    );
+    future.occur_time = Some(in_millis(10 * 60 * 1000));
+    let refused = record(&mut disputes, future).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(violated_fields(&refused), vec!["occur_time"]);
+    assert_eq!(
+        at(&get_dispute(&mut disputes, &dispute.id).await),
+        (Stage::Chargeback, Status::UnderReview),
+        "nothing applied"
+    );
+
+    // A representment that occurred 40 days ago: the 45-day window counts from then.
+    let occurred = chrono::Utc::now() - chrono::Duration::days(40);
+    let mut late = network_event(
+        dpb::CardNetwork::Mastercard,
+        case,
+        "rep-1",
+        Net::Representment,
+    );
+    late.occur_time = Some(timestamp(occurred));
+    let represented = record(&mut disputes, late).await.unwrap();
+    assert!(represented.applied);
+    let represented = represented.dispute.unwrap();
+    assert_eq!(
+        at(&represented),
+        (Stage::Representment, Status::NeedsResponse)
+    );
+    let expected = dispute_core::domain::deadlines::issuer_pre_arbitration_due(occurred);
+    assert_eq!(
+        valid_until(&represented, Action::PreArbitration),
+        Some(timestamp(expected))
+    );
+    let from_arrival =
+        dispute_core::domain::deadlines::issuer_pre_arbitration_due(chrono::Utc::now());
+    assert!(expected < from_arrival - chrono::Duration::days(39));
+
+    // A little skew ahead of our clock is accepted and counts as now.
+    let second = issuer_without_case(&mut disputes, "txn_p4_skew").await;
+    apply_action(
+        &mut disputes,
+        chargeback_with_case(&second.id, "MC-P4-2", ""),
+    )
+    .await
+    .unwrap();
+    let before = chrono::Utc::now();
+    let mut skewed = network_event(
+        dpb::CardNetwork::Mastercard,
+        "MC-P4-2",
+        "rep-s",
+        Net::Representment,
+    );
+    skewed.occur_time = Some(in_millis(2 * 60 * 1000));
+    let skewed = record(&mut disputes, skewed)
+        .await
+        .unwrap()
+        .dispute
+        .unwrap();
+    let after = chrono::Utc::now();
+    let due = valid_until(&skewed, Action::PreArbitration).unwrap();
+    let window = |t| {
+        timestamp(dispute_core::domain::deadlines::issuer_pre_arbitration_due(
+            t,
+        ))
+    };
+    assert!(
+        due == window(before) || due == window(after),
+        "{due:?} counts from arrival"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_4_network_reason_code_updates_the_dispute_and_applies_h8() {
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of("acme").await;
+
+    // A Mastercard chargeback without a reason code: ARBITRATION needs pre-arbitration (H8).
+    let mut opening = network_event(
+        dpb::CardNetwork::Mastercard,
+        "MC-P4-H8",
+        "cb",
+        Net::Chargeback,
+    );
+    opening.new_case = Some(merchant_case(5_000, "ch_p4_h8"));
+    let opened = record(&mut disputes, opening)
+        .await
+        .unwrap()
+        .dispute
+        .unwrap();
+    assert!(opened.network_reason_code.is_empty());
+    submit(&mut disputes, &opened.id).await;
+    let refused = record(
+        &mut disputes,
+        network_event(
+            dpb::CardNetwork::Mastercard,
+            "MC-P4-H8",
+            "arb-0",
+            Net::Arbitration,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        precondition_type(&refused),
+        "NETWORK_EVENT_NOT_APPLICABLE",
+        "{refused:?}"
+    );
+
+    // The network's ARBITRATION carries 4808: the dispute takes the code and skips
+    // pre-arbitration.
+    let mut coded = network_event(
+        dpb::CardNetwork::Mastercard,
+        "MC-P4-H8",
+        "arb-1",
+        Net::Arbitration,
+    );
+    coded.network_reason_code = "4808".into();
+    let arbitration = record(&mut disputes, coded).await.unwrap();
+    assert!(arbitration.applied);
+    let arbitration = arbitration.dispute.unwrap();
+    assert_eq!(arbitration.stage(), Stage::Arbitration);
+    assert_eq!(arbitration.network_reason_code, "4808");
+    assert_eq!(
+        get_dispute(&mut disputes, &opened.id)
+            .await
+            .network_reason_code,
+        "4808"
+    );
+
+    // A new case takes the reason code of the event that opens it.
+    let mut opening = network_event(dpb::CardNetwork::Visa, "VISA-P4-NEW", "cb", Net::Chargeback);
+    opening.network_reason_code = "10.4".into();
+    opening.new_case = Some(merchant_case(3_000, "ch_p4_new"));
+    let created = record(&mut disputes, opening).await.unwrap();
+    assert!(created.created);
+    assert_eq!(created.dispute.unwrap().network_reason_code, "10.4");
+
+    // Too long a code is INVALID_ARGUMENT naming it.
+    let mut bad = network_event(dpb::CardNetwork::Visa, "VISA-P4-NEW", "x", Net::Won);
+    bad.network_reason_code = "1".repeat(17);
+    let refused = record(&mut disputes, bad).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), vec!["network_reason_code"]);
+}

@@ -77,6 +77,10 @@ impl App {
                 };
                 new.network = event.network;
                 new.network_case_id = Some(event.network_case_id.clone());
+                if let Some(code) = &event.event.network_reason_code {
+                    // the event's reason code is the case's
+                    new.network_reason_code = Some(code.clone());
+                }
                 check_disputed_total(&mut tx, tenant_id, &Claim::of_new(&new)).await?;
                 let now = Utc::now();
                 let opened = lifecycle::open_dispute(

@@ -12,7 +12,10 @@ use service_kit::page_token::PageRequest;
 use service_kit::violation::Violation;
 use sha2::{Digest, Sha256};
 
-use super::dispute::{MAX_MEMO_CHARS, MAX_REFERENCE_CHARS, validate_metadata, validate_request_id};
+use super::dispute::{
+    MAX_MEMO_CHARS, MAX_NETWORK_REASON_CODE_CHARS, MAX_REFERENCE_CHARS, validate_metadata,
+    validate_request_id,
+};
 use super::{
     ActionType, DisputeError, DisputeFilter, EnumInput, Network, NetworkEvent, NetworkEventKind,
     NewDispute, NewDisputeDraft, Side, Stage, Status, TenantAction, evidence,
@@ -21,6 +24,10 @@ use super::{
 /// A value decoded from the wire; `Err` names the field that held a malformed one (e.g. a
 /// timestamp out of range).
 pub type Decoded<T> = Result<T, Violation>;
+
+/// How far ahead of our clock a network event's `occur_time` may be (the network's clock
+/// may run a little ahead); later is INVALID_ARGUMENT.
+pub const MAX_OCCUR_TIME_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// At most this many document ids in one list.
 pub const MAX_DOCUMENT_IDS: usize = 100;
@@ -308,6 +315,10 @@ pub struct NetworkEventDraft {
     pub event_id: String,
     pub kind: EnumInput<NetworkEventKind>,
     pub due_time: Option<Decoded<DateTime<Utc>>>,
+    /// When the network says the event happened; unset means now.
+    pub occur_time: Option<Decoded<DateTime<Utc>>>,
+    /// The reason code the event carries; empty when none.
+    pub network_reason_code: String,
     pub amount: i64,
     pub amount_won: i64,
     pub amount_lost: i64,
@@ -353,6 +364,30 @@ pub fn record_network_event(
         }
     }
     let due_time = decoded(draft.due_time, &mut violations);
+    let occur_time = decoded(draft.occur_time, &mut violations);
+    if occur_time.is_some_and(|occurred| occurred > now + MAX_OCCUR_TIME_SKEW) {
+        violations.push(Violation::new(
+            "occur_time",
+            format!(
+                "must not be in the future (at most {} minutes of clock skew are allowed)",
+                MAX_OCCUR_TIME_SKEW.num_minutes()
+            ),
+        ));
+    }
+    let network_reason_code = match draft.network_reason_code.as_str() {
+        "" => None,
+        code if code.trim().is_empty()
+            || code.chars().count() > MAX_NETWORK_REASON_CODE_CHARS
+            || code.chars().any(char::is_control) =>
+        {
+            violations.push(Violation::new(
+                "network_reason_code",
+                format!("must be at most {MAX_NETWORK_REASON_CODE_CHARS} printable characters"),
+            ));
+            None
+        }
+        code => Some(code.to_owned()),
+    };
     let amount = optional_amount("amount", draft.amount, &mut violations);
     let amount_won = optional_amount("amount_won", draft.amount_won, &mut violations);
     let amount_lost = optional_amount("amount_lost", draft.amount_lost, &mut violations);
@@ -393,6 +428,8 @@ pub fn record_network_event(
                 amount_lost,
                 message: draft.message,
                 document_ids: draft.document_ids,
+                occur_time,
+                network_reason_code,
             },
             new_case,
         }),
@@ -684,6 +721,8 @@ mod tests {
             event_id: "e1".into(),
             kind: EnumInput::Known(NetworkEventKind::Chargeback),
             due_time: None,
+            occur_time: None,
+            network_reason_code: String::new(),
             amount: 0,
             amount_won: 0,
             amount_lost: 0,
@@ -715,6 +754,48 @@ mod tests {
         assert_eq!(
             fields(record_network_event(bad, now)),
             vec!["new_case.due_time"]
+        );
+    }
+
+    #[test]
+    fn an_event_occurs_at_most_a_little_ahead_and_carries_a_short_reason_code() {
+        let now = Utc::now();
+        let draft = |ahead: chrono::Duration, code: &str| NetworkEventDraft {
+            network: EnumInput::Known(Network::Mastercard),
+            network_case_id: "MC-1".into(),
+            event_id: "e1".into(),
+            kind: EnumInput::Known(NetworkEventKind::Representment),
+            due_time: None,
+            occur_time: Some(Ok(now + ahead)),
+            network_reason_code: code.into(),
+            amount: 0,
+            amount_won: 0,
+            amount_lost: 0,
+            response_allowed: None,
+            message: String::new(),
+            document_ids: Vec::new(),
+            new_case: None,
+        };
+        let skewed = record_network_event(draft(chrono::Duration::minutes(4), "4853"), now)
+            .unwrap()
+            .event;
+        assert_eq!(skewed.occur_time, Some(now + chrono::Duration::minutes(4)));
+        assert_eq!(skewed.window_start(now), now, "skew ahead counts as now");
+        assert_eq!(skewed.network_reason_code.as_deref(), Some("4853"));
+        let past = chrono::Duration::days(-40);
+        assert_eq!(
+            record_network_event(draft(past, ""), now)
+                .unwrap()
+                .event
+                .window_start(now),
+            now + past
+        );
+        assert_eq!(
+            fields(record_network_event(
+                draft(chrono::Duration::minutes(6), &"9".repeat(17)),
+                now
+            )),
+            vec!["occur_time", "network_reason_code"]
         );
     }
 

@@ -345,6 +345,8 @@ pub fn network_event_draft(request: &pb::RecordNetworkEventRequest) -> NetworkEv
         event_id: request.event_id.clone(),
         kind: NetworkEventKind::from_wire(request.r#type),
         due_time: decoded("due_time", &request.due_time),
+        occur_time: decoded("occur_time", &request.occur_time),
+        network_reason_code: request.network_reason_code.clone(),
         amount: request.amount,
         amount_won: request.amount_won,
         amount_lost: request.amount_lost,

@@ -160,6 +160,7 @@ pub async fn insert_dispute(
         reversal_lapses_at: None,
         overdue: false,
         next_deadline: dispute.due_time,
+        network_reason_code: dispute.network_reason_code.clone(),
     };
     insert_opened_dispute(conn, tenant_id, id, dispute, &as_requested).await
 }
@@ -177,6 +178,8 @@ pub struct LifecycleColumns {
     pub reversal_lapses_at: Option<DateTime<Utc>>,
     pub overdue: bool,
     pub next_deadline: Option<DateTime<Utc>>,
+    /// A network event may bring the case's reason code (issue 11, point 4).
+    pub network_reason_code: Option<String>,
 }
 
 impl From<&LifecycleState> for LifecycleColumns {
@@ -192,6 +195,7 @@ impl From<&LifecycleState> for LifecycleColumns {
             reversal_lapses_at: state.reversal_lapses_at,
             overdue: state.overdue,
             next_deadline: state.next_deadline(),
+            network_reason_code: state.case.network_reason_code.clone(),
         }
     }
 }
@@ -423,7 +427,8 @@ pub async fn update_dispute_state(
             set stage = $3, status = $4, credit_status = $5, amount = $6, due_time = $7,
                 amount_won = $8, amount_lost = $9, submission_count = $10,
                 reversal_lapses_at = $11, overdue = $12, next_deadline = $13,
-                evidence = $14, has_evidence = $15, metadata = $16, version = version + 1
+                evidence = $14, has_evidence = $15, metadata = $16,
+                network_reason_code = $17, version = version + 1
           where tenant_id = $1 and id = $2",
     )
     .bind(tenant_id)
@@ -442,6 +447,7 @@ pub async fn update_dispute_state(
     .bind(Json(update.evidence))
     .bind(!update.evidence.is_empty())
     .bind(Json(update.metadata))
+    .bind(&update.lifecycle.network_reason_code)
     .execute(&mut *conn)
     .await
     .context("update dispute state")?;

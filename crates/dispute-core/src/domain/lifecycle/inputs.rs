@@ -105,6 +105,12 @@ pub struct NetworkEvent {
     pub message: String,
     /// Documents that came with the event (e.g. the merchant's representment, I8).
     pub document_ids: Vec<String>,
+    /// When the network says the event happened: the network windows the event opens count
+    /// from it. `None`: when it reached us. Never later than `now` (see `window_start`).
+    pub occur_time: Option<DateTime<Utc>>,
+    /// The reason code the event carries; it replaces the dispute's, and the reason-code
+    /// rules (H8) read it for this event already.
+    pub network_reason_code: Option<String>,
 }
 
 impl NetworkEvent {
@@ -118,7 +124,15 @@ impl NetworkEvent {
             amount_lost: None,
             message: String::new(),
             document_ids: Vec::new(),
+            occur_time: None,
+            network_reason_code: None,
         }
+    }
+
+    /// Where the windows the event opens start: when it occurred, or `now` when the network
+    /// did not say (a small clock skew ahead of us counts as now).
+    pub fn window_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.occur_time.map_or(now, |occurred| occurred.min(now))
     }
 }
 

@@ -19,6 +19,17 @@ pub(super) fn decide_network_event(
     policy: &MoneyPolicy,
     now: DateTime<Utc>,
 ) -> Result<Decision, LifecycleError> {
+    // The event's reason code replaces the dispute's and already counts for this event (H8).
+    let recoded;
+    let state = match &event.network_reason_code {
+        Some(code) if state.case.network_reason_code.as_ref() != Some(code) => {
+            let mut updated = state.clone();
+            updated.case.network_reason_code = Some(code.clone());
+            recoded = updated;
+            &recoded
+        }
+        _ => state,
+    };
     check_event_amounts(state, event)?;
     let change = if state.is_final() {
         if let Some(outcome) = event.kind.outcome() {
@@ -194,13 +205,15 @@ pub(super) fn merchant_network_event(
     let network = state.case.network;
     // H3: no right to respond, or a due time already gone
     let may_respond = event.response_allowed && event.due_time.is_none_or(|due| due > now);
+    // the windows the event opens count from when it occurred
+    let from = event.window_start(now);
     let mut change = Change::from(state);
     match event.kind {
         K::ChargebackNotified if stage == Stage::Inquiry => {
             // M2: no withdrawal yet
             let due = event
                 .due_time
-                .unwrap_or(deadlines::merchant_response_due(network, now));
+                .unwrap_or(deadlines::merchant_response_due(network, from));
             change.needs_response(Stage::Chargeback, Some(due));
             change.explain("chargeback notified; funds move when it lands");
         }
@@ -225,7 +238,7 @@ pub(super) fn merchant_network_event(
                         .or(state.due_time.filter(|_| stage == Stage::Chargeback));
                     change.needs_response(
                         Stage::Chargeback,
-                        Some(due.unwrap_or(deadlines::merchant_response_due(network, now))),
+                        Some(due.unwrap_or(deadlines::merchant_response_due(network, from))),
                     );
                 } else {
                     // already answered after the notification: the funds move, the status
@@ -248,7 +261,7 @@ pub(super) fn merchant_network_event(
             change.settle_merchant(0, fee, "", "funds reinstated: chargeback reversed");
             let lapses_at = event
                 .due_time
-                .unwrap_or(deadlines::merchant_pre_arbitration_due(network, now));
+                .unwrap_or(deadlines::merchant_pre_arbitration_due(network, from));
             change.after.reversal_lapses_at = Some(lapses_at);
             change.history_amount = Some(state.ledger.funds_withdrawn());
             change.explain(format!(
@@ -261,7 +274,7 @@ pub(super) fn merchant_network_event(
             if may_respond {
                 let due = event
                     .due_time
-                    .unwrap_or(deadlines::merchant_pre_arbitration_due(network, now));
+                    .unwrap_or(deadlines::merchant_pre_arbitration_due(network, from));
                 change.needs_response(Stage::PreArbitration, Some(due));
                 change.withdraw_chargeback(policy);
             } else {
@@ -275,7 +288,7 @@ pub(super) fn merchant_network_event(
             if may_respond {
                 let due = event
                     .due_time
-                    .unwrap_or(deadlines::merchant_pre_arbitration_due(network, now));
+                    .unwrap_or(deadlines::merchant_pre_arbitration_due(network, from));
                 change.needs_response(Stage::PreArbitration, Some(due));
             } else {
                 change.after.stage = Stage::PreArbitration;
@@ -293,7 +306,7 @@ pub(super) fn merchant_network_event(
             if may_respond {
                 let due = event
                     .due_time
-                    .unwrap_or(deadlines::merchant_arbitration_due(network, now));
+                    .unwrap_or(deadlines::merchant_arbitration_due(network, from));
                 change.needs_response(Stage::Arbitration, Some(due));
             } else {
                 change.wait(Stage::Arbitration);
@@ -330,6 +343,7 @@ fn issuer_network_event(
 ) -> Result<Option<Change>, LifecycleError> {
     use NetworkEventKind as K;
     let (stage, status) = (state.stage, state.status);
+    let from = event.window_start(now);
     let mut change = Change::from(state);
     match event.kind {
         K::Chargeback if stage == Stage::Inquiry => {
@@ -348,7 +362,7 @@ fn issuer_network_event(
             // I8: the merchant's documents arrive with the event
             let due = event
                 .due_time
-                .unwrap_or(deadlines::issuer_pre_arbitration_due(now));
+                .unwrap_or(deadlines::issuer_pre_arbitration_due(from));
             change.needs_response(Stage::Representment, Some(due));
         }
         K::PreArbitrationResponse
@@ -357,7 +371,7 @@ fn issuer_network_event(
             // I11
             let due = event
                 .due_time
-                .unwrap_or(deadlines::issuer_arbitration_due(now));
+                .unwrap_or(deadlines::issuer_arbitration_due(from));
             change.needs_response(Stage::PreArbitration, Some(due));
         }
         K::Won | K::Lost => {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::amounts::{check_amount, check_event_amounts};
 use super::change::Change;
 use super::errors::{LifecycleError, upper};
-use super::inputs::{CaseFacts, NetworkEventKind, Opening};
+use super::inputs::{CaseFacts, NetworkEvent, NetworkEventKind, Opening};
 use super::network_events::merchant_network_event;
 use super::outcome::{DisputeEvent, Transition};
 use super::state::LifecycleState;
@@ -29,6 +29,15 @@ pub fn open_dispute(
     }
     let side = case.side;
     let network = case.network;
+    let mut case = case;
+    if let Opening::Network(NetworkEvent {
+        network_reason_code: Some(code),
+        ..
+    }) = opening
+    {
+        // the event's reason code is the case's (H8 reads it)
+        case.network_reason_code = Some(code.clone());
+    }
     let blank = LifecycleState {
         case,
         stage: Stage::Inquiry,
@@ -100,9 +109,10 @@ pub fn open_dispute(
             match event.kind {
                 NetworkEventKind::RetrievalRequest => {
                     // M1: no funds move
-                    let due = event
-                        .due_time
-                        .unwrap_or(deadlines::merchant_response_due(network, now));
+                    let due = event.due_time.unwrap_or(deadlines::merchant_response_due(
+                        network,
+                        event.window_start(now),
+                    ));
                     change.needs_response(Stage::Inquiry, Some(due));
                     change.explain("retrieval request: information requested, no funds move (M1)");
                 }

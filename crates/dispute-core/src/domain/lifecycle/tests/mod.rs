@@ -1,5 +1,6 @@
 //! Tests of the lifecycle, by what they test; this file holds the shared builders only.
 
+mod event_facts;
 mod hazards;
 mod interface;
 mod issuer;
