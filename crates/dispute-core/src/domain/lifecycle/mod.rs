@@ -59,7 +59,10 @@
 //! - H6: outcomes carry `amount_won` / `amount_lost` (network events may split the amount;
 //!   WRITE_OFF may cover part of it), and the ledger follows them exactly.
 //! - H8: Mastercard reason codes 4808, 4870 and 4871 may go from CHARGEBACK straight to
-//!   ARBITRATION; other disputes must pass through pre-arbitration.
+//!   ARBITRATION; other disputes must pass through pre-arbitration. A network event carrying
+//!   a reason code replaces the case's before it is decided.
+//! - Network windows an event opens count from its `occur_time` (never later than `now`),
+//!   see [`NetworkEvent::window_start`].
 //! - H9: see [`progress`]. A network event that cannot apply is *stale* (it belongs to an
 //!   earlier point: ignored), a *duplicate* (it leads where the dispute already is: ignored),
 //!   or *refused* (it belongs to a later point that cannot be reached from here, i.e. an earlier
