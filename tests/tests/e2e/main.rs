@@ -5,6 +5,7 @@
 
 mod architecture;
 mod auth;
+mod contract_scopes;
 mod dependencies;
 mod disputes;
 mod documents;

@@ -99,6 +99,8 @@ impl DisputeView {
 pub struct DisputeDetails {
     pub view: DisputeView,
     pub documents: Vec<DisputeDocument>,
+    /// The caller may not read documents, so none were read.
+    pub documents_omitted: bool,
 }
 
 /// One page of ListDisputes.

@@ -1,3 +1,4 @@
+use service_kit::auth::Scope;
 use service_kit::violation::Violation;
 
 /// Everything that can go wrong in dispute-core, mapped to a gRPC status in
@@ -21,10 +22,7 @@ pub enum DisputeError {
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionConflict { expected: i64, current: i64 },
     #[error("the token lacks scope {scope}, needed to {purpose}")]
-    MissingScope {
-        scope: &'static str,
-        purpose: &'static str,
-    },
+    MissingScope { scope: Scope, purpose: &'static str },
     #[error("document-store is unavailable")]
     DocumentsUnavailable,
     #[error(transparent)]

@@ -1,5 +1,6 @@
 //! The single mapping from [`DisputeError`] to a gRPC status.
 
+use service_kit::auth::missing_scope_status;
 use service_kit::errors::{
     DEPENDENCY_RETRY_DELAY, internal_or_unavailable, invalid_argument, retryable,
     status_with_reason,
@@ -39,12 +40,9 @@ impl From<DisputeError> for Status {
             e @ DisputeError::VersionConflict { .. } => {
                 status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
             }
-            e @ DisputeError::MissingScope { .. } => status_with_reason(
-                Code::PermissionDenied,
-                e.to_string(),
-                "MISSING_SCOPE",
-                DOMAIN,
-            ),
+            e @ DisputeError::MissingScope { scope, .. } => {
+                missing_scope_status(scope, DOMAIN, e.to_string())
+            }
             e @ DisputeError::DocumentsUnavailable => retryable(
                 Code::Unavailable,
                 e.to_string(),
