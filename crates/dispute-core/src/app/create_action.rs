@@ -59,10 +59,10 @@ impl App {
             Start::Replay(response) => return Ok(Outcome::Replayed(response)),
         };
         let now = Utc::now();
-        let updated = self
+        let result = self
             .apply_tenant_action(mutation.conn(), dispute, request.action, lock, now)
-            .await?;
-        mutation.finish(updated, now).await
+            .await;
+        mutation.settle(result, now).await
     }
 
     /// Decides and persists a tenant action on a locked dispute. Submitting evidence takes
