@@ -267,7 +267,7 @@ fn map_status(status: tonic::Status, call: Forwarded) -> DisputeError {
     match status.code() {
         // document-store names the missing scope in its ErrorInfo metadata.
         Code::PermissionDenied => DisputeError::MissingScope {
-            scope: missing_scope_of(&status).unwrap_or(call.scope()),
+            scope: missing_scope_of(&status).unwrap_or(call.scope()).as_str(),
             purpose: call.purpose(),
         },
         // Down, slow, or shedding load (RESOURCE_EXHAUSTED): retryable for our client too.

@@ -199,18 +199,15 @@ pub const MISSING_SCOPE_METADATA_KEY: &str = "scope";
 /// PERMISSION_DENIED, ErrorInfo reason `MISSING_SCOPE` in `domain`, with the scope in the
 /// message and in the ErrorInfo metadata (key [`MISSING_SCOPE_METADATA_KEY`]).
 pub fn missing_scope(scope: Scope, domain: &str) -> Status {
-    missing_scope_status(scope, domain, format!("token lacks scope {scope}"))
+    missing_scope_status(scope.as_str(), domain, format!("token lacks scope {scope}"))
 }
 
 /// [`missing_scope`] with a message of the caller's choosing.
-pub fn missing_scope_status(scope: Scope, domain: &str, message: impl Into<String>) -> Status {
+pub fn missing_scope_status(scope: &str, domain: &str, message: impl Into<String>) -> Status {
     let details = ErrorDetails::with_error_info(
         "MISSING_SCOPE",
         domain,
-        [(
-            MISSING_SCOPE_METADATA_KEY.to_owned(),
-            scope.as_str().to_owned(),
-        )],
+        [(MISSING_SCOPE_METADATA_KEY.to_owned(), scope.to_owned())],
     );
     Status::with_error_details(Code::PermissionDenied, message, details)
 }

@@ -1,4 +1,3 @@
-use service_kit::auth::Scope;
 use service_kit::violation::Violation;
 
 /// Everything that can go wrong in dispute-core, mapped to a gRPC status in
@@ -22,7 +21,11 @@ pub enum DisputeError {
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionConflict { expected: i64, current: i64 },
     #[error("the token lacks scope {scope}, needed to {purpose}")]
-    MissingScope { scope: Scope, purpose: &'static str },
+    MissingScope {
+        /// The scope's name, e.g. `documents:write`.
+        scope: &'static str,
+        purpose: &'static str,
+    },
     #[error("document-store is unavailable")]
     DocumentsUnavailable,
     /// A retry of a request refused before: the refusal as first answered.

@@ -59,7 +59,7 @@ pub fn status_of(error: &DisputeError) -> Status {
             status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
         }
         e @ DisputeError::MissingScope { scope, .. } => {
-            missing_scope_status(*scope, DOMAIN, e.to_string())
+            missing_scope_status(scope, DOMAIN, e.to_string())
         }
         e @ DisputeError::DocumentsUnavailable => retryable(
             Code::Unavailable,
