@@ -6,7 +6,7 @@ use std::time::Duration;
 use disputes_proto::documents_v1 as pb;
 use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
 use secrecy::SecretString;
-use service_kit::auth::{Caller, Scope, TokenVerifier, mint_token};
+use service_kit::auth::{Caller, Scope, TokenVerifier, mint_token, missing_scope_of};
 use service_kit::ids::DisputeId;
 use service_kit::propagation::TraceContextInterceptor;
 use service_kit::time::instant;
@@ -121,7 +121,7 @@ impl DocumentsClient {
             let page = client
                 .list_documents(request)
                 .await
-                .map_err(map_status)?
+                .map_err(|status| map_status(status, Forwarded::List))?
                 .into_inner();
             for document in page.documents {
                 documents.push(dispute_document(document)?);
@@ -145,7 +145,7 @@ impl DocumentsClient {
         let response = client
             .batch_get_documents(request)
             .await
-            .map_err(map_status)?
+            .map_err(|status| map_status(status, Forwarded::Check))?
             .into_inner();
         Ok(response.missing_ids)
     }
@@ -182,7 +182,7 @@ impl DocumentsClient {
                     ),
                 })
             }
-            Err(status) => Err(map_status(status)),
+            Err(status) => Err(map_status(status, Forwarded::Lock)),
         }
     }
 
@@ -201,7 +201,10 @@ impl DocumentsClient {
                 lock_id: lock_id.to_owned(),
             },
         )?;
-        client.unlock_documents(request).await.map_err(map_status)?;
+        client
+            .unlock_documents(request)
+            .await
+            .map_err(|status| map_status(status, Forwarded::Unlock))?;
         Ok(())
     }
 }
@@ -232,11 +235,40 @@ fn dispute_document(document: pb::Document) -> Result<DisputeDocument, DisputeEr
     })
 }
 
-fn map_status(status: tonic::Status) -> DisputeError {
+/// The document-store call dispute-core forwards on the caller's behalf.
+#[derive(Debug, Clone, Copy)]
+enum Forwarded {
+    List,
+    Check,
+    Lock,
+    Unlock,
+}
+
+impl Forwarded {
+    /// The scope the call needs, named when document-store's refusal names none of ours.
+    fn scope(self) -> Scope {
+        match self {
+            Forwarded::List | Forwarded::Check => Scope::DocumentsRead,
+            Forwarded::Lock | Forwarded::Unlock => Scope::DocumentsWrite,
+        }
+    }
+
+    fn purpose(self) -> &'static str {
+        match self {
+            Forwarded::List => "read the dispute's documents",
+            Forwarded::Check => "check the referenced documents",
+            Forwarded::Lock => "lock the evidence documents",
+            Forwarded::Unlock => "release the evidence documents",
+        }
+    }
+}
+
+fn map_status(status: tonic::Status, call: Forwarded) -> DisputeError {
     match status.code() {
+        // document-store names the missing scope in its ErrorInfo metadata.
         Code::PermissionDenied => DisputeError::MissingScope {
-            scope: "documents:read",
-            purpose: "read the dispute's documents",
+            scope: missing_scope_of(&status).unwrap_or(call.scope()).as_str(),
+            purpose: call.purpose(),
         },
         // Down, slow, or shedding load (RESOURCE_EXHAUSTED): retryable for our client too.
         // UNKNOWN is what tonic's client reports for a connection reset mid-call ("transport

@@ -63,7 +63,7 @@ pub async fn run(
             refund_fee_on_win: config.refund_fee_on_win,
         },
     }
-    .with_snapshots(grpc::encode_dispute);
+    .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal);
     let workers = app.spawn_workers(
         Duration::from_secs(config.sweep_interval_secs.max(1)),
         &shutdown,

@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Request, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::errors::status_with_reason;
 
@@ -23,6 +24,8 @@ const MAX_TENANT_LEN: usize = 64;
 pub enum Scope {
     DisputesRead,
     DisputesWrite,
+    /// RecordNetworkEvent: moves money on the card network's word.
+    DisputesNetwork,
     DocumentsRead,
     DocumentsWrite,
     EventsRead,
@@ -30,9 +33,10 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::DisputesRead,
         Scope::DisputesWrite,
+        Scope::DisputesNetwork,
         Scope::DocumentsRead,
         Scope::DocumentsWrite,
         Scope::EventsRead,
@@ -43,11 +47,17 @@ impl Scope {
         match self {
             Scope::DisputesRead => "disputes:read",
             Scope::DisputesWrite => "disputes:write",
+            Scope::DisputesNetwork => "disputes:network",
             Scope::DocumentsRead => "documents:read",
             Scope::DocumentsWrite => "documents:write",
             Scope::EventsRead => "events:read",
             Scope::WebhooksManage => "webhooks:manage",
         }
+    }
+
+    /// The scope spelled `name`, if it is one of ours.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -102,17 +112,17 @@ impl Caller {
             .ok_or_else(|| unauthenticated("missing bearer token"))
     }
 
+    /// Whether the token grants `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| s == scope.as_str())
+    }
+
     /// PERMISSION_DENIED unless the token grants `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), Status> {
-        if self.scopes.iter().any(|s| s == scope.as_str()) {
+        if self.has(scope) {
             Ok(())
         } else {
-            Err(status_with_reason(
-                Code::PermissionDenied,
-                format!("token lacks scope {scope}"),
-                "MISSING_SCOPE",
-                AUTH_DOMAIN,
-            ))
+            Err(missing_scope(scope, AUTH_DOMAIN))
         }
     }
 
@@ -181,6 +191,41 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
         && tenant
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// ErrorInfo metadata key naming the missing scope of a `MISSING_SCOPE` answer.
+pub const MISSING_SCOPE_METADATA_KEY: &str = "scope";
+
+/// PERMISSION_DENIED, ErrorInfo reason `MISSING_SCOPE` in `domain`, with the scope in the
+/// message and in the ErrorInfo metadata (key [`MISSING_SCOPE_METADATA_KEY`]).
+pub fn missing_scope(scope: Scope, domain: &str) -> Status {
+    missing_scope_status(scope.as_str(), domain, format!("token lacks scope {scope}"))
+}
+
+/// [`missing_scope`] with a message of the caller's choosing.
+pub fn missing_scope_status(scope: &str, domain: &str, message: impl Into<String>) -> Status {
+    let details = ErrorDetails::with_error_info(
+        "MISSING_SCOPE",
+        domain,
+        [(MISSING_SCOPE_METADATA_KEY.to_owned(), scope.to_owned())],
+    );
+    Status::with_error_details(Code::PermissionDenied, message, details)
+}
+
+/// The scope a `MISSING_SCOPE` answer names: its ErrorInfo metadata, else the last word of
+/// its message; `None` when neither names one of our scopes.
+pub fn missing_scope_of(status: &Status) -> Option<Scope> {
+    let details = status.get_error_details();
+    details
+        .error_info()
+        .and_then(|info| info.metadata.get(MISSING_SCOPE_METADATA_KEY))
+        .and_then(|name| Scope::parse(name))
+        .or_else(|| {
+            status
+                .message()
+                .split_whitespace()
+                .find_map(|word| Scope::parse(word.trim_matches(|c: char| c == ',' || c == '.')))
+        })
 }
 
 fn unauthenticated(message: &str) -> Status {
@@ -271,6 +316,8 @@ mod tests {
             .require(Scope::DisputesWrite)
             .expect_err("no write scope");
         assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(missing_scope_of(&denied), Some(Scope::DisputesWrite));
+        assert!(!caller.has(Scope::DisputesNetwork));
         assert_eq!(caller.authorization_header(), header);
     }
 

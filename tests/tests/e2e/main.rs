@@ -6,6 +6,7 @@
 mod architecture;
 mod auth;
 mod contract_network;
+mod contract_scopes;
 mod dependencies;
 mod disputes;
 mod documents;

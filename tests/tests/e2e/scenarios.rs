@@ -870,7 +870,10 @@ async fn sweeper_replicas_apply_each_deadline_once() {
                 refund_fee_on_win: false,
             },
         }
-        .with_snapshots(dispute_core::grpc::encode_dispute);
+        .with_snapshots(
+            dispute_core::grpc::encode_dispute,
+            dispute_core::grpc::status::encode_refusal,
+        );
         replicas.push(tokio::spawn(async move {
             let stop = due + chrono::Duration::milliseconds(1500);
             let mut applied = 0;

@@ -37,7 +37,10 @@ fn app(stack: &e2e::Stack, pool: PgPool, document_store_url: &str) -> App {
             refund_fee_on_win: false,
         },
     }
-    .with_snapshots(dispute_core::grpc::encode_dispute)
+    .with_snapshots(
+        dispute_core::grpc::encode_dispute,
+        dispute_core::grpc::status::encode_refusal,
+    )
 }
 
 fn caller(stack: &e2e::Stack) -> Caller {

@@ -60,9 +60,6 @@ impl App {
             Start::Replay(response) => return Ok(Outcome::Replayed(response)),
         };
         let mut action = request.action;
-        if let Some(case_id) = &request.filing.case_id {
-            record_network_case(mutation.conn(), &dispute, case_id).await?;
-        }
         if let Some(note) = request.filing.note() {
             action.message = match action.message.trim() {
                 "" => note,
@@ -70,10 +67,20 @@ impl App {
             };
         }
         let now = Utc::now();
-        let updated = self
-            .apply_tenant_action(mutation.conn(), dispute, action, lock, now)
-            .await?;
-        mutation.finish(updated, now).await
+        // A refused filing (the case id held by this dispute differs) is a decision and is
+        // remembered like the lifecycle's own refusals.
+        let result = match &request.filing.case_id {
+            Some(case_id) => record_network_case(mutation.conn(), &dispute, case_id).await,
+            None => Ok(()),
+        };
+        let result = match result {
+            Ok(()) => {
+                self.apply_tenant_action(mutation.conn(), dispute, action, lock, now)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        mutation.settle(result, now).await
     }
 
     /// Decides and persists a tenant action on a locked dispute. Submitting evidence takes

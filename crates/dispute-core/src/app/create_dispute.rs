@@ -25,18 +25,20 @@ impl App {
             Start::Fresh(mutation) => mutation,
             Start::Replay(response) => return Ok(Outcome::Replayed(response)),
         };
-        check_disputed_total(mutation.conn(), tenant_id, &Claim::of_new(&new)).await?;
         let now = Utc::now();
-        let opening = Opening::Tenant {
-            stage: new.stage,
-            due_time: new.due_time,
-        };
-        let opened =
-            lifecycle::open_dispute(case_facts(&new), new.amount, &opening, &self.policy, now)?;
-        let dispute = self
-            .insert_opened_dispute(mutation.conn(), tenant_id, &new, &opened, now)
-            .await?;
-        let outcome = mutation.finish(dispute, now).await?;
+        let result = async {
+            check_disputed_total(mutation.conn(), tenant_id, &Claim::of_new(&new)).await?;
+            let opening = Opening::Tenant {
+                stage: new.stage,
+                due_time: new.due_time,
+            };
+            let opened =
+                lifecycle::open_dispute(case_facts(&new), new.amount, &opening, &self.policy, now)?;
+            self.insert_opened_dispute(mutation.conn(), tenant_id, &new, &opened, now)
+                .await
+        }
+        .await;
+        let outcome = mutation.settle(result, now).await?;
         if let Outcome::Done(view) = &outcome {
             let dispute = &view.dispute;
             tracing::info!(dispute_id = %dispute.id, side = %dispute.side, stage = %dispute.stage, "dispute created");

@@ -21,9 +21,10 @@ use sqlx::PgPool;
 pub use deadline_sweep::SweepReport;
 
 use crate::documents::DocumentsClient;
+use crate::domain::error::RememberedRefusal;
 use crate::domain::evidence::DisputeDocument;
 use crate::domain::lifecycle::{self, AvailableAction};
-use crate::domain::{Dispute, MoneyPolicy};
+use crate::domain::{Dispute, DisputeError, MoneyPolicy};
 
 /// What every use case runs against: the database, document-store and the money policy.
 /// Build it with a struct literal, then add the snapshot encoder with
@@ -40,6 +41,10 @@ pub struct Disputes {
 /// payloads are exactly these bytes.
 pub type SnapshotEncoder = fn(&DisputeView) -> Vec<u8>;
 
+/// How a remembered refusal is stored: the status the transport answers for the error
+/// (`grpc::encode_refusal`), so a retry gets exactly the same status and details.
+pub type RefusalEncoder = fn(&DisputeError) -> RememberedRefusal;
+
 /// dispute-core's use cases. Cheap to clone (the pool and the channel are shared).
 #[derive(Clone)]
 pub struct App {
@@ -47,17 +52,19 @@ pub struct App {
     documents: DocumentsClient,
     policy: MoneyPolicy,
     snapshots: SnapshotEncoder,
+    refusals: RefusalEncoder,
 }
 
 impl Disputes {
-    /// The use cases over these dependencies, storing disputes with `snapshots`; set once,
-    /// when the service is built.
-    pub fn with_snapshots(self, snapshots: SnapshotEncoder) -> App {
+    /// The use cases over these dependencies, storing disputes with `snapshots` and
+    /// remembered refusals with `refusals`; set once, when the service is built.
+    pub fn with_snapshots(self, snapshots: SnapshotEncoder, refusals: RefusalEncoder) -> App {
         App {
             pool: self.pool,
             documents: self.documents,
             policy: self.policy,
             snapshots,
+            refusals,
         }
     }
 }
@@ -99,6 +106,8 @@ impl DisputeView {
 pub struct DisputeDetails {
     pub view: DisputeView,
     pub documents: Vec<DisputeDocument>,
+    /// The caller may not read documents, so none were read.
+    pub documents_omitted: bool,
 }
 
 /// One page of ListDisputes.

@@ -1,7 +1,10 @@
 //! THE helper for idempotent, versioned mutations. Every mutation runs the same sequence in
 //! one transaction: begin, claim the request id (a retry gets the first answer back), lock
 //! the dispute, check the version the caller saw, run the change, remember the answer,
-//! commit (docs/api.md, "Idempotency"). The use cases write only the change.
+//! commit (docs/api.md, "Idempotency"). The use cases write only the change. A change
+//! refused by a business rule (NOT_FOUND, FAILED_PRECONDITION) is undone to the savepoint
+//! taken after the claim, and the refusal is remembered under the request id and committed,
+//! so a retry gets the same refusal even if the dispute changed since.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -9,9 +12,15 @@ use service_kit::ids::DisputeId;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::persist::load_for_update;
-use super::{App, DisputeView, IdempotencyKey, MutationGuards, Outcome, SnapshotEncoder};
+use super::{
+    App, DisputeView, IdempotencyKey, MutationGuards, Outcome, RefusalEncoder, SnapshotEncoder,
+};
 use crate::domain::{Dispute, DisputeError};
-use crate::store::idempotency::{self, IdempotencyClaim};
+use crate::store::idempotency::{self, IdempotencyClaim, RememberedAnswer};
+
+/// Taken right after the key claim: a refused change rolls back to here.
+const CHANGE_SAVEPOINT: &str = "savepoint idempotent_change";
+const UNDO_CHANGE: &str = "rollback to savepoint idempotent_change";
 
 /// How a mutation starts.
 pub(super) enum Start<T> {
@@ -28,6 +37,7 @@ pub(super) struct Mutation {
     operation: &'static str,
     key: Option<IdempotencyKey>,
     snapshots: SnapshotEncoder,
+    refusals: RefusalEncoder,
 }
 
 impl App {
@@ -51,12 +61,22 @@ impl App {
             )
             .await?;
             match claim {
-                IdempotencyClaim::New => {}
+                IdempotencyClaim::New => {
+                    sqlx::query(CHANGE_SAVEPOINT)
+                        .execute(&mut *tx)
+                        .await
+                        .context("savepoint")?;
+                }
                 IdempotencyClaim::Used {
                     request_fingerprint,
-                    response,
+                    answer,
                 } if request_fingerprint == key.request_fingerprint => {
-                    return Ok(Start::Replay(response));
+                    return match answer {
+                        RememberedAnswer::Response(response) => Ok(Start::Replay(response)),
+                        RememberedAnswer::Refusal(refusal) => {
+                            Err(DisputeError::Remembered(refusal))
+                        }
+                    };
                 }
                 IdempotencyClaim::Used { .. } => return Err(DisputeError::IdempotencyKeyReused),
             }
@@ -67,6 +87,7 @@ impl App {
             operation,
             key,
             snapshots: self.snapshots,
+            refusals: self.refusals,
         }))
     }
 
@@ -86,7 +107,10 @@ impl App {
             Start::Fresh(mutation) => mutation,
             Start::Replay(response) => return Ok(Start::Replay(response)),
         };
-        let dispute = load_for_update(mutation.conn(), tenant_id, id.as_str()).await?;
+        let dispute = match load_for_update(mutation.conn(), tenant_id, id.as_str()).await {
+            Ok(dispute) => dispute,
+            Err(error) => return Err(mutation.refuse(error).await),
+        };
         match guards.expected_version {
             Some(expected) if expected != dispute.version => Err(DisputeError::VersionConflict {
                 expected,
@@ -101,6 +125,54 @@ impl Mutation {
     /// The transaction, for the change.
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// Ends the mutation with the change's result: [`Mutation::finish`] on success,
+    /// [`Mutation::refuse`] on error.
+    pub(super) async fn settle(
+        self,
+        result: Result<Dispute, DisputeError>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome<DisputeView>, DisputeError> {
+        match result {
+            Ok(dispute) => self.finish(dispute, now).await,
+            Err(error) => Err(self.refuse(error).await),
+        }
+    }
+
+    /// Ends a mutation that failed with `error`. A business refusal under a request id is
+    /// remembered: the change is undone to the savepoint, the refusal stored and committed.
+    /// Anything else rolls the whole transaction back (the key is released). Returns the
+    /// error to answer.
+    pub(super) async fn refuse(mut self, error: DisputeError) -> DisputeError {
+        let Some(key) = self.key.take() else {
+            return error;
+        };
+        if !error.is_remembered_refusal() {
+            return error;
+        }
+        let refusal = (self.refusals)(&error);
+        let remembered = async {
+            sqlx::query(UNDO_CHANGE)
+                .execute(&mut *self.tx)
+                .await
+                .context("rollback to savepoint")?;
+            idempotency::save_idempotent_refusal(
+                &mut self.tx,
+                &self.tenant_id,
+                self.operation,
+                &key.request_id,
+                &refusal,
+            )
+            .await?;
+            self.tx.commit().await.context("commit")
+        }
+        .await;
+        if let Err(cause) = remembered {
+            // The refusal stands; a retry is decided afresh.
+            tracing::warn!(error = ?cause, "could not remember a refusal");
+        }
+        error
     }
 
     /// Remembers the answer (the dispute as it is now) for the request id, and commits.

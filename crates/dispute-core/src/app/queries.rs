@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::Utc;
-use service_kit::auth::Caller;
+use service_kit::auth::{Caller, Scope};
 use service_kit::ids::DisputeId;
 use service_kit::page_token::PageCursor;
 
@@ -15,17 +15,23 @@ use crate::store::disputes;
 
 impl App {
     /// A dispute of the caller's tenant and its documents (read from document-store on the
-    /// caller's behalf).
+    /// caller's behalf); without `documents:read` the dispute alone, marked as such.
     pub async fn get_dispute(
         &self,
         caller: &Caller,
         id: &DisputeId,
     ) -> Result<DisputeDetails, DisputeError> {
         let dispute = self.find_dispute(&caller.tenant_id, id).await?;
-        let documents = self.documents.list_dispute_documents(caller, id).await?;
+        let documents_omitted = !caller.has(Scope::DocumentsRead);
+        let documents = if documents_omitted {
+            Vec::new()
+        } else {
+            self.documents.list_dispute_documents(caller, id).await?
+        };
         Ok(DisputeDetails {
             view: DisputeView::at(dispute, Utc::now()),
             documents,
+            documents_omitted,
         })
     }
 

@@ -88,80 +88,82 @@ impl App {
             Start::Replay(response) => return Ok(Outcome::Replayed(response)),
         };
         let now = Utc::now();
-
-        let evidence = if changes.evidence.is_empty() {
-            dispute.evidence.clone()
-        } else {
-            lifecycle::evidence_editable(&dispute.lifecycle_state(), now)?;
-            evidence::apply_evidence_changes(&dispute.evidence, &changes.evidence).unwrap_or_else(
-                |mut found| {
-                    violations.append(&mut found);
-                    dispute.evidence.clone()
-                },
-            )
-        };
-        let mut metadata = if changes.clear_metadata {
-            BTreeMap::new()
-        } else {
-            dispute.metadata.clone()
-        };
-        for (key, value) in changes.metadata {
-            if value.is_empty() {
-                metadata.remove(&key);
+        let result = async {
+            let evidence = if changes.evidence.is_empty() {
+                dispute.evidence.clone()
             } else {
-                metadata.insert(key, value);
+                lifecycle::evidence_editable(&dispute.lifecycle_state(), now)?;
+                evidence::apply_evidence_changes(&dispute.evidence, &changes.evidence)
+                    .unwrap_or_else(|mut found| {
+                        violations.append(&mut found);
+                        dispute.evidence.clone()
+                    })
+            };
+            let mut metadata = if changes.clear_metadata {
+                BTreeMap::new()
+            } else {
+                dispute.metadata.clone()
+            };
+            for (key, value) in changes.metadata {
+                if value.is_empty() {
+                    metadata.remove(&key);
+                } else {
+                    metadata.insert(key, value);
+                }
             }
-        }
-        violations.extend(validate_metadata(&metadata));
-        if !violations.is_empty() {
-            return Err(DisputeError::Validation(violations));
-        }
+            violations.extend(validate_metadata(&metadata));
+            if !violations.is_empty() {
+                return Err(DisputeError::Validation(violations));
+            }
 
-        let updated = if changes.submit {
-            let staged = Dispute {
-                evidence,
-                metadata,
-                ..dispute
-            };
-            let action = TenantAction::new(ActionType::SubmitEvidence);
-            self.apply_tenant_action(mutation.conn(), staged, action, lock, now)
-                .await?
-        } else {
-            let tx = mutation.conn();
-            disputes::update_evidence_and_metadata(
-                tx,
-                tenant_id,
-                id.as_str(),
-                &evidence,
-                &metadata,
-            )
-            .await?;
-            let what = if changes.evidence.is_empty() {
-                "metadata_updated"
+            let updated = if changes.submit {
+                let staged = Dispute {
+                    evidence,
+                    metadata,
+                    ..dispute
+                };
+                let action = TenantAction::new(ActionType::SubmitEvidence);
+                self.apply_tenant_action(mutation.conn(), staged, action, lock, now)
+                    .await?
             } else {
-                "evidence_staged"
+                let tx = mutation.conn();
+                disputes::update_evidence_and_metadata(
+                    tx,
+                    tenant_id,
+                    id.as_str(),
+                    &evidence,
+                    &metadata,
+                )
+                .await?;
+                let what = if changes.evidence.is_empty() {
+                    "metadata_updated"
+                } else {
+                    "evidence_staged"
+                };
+                let action_id = ActionId::generate();
+                let record = NewActionRecord {
+                    id: action_id.as_str(),
+                    dispute_id: id.as_str(),
+                    actor: Actor::Tenant,
+                    what,
+                    message: "",
+                    document_ids: &evidence::document_ids(&evidence),
+                    stage: dispute.stage,
+                    status: dispute.status,
+                    amount: 0,
+                };
+                self.append_history_and_events(
+                    tx,
+                    tenant_id,
+                    &record,
+                    &[DisputeEvent::Updated.as_str()],
+                    now,
+                )
+                .await?
             };
-            let action_id = ActionId::generate();
-            let record = NewActionRecord {
-                id: action_id.as_str(),
-                dispute_id: id.as_str(),
-                actor: Actor::Tenant,
-                what,
-                message: "",
-                document_ids: &evidence::document_ids(&evidence),
-                stage: dispute.stage,
-                status: dispute.status,
-                amount: 0,
-            };
-            self.append_history_and_events(
-                tx,
-                tenant_id,
-                &record,
-                &[DisputeEvent::Updated.as_str()],
-                now,
-            )
-            .await?
-        };
-        mutation.finish(updated, now).await
+            Ok(updated)
+        }
+        .await;
+        mutation.settle(result, now).await
     }
 }

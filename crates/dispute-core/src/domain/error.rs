@@ -22,11 +22,37 @@ pub enum DisputeError {
     VersionConflict { expected: i64, current: i64 },
     #[error("the token lacks scope {scope}, needed to {purpose}")]
     MissingScope {
+        /// The scope's name, e.g. `documents:write`.
         scope: &'static str,
         purpose: &'static str,
     },
     #[error("document-store is unavailable")]
     DocumentsUnavailable,
+    /// A retry of a request refused before: the refusal as first answered.
+    #[error("{}", .0.message)]
+    Remembered(RememberedRefusal),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl DisputeError {
+    /// A refusal by a business rule, which idempotency remembers like a success: the dispute
+    /// (or another object) does not exist, or a lifecycle rule refuses the change. Validation
+    /// errors, version conflicts, unavailable dependencies and internal errors are not
+    /// remembered: a retry is decided afresh.
+    pub fn is_remembered_refusal(&self) -> bool {
+        matches!(
+            self,
+            DisputeError::NotFound { .. } | DisputeError::FailedPrecondition { .. }
+        )
+    }
+}
+
+/// A refusal stored under an idempotency key: the status as first answered (its gRPC code,
+/// message and encoded details), replayed unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedRefusal {
+    pub code: i32,
+    pub message: String,
+    pub details: Vec<u8>,
 }

@@ -89,6 +89,7 @@ impl DisputeService for DisputeServiceHandler {
         Ok(Response::new(pb::GetDisputeResponse {
             dispute: Some(details.view.into()),
             documents: details.documents.into_iter().map(Into::into).collect(),
+            documents_omitted: details.documents_omitted,
         }))
     }
 
@@ -143,7 +144,7 @@ impl DisputeService for DisputeServiceHandler {
         request: Request<pb::RecordNetworkEventRequest>,
     ) -> Result<Response<pb::RecordNetworkEventResponse>, Status> {
         let caller = Caller::of(&request)?;
-        caller.require(Scope::DisputesWrite)?;
+        caller.require(Scope::DisputesNetwork)?;
         let draft = convert::network_event_draft(request.get_ref());
         let input = requests::record_network_event(draft, Utc::now())?;
         let outcome = self.app.record_network_event(&caller, input).await?;

@@ -1,5 +1,6 @@
 //! The single mapping from [`DisputeError`] to a gRPC status.
 
+use service_kit::auth::missing_scope_status;
 use service_kit::errors::{
     DEPENDENCY_RETRY_DELAY, internal_or_unavailable, invalid_argument, retryable,
     status_with_reason,
@@ -8,52 +9,72 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::DisputeError;
+use crate::domain::error::RememberedRefusal;
 
 pub const DOMAIN: &str = "disputes.v1";
 
 impl From<DisputeError> for Status {
     fn from(error: DisputeError) -> Self {
-        match error {
-            DisputeError::NotFound { kind, id } => status_with_reason(
-                Code::NotFound,
-                format!("{kind} {id} not found"),
-                &format!("{}_NOT_FOUND", kind.to_uppercase()),
-                DOMAIN,
-            ),
-            e @ DisputeError::AlreadyExists { .. } => {
-                status_with_reason(Code::AlreadyExists, e.to_string(), "ALREADY_EXISTS", DOMAIN)
-            }
-            DisputeError::Validation(violations) => invalid_argument(DOMAIN, &violations),
-            e @ DisputeError::IdempotencyKeyReused => {
-                let mut details = ErrorDetails::with_precondition_failure_violation(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "request_id",
-                    e.to_string(),
-                );
-                details.set_error_info("IDEMPOTENCY_KEY_REUSED", DOMAIN, []);
-                Status::with_error_details(Code::FailedPrecondition, e.to_string(), details)
-            }
-            DisputeError::FailedPrecondition { reason, message } => {
-                service_kit::errors::failed_precondition(DOMAIN, reason, "dispute", message)
-            }
-            e @ DisputeError::VersionConflict { .. } => {
-                status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
-            }
-            e @ DisputeError::MissingScope { .. } => status_with_reason(
-                Code::PermissionDenied,
-                e.to_string(),
-                "MISSING_SCOPE",
-                DOMAIN,
-            ),
-            e @ DisputeError::DocumentsUnavailable => retryable(
-                Code::Unavailable,
-                e.to_string(),
-                "DOCUMENTS_UNAVAILABLE",
-                DOMAIN,
-                DEPENDENCY_RETRY_DELAY,
-            ),
-            // A database that is down, exhausted or timed out: UNAVAILABLE with RetryInfo.
-            DisputeError::Internal(error) => internal_or_unavailable(DOMAIN, &error),
+        status_of(&error)
+    }
+}
+
+/// How a remembered refusal is stored: the status answered for it, code, message and
+/// encoded details (given to the app as its `RefusalEncoder`).
+pub fn encode_refusal(error: &DisputeError) -> RememberedRefusal {
+    let status = status_of(error);
+    RememberedRefusal {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+    }
+}
+
+/// The status answered for `error`.
+pub fn status_of(error: &DisputeError) -> Status {
+    match error {
+        DisputeError::NotFound { kind, id } => status_with_reason(
+            Code::NotFound,
+            format!("{kind} {id} not found"),
+            &format!("{}_NOT_FOUND", kind.to_uppercase()),
+            DOMAIN,
+        ),
+        e @ DisputeError::AlreadyExists { .. } => {
+            status_with_reason(Code::AlreadyExists, e.to_string(), "ALREADY_EXISTS", DOMAIN)
         }
+        DisputeError::Validation(violations) => invalid_argument(DOMAIN, violations),
+        e @ DisputeError::IdempotencyKeyReused => {
+            let mut details = ErrorDetails::with_precondition_failure_violation(
+                "IDEMPOTENCY_KEY_REUSED",
+                "request_id",
+                e.to_string(),
+            );
+            details.set_error_info("IDEMPOTENCY_KEY_REUSED", DOMAIN, []);
+            Status::with_error_details(Code::FailedPrecondition, e.to_string(), details)
+        }
+        DisputeError::FailedPrecondition { reason, message } => {
+            service_kit::errors::failed_precondition(DOMAIN, reason, "dispute", message.clone())
+        }
+        e @ DisputeError::VersionConflict { .. } => {
+            status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
+        }
+        e @ DisputeError::MissingScope { scope, .. } => {
+            missing_scope_status(scope, DOMAIN, e.to_string())
+        }
+        e @ DisputeError::DocumentsUnavailable => retryable(
+            Code::Unavailable,
+            e.to_string(),
+            "DOCUMENTS_UNAVAILABLE",
+            DOMAIN,
+            DEPENDENCY_RETRY_DELAY,
+        ),
+        // A database that is down, exhausted or timed out: UNAVAILABLE with RetryInfo.
+        DisputeError::Internal(error) => internal_or_unavailable(DOMAIN, error),
+        // Exactly the status first answered, details included.
+        DisputeError::Remembered(refusal) => Status::with_details(
+            Code::from_i32(refusal.code),
+            refusal.message.clone(),
+            refusal.details.clone().into(),
+        ),
     }
 }

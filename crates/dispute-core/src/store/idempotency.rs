@@ -3,6 +3,8 @@
 use anyhow::Context;
 use sqlx::PgConnection;
 
+use crate::domain::error::RememberedRefusal;
+
 /// What an idempotency key says about a mutation.
 pub enum IdempotencyClaim {
     /// First use: go ahead, then [`save_idempotent_response`] in the same transaction.
@@ -10,8 +12,16 @@ pub enum IdempotencyClaim {
     /// Used before (committed): replay or refuse.
     Used {
         request_fingerprint: String,
-        response: Vec<u8>,
+        answer: RememberedAnswer,
     },
+}
+
+/// What a used key answered the first time.
+pub enum RememberedAnswer {
+    /// The response, as the snapshot encoder stored it.
+    Response(Vec<u8>),
+    /// A business refusal.
+    Refusal(RememberedRefusal),
 }
 
 /// Claims `request_id` for this transaction. A concurrent holder of the same key makes this
@@ -39,8 +49,16 @@ pub async fn claim_idempotency_key(
     if inserted == 1 {
         return Ok(IdempotencyClaim::New);
     }
-    let (request_fingerprint, response): (String, Vec<u8>) = sqlx::query_as(
-        "select request_fingerprint, response from idempotency_keys
+    type Row = (
+        String,
+        Vec<u8>,
+        Option<i32>,
+        Option<String>,
+        Option<Vec<u8>>,
+    );
+    let (request_fingerprint, response, code, message, details): Row = sqlx::query_as(
+        "select request_fingerprint, response, refusal_code, refusal_message, refusal_details
+           from idempotency_keys
           where tenant_id = $1 and operation = $2 and request_id = $3",
     )
     .bind(tenant_id)
@@ -49,10 +67,43 @@ pub async fn claim_idempotency_key(
     .fetch_one(&mut *conn)
     .await
     .context("read idempotency key")?;
+    let answer = match code {
+        Some(code) => RememberedAnswer::Refusal(RememberedRefusal {
+            code,
+            message: message.unwrap_or_default(),
+            details: details.unwrap_or_default(),
+        }),
+        None => RememberedAnswer::Response(response),
+    };
     Ok(IdempotencyClaim::Used {
         request_fingerprint,
-        response,
+        answer,
     })
+}
+
+/// Remembers a business refusal for a claimed key (in the claiming transaction).
+pub async fn save_idempotent_refusal(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    operation: &str,
+    request_id: &str,
+    refusal: &RememberedRefusal,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update idempotency_keys
+            set refusal_code = $4, refusal_message = $5, refusal_details = $6
+          where tenant_id = $1 and operation = $2 and request_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(operation)
+    .bind(request_id)
+    .bind(refusal.code)
+    .bind(&refusal.message)
+    .bind(&refusal.details)
+    .execute(&mut *conn)
+    .await
+    .context("save idempotent refusal")?;
+    Ok(())
 }
 
 pub async fn save_idempotent_response(

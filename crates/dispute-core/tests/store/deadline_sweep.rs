@@ -24,7 +24,10 @@ fn app(pool: &PgPool) -> App {
             refund_fee_on_win: false,
         },
     }
-    .with_snapshots(dispute_core::grpc::encode_dispute)
+    .with_snapshots(
+        dispute_core::grpc::encode_dispute,
+        dispute_core::grpc::status::encode_refusal,
+    )
 }
 
 /// Inserts `count` merchant chargebacks whose response was due an hour ago, spread over two

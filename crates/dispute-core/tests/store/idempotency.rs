@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use dispute_core::store::idempotency::{
-    IdempotencyClaim, claim_idempotency_key, purge_idempotency_keys, save_idempotent_response,
+    IdempotencyClaim, RememberedAnswer, claim_idempotency_key, purge_idempotency_keys,
+    save_idempotent_response,
 };
 use service_kit::testing::wait_until_a_session_blocks;
 use sqlx::PgPool;
@@ -18,8 +19,12 @@ fn used(claim: IdempotencyClaim) -> Replay {
         IdempotencyClaim::New => None,
         IdempotencyClaim::Used {
             request_fingerprint,
-            response,
+            answer: RememberedAnswer::Response(response),
         } => Some((request_fingerprint, response)),
+        IdempotencyClaim::Used {
+            request_fingerprint,
+            answer: RememberedAnswer::Refusal(refusal),
+        } => Some((request_fingerprint, refusal.message.into_bytes())),
     }
 }
 
