@@ -5,6 +5,7 @@
 
 mod architecture;
 mod auth;
+mod contract_text;
 mod dependencies;
 mod disputes;
 mod documents;
