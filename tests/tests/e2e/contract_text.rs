@@ -3,6 +3,7 @@
 //! refused as INVALID_ARGUMENT naming the field.
 
 use disputes_proto::disputes_v1 as dpb;
+use disputes_proto::documents_v1 as pb;
 use prost::Message;
 use prost_types::{FileDescriptorSet, Timestamp};
 use service_kit::time::{MAX_REQUEST_SECONDS, MIN_REQUEST_SECONDS};
@@ -239,6 +240,37 @@ async fn point_10_nul_characters_are_refused_naming_the_field() {
     .unwrap_err();
     assert_eq!(violations(&status), vec![nul("header.filename")]);
     assert_eq!(document_rows(&stack).await, 0);
+    // ...a listing's filter and page token, batch ids and a lock id: NUL first, then the
+    // other bad fields.
+    let status = documents
+        .list_documents(pb::ListDocumentsRequest {
+            dispute_id: "\0".into(),
+            page_size: -1,
+            page_token: "x\0".into(),
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = violations(&status).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, vec!["dispute_id", "page_token", "page_size"]);
+    assert_eq!(
+        violations(&status)[..2],
+        [nul("dispute_id"), nul("page_token")]
+    );
+    let status = documents
+        .batch_get_documents(pb::BatchGetDocumentsRequest {
+            ids: vec!["doc_\0".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&status), vec![nul("ids[0]")]);
+    let status = documents
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![service_kit::ids::DocumentId::generate().into_string()],
+            lock_id: "lock\0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&status), vec![nul("lock_id")]);
     stack.stop().await;
 }
 
