@@ -14,8 +14,21 @@ pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     }
 }
 
-/// A protobuf timestamp as an instant, or a violation naming `field`.
+/// 0001-01-01T00:00:00Z, the first instant a request may carry.
+pub const MIN_REQUEST_SECONDS: i64 = -62_135_596_800;
+/// 9999-12-31T23:59:59Z, the last second a request may carry.
+pub const MAX_REQUEST_SECONDS: i64 = 253_402_300_799;
+
+/// A protobuf timestamp as an instant, or a violation naming `field`. Only years 1 to 9999
+/// are accepted (the range of `google.protobuf.Timestamp`, and well inside PostgreSQL's
+/// `timestamptz`), so no request instant can make the database fail.
 pub fn instant(field: &str, ts: &Timestamp) -> Result<DateTime<Utc>, Violation> {
+    if !(MIN_REQUEST_SECONDS..=MAX_REQUEST_SECONDS).contains(&ts.seconds) {
+        return Err(Violation::new(
+            field,
+            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+        ));
+    }
     u32::try_from(ts.nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
@@ -40,18 +53,38 @@ mod tests {
                 nanos: -1,
             },
             Timestamp {
-                seconds: i64::MAX,
-                nanos: 0,
-            },
-            Timestamp {
                 seconds: 0,
                 nanos: 2_000_000_000,
             },
         ] {
             assert_eq!(
-                instant("due_time", &bad),
-                Err(Violation::new("due_time", "is not a valid timestamp"))
+                instant("due_by", &bad),
+                Err(Violation::new("due_by", "is not a valid timestamp"))
             );
+        }
+    }
+
+    #[test]
+    fn only_years_1_to_9999_are_accepted() {
+        let at = |seconds| Timestamp { seconds, nanos: 0 };
+        assert!(instant("t", &at(MIN_REQUEST_SECONDS)).is_ok());
+        assert!(instant("t", &at(MAX_REQUEST_SECONDS)).is_ok());
+        assert_eq!(
+            instant("t", &at(MIN_REQUEST_SECONDS)).map(|t| t.to_rfc3339()),
+            Ok("0001-01-01T00:00:00+00:00".to_owned())
+        );
+        assert_eq!(
+            instant("t", &at(MAX_REQUEST_SECONDS)).map(|t| t.to_rfc3339()),
+            Ok("9999-12-31T23:59:59+00:00".to_owned())
+        );
+        for seconds in [
+            MIN_REQUEST_SECONDS - 1,
+            MAX_REQUEST_SECONDS + 1,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let refused = instant("created_after", &at(seconds)).unwrap_err();
+            assert_eq!(refused.field, "created_after");
         }
     }
 }

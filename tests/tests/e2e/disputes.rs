@@ -93,7 +93,7 @@ async fn invalid_create_requests_name_every_bad_field() {
         reason: 1234,
         memo: "m".repeat(5001),
         date_customer_reported: "yesterday".into(),
-        due_time: Some(Timestamp {
+        due_by: Some(Timestamp {
             seconds: 1,
             nanos: 0,
         }),
@@ -107,7 +107,7 @@ async fn invalid_create_requests_name_every_bad_field() {
             "amount",
             "currency",
             "date_customer_reported",
-            "due_time",
+            "due_by",
             "memo",
             "network",
             "reason",
@@ -324,15 +324,15 @@ async fn paging_stays_correct_while_disputes_arrive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_filters_by_side_stage_status_and_due_time() {
+async fn list_filters_by_side_stage_status_and_due_by() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
     let now = chrono::Utc::now();
     let mut soon = merchant_dispute("", "ch_due");
-    soon.due_time = Some(timestamp(now + chrono::Duration::days(2)));
+    soon.due_by = Some(timestamp(now + chrono::Duration::days(2)));
     let soon = create(&mut disputes, soon).await;
     let mut later = merchant_dispute("", "ch_due");
-    later.due_time = Some(timestamp(now + chrono::Duration::days(20)));
+    later.due_by = Some(timestamp(now + chrono::Duration::days(20)));
     disputes.create_dispute(later).await.unwrap();
     let issuer = create(&mut disputes, issuer_dispute("txn_filter")).await;
 

@@ -154,7 +154,7 @@ async fn evidence_is_frozen_past_the_deadline() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
     let mut request = merchant_dispute("", "ch_late");
-    request.due_time = Some(in_millis(1500));
+    request.due_by = Some(in_millis(1500));
     let dispute = create(&mut disputes, request).await;
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let mut request = update_request(&dispute.id);

@@ -57,7 +57,7 @@ async fn h1_reversal_is_not_final() {
         "r1",
         Net::ChargebackReversed,
     );
-    reversal.due_time = Some(in_millis(1500));
+    reversal.due_by = Some(in_millis(1500));
     let reversed = record(&mut disputes, reversal).await.unwrap();
     assert!(reversed.applied);
     let reversed = reversed.dispute.unwrap();
@@ -231,7 +231,7 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
         vec![(Txn::Withdrawal, -3_000), (Txn::DisputeFee, -FEE)]
     );
     assert!(available(&a).is_empty());
-    assert!(a.evidence_details.as_ref().unwrap().due_time.is_none());
+    assert!(a.evidence_details.as_ref().unwrap().due_by.is_none());
     assert_eq!(
         event_types(&stack, &a.id).await,
         vec!["dispute.created", "dispute.funds_withdrawn", "dispute.lost"]
@@ -247,7 +247,7 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
     rr.new_case = Some(merchant_case(2_000, "ch_h3_b"));
     record(&mut disputes, rr).await.unwrap();
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-H3-B", "c1", Net::Chargeback);
-    event.due_time = Some(in_millis(-60_000));
+    event.due_by = Some(in_millis(-60_000));
     let b = record(&mut disputes, event).await.unwrap();
     assert!(b.applied);
     let b = b.dispute.unwrap();
@@ -414,11 +414,11 @@ async fn h4_stage_aware_mapping() {
         "r1",
         Net::RetrievalRequest,
     );
-    rr.due_time = Some(in_millis(1200));
+    rr.due_by = Some(in_millis(1200));
     rr.new_case = Some(merchant_case(1_000, "ch_h4_due"));
     let inquiry = record(&mut disputes, rr).await.unwrap().dispute.unwrap();
     let mut cb = merchant_dispute("", "ch_h4_due");
-    cb.due_time = Some(in_millis(1200));
+    cb.due_by = Some(in_millis(1200));
     let chargeback = create(&mut disputes, cb).await;
     let closed = wait_for_status(
         &mut disputes,
@@ -678,12 +678,12 @@ async fn h7_several_disputes_per_charge() {
     let mut first = merchant_dispute("", "ch_h7");
     first.amount = 12_000;
     first.original_amount = 20_000;
-    first.due_time = Some(timestamp(soon));
+    first.due_by = Some(timestamp(soon));
     let first = create(&mut disputes, first).await;
     let mut second = merchant_dispute("", "ch_h7");
     second.amount = 8_000;
     second.original_amount = 20_000;
-    second.due_time = Some(timestamp(later));
+    second.due_by = Some(timestamp(later));
     let second = create(&mut disputes, second).await;
     // A third one would claim more than the charge.
     let mut third = merchant_dispute("", "ch_h7");
@@ -817,7 +817,7 @@ async fn h8_mastercard_codes_skip_pre_arbitration() {
                 .evidence_details
                 .as_ref()
                 .unwrap()
-                .due_time
+                .due_by
                 .is_some()
         );
         assert_eq!(

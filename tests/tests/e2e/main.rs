@@ -7,6 +7,7 @@ mod architecture;
 mod auth;
 mod contract_network;
 mod contract_scopes;
+mod contract_text;
 mod dependencies;
 mod disputes;
 mod documents;

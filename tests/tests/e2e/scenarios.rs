@@ -53,14 +53,7 @@ async fn seed_000_retrieval_request_to_won() {
         vec![(dpb::Actor::Network, "network:RETRIEVAL_REQUEST".to_owned())]
     );
     assert_eq!(available(&dispute), vec![Action::SubmitEvidence]);
-    assert!(
-        dispute
-            .evidence_details
-            .as_ref()
-            .unwrap()
-            .due_time
-            .is_some()
-    );
+    assert!(dispute.evidence_details.as_ref().unwrap().due_by.is_some());
 
     // Chargeback: funds withdrawn with the fee (M3).
     let charged = record(
@@ -120,10 +113,7 @@ async fn seed_000_retrieval_request_to_won() {
     let details = submitted.evidence_details.unwrap();
     assert_eq!(details.submission_count, 1);
     assert!(details.has_evidence);
-    assert!(
-        details.due_time.is_none(),
-        "nothing is due from us any more"
-    );
+    assert!(details.due_by.is_none(), "nothing is due from us any more");
     assert_eq!(submitted.evidence.as_ref().unwrap().receipt, receipt.id);
     assert!(available(&submitted).is_empty());
     let entry = submitted.action_history.last().unwrap();
@@ -384,7 +374,7 @@ async fn stripe_close_means_accept_and_lost() {
             "the funds were already withdrawn; accepting moves nothing more"
         );
         assert!(available(&lost).is_empty());
-        assert!(lost.evidence_details.as_ref().unwrap().due_time.is_none());
+        assert!(lost.evidence_details.as_ref().unwrap().due_by.is_none());
         let entry = lost.action_history.last().unwrap();
         assert_eq!(
             (entry.actor(), entry.what.as_str()),
@@ -849,7 +839,7 @@ async fn sweeper_replicas_apply_each_deadline_once() {
     let mut ids = Vec::new();
     for i in 0..20 {
         let mut request = merchant_dispute("", &format!("ch_sweep_{i}"));
-        request.due_time = Some(timestamp(due));
+        request.due_by = Some(timestamp(due));
         ids.push(create(&mut disputes, request).await.id);
     }
 
@@ -1091,7 +1081,7 @@ async fn bad_input_names_every_field() {
             network_case_id: " ".into(),
             event_id: "e".repeat(256),
             r#type: 42,
-            due_time: Some(prost_types::Timestamp {
+            due_by: Some(prost_types::Timestamp {
                 seconds: 0,
                 nanos: -1,
             }),
@@ -1111,7 +1101,7 @@ async fn bad_input_names_every_field() {
             "amount_lost",
             "amount_won",
             "document_ids[0]",
-            "due_time",
+            "due_by",
             "event_id",
             "message",
             "network",
@@ -1212,21 +1202,21 @@ async fn update_dispute_names_every_bad_field_at_once() {
     stack.stop().await;
 }
 
-/// RecordNetworkEvent names a bad `new_case.due_time` as `due_time`, the event's own field.
+/// RecordNetworkEvent names a bad `new_case.due_by` as `due_by`, the event's own field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_case_due_time_is_named_with_its_prefix() {
+async fn new_case_due_by_is_named_with_its_prefix() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
     let mut event = network_event(dpb::CardNetwork::Visa, "VISA-DUE", "e1", Net::Chargeback);
     event.new_case = Some(dpb::CreateDisputeRequest {
-        due_time: Some(prost_types::Timestamp {
+        due_by: Some(prost_types::Timestamp {
             seconds: 0,
             nanos: -1,
         }),
         ..merchant_case(1_000, "ch_due")
     });
     let status = disputes.record_network_event(event).await.unwrap_err();
-    assert_eq!(violated_fields(&status), vec!["new_case.due_time"]);
+    assert_eq!(violated_fields(&status), vec!["new_case.due_by"]);
     stack.stop().await;
 }
 

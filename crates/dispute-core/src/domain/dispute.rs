@@ -318,6 +318,18 @@ impl Violations {
     }
 }
 
+/// The day a customer reported a dispute: a date (`2024-05-28`) or an RFC 3339 timestamp
+/// (`2024-05-28T12:25:00Z`, seed 002), whose UTC calendar day counts (like every window).
+fn reported_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|at| at.with_timezone(&Utc).date_naive())
+        })
+}
+
 /// Checks an optional request id (idempotency key).
 pub fn validate_request_id(request_id: &str) -> Result<Option<String>, Violation> {
     if request_id.is_empty() {
@@ -457,14 +469,17 @@ impl NewDispute {
             }
             None
         } else {
-            match NaiveDate::parse_from_str(&draft.date_customer_reported, "%Y-%m-%d") {
-                Ok(date) if date > now.date_naive() => {
+            match reported_date(&draft.date_customer_reported) {
+                Some(date) if date > now.date_naive() => {
                     v.add("date_customer_reported", "must not be in the future");
                     None
                 }
-                Ok(date) => Some(date),
-                Err(_) => {
-                    v.add("date_customer_reported", "must be a date as YYYY-MM-DD");
+                Some(date) => Some(date),
+                None => {
+                    v.add(
+                        "date_customer_reported",
+                        "must be a date as YYYY-MM-DD or an RFC 3339 timestamp",
+                    );
                     None
                 }
             }
@@ -472,7 +487,7 @@ impl NewDispute {
         if let Some(due) = draft.due_time
             && due <= now
         {
-            v.add("due_time", "must be in the future");
+            v.add("due_by", "must be in the future");
         }
         v.0.extend(validate_metadata(&draft.metadata));
         let issuer = match (&draft.issuer_facts, side) {

@@ -63,7 +63,7 @@ fn every_bad_field_is_named() {
             "charge",
             "currency",
             "date_customer_reported",
-            "due_time",
+            "due_by",
             "memo",
             "network",
             "reason",
@@ -233,4 +233,25 @@ fn filter_fingerprints_differ_by_filter() {
     };
     assert_ne!(a.canonical(), b.canonical());
     assert_eq!(a.canonical(), DisputeFilter::default().canonical());
+}
+
+#[test]
+fn customer_report_dates_accept_dates_and_rfc3339_timestamps() {
+    let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+    assert_eq!(reported_date("2024-05-28"), day(2024, 5, 28));
+    assert_eq!(reported_date("2024-05-28T12:25:00Z"), day(2024, 5, 28));
+    assert_eq!(
+        reported_date("2024-05-28T12:25:00.5+02:00"),
+        day(2024, 5, 28)
+    );
+    // The UTC calendar day counts.
+    assert_eq!(reported_date("2024-05-28T23:30:00-05:00"), day(2024, 5, 29));
+    for bad in [
+        "28/05/2024",
+        "2024-05-28T12:25:00",
+        "2024-05-28 12:25",
+        "yesterday",
+    ] {
+        assert_eq!(reported_date(bad), None, "{bad}");
+    }
 }

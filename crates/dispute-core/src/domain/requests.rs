@@ -1,6 +1,6 @@
 //! The one home of request validation. A request arrives as a draft (wire values mapped by
 //! grpc/convert.rs, nothing checked); the functions here turn it into a validated input or
-//! name every bad field at once. Rules about a dispute itself stay with it
+//! name every bad field at once (a string holding NUL is named for that, see `refuse_nul`). Rules about a dispute itself stay with it
 //! (`NewDispute::parse`, `validate_metadata`, `validate_request_id` in `dispute`), rules about
 //! evidence with the evidence (`evidence::check_changes`).
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use service_kit::ids::{DisputeId, DocumentId};
 use service_kit::page_token::PageRequest;
-use service_kit::violation::Violation;
+use service_kit::violation::{Violation, merge_nul, nul_violations};
 use sha2::{Digest, Sha256};
 
 use super::dispute::{
@@ -20,6 +20,65 @@ use super::{
     ActionType, DisputeError, DisputeFilter, EnumInput, Network, NetworkEvent, NetworkEventKind,
     NewDispute, NewDisputeDraft, Side, Stage, Status, TenantAction, evidence,
 };
+
+/// String fields of a request, by the name a violation gives them.
+type Texts<'a> = Vec<(String, &'a str)>;
+
+/// Refuses a request whose strings hold NUL (`\0`; PostgreSQL text cannot store it): `nul`
+/// names those fields (every request below lists all its strings), reported together with
+/// the other violations `checked` found.
+fn refuse_nul<T>(nul: Vec<Violation>, checked: Result<T, DisputeError>) -> Result<T, DisputeError> {
+    if nul.is_empty() {
+        return checked;
+    }
+    let others = match checked {
+        Err(DisputeError::Validation(others)) => others,
+        _ => Vec::new(),
+    };
+    Err(DisputeError::Validation(merge_nul(nul, others)))
+}
+
+/// The strings of a new dispute, named `{prefix}field`.
+fn new_dispute_texts<'a>(prefix: &str, draft: &'a NewDisputeDraft, texts: &mut Texts<'a>) {
+    for (field, value) in [
+        ("currency", &draft.currency),
+        ("charge", &draft.charge),
+        ("payment_intent", &draft.payment_intent),
+        ("transaction_id", &draft.transaction_id),
+        ("merchant_id", &draft.merchant_id),
+        ("network_reason_code", &draft.network_reason_code),
+        ("network_case_id", &draft.network_case_id),
+        ("memo", &draft.memo),
+        ("date_customer_reported", &draft.date_customer_reported),
+    ] {
+        texts.push((format!("{prefix}{field}"), value));
+    }
+    if let Some(facts) = &draft.issuer_facts {
+        texts.push((
+            format!("{prefix}issuer_facts.transaction_date"),
+            &facts.transaction_date,
+        ));
+    }
+    metadata_texts(prefix, &draft.metadata, texts);
+}
+
+/// Metadata keys and values, named like `validate_metadata` names them.
+fn metadata_texts<'a>(prefix: &str, metadata: &'a BTreeMap<String, String>, texts: &mut Texts<'a>) {
+    for (key, value) in metadata {
+        let field = format!("{prefix}metadata[{key:?}]");
+        texts.push((field.clone(), key));
+        texts.push((field, value));
+    }
+}
+
+/// Document ids, named `field[i]`.
+fn document_id_texts<'a>(field: &str, ids: &'a [String], texts: &mut Texts<'a>) {
+    texts.extend(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (format!("{field}[{i}]"), id.as_str())),
+    );
+}
 
 /// A value decoded from the wire; `Err` names the field that held a malformed one (e.g. a
 /// timestamp out of range).
@@ -43,6 +102,8 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 
 /// A dispute id, or INVALID_ARGUMENT naming `field`.
 pub fn dispute_id(field: &str, value: &str) -> Result<DisputeId, DisputeError> {
+    let nul = nul_violations([(field, value)]);
+    refuse_nul(nul, Ok(()))?;
     DisputeId::parse(field, value).map_err(|violation| DisputeError::Validation(vec![violation]))
 }
 
@@ -70,6 +131,16 @@ pub struct CreateDispute {
 
 /// Checks a CreateDispute; `now` decides what "future" means for dates and deadlines.
 pub fn create_dispute(
+    draft: CreateDisputeDraft,
+    now: DateTime<Utc>,
+) -> Result<CreateDispute, DisputeError> {
+    let mut texts = vec![("request_id".to_owned(), draft.request_id.as_str())];
+    new_dispute_texts("", &draft.dispute.fields, &mut texts);
+    let nul = nul_violations(texts);
+    refuse_nul(nul, checked_create_dispute(draft, now))
+}
+
+fn checked_create_dispute(
     draft: CreateDisputeDraft,
     now: DateTime<Utc>,
 ) -> Result<CreateDispute, DisputeError> {
@@ -143,6 +214,27 @@ pub struct UpdateDispute {
 /// Checks an UpdateDispute as far as it can be judged without the stored dispute. A bad id
 /// fails at once; other problems travel in [`UpdateDispute::violations`].
 pub fn update_dispute(draft: UpdateDisputeDraft) -> Result<UpdateDispute, DisputeError> {
+    let mut texts = vec![
+        ("id".to_owned(), draft.id.as_str()),
+        ("request_id".to_owned(), draft.request_id.as_str()),
+    ];
+    texts.extend(
+        draft
+            .evidence
+            .iter()
+            .map(|(name, value)| (format!("evidence.{name}"), value.as_str())),
+    );
+    metadata_texts("", &draft.metadata, &mut texts);
+    let nul = nul_violations(texts);
+    match checked_update_dispute(draft) {
+        Ok(update) if !nul.is_empty() => {
+            Err(DisputeError::Validation(merge_nul(nul, update.violations)))
+        }
+        checked => refuse_nul(nul, checked),
+    }
+}
+
+fn checked_update_dispute(draft: UpdateDisputeDraft) -> Result<UpdateDispute, DisputeError> {
     let mut violations = Vec::new();
     let id = DisputeId::parse("id", &draft.id).map_err(|v| violations.push(v));
     let request_id = request_id(&draft.request_id, &mut violations);
@@ -257,6 +349,17 @@ fn network_identifier(field: &str, value: &str, violations: &mut Vec<Violation>)
 
 /// Checks a CreateAction.
 pub fn create_action(draft: CreateActionDraft) -> Result<CreateAction, DisputeError> {
+    let mut texts = vec![
+        ("dispute_id".to_owned(), draft.dispute_id.as_str()),
+        ("request_id".to_owned(), draft.request_id.as_str()),
+        ("message".to_owned(), draft.message.as_str()),
+    ];
+    document_id_texts("document_ids", &draft.document_ids, &mut texts);
+    let nul = nul_violations(texts);
+    refuse_nul(nul, checked_create_action(draft))
+}
+
+fn checked_create_action(draft: CreateActionDraft) -> Result<CreateAction, DisputeError> {
     let mut violations = Vec::new();
     let dispute_id =
         DisputeId::parse("dispute_id", &draft.dispute_id).map_err(|v| violations.push(v));
@@ -343,6 +446,23 @@ pub struct RecordNetworkEvent {
 
 /// Checks a RecordNetworkEvent and its new case (whose fields are named `new_case.…`).
 pub fn record_network_event(
+    draft: NetworkEventDraft,
+    now: DateTime<Utc>,
+) -> Result<RecordNetworkEvent, DisputeError> {
+    let mut texts = vec![
+        ("network_case_id".to_owned(), draft.network_case_id.as_str()),
+        ("event_id".to_owned(), draft.event_id.as_str()),
+        ("message".to_owned(), draft.message.as_str()),
+    ];
+    document_id_texts("document_ids", &draft.document_ids, &mut texts);
+    if let Some(case) = &draft.new_case {
+        new_dispute_texts("new_case.", &case.fields, &mut texts);
+    }
+    let nul = nul_violations(texts);
+    refuse_nul(nul, checked_record_network_event(draft, now))
+}
+
+fn checked_record_network_event(
     draft: NetworkEventDraft,
     now: DateTime<Utc>,
 ) -> Result<RecordNetworkEvent, DisputeError> {
@@ -462,6 +582,16 @@ pub struct ListDisputes {
 
 /// Checks ListDisputes filters and paging.
 pub fn list_disputes(draft: ListDisputesDraft) -> Result<ListDisputes, DisputeError> {
+    let nul = nul_violations([
+        ("charge", draft.charge.as_str()),
+        ("payment_intent", draft.payment_intent.as_str()),
+        ("transaction_id", draft.transaction_id.as_str()),
+        ("page_token", draft.page_token.as_str()),
+    ]);
+    refuse_nul(nul, checked_list_disputes(draft))
+}
+
+fn checked_list_disputes(draft: ListDisputesDraft) -> Result<ListDisputes, DisputeError> {
     let mut violations = Vec::new();
     let created_after = decoded(draft.created_after, &mut violations);
     let created_before = decoded(draft.created_before, &mut violations);
@@ -749,11 +879,11 @@ mod tests {
 
         let mut bad = draft;
         if let Some(case) = bad.new_case.as_mut() {
-            case.due_time = bad_time("due_time");
+            case.due_time = bad_time("due_by");
         }
         assert_eq!(
             fields(record_network_event(bad, now)),
-            vec!["new_case.due_time"]
+            vec!["new_case.due_by"]
         );
     }
 

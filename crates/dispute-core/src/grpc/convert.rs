@@ -133,7 +133,7 @@ impl From<DisputeView> for pb::Dispute {
         pb::Dispute {
             evidence: Some(evidence_to_proto(&d.evidence)),
             evidence_details: Some(pb::EvidenceDetails {
-                due_time: d.due_time.map(timestamp),
+                due_by: d.due_time.map(timestamp),
                 has_evidence: d.has_evidence,
                 past_due: view.past_due,
                 submission_count: d.submission_count,
@@ -252,7 +252,7 @@ pub fn evidence_requirements_response(
         missing_recommended_fields: names(guidance.missing_recommended),
         text_characters_used: count(guidance.text_chars_used),
         text_characters_remaining: count(guidance.text_chars_remaining),
-        due_time: due_time.map(timestamp),
+        due_by: due_time.map(timestamp),
     }
 }
 
@@ -297,7 +297,7 @@ pub fn dispute_draft(request: &pb::CreateDisputeRequest) -> DisputeDraft {
     };
     DisputeDraft {
         fields,
-        due_time: decoded("due_time", &request.due_time),
+        due_time: decoded("due_by", &request.due_by),
     }
 }
 
@@ -344,7 +344,7 @@ pub fn network_event_draft(request: &pb::RecordNetworkEventRequest) -> NetworkEv
         network_case_id: request.network_case_id.clone(),
         event_id: request.event_id.clone(),
         kind: NetworkEventKind::from_wire(request.r#type),
-        due_time: decoded("due_time", &request.due_time),
+        due_time: decoded("due_by", &request.due_by),
         occur_time: decoded("occur_time", &request.occur_time),
         network_reason_code: request.network_reason_code.clone(),
         amount: request.amount,

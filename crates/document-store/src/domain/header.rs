@@ -1,7 +1,7 @@
 //! Validation of an upload's header message.
 
 use service_kit::ids::{DisputeId, parse_optional};
-use service_kit::violation::Violation;
+use service_kit::violation::{Violation, merge_nul, nul_violations};
 
 use super::content::ContentType;
 use super::error::DocumentError;
@@ -29,6 +29,13 @@ impl UploadHeader {
         expected_sha256: &str,
         expected_size_bytes: u64,
     ) -> Result<UploadHeader, DocumentError> {
+        // NUL (which PostgreSQL text cannot hold) is named first, once per field.
+        let nul = nul_violations([
+            ("header.filename", filename),
+            ("header.content_type", content_type),
+            ("header.dispute_id", dispute_id),
+            ("header.expected_sha256", expected_sha256),
+        ]);
         let mut violations = Vec::new();
         let filename_chars = filename.chars().count();
         if filename.trim().is_empty() {
@@ -67,6 +74,9 @@ impl UploadHeader {
                 "header.expected_sha256",
                 "must be 64 hexadecimal characters",
             ));
+        }
+        if !nul.is_empty() {
+            return Err(DocumentError::Validation(merge_nul(nul, violations)));
         }
         match declared {
             Some(declared) if violations.is_empty() => Ok(UploadHeader {

@@ -3,7 +3,7 @@
 
 use service_kit::ids::{DisputeId, DocumentId, parse_optional};
 use service_kit::page_token::PageRequest;
-use service_kit::violation::Violation;
+use service_kit::violation::{Violation, merge_nul, nul_violations};
 
 use super::document::Document;
 use super::error::DocumentError;
@@ -14,6 +14,11 @@ pub const MAX_BATCH_IDS: usize = 100;
 /// Checks a batch of document ids: 1 to 100 well-formed ids, duplicates removed (the first
 /// occurrence keeps its place).
 pub fn batch_ids(ids: &[String]) -> Result<Vec<DocumentId>, DocumentError> {
+    let nul = nul_violations(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (format!("ids[{i}]"), id)),
+    );
     let mut violations = Vec::new();
     if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
         violations.push(Violation::new(
@@ -29,6 +34,7 @@ pub fn batch_ids(ids: &[String]) -> Result<Vec<DocumentId>, DocumentError> {
             Err(violation) => violations.push(violation),
         }
     }
+    let violations = merge_nul(nul, violations);
     if violations.is_empty() {
         Ok(unique)
     } else {
@@ -65,6 +71,7 @@ impl ListQuery {
         page_size: i32,
         page_token: &str,
     ) -> Result<ListQuery, DocumentError> {
+        let nul = nul_violations([("dispute_id", dispute_id), ("page_token", page_token)]);
         let mut violations = Vec::new();
         let parsed_dispute_id = parse_optional(dispute_id, |id| DisputeId::parse("dispute_id", id))
             .unwrap_or_else(|violation| {
@@ -77,6 +84,7 @@ impl ListQuery {
             format!("dispute={dispute_id}"),
             &mut violations,
         );
+        let violations = merge_nul(nul, violations);
         if violations.is_empty() {
             Ok(ListQuery {
                 dispute_id: parsed_dispute_id,
@@ -91,6 +99,10 @@ impl ListQuery {
 /// A lock holder named by a request: 1 to 64 characters of `[A-Za-z0-9_-]`, or empty when
 /// `required` is false (a lock that is never released).
 pub fn lock_holder(field: &str, lock_id: &str, required: bool) -> Result<String, DocumentError> {
+    let nul = nul_violations([(field, lock_id)]);
+    if !nul.is_empty() {
+        return Err(DocumentError::Validation(nul));
+    }
     let well_formed = lock_id.len() <= 64
         && lock_id
             .bytes()
