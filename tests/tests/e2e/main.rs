@@ -5,6 +5,7 @@
 
 mod architecture;
 mod auth;
+mod contract_docs11;
 mod dependencies;
 mod disputes;
 mod documents;
