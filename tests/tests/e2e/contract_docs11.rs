@@ -6,6 +6,7 @@ use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
 use dpb::DisputeActionType as Action;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use crate::fixtures::*;
 
@@ -133,4 +134,96 @@ async fn point_5_network_event_documents_are_locked_with_sha256_in_history() {
     );
     let refused = delete(&mut documents, &evidence.id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
+}
+
+/// UpdateDispute staging (or clearing, with "") the receipt field.
+async fn stage_receipt(disputes: &mut e2e::DisputesClient, dispute_id: &str, receipt: &str) {
+    update(
+        disputes,
+        dpb::UpdateDisputeRequest {
+            id: dispute_id.to_owned(),
+            evidence: Some(dpb::EvidenceUpdate {
+                receipt: Some(receipt.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_5_deleting_a_staged_document_is_refused_until_its_field_is_cleared() {
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of(TENANT).await;
+    let mut documents = stack.documents_of(TENANT).await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_point_5_staged")).await;
+    let (receipt, _) = upload_pdf(&mut documents, &dispute.id, "receipt.pdf", 100).await;
+    stage_receipt(&mut disputes, &dispute.id, &receipt.id).await;
+
+    let refused = delete(&mut documents, &receipt.id).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(error_reason(&refused), "DOCUMENT_IN_USE");
+    let details = refused.get_error_details();
+    let violation = &details.precondition_failure().unwrap().violations[0];
+    assert_eq!(violation.r#type, "DOCUMENT_IN_USE");
+    assert_eq!(violation.subject, dispute.id);
+    assert!(
+        violation.description.contains("evidence.receipt"),
+        "{}",
+        violation.description
+    );
+    // Held, not locked: staged evidence can still change.
+    assert!(
+        document(&mut documents, &receipt.id)
+            .await
+            .lock_time
+            .is_none()
+    );
+
+    stage_receipt(&mut disputes, &dispute.id, "").await;
+    delete(&mut documents, &receipt.id).await.unwrap();
+    assert_eq!(
+        delete(&mut documents, &receipt.id)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_5_replacing_a_staged_document_releases_the_old_one_only() {
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of(TENANT).await;
+    let mut documents = stack.documents_of(TENANT).await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_point_5_replace")).await;
+    let (first, _) = upload_pdf(&mut documents, &dispute.id, "first.pdf", 100).await;
+    let (second, digest) = upload_pdf(&mut documents, &dispute.id, "second.pdf", 120).await;
+    stage_receipt(&mut disputes, &dispute.id, &first.id).await;
+    stage_receipt(&mut disputes, &dispute.id, &second.id).await;
+
+    delete(&mut documents, &first.id).await.unwrap();
+    let refused = delete(&mut documents, &second.id).await.unwrap_err();
+    assert_eq!(error_reason(&refused), "DOCUMENT_IN_USE");
+
+    // Submitting locks the staged document; the history records its digest.
+    let submitted = submit(&mut disputes, &dispute.id).await;
+    let entry = submitted.action_history.last().unwrap();
+    assert!(
+        entry
+            .message
+            .contains(&format!("{} sha256={digest}", second.id)),
+        "{}",
+        entry.message
+    );
+    let refused = delete(&mut documents, &second.id).await.unwrap_err();
+    assert_eq!(error_reason(&refused), "DOCUMENT_LOCKED");
+    let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
+    let intents: i64 = sqlx::query_scalar("select count(*) from document_lock_intents")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(intents, 0, "every hold was recorded or released");
 }

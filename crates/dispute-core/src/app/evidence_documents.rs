@@ -124,8 +124,21 @@ impl App {
         if document_ids.is_empty() {
             return Ok(None);
         }
-        let tenant_id = caller.tenant_id.as_str();
         let lock_id = format!("lck_{}", ActionId::generate().as_str());
+        self.lock_documents_as(caller, dispute_id, version, lock_id, document_ids)
+            .await
+    }
+
+    /// Step 1 with a given lock id (holder): records the intent, then locks.
+    pub(super) async fn lock_documents_as(
+        &self,
+        caller: &Caller,
+        dispute_id: &str,
+        version: i64,
+        lock_id: String,
+        document_ids: Vec<String>,
+    ) -> Result<Option<SubmissionLock>, DisputeError> {
+        let tenant_id = caller.tenant_id.as_str();
         {
             let mut conn = self.pool.acquire().await.context("acquire")?;
             lock_intents::insert_lock_intent(
@@ -309,11 +322,11 @@ const STALE_LOCKS_PER_RUN: i64 = 100;
 /// Documents locked in document-store for one submission, before its transaction.
 #[derive(Debug, Clone)]
 pub(super) struct SubmissionLock {
-    lock_id: String,
+    pub(super) lock_id: String,
     /// The dispute's version when the documents were chosen.
-    version: i64,
-    document_ids: Vec<String>,
-    documents: Vec<DisputeDocument>,
+    pub(super) version: i64,
+    pub(super) document_ids: Vec<String>,
+    pub(super) documents: Vec<DisputeDocument>,
 }
 
 /// What a transition files and so locks: a submission, the documents of its evidence; any
