@@ -103,7 +103,9 @@ impl App {
         let Some(mut transition) = decision.transition() else {
             return Ok(dispute);
         };
-        if transition.evidence == EvidenceEffect::Submitted {
+        if transition.evidence == EvidenceEffect::Submitted
+            || !transition.history.document_ids.is_empty()
+        {
             self.take_submission_lock(tx, &dispute, &mut transition, lock)
                 .await?;
         }

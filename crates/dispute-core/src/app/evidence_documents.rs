@@ -107,29 +107,52 @@ impl App {
         let Some(transition) = decision.ok().and_then(|d| d.transition()) else {
             return Ok(None);
         };
-        if transition.evidence != EvidenceEffect::Submitted {
-            return Ok(None);
-        }
-        let document_ids =
-            submitted_document_ids(&dispute.evidence, &transition.history.document_ids);
+        let document_ids = filed_document_ids(&dispute.evidence, &transition);
+        self.lock_filed_documents(caller, dispute_id.as_str(), dispute.version, document_ids)
+            .await
+    }
+
+    /// Records a lock intent for `document_ids` and locks them in document-store under a
+    /// fresh lock id (step 1 of the protocol); `None` when there is nothing to lock.
+    pub(super) async fn lock_filed_documents(
+        &self,
+        caller: &Caller,
+        dispute_id: &str,
+        version: i64,
+        document_ids: Vec<String>,
+    ) -> Result<Option<SubmissionLock>, DisputeError> {
         if document_ids.is_empty() {
             return Ok(None);
         }
         let lock_id = format!("lck_{}", ActionId::generate().as_str());
+        self.lock_documents_as(caller, dispute_id, version, lock_id, document_ids)
+            .await
+    }
+
+    /// Step 1 with a given lock id (holder): records the intent, then locks.
+    pub(super) async fn lock_documents_as(
+        &self,
+        caller: &Caller,
+        dispute_id: &str,
+        version: i64,
+        lock_id: String,
+        document_ids: Vec<String>,
+    ) -> Result<Option<SubmissionLock>, DisputeError> {
+        let tenant_id = caller.tenant_id.as_str();
         {
             let mut conn = self.pool.acquire().await.context("acquire")?;
             lock_intents::insert_lock_intent(
                 &mut conn,
                 tenant_id,
                 &lock_id,
-                dispute_id.as_str(),
+                dispute_id,
                 &document_ids,
             )
             .await?;
         }
         let lock = SubmissionLock {
             lock_id,
-            version: dispute.version,
+            version,
             document_ids,
             documents: Vec::new(),
         };
@@ -152,10 +175,10 @@ impl App {
         }
     }
 
-    /// Step 2, inside the submission's transaction: the documents to submit must be the
-    /// ones locked in step 1 (else ABORTED: the dispute changed meanwhile, retry), and the
-    /// intent is consumed with the submission. Records the documents' SHA-256 digests in
-    /// the history entry.
+    /// Step 2, inside the submission's transaction: the documents to submit (or file with
+    /// the network) must be the ones locked in step 1 (else ABORTED: the dispute changed
+    /// meanwhile, retry), and the intent is consumed with the submission. Records the
+    /// documents' SHA-256 digests in the history entry.
     pub(super) async fn take_submission_lock(
         &self,
         tx: &mut PgConnection,
@@ -163,8 +186,7 @@ impl App {
         transition: &mut Transition,
         lock: Option<&SubmissionLock>,
     ) -> Result<(), DisputeError> {
-        let document_ids =
-            submitted_document_ids(&dispute.evidence, &transition.history.document_ids);
+        let document_ids = filed_document_ids(&dispute.evidence, transition);
         if document_ids.is_empty() {
             return Ok(());
         }
@@ -181,7 +203,28 @@ impl App {
                 current: dispute.version,
             });
         };
-        if !lock_intents::consume_lock_intent(tx, &dispute.tenant_id, &lock.lock_id).await? {
+        let verb = if transition.evidence == EvidenceEffect::Submitted {
+            "submitted"
+        } else {
+            "filed"
+        };
+        self.consume_lock(tx, &dispute.tenant_id, lock, verb, transition)
+            .await?;
+        transition.history.document_ids = document_ids;
+        Ok(())
+    }
+
+    /// Consumes `lock`'s intent in the transaction that records the filing, and appends
+    /// the documents' SHA-256 digests to the history entry (`<verb> documents: ...`).
+    pub(super) async fn consume_lock(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: &str,
+        lock: &SubmissionLock,
+        verb: &str,
+        transition: &mut Transition,
+    ) -> Result<(), DisputeError> {
+        if !lock_intents::consume_lock_intent(tx, tenant_id, &lock.lock_id).await? {
             // The repair worker is releasing this lock (the request took too long).
             return Err(DisputeError::DocumentsUnavailable);
         }
@@ -192,9 +235,8 @@ impl App {
             .collect();
         transition.history.message = join_message(
             &transition.history.message,
-            &format!("submitted documents: {}", digests.join(", ")),
+            &format!("{verb} documents: {}", digests.join(", ")),
         );
-        transition.history.document_ids = document_ids;
         Ok(())
     }
 
@@ -280,20 +322,25 @@ const STALE_LOCKS_PER_RUN: i64 = 100;
 /// Documents locked in document-store for one submission, before its transaction.
 #[derive(Debug, Clone)]
 pub(super) struct SubmissionLock {
-    lock_id: String,
+    pub(super) lock_id: String,
     /// The dispute's version when the documents were chosen.
-    version: i64,
-    document_ids: Vec<String>,
-    documents: Vec<DisputeDocument>,
+    pub(super) version: i64,
+    pub(super) document_ids: Vec<String>,
+    pub(super) documents: Vec<DisputeDocument>,
 }
 
-/// What a submission locks: the documents of its evidence, then any the action names.
-fn submitted_document_ids(
+/// What a transition files and so locks: a submission, the documents of its evidence; any
+/// transition, the documents it names (a chargeback's, a network event's).
+pub(super) fn filed_document_ids(
     evidence: &evidence::Evidence,
-    action_document_ids: &[String],
+    transition: &Transition,
 ) -> Vec<String> {
-    let mut document_ids = evidence::document_ids(evidence);
-    for id in action_document_ids {
+    let mut document_ids = if transition.evidence == EvidenceEffect::Submitted {
+        evidence::document_ids(evidence)
+    } else {
+        Vec::new()
+    };
+    for id in &transition.history.document_ids {
         if !document_ids.contains(id) {
             document_ids.push(id.clone());
         }

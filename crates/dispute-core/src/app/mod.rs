@@ -13,6 +13,7 @@ mod mutation;
 mod persist;
 mod queries;
 mod record_network_event;
+mod staged_holds;
 mod update_dispute;
 
 use chrono::{DateTime, Utc};

@@ -6,6 +6,7 @@ use chrono::Utc;
 use service_kit::auth::Caller;
 use service_kit::violation::Violation;
 
+use super::evidence_documents::SubmissionLock;
 use super::persist::{Claim, case_facts, check_disputed_total, load_for_update, reload};
 use super::{App, DisputeView, NetworkEventOutcome};
 use crate::domain::lifecycle::{self, Opening};
@@ -21,9 +22,45 @@ impl App {
         caller: &Caller,
         event: RecordNetworkEvent,
     ) -> Result<NetworkEventOutcome, DisputeError> {
-        // Documents that come with an event (a representment's) belong to the same tenant.
+        // Documents that come with an event (a representment's) belong to the same tenant,
+        // and are locked like submitted evidence (docs/decisions.md, "Locking evidence
+        // documents"): before the transaction, consumed if the event is applied.
         self.check_action_documents(caller, &event.event.document_ids)
             .await?;
+        let lock = if event.event.document_ids.is_empty() {
+            None
+        } else {
+            let dispute_id = {
+                let mut conn = self.pool.acquire().await.context("acquire")?;
+                network::find_dispute_id_by_case(
+                    &mut conn,
+                    caller.tenant_id.as_str(),
+                    event.network,
+                    event.network_case_id.as_str(),
+                )
+                .await?
+            };
+            self.lock_filed_documents(
+                caller,
+                dispute_id.as_deref().unwrap_or(""),
+                0,
+                event.event.document_ids.clone(),
+            )
+            .await?
+        };
+        let outcome = self
+            .record_network_event_locked(caller, event, lock.as_ref())
+            .await;
+        self.release_unused_lock(caller, lock).await;
+        outcome
+    }
+
+    async fn record_network_event_locked(
+        &self,
+        caller: &Caller,
+        event: RecordNetworkEvent,
+        lock: Option<&SubmissionLock>,
+    ) -> Result<NetworkEventOutcome, DisputeError> {
         let tenant_id = caller.tenant_id.as_str();
         let case_id = event.network_case_id.as_str();
         let mut tx = self.pool.begin().await.context("begin")?;
@@ -59,7 +96,11 @@ impl App {
                     now,
                 )?;
                 match decision.transition() {
-                    Some(transition) => {
+                    Some(mut transition) => {
+                        if let Some(lock) = lock {
+                            self.consume_lock(&mut tx, tenant_id, lock, "filed", &mut transition)
+                                .await?;
+                        }
                         let updated = self
                             .persist_transition(&mut tx, &dispute, &transition, now)
                             .await?;
@@ -83,13 +124,17 @@ impl App {
                 }
                 check_disputed_total(&mut tx, tenant_id, &Claim::of_new(&new)).await?;
                 let now = Utc::now();
-                let opened = lifecycle::open_dispute(
+                let mut opened = lifecycle::open_dispute(
                     case_facts(&new),
                     new.amount,
                     &Opening::Network(event.event.clone()),
                     &self.policy,
                     now,
                 )?;
+                if let Some(lock) = lock {
+                    self.consume_lock(&mut tx, tenant_id, lock, "filed", &mut opened)
+                        .await?;
+                }
                 let dispute = self
                     .insert_opened_dispute(&mut tx, tenant_id, &new, &opened, now)
                     .await?;

@@ -9,6 +9,7 @@ use service_kit::ids::ActionId;
 
 use super::evidence_documents::SubmissionLock;
 use super::mutation::Start;
+use super::staged_holds::FieldHold;
 use super::{App, DisputeView, IdempotencyKey, MutationGuards, Outcome};
 use crate::domain::dispute::validate_metadata;
 use crate::domain::lifecycle;
@@ -31,25 +32,43 @@ impl App {
         request: UpdateDispute,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Outcome<DisputeView>, DisputeError> {
-        // Documents are locked only for a request that names existing ones; otherwise the
-        // checks below answer it.
-        let lockable = request.changes.submit
-            && request.violations.is_empty()
+        // Documents are held or locked only for a request that names existing ones;
+        // otherwise the checks below answer it.
+        let valid = request.violations.is_empty()
             && self
                 .check_evidence_documents(caller, &request.changes.evidence)
                 .await?
                 .is_empty();
-        let lock = if lockable {
+        // Documents staged as evidence are held (not deletable) while their field names them.
+        let held = if valid {
+            self.hold_staged_documents(caller, &request.id, &request.changes.evidence)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let lock = if valid && request.changes.submit {
             let submit = TenantAction::new(ActionType::SubmitEvidence);
             self.lock_for_submission(caller, &request.id, &request.changes.evidence, &submit)
                 .await?
         } else {
             None
         };
+        let mut replaced = Vec::new();
         let outcome = self
-            .update_dispute_locked(caller, request, idempotency, lock.as_ref())
+            .update_dispute_locked(
+                caller,
+                request,
+                idempotency,
+                lock.as_ref(),
+                &held,
+                &mut replaced,
+            )
             .await;
         self.release_unused_lock(caller, lock).await;
+        self.release_holds(caller, held).await;
+        for old in replaced {
+            self.release_unused_lock(caller, Some(old)).await;
+        }
         outcome
     }
 
@@ -59,6 +78,8 @@ impl App {
         request: UpdateDispute,
         idempotency: Option<IdempotencyKey>,
         lock: Option<&SubmissionLock>,
+        held: &[FieldHold],
+        replaced: &mut Vec<SubmissionLock>,
     ) -> Result<Outcome<DisputeView>, DisputeError> {
         let UpdateDispute {
             id,
@@ -114,6 +135,19 @@ impl App {
             violations.extend(validate_metadata(&metadata));
             if !violations.is_empty() {
                 return Err(DisputeError::Validation(violations));
+            }
+            if !changes.evidence.is_empty() {
+                // Released after the commit; if the transaction rolls back, the intents go
+                // with it and the old holds stay.
+                *replaced = self
+                    .record_staged_holds(
+                        mutation.conn(),
+                        tenant_id,
+                        id.as_str(),
+                        &changes.evidence,
+                        held,
+                    )
+                    .await?;
             }
 
             let updated = if changes.submit {

@@ -12,3 +12,4 @@ pub mod ledger;
 pub mod lock_intents;
 pub mod network;
 mod rows;
+pub mod staged_holds;

@@ -28,6 +28,14 @@ pub enum DocumentError {
     Sha256Mismatch { expected: String, actual: String },
     #[error("document {id} was submitted as evidence and cannot be deleted")]
     Locked { id: DocumentId },
+    #[error(
+        "document {id} is staged as evidence.{field} of dispute {dispute_id}; clear that field first"
+    )]
+    InUse {
+        id: DocumentId,
+        dispute_id: String,
+        field: String,
+    },
     #[error("offset {offset} is beyond the document's {size} bytes")]
     OutOfRange { offset: i64, size: i64 },
     #[error("no chunk received for {secs} seconds")]

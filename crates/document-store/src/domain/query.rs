@@ -96,21 +96,21 @@ impl ListQuery {
     }
 }
 
-/// A lock holder named by a request: 1 to 64 characters of `[A-Za-z0-9_-]`, or empty when
+/// A lock holder named by a request: 1 to 128 characters of `[A-Za-z0-9_.-]`, or empty when
 /// `required` is false (a lock that is never released).
 pub fn lock_holder(field: &str, lock_id: &str, required: bool) -> Result<String, DocumentError> {
     let nul = nul_violations([(field, lock_id)]);
     if !nul.is_empty() {
         return Err(DocumentError::Validation(nul));
     }
-    let well_formed = lock_id.len() <= 64
+    let well_formed = lock_id.len() <= 128
         && lock_id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     if !well_formed || (required && lock_id.is_empty()) {
         return Err(DocumentError::Validation(vec![Violation::new(
             field,
-            "must be 1 to 64 characters of [A-Za-z0-9_-]",
+            "must be 1 to 128 characters of [A-Za-z0-9_.-]",
         )]));
     }
     Ok(lock_id.to_owned())

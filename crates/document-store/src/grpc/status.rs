@@ -52,6 +52,14 @@ impl From<DocumentError> for Status {
             e @ DocumentError::Locked { .. } => {
                 failed_precondition(DOMAIN, "DOCUMENT_LOCKED", "document", e.to_string())
             }
+            DocumentError::InUse {
+                ref dispute_id,
+                ref field,
+                ..
+            } => {
+                let description = format!("staged as evidence.{field}: {error}");
+                failed_precondition(DOMAIN, "DOCUMENT_IN_USE", &dispute_id.clone(), description)
+            }
             e @ DocumentError::OutOfRange { .. } => status_with_reason(
                 Code::OutOfRange,
                 e.to_string(),

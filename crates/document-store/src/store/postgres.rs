@@ -211,8 +211,17 @@ pub enum DeleteOutcome {
         object_key: String,
     },
     Locked,
+    /// Not locked, but held by staged evidence: the first such holder
+    /// (`staged.<dispute_id>.<field>.<nonce>`).
+    Staged {
+        holder: String,
+    },
     NotFound,
 }
+
+/// Holders starting with this are staged holds: they keep a document from being deleted
+/// without locking it (no `lock_time`).
+pub const STAGED_HOLD_PREFIX: &str = "staged.";
 
 /// Deletes the row inside `conn`'s transaction unless the document is locked.
 #[tracing::instrument(skip(conn))]
@@ -221,8 +230,8 @@ pub async fn delete_unlocked_document(
     tenant_id: &str,
     id: &str,
 ) -> anyhow::Result<DeleteOutcome> {
-    let row: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "select object_key, lock_time from documents
+    let row: Option<(String, Option<DateTime<Utc>>, Vec<String>)> = sqlx::query_as(
+        "select object_key, lock_time, lock_holders from documents
           where tenant_id = $1 and id = $2 and state = 'available'
           for update",
     )
@@ -232,8 +241,17 @@ pub async fn delete_unlocked_document(
     .await?;
     match row {
         None => Ok(DeleteOutcome::NotFound),
-        Some((_, Some(_))) => Ok(DeleteOutcome::Locked),
-        Some((object_key, None)) => {
+        Some((_, Some(_), _)) => Ok(DeleteOutcome::Locked),
+        Some((_, None, holders)) if !holders.is_empty() => {
+            let holder = holders
+                .into_iter()
+                .find(|h| h.starts_with(STAGED_HOLD_PREFIX));
+            Ok(match holder {
+                Some(holder) => DeleteOutcome::Staged { holder },
+                None => DeleteOutcome::Locked,
+            })
+        }
+        Some((object_key, None, _)) => {
             sqlx::query("delete from documents where tenant_id = $1 and id = $2")
                 .bind(tenant_id)
                 .bind(id)
@@ -303,7 +321,8 @@ pub async fn find_available_documents(
 
 /// Locks the caller's available documents among `ids` for `holder` (keeping an earlier lock
 /// time) and returns them; inside `conn`'s transaction so the caller can check all were
-/// found. The empty holder is a lock that is never released.
+/// found. The empty holder is a lock that is never released. A staged hold
+/// ([`STAGED_HOLD_PREFIX`]) keeps the document from being deleted without locking it.
 #[tracing::instrument(skip(conn))]
 pub async fn lock_documents(
     conn: &mut PgConnection,
@@ -313,7 +332,8 @@ pub async fn lock_documents(
 ) -> anyhow::Result<Vec<Document>> {
     let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
         "update documents
-            set lock_time = coalesce(lock_time, now()),
+            set lock_time = case when starts_with($3, 'staged.') then lock_time
+                                 else coalesce(lock_time, now()) end,
                 lock_holders = case when $3 = any(lock_holders) then lock_holders
                                     else array_append(lock_holders, $3) end
           where tenant_id = $1 and id = any($2) and state = 'available'
@@ -374,7 +394,7 @@ pub async fn delete_abandoned_upload(
 }
 
 /// Releases `holder`'s lock on the caller's documents among `ids`; a document whose last
-/// holder that was becomes unlocked. Documents `holder` does not hold are left as they are.
+/// lock (not staged hold) that was becomes unlocked. Documents `holder` does not hold are left as they are.
 /// Returns how many documents it released.
 #[tracing::instrument(skip(conn))]
 pub async fn unlock_documents(
@@ -386,8 +406,10 @@ pub async fn unlock_documents(
     let released = sqlx::query(
         "update documents
             set lock_holders = array_remove(lock_holders, $3),
-                lock_time = case when cardinality(array_remove(lock_holders, $3)) = 0
-                                 then null else lock_time end
+                lock_time = case when exists (
+                                     select 1 from unnest(array_remove(lock_holders, $3)) h
+                                      where not starts_with(h, 'staged.'))
+                                 then lock_time else null end
           where tenant_id = $1 and id = any($2) and $3 = any(lock_holders)",
     )
     .bind(tenant_id)
