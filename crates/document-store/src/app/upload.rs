@@ -36,6 +36,9 @@ use crate::store::postgres::{self, PendingDocument, StoredContent};
 
 /// What a client refused for capacity is told to wait before retrying.
 const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a failed upload waits for its part requests still in flight before aborting
+/// the multipart upload.
+const PARTS_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What became of the object while the upload ran, for cleanup.
 enum ObjectState {
@@ -210,6 +213,7 @@ impl Documents {
         .await?;
 
         let mut object = ObjectState::Nothing;
+        let mut parts_in_flight = JoinSet::new();
         let receiving = Receiving {
             chunks,
             deadline,
@@ -223,11 +227,21 @@ impl Documents {
                 &header,
                 receiving,
                 &mut object,
+                &mut parts_in_flight,
             )
             .await;
         match result {
             Ok(document) => Ok(document),
             Err(error) => {
+                // A part request already on the wire can still be written by the S3 server
+                // after AbortMultipartUpload and leave a stray part behind: let them end first.
+                let settle = async { while parts_in_flight.join_next().await.is_some() {} };
+                if tokio::time::timeout(PARTS_SETTLE_TIMEOUT, settle)
+                    .await
+                    .is_err()
+                {
+                    parts_in_flight.abort_all();
+                }
                 self.clean_up_failed_upload(tenant_id, document_id, &key, object)
                     .await;
                 Err(error)
@@ -243,6 +257,7 @@ impl Documents {
         header: &UploadHeader,
         mut receiving: Receiving<'_, S>,
         object: &mut ObjectState,
+        parts_in_flight: &mut JoinSet<anyhow::Result<CompletedPart>>,
     ) -> Result<Document, DocumentError>
     where
         S: Stream<Item = Result<Bytes, DocumentError>> + Unpin,
@@ -253,7 +268,6 @@ impl Documents {
         let mut prefix: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
         let mut total: u64 = 0;
         let mut detected: Option<ContentType> = None;
-        let mut parts_in_flight: JoinSet<anyhow::Result<CompletedPart>> = JoinSet::new();
         let mut completed_parts = Vec::new();
         let mut next_part_number = 1;
 
@@ -295,7 +309,7 @@ impl Documents {
                     }
                 };
                 while parts_in_flight.len() >= settings.max_parts_in_flight {
-                    completed_parts.push(join_part(&mut parts_in_flight).await?);
+                    completed_parts.push(join_part(parts_in_flight).await?);
                 }
                 let objects = self.objects.clone();
                 let key = key.to_owned();
@@ -339,7 +353,7 @@ impl Documents {
                         .await
                 });
                 while !parts_in_flight.is_empty() {
-                    completed_parts.push(join_part(&mut parts_in_flight).await?);
+                    completed_parts.push(join_part(parts_in_flight).await?);
                 }
                 self.objects
                     .complete_multipart_upload(key, &upload_id, completed_parts)
