@@ -40,6 +40,12 @@ const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// the multipart upload.
 const PARTS_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What an upload has sent to S3 so far: cleanup needs both.
+struct Written {
+    object: ObjectState,
+    parts_in_flight: JoinSet<anyhow::Result<CompletedPart>>,
+}
+
 /// What became of the object while the upload ran, for cleanup.
 enum ObjectState {
     Nothing,
@@ -212,8 +218,10 @@ impl Documents {
         )
         .await?;
 
-        let mut object = ObjectState::Nothing;
-        let mut parts_in_flight = JoinSet::new();
+        let mut written = Written {
+            object: ObjectState::Nothing,
+            parts_in_flight: JoinSet::new(),
+        };
         let receiving = Receiving {
             chunks,
             deadline,
@@ -226,8 +234,7 @@ impl Documents {
                 &key,
                 &header,
                 receiving,
-                &mut object,
-                &mut parts_in_flight,
+                &mut written,
             )
             .await;
         match result {
@@ -235,6 +242,10 @@ impl Documents {
             Err(error) => {
                 // A part request already on the wire can still be written by the S3 server
                 // after AbortMultipartUpload and leave a stray part behind: let them end first.
+                let Written {
+                    object,
+                    mut parts_in_flight,
+                } = written;
                 let settle = async { while parts_in_flight.join_next().await.is_some() {} };
                 if tokio::time::timeout(PARTS_SETTLE_TIMEOUT, settle)
                     .await
@@ -256,12 +267,13 @@ impl Documents {
         key: &str,
         header: &UploadHeader,
         mut receiving: Receiving<'_, S>,
-        object: &mut ObjectState,
-        parts_in_flight: &mut JoinSet<anyhow::Result<CompletedPart>>,
+        written: &mut Written,
     ) -> Result<Document, DocumentError>
     where
         S: Stream<Item = Result<Bytes, DocumentError>> + Unpin,
     {
+        let object = &mut written.object;
+        let parts_in_flight = &mut written.parts_in_flight;
         let settings = self.settings;
         let mut hasher = Sha256::new();
         let mut buffer = PartBuffer::new(settings.part_size);
