@@ -121,15 +121,12 @@ async fn point_8_forwarded_refusal_names_the_missing_scope() {
     assert_eq!(missing_scope(&status), "documents:read");
     assert!(status.message().contains("documents:read"), "{status:?}");
 
-    // Submitting locks the documents with LockDocuments: documents:write is missing, and
-    // the answer names that scope, not documents:read.
+    // Staging then holds the document with LockDocuments (docs/api.md, DeleteDocument:
+    // DOCUMENT_IN_USE): documents:write is missing, and the answer names that scope, not
+    // documents:read.
     let token = stack.token("acme", &["disputes:write", "documents:read"]);
     let mut writer = stack.disputes(Some(&token)).await;
-    writer.update_dispute(stage).await.unwrap();
-    let status = writer
-        .update_dispute(submit_request(&dispute.id))
-        .await
-        .unwrap_err();
+    let status = writer.update_dispute(stage).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(error_reason(&status), "MISSING_SCOPE");
     assert_eq!(missing_scope(&status), "documents:write");
