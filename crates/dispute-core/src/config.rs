@@ -151,35 +151,26 @@ impl Config {
     }
 
     pub fn database_settings(&self) -> DatabaseSettings {
-        DatabaseSettings {
-            max_connections: self.db_max_connections,
-            acquire_timeout: Duration::from_millis(self.resilience.db_acquire_timeout_ms),
-            statement_timeout: Duration::from_millis(self.resilience.db_statement_timeout_ms),
-            lock_timeout: Duration::from_millis(self.resilience.db_lock_timeout_ms),
-        }
+        DatabaseSettings::from_millis(
+            self.db_max_connections,
+            self.resilience.db_acquire_timeout_ms,
+            self.resilience.db_statement_timeout_ms,
+            self.resilience.db_lock_timeout_ms,
+        )
     }
 }
 
 impl Resilience {
     pub fn call_limits(&self) -> CallLimits {
-        CallLimits {
-            max_concurrent_calls: self.max_concurrent_calls.max(1),
-            call_timeout: Duration::from_millis(self.call_timeout_ms.max(1)),
-            exempt_methods: Vec::new(),
-        }
+        CallLimits::from_flags(self.max_concurrent_calls, self.call_timeout_ms, Vec::new())
     }
 
     /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.
     pub fn http2_keepalive(&self) -> (Option<Duration>, Option<Duration>) {
-        match self.http2_keepalive_interval_secs {
-            0 => (None, None),
-            secs => (
-                Some(Duration::from_secs(secs)),
-                Some(Duration::from_secs(
-                    self.http2_keepalive_timeout_secs.max(1),
-                )),
-            ),
-        }
+        service_kit::server::http2_keepalive(
+            self.http2_keepalive_interval_secs,
+            self.http2_keepalive_timeout_secs,
+        )
     }
 
     pub fn health_probe_interval(&self) -> Duration {

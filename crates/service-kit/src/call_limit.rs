@@ -37,6 +37,21 @@ pub struct CallLimits {
     pub exempt_methods: Vec<&'static str>,
 }
 
+impl CallLimits {
+    /// From the services' flags: at least one call in flight and a timeout of at least 1 ms.
+    pub fn from_flags(
+        max_concurrent_calls: usize,
+        call_timeout_ms: u64,
+        exempt_methods: Vec<&'static str>,
+    ) -> Self {
+        Self {
+            max_concurrent_calls: max_concurrent_calls.max(1),
+            call_timeout: Duration::from_millis(call_timeout_ms.max(1)),
+            exempt_methods,
+        }
+    }
+}
+
 impl Default for CallLimits {
     fn default() -> Self {
         Self {

@@ -22,6 +22,21 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// From the services' flags, in milliseconds.
+    pub fn from_millis(
+        max_connections: u32,
+        acquire_timeout_ms: u64,
+        statement_timeout_ms: u64,
+        lock_timeout_ms: u64,
+    ) -> Self {
+        Self {
+            max_connections,
+            acquire_timeout: Duration::from_millis(acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(statement_timeout_ms),
+            lock_timeout: Duration::from_millis(lock_timeout_ms),
+        }
+    }
+
     /// Defaults: 5 s to acquire, 5 s per statement, 2 s per lock wait.
     pub fn new(max_connections: u32) -> Self {
         Self {

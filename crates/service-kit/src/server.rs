@@ -61,6 +61,21 @@ impl ServeSettings {
 /// `settings.readiness` drives the service name's health. On shutdown health turns
 /// NOT_SERVING (whatever the probe says), in-flight calls get `settings.drain` to finish,
 /// and `shutdown` stays cancelled so workers stop too.
+/// (interval, timeout) of HTTP/2 keepalive from the services' flags; `None` when the
+/// interval is 0.
+pub fn http2_keepalive(
+    interval_secs: u64,
+    timeout_secs: u64,
+) -> (Option<Duration>, Option<Duration>) {
+    match interval_secs {
+        0 => (None, None),
+        secs => (
+            Some(Duration::from_secs(secs)),
+            Some(Duration::from_secs(timeout_secs.max(1))),
+        ),
+    }
+}
+
 pub async fn serve(
     service: tonic::service::Routes,
     listener: TcpListener,
