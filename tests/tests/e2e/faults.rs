@@ -485,6 +485,26 @@ fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
     request
 }
 
+/// Sends a unary call (a fresh request each time) until it is acknowledged, refused for
+/// good or out of attempts; the answer if it was acknowledged.
+async fn with_retries<T, Fut>(
+    ledger: &Ledger,
+    what: &str,
+    mut send: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    for attempt in 1..=ATTEMPTS {
+        match call(ledger, what, UNARY_DEADLINE, send()).await {
+            Ok(response) => return Some(response.into_inner()),
+            Err(code) if worth_retrying(code) => backoff(attempt).await,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 async fn backoff(attempt: usize) {
     tokio::time::sleep(ms(150 * attempt as u64)).await;
 }
@@ -496,26 +516,13 @@ async fn create_dispute(clients: &mut Clients, ledger: &Ledger, key: &str) -> Op
         request_id: format!("create-{key}"),
         ..merchant_dispute("", &charge)
     };
-    let mut acked = None;
-    for attempt in 1..=ATTEMPTS {
-        let outcome = call(
-            ledger,
-            "CreateDispute",
-            UNARY_DEADLINE,
-            clients
-                .disputes
-                .create_dispute(with_deadline(request.clone(), UNARY_DEADLINE)),
-        )
-        .await;
-        match outcome {
-            Ok(response) => {
-                acked = response.into_inner().dispute.map(|d| d.id);
-                break;
-            }
-            Err(code) if worth_retrying(code) => backoff(attempt).await,
-            Err(_) => break,
-        }
-    }
+    let response = with_retries(ledger, "CreateDispute", || {
+        let mut disputes = clients.disputes.clone();
+        let request = with_deadline(request.clone(), UNARY_DEADLINE);
+        async move { disputes.create_dispute(request).await }
+    })
+    .await;
+    let acked = response.and_then(|r| r.dispute).map(|d| d.id);
     ledger.lock().unwrap().creates.push(CreateWrite {
         charge,
         acked: acked.clone(),
@@ -545,26 +552,13 @@ async fn accept_dispute(clients: &mut Clients, ledger: &Ledger, dispute_id: &str
         message: "not worth fighting".to_owned(),
         ..Default::default()
     };
-    let mut acked = false;
-    for attempt in 1..=ATTEMPTS {
-        let outcome = call(
-            ledger,
-            "CreateAction",
-            UNARY_DEADLINE,
-            clients
-                .disputes
-                .create_action(with_deadline(request.clone(), UNARY_DEADLINE)),
-        )
-        .await;
-        match outcome {
-            Ok(_) => {
-                acked = true;
-                break;
-            }
-            Err(code) if worth_retrying(code) => backoff(attempt).await,
-            Err(_) => break,
-        }
-    }
+    let response = with_retries(ledger, "CreateAction", || {
+        let mut disputes = clients.disputes.clone();
+        let request = with_deadline(request.clone(), UNARY_DEADLINE);
+        async move { disputes.create_action(request).await }
+    })
+    .await;
+    let acked = response.is_some();
     ledger.lock().unwrap().accepts.push(AcceptWrite {
         dispute_id: dispute_id.to_owned(),
         acked,
@@ -585,26 +579,13 @@ async fn record_event(clients: &mut Clients, ledger: &Ledger, key: &str) {
             dpb::NetworkEventType::Chargeback,
         )
     };
-    let mut acked = None;
-    for attempt in 1..=ATTEMPTS {
-        let outcome = call(
-            ledger,
-            "RecordNetworkEvent",
-            UNARY_DEADLINE,
-            clients
-                .disputes
-                .record_network_event(with_deadline(request.clone(), UNARY_DEADLINE)),
-        )
-        .await;
-        match outcome {
-            Ok(response) => {
-                acked = response.into_inner().dispute.map(|d| d.id);
-                break;
-            }
-            Err(code) if worth_retrying(code) => backoff(attempt).await,
-            Err(_) => break,
-        }
-    }
+    let response = with_retries(ledger, "RecordNetworkEvent", || {
+        let mut disputes = clients.disputes.clone();
+        let request = with_deadline(request.clone(), UNARY_DEADLINE);
+        async move { disputes.record_network_event(request).await }
+    })
+    .await;
+    let acked = response.and_then(|r| r.dispute).map(|d| d.id);
     ledger.lock().unwrap().events.push(EventWrite {
         case_id,
         event_id,
@@ -752,26 +733,13 @@ async fn submit_dispute(clients: &mut Clients, ledger: &Ledger, dispute_id: &str
         submit: true,
         ..Default::default()
     };
-    let mut acked = false;
-    for attempt in 1..=ATTEMPTS {
-        let outcome = call(
-            ledger,
-            "UpdateDispute (submit)",
-            UNARY_DEADLINE,
-            clients
-                .disputes
-                .update_dispute(with_deadline(request.clone(), UNARY_DEADLINE)),
-        )
-        .await;
-        match outcome {
-            Ok(_) => {
-                acked = true;
-                break;
-            }
-            Err(code) if worth_retrying(code) => backoff(attempt).await,
-            Err(_) => break,
-        }
-    }
+    let response = with_retries(ledger, "UpdateDispute (submit)", || {
+        let mut disputes = clients.disputes.clone();
+        let request = with_deadline(request.clone(), UNARY_DEADLINE);
+        async move { disputes.update_dispute(request).await }
+    })
+    .await;
+    let acked = response.is_some();
     ledger.lock().unwrap().submissions.push(SubmissionWrite {
         dispute_id: dispute_id.to_owned(),
         document_id,
