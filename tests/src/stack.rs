@@ -172,6 +172,8 @@ impl Stack {
             listen_addr: document_store_addr,
             database_url: SecretString::from(service_db_url(&document_db_url)?),
             db_max_connections: 10,
+            migrate_on_start: true,
+            command: None,
             s3_endpoint: options
                 .document_store_s3_endpoint
                 .clone()
@@ -199,6 +201,8 @@ impl Stack {
             listen_addr: dispute_core_addr,
             database_url: SecretString::from(service_db_url(&dispute_db_url)?),
             db_max_connections: 10,
+            migrate_on_start: true,
+            command: None,
             document_store_url: format!("http://{document_store_addr}"),
             drain_timeout_secs: options.drain_timeout_secs,
             worker_stop_timeout_secs: 5,

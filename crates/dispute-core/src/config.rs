@@ -7,6 +7,14 @@ use secrecy::SecretString;
 use service_kit::call_limit::CallLimits;
 use service_kit::database::DatabaseSettings;
 
+/// What the binary does besides serving (the default).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Apply the schema migrations to the database and exit (e.g. a Kubernetes Job run
+    /// before a rollout). Takes the same database flags as serving.
+    Migrate,
+}
+
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "dispute-core",
@@ -30,6 +38,13 @@ pub struct Config {
     pub database_url: SecretString,
     #[arg(long, env = "DISPUTE_CORE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// Apply the schema migrations at start-up. Turn it off when a `dispute-core migrate` Job
+    /// applies them, so the service's own database role needs no DDL rights; start-up then
+    /// refuses a schema that lacks one of this binary's migrations.
+    #[arg(long, env = "DISPUTE_CORE_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// gRPC URL of document-store.
     #[arg(
         long,
@@ -59,7 +74,13 @@ pub struct Config {
     #[arg(long, env = "DISPUTE_CORE_SWEEP_INTERVAL_SECS", default_value_t = 30)]
     pub sweep_interval_secs: u64,
     /// HS256 key shared with document-store (at least 32 bytes).
-    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    /// Required to serve; `migrate` does without.
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub jwt_secret: SecretString,
     #[command(flatten)]
     pub resilience: Resilience,

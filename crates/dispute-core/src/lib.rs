@@ -20,10 +20,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
-pub use config::Config;
+pub use config::{Command, Config};
 
 const SERVICE_NAME: &str = "disputes.v1.DisputeService";
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
@@ -36,8 +38,31 @@ pub async fn connect_database_with(
     url: &str,
     settings: &DatabaseSettings,
 ) -> anyhow::Result<sqlx::PgPool> {
-    static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
     service_kit::database::connect_and_migrate(url, settings, "dispute-core", &MIGRATIONS).await
+}
+
+/// `dispute-core migrate`: applies the migrations and returns.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    service_kit::database::migrate(
+        config.database_url.expose_secret(),
+        &config.database_settings(),
+        "dispute-core-migrate",
+        &MIGRATIONS,
+    )
+    .await?;
+    tracing::info!(migrations = MIGRATIONS.iter().count(), "schema up to date");
+    Ok(())
+}
+
+/// The serving pool: migrates first unless `migrate_on_start` is off.
+async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let url = config.database_url.expose_secret();
+    let settings = config.database_settings();
+    if config.migrate_on_start {
+        connect_database_with(url, &settings).await
+    } else {
+        service_kit::database::connect_migrated(url, &settings, "dispute-core", &MIGRATIONS).await
+    }
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
@@ -49,11 +74,7 @@ pub async fn run(
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
-    let pool = connect_database_with(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-    )
-    .await?;
+    let pool = connect_for_serving(&config).await?;
     let app = app::Disputes {
         pool,
         documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?

@@ -1,5 +1,5 @@
 use clap::Parser;
-use dispute_core::Config;
+use dispute_core::{Command, Config};
 use service_kit::telemetry::{TelemetryOptions, init};
 use tokio_util::sync::CancellationToken;
 
@@ -7,6 +7,14 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let telemetry = init(TelemetryOptions::for_service("dispute-core"))?;
+    if config.command == Some(Command::Migrate) {
+        let result = dispute_core::migrate(&config).await;
+        if let Err(error) = &result {
+            tracing::error!(error = ?error, "dispute-core migrate failed");
+        }
+        telemetry.shutdown();
+        return result;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let shutdown = CancellationToken::new();
     service_kit::server::cancel_on_signal(shutdown.clone());

@@ -12,6 +12,14 @@ use crate::store::s3::{ChecksumMode, S3Settings, S3Timeouts};
 /// S3 rejects parts below 5 MiB (except the last one).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// What the binary does besides serving (the default).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Apply the schema migrations to the database and exit (e.g. a Kubernetes Job run
+    /// before a rollout). Takes the same database flags as serving.
+    Migrate,
+}
+
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "document-store",
@@ -35,7 +43,14 @@ pub struct Config {
     pub database_url: SecretString,
     #[arg(long, env = "DOCUMENT_STORE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
-    /// S3-compatible endpoint (MinIO, s3s-fs, AWS).
+    /// Apply the schema migrations at start-up. Turn it off when a `document-store migrate` Job
+    /// applies them, so the service's own database role needs no DDL rights; start-up then
+    /// refuses a schema that lacks one of this binary's migrations.
+    #[arg(long, env = "DOCUMENT_STORE_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// S3-compatible endpoint (MinIO, s3s-fs); empty for AWS S3's regional endpoint.
     #[arg(
         long,
         env = "DOCUMENT_STORE_S3_ENDPOINT",
@@ -50,16 +65,14 @@ pub struct Config {
         default_value = "dispute-documents"
     )]
     pub s3_bucket: String,
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_S3_ACCESS_KEY_ID",
-        default_value = "minioadmin"
-    )]
+    /// Static S3 access key. Empty (the default): the AWS SDK's default credential chain
+    /// (AWS_* environment, web identity / IRSA, container credentials, instance metadata).
+    #[arg(long, env = "DOCUMENT_STORE_S3_ACCESS_KEY_ID", default_value = "")]
     pub s3_access_key_id: String,
     #[arg(
         long,
         env = "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
-        default_value = "minioadmin",
+        default_value = "",
         hide_env_values = true
     )]
     pub s3_secret_access_key: SecretString,
@@ -136,7 +149,13 @@ pub struct Config {
     )]
     pub upload_cleanup_timeout_secs: u64,
     /// HS256 key shared with dispute-core (at least 32 bytes).
-    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    /// Required to serve; `migrate` does without.
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub jwt_secret: SecretString,
     #[command(flatten)]
     pub resilience: Resilience,

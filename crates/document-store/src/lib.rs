@@ -21,8 +21,8 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 use app::{Documents, UploadSettings};
-pub use config::Config;
-use store::s3::{ObjectStore, build_client};
+pub use config::{Command, Config};
+use store::s3::{ObjectStore, connect_client};
 
 const SERVICE_NAME: &str = "documents.v1.DocumentService";
 /// Streaming calls outside the unary call limit and timeout: uploads have their own
@@ -36,6 +36,8 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Large HTTP/2 windows: uploads stream at memory speed instead of ~50 MB/s.
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 /// Connects to PostgreSQL and applies migrations (safe with several replicas: sqlx takes an
 /// advisory lock).
 pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
@@ -47,8 +49,31 @@ pub async fn connect_database_with(
     url: &str,
     settings: &DatabaseSettings,
 ) -> anyhow::Result<sqlx::PgPool> {
-    static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
     service_kit::database::connect_and_migrate(url, settings, "document-store", &MIGRATIONS).await
+}
+
+/// `document-store migrate`: applies the migrations and returns.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    service_kit::database::migrate(
+        config.database_url.expose_secret(),
+        &config.database_settings(),
+        "document-store-migrate",
+        &MIGRATIONS,
+    )
+    .await?;
+    tracing::info!(migrations = MIGRATIONS.iter().count(), "schema up to date");
+    Ok(())
+}
+
+/// The serving pool: migrates first unless `migrate_on_start` is off.
+async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let url = config.database_url.expose_secret();
+    let settings = config.database_settings();
+    if config.migrate_on_start {
+        connect_database_with(url, &settings).await
+    } else {
+        service_kit::database::connect_migrated(url, &settings, "document-store", &MIGRATIONS).await
+    }
 }
 
 /// Readiness: the database answers `select 1` and the bucket answers HeadBucket.
@@ -82,19 +107,24 @@ pub async fn run(
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
-    let pool = connect_database_with(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-    )
-    .await?;
+    let pool = connect_for_serving(&config).await?;
     let objects = ObjectStore::new(
-        build_client(&config.s3_settings()),
+        connect_client(&config.s3_settings()).await,
         config.s3_bucket.clone(),
     );
     if config.s3_create_bucket {
         objects.ensure_bucket().await?;
     }
-    objects.check_bucket().await?;
+    if let Err(error) = objects.check_bucket().await {
+        // Not fatal: readiness answers NOT_SERVING until the bucket answers, so a replica
+        // started before its bucket exists (e.g. before the bucket Job ran) waits out of
+        // rotation instead of crash-looping.
+        tracing::warn!(
+            error = ?error,
+            bucket = %config.s3_bucket,
+            "the bucket does not answer yet; not ready until it does"
+        );
+    }
     let probe_objects = objects.clone();
 
     let documents = Documents::new(

@@ -88,13 +88,13 @@ pub async fn connect_pool(
 
 /// Brings the schema up to date with the service's own migrations on a connection of its
 /// own, without the pool's statement timeout (a migration, or waiting for another replica's
-/// migration lock, may take longer), then opens the pool.
-pub async fn connect_and_migrate(
+/// migration lock, may take longer). Safe with several replicas: sqlx takes an advisory lock.
+pub async fn migrate(
     url: &str,
     settings: &DatabaseSettings,
     application_name: &str,
     migrations: &sqlx::migrate::Migrator,
-) -> anyhow::Result<PgPool> {
+) -> anyhow::Result<()> {
     // A one-connection pool: `Migrator::run(&mut PgConnection)` makes the future !Send.
     let migration_pool = PgPoolOptions::new()
         .max_connections(1)
@@ -107,8 +107,65 @@ pub async fn connect_and_migrate(
         .await
         .context("apply migrations");
     migration_pool.close().await;
-    migrated?;
+    migrated
+}
+
+/// [`migrate`], then opens the pool.
+pub async fn connect_and_migrate(
+    url: &str,
+    settings: &DatabaseSettings,
+    application_name: &str,
+    migrations: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    migrate(url, settings, application_name, migrations).await?;
     connect_pool(url, settings, application_name).await
+}
+
+/// Opens the pool for a replica that does not migrate at start-up (its database role may
+/// lack DDL rights): the schema must already hold every migration this binary carries, or
+/// the replica refuses to start rather than fail calls later.
+pub async fn connect_migrated(
+    url: &str,
+    settings: &DatabaseSettings,
+    application_name: &str,
+    migrations: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    let pool = connect_pool(url, settings, application_name).await?;
+    let missing = missing_migrations(&pool, migrations).await?;
+    if !missing.is_empty() {
+        pool.close().await;
+        anyhow::bail!(
+            "the database schema lacks migrations {missing:?}: run `{application_name} migrate` \
+             (or start with migrate-on-start enabled)"
+        );
+    }
+    Ok(pool)
+}
+
+/// The versions of `migrations` not (successfully) applied to the database.
+pub async fn missing_migrations(
+    pool: &PgPool,
+    migrations: &sqlx::migrate::Migrator,
+) -> anyhow::Result<Vec<i64>> {
+    let table_exists: bool =
+        sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+            .fetch_one(pool)
+            .await
+            .context("look for the migrations table")?;
+    let applied: Vec<i64> = if table_exists {
+        sqlx::query_scalar("select version from _sqlx_migrations where success")
+            .fetch_all(pool)
+            .await
+            .context("read applied migrations")?
+    } else {
+        Vec::new()
+    };
+    Ok(migrations
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .filter(|version| !applied.contains(version))
+        .collect())
 }
 
 /// The readiness check's own connection, outside the pool: a pool busy with calls (or

@@ -16,6 +16,7 @@ mod evidence;
 mod faults;
 mod fixtures;
 mod hazards;
+mod operability;
 mod overload;
 mod scenarios;
 mod shutdown;

@@ -835,9 +835,12 @@ async fn conflicting_actions_with_the_same_version_one_wins() {
 async fn sweeper_replicas_apply_each_deadline_once() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
-    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1800);
+    // Deadlines close together, each still in the future when its dispute is created (on a
+    // busy machine the 20 creates may take longer than the first deadline's lead).
+    let mut due = chrono::Utc::now() + chrono::Duration::milliseconds(1800);
     let mut ids = Vec::new();
     for i in 0..20 {
+        due = due.max(chrono::Utc::now() + chrono::Duration::milliseconds(300));
         let mut request = merchant_dispute("", &format!("ch_sweep_{i}"));
         request.due_by = Some(timestamp(due));
         ids.push(create(&mut disputes, request).await.id);

@@ -7,6 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    SharedCredentialsProvider,
 };
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
@@ -70,7 +71,21 @@ pub struct ObjectStore {
     bucket: String,
 }
 
-/// Builds an S3 client from explicit settings (no ambient AWS config).
+/// Builds the service's S3 client: signed with the configured static keys, or, when no
+/// access key is configured, with the AWS SDK's default credential chain (environment,
+/// web identity as with IRSA, ECS/EKS container credentials, instance metadata).
+pub async fn connect_client(settings: &S3Settings) -> Client {
+    if !settings.access_key_id.is_empty() {
+        return build_client(settings);
+    }
+    let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .region(Region::new(settings.region.clone()))
+        .build()
+        .await;
+    client_with(settings, SharedCredentialsProvider::new(chain))
+}
+
+/// Builds an S3 client with the configured static keys (no ambient AWS config).
 pub fn build_client(settings: &S3Settings) -> Client {
     let credentials = Credentials::new(
         settings.access_key_id.clone(),
@@ -79,6 +94,10 @@ pub fn build_client(settings: &S3Settings) -> Client {
         None,
         "document-store-config",
     );
+    client_with(settings, SharedCredentialsProvider::new(credentials))
+}
+
+fn client_with(settings: &S3Settings, credentials: SharedCredentialsProvider) -> Client {
     let (request_checksums, response_checksums) = match settings.checksum_mode {
         ChecksumMode::WhenSupported => (
             RequestChecksumCalculation::WhenSupported,
@@ -89,9 +108,8 @@ pub fn build_client(settings: &S3Settings) -> Client {
             ResponseChecksumValidation::WhenRequired,
         ),
     };
-    let config = aws_sdk_s3::config::Builder::new()
+    let mut config = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(settings.endpoint.clone())
         .region(Region::new(settings.region.clone()))
         .credentials_provider(credentials)
         .force_path_style(settings.force_path_style)
@@ -106,9 +124,12 @@ pub fn build_client(settings: &S3Settings) -> Client {
         )
         .retry_config(
             RetryConfig::standard().with_max_attempts(settings.timeouts.max_attempts.max(1)),
-        )
-        .build();
-    Client::from_conf(config)
+        );
+    // No endpoint: AWS S3 itself, the SDK's regional endpoint.
+    if !settings.endpoint.is_empty() {
+        config = config.endpoint_url(settings.endpoint.clone());
+    }
+    Client::from_conf(config.build())
 }
 
 /// An SDK error as `anyhow`, marked [`DependencyUnavailable`] when S3 is down, slow or
