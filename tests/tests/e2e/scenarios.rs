@@ -454,7 +454,8 @@ async fn synctera_issuer_flow() {
             Action::ProvisionalCredit,
             Action::WriteOff,
             Action::Deny,
-            Action::Chargeback
+            Action::Chargeback,
+            Action::Close
         ]
     );
     assert!(
