@@ -1,4 +1,4 @@
-//! The dispute lifecycle as a pure state machine: rows M1–M15 (merchant side) and I1–I14
+//! The dispute lifecycle as a pure state machine: rows M1–M15 (merchant side) and I1–I15
 //! (issuer side) of docs/lifecycle.md, with its decisions on the open points
 //! (docs/lifecycle.md, "Decisions"). No I/O and no clock: every function takes `now`.
 //!
