@@ -540,7 +540,8 @@ async fn synctera_issuer_flow() {
         vec![
             Action::WriteOff,
             Action::AcceptRepresentment,
-            Action::PreArbitration
+            Action::PreArbitration,
+            Action::Close
         ]
     );
 
