@@ -454,7 +454,8 @@ async fn synctera_issuer_flow() {
             Action::ProvisionalCredit,
             Action::WriteOff,
             Action::Deny,
-            Action::Chargeback
+            Action::Chargeback,
+            Action::Close
         ]
     );
     assert!(
@@ -539,7 +540,8 @@ async fn synctera_issuer_flow() {
         vec![
             Action::WriteOff,
             Action::AcceptRepresentment,
-            Action::PreArbitration
+            Action::PreArbitration,
+            Action::Close
         ]
     );
 

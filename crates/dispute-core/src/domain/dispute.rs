@@ -13,7 +13,9 @@ use super::evidence::Evidence;
 use super::ledger::LedgerTotals;
 pub use super::ledger::{BalanceTransaction, MAX_AMOUNT};
 pub use super::lifecycle::IssuerFacts;
-use super::lifecycle::{CaseFacts, LifecycleMarks, LifecycleState, Transition};
+use super::lifecycle::{
+    CaseFacts, DeadlineBreach, LifecycleMarks, LifecycleState, RegulatoryDeadlines, Transition,
+};
 
 pub const MAX_REFERENCE_CHARS: usize = 255;
 pub const MAX_NETWORK_REASON_CODE_CHARS: usize = 16;
@@ -61,7 +63,10 @@ pub struct Dispute {
     pub amount_lost: i64,
     pub action_history: Vec<ActionRecord>,
     pub balance_transactions: Vec<BalanceTransaction>,
-    /// Lifecycle bookkeeping that is not part of the API (reversal lapse, overdue mark).
+    /// Why the tenant closed the dispute (issuer-side CLOSE); `None` otherwise.
+    pub close_reason: Option<CloseReason>,
+    /// Lifecycle bookkeeping: the reversal lapse (not on the API) and the deadlines recorded
+    /// as passed (I14; the flagged ones are the API's overdue flag).
     pub marks: LifecycleMarks,
     /// Issuer side: what deadlines and chargeback rights are computed from.
     pub issuer: IssuerFacts,
@@ -70,7 +75,26 @@ pub struct Dispute {
 impl Dispute {
     /// The lifecycle's view of the dispute.
     pub fn lifecycle_state(&self) -> LifecycleState {
-        LifecycleState::from_dispute(self, self.marks, self.issuer)
+        LifecycleState::from_dispute(self, self.marks.clone(), self.issuer)
+    }
+
+    /// Issuer side: the Reg E / Z provisional-credit and decision due instants (point 7).
+    pub fn regulatory_deadlines(&self) -> RegulatoryDeadlines {
+        if self.side != Side::Issuer {
+            return RegulatoryDeadlines::default();
+        }
+        self.lifecycle_state().regulatory_deadlines()
+    }
+
+    /// I14: the deadlines that passed with nobody acting since (the overdue flag), oldest
+    /// first; empty when the dispute is not overdue.
+    pub fn overdue_breaches(&self) -> Vec<DeadlineBreach> {
+        self.marks
+            .breaches
+            .iter()
+            .filter(|breach| breach.flagged)
+            .copied()
+            .collect()
     }
 
     pub fn is_past_due(&self, now: DateTime<Utc>) -> bool {
@@ -109,7 +133,8 @@ impl LifecycleState {
             submission_count: dispute.submission_count,
             ledger: LedgerTotals::from_balance_transactions(&dispute.balance_transactions),
             reversal_lapses_at: marks.reversal_lapses_at,
-            overdue: marks.overdue,
+            breaches: marks.breaches,
+            close_reason: dispute.close_reason,
         }
     }
 }
@@ -127,6 +152,8 @@ impl Transition {
         dispute.amount_won = state.amount_won;
         dispute.amount_lost = state.amount_lost;
         dispute.submission_count = state.submission_count;
+        dispute.close_reason = state.close_reason;
+        dispute.marks = state.marks();
     }
 }
 

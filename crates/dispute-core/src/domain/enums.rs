@@ -122,6 +122,20 @@ stored_enum!(
         Close => "close",
     }
 );
+stored_enum!(
+    /// Issuer side: a deadline whose passing the sweeper flags (I14, `dispute.overdue`):
+    /// the Reg E provisional-credit due date, the Reg E / Z decision date, or the window of
+    /// the last network action (`due_by`).
+    OverdueDeadline {
+        ProvisionalCreditDue => "provisional_credit_due",
+        DecisionDue => "decision_due",
+        ResponseDue => "response_due",
+    }
+);
+stored_enum!(
+    /// Why a dispute was closed by its tenant (issuer-side CLOSE).
+    CloseReason { CardholderWithdrew => "cardholder_withdrew" }
+);
 
 impl Status {
     /// WON, LOST and CLOSED end a dispute (until a network reopens it).

@@ -17,8 +17,8 @@ use super::dispute::{
     validate_request_id,
 };
 use super::{
-    ActionType, DisputeError, DisputeFilter, EnumInput, Network, NetworkEvent, NetworkEventKind,
-    NewDispute, NewDisputeDraft, Side, Stage, Status, TenantAction, evidence,
+    ActionType, CloseReason, DisputeError, DisputeFilter, EnumInput, Network, NetworkEvent,
+    NetworkEventKind, NewDispute, NewDisputeDraft, Side, Stage, Status, TenantAction, evidence,
 };
 
 /// String fields of a request, by the name a violation gives them.
@@ -282,6 +282,8 @@ pub struct CreateActionDraft {
     pub network_case_id: String,
     /// CHARGEBACK, PRE_ARBITRATION, ARBITRATION: the network's reference of the filing.
     pub network_reference: String,
+    /// CLOSE (issuer side): why the dispute ends; unset for every other action.
+    pub close_reason: Option<EnumInput<CloseReason>>,
 }
 
 /// A valid CreateAction.
@@ -376,6 +378,18 @@ fn checked_create_action(draft: CreateActionDraft) -> Result<CreateAction, Dispu
             &mut violations,
         ),
     };
+    let close_reason = optional("close_reason", draft.close_reason, &mut violations);
+    if let Some(action) = action.filter(|&action| action != ActionType::Close)
+        && close_reason.is_some()
+    {
+        violations.push(Violation::new(
+            "close_reason",
+            format!(
+                "only CLOSE takes a close reason, not {}",
+                action.as_str().to_uppercase()
+            ),
+        ));
+    }
     if let Some(action) = action.filter(|&action| !files_with_network(action)) {
         for (field, given) in [
             ("network_case_id", &draft.network_case_id),
@@ -403,6 +417,7 @@ fn checked_create_action(draft: CreateActionDraft) -> Result<CreateAction, Dispu
                 amount,
                 message: draft.message,
                 document_ids: draft.document_ids,
+                close_reason,
             },
             filing,
         }),
@@ -803,6 +818,7 @@ mod tests {
             expected_version: None,
             network_case_id: "c\u{0}".into(),
             network_reference: String::new(),
+            close_reason: Some(EnumInput::Unknown(7)),
         };
         assert_eq!(
             fields(create_action(draft)),
@@ -813,8 +829,37 @@ mod tests {
                 "amount",
                 "message",
                 "document_ids[0]",
-                "network_case_id"
+                "network_case_id",
+                "close_reason"
             ]
+        );
+    }
+
+    #[test]
+    fn only_close_takes_a_close_reason() {
+        let draft = |action, reason| CreateActionDraft {
+            dispute_id: DisputeId::generate().into_string(),
+            request_id: String::new(),
+            action: EnumInput::Known(action),
+            amount: 0,
+            message: String::new(),
+            document_ids: Vec::new(),
+            expected_version: None,
+            network_case_id: String::new(),
+            network_reference: String::new(),
+            close_reason: Some(reason),
+        };
+        let withdrawn = EnumInput::Known(CloseReason::CardholderWithdrew);
+        let close = create_action(draft(ActionType::Close, withdrawn)).unwrap();
+        assert_eq!(
+            close.action.close_reason,
+            Some(CloseReason::CardholderWithdrew)
+        );
+        let unset = create_action(draft(ActionType::Close, EnumInput::Unspecified)).unwrap();
+        assert_eq!(unset.action.close_reason, None);
+        assert_eq!(
+            fields(create_action(draft(ActionType::Deny, withdrawn))),
+            vec!["close_reason"]
         );
     }
 
@@ -830,6 +875,7 @@ mod tests {
             expected_version: None,
             network_case_id: case_id.into(),
             network_reference: "ARN-1".into(),
+            close_reason: None,
         };
         let filed = create_action(draft(ActionType::Chargeback, "VISA-9")).unwrap();
         assert_eq!(filed.filing.case_id.as_deref(), Some("VISA-9"));

@@ -91,6 +91,11 @@ enum_mapping!(NetworkEventKind, pb::NetworkEventType, {
     PreArbitrationResponse <=> PreArbitrationResponse, Arbitration <=> Arbitration,
     NetworkRejected <=> NetworkRejected, Won <=> Won, Lost <=> Lost,
 });
+enum_mapping!(OverdueDeadline, pb::OverdueDeadline, {
+    ProvisionalCreditDue <=> ProvisionalCreditDue, DecisionDue <=> DecisionDue,
+    ResponseDue <=> ResponseDue,
+});
+enum_mapping!(CloseReason, pb::CloseReason, { CardholderWithdrew <=> CardholderWithdrew });
 enum_mapping!(Actor, pb::Actor, { Tenant <=> Tenant, Network <=> Network, System <=> System });
 enum_mapping!(BalanceTransactionType, pb::BalanceTransactionType, {
     Withdrawal <=> Withdrawal, DisputeFee <=> DisputeFee, Reinstatement <=> Reinstatement,
@@ -122,6 +127,15 @@ with_evidence_fields!(wire_evidence);
 impl From<DisputeView> for pb::Dispute {
     fn from(view: DisputeView) -> Self {
         let d = view.dispute;
+        let regulatory = d.regulatory_deadlines();
+        let overdue_deadlines: Vec<pb::DeadlineBreach> = d
+            .overdue_breaches()
+            .into_iter()
+            .map(|breach| pb::DeadlineBreach {
+                deadline: pb::OverdueDeadline::from(breach.deadline).into(),
+                breach_time: Some(timestamp(breach.due)),
+            })
+            .collect();
         let available_actions = view
             .available_actions
             .into_iter()
@@ -174,6 +188,14 @@ impl From<DisputeView> for pb::Dispute {
             amount_won: d.amount_won,
             amount_lost: d.amount_lost,
             issuer_facts: (d.side == Side::Issuer).then(|| issuer_facts_to_proto(&d.issuer)),
+            provisional_credit_due_by: regulatory.provisional_credit_due.map(timestamp),
+            decision_due_by: regulatory.resolution_due.map(timestamp),
+            overdue: !overdue_deadlines.is_empty(),
+            overdue_deadlines,
+            close_reason: d
+                .close_reason
+                .map_or(pb::CloseReason::Unspecified, pb::CloseReason::from)
+                .into(),
         }
     }
 }
@@ -335,6 +357,7 @@ pub fn create_action_draft(request: &pb::CreateActionRequest) -> CreateActionDra
         expected_version: request.expected_version,
         network_case_id: request.network_case_id.clone(),
         network_reference: request.network_reference.clone(),
+        close_reason: wire(request.close_reason),
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -12,10 +13,10 @@ use super::history::attach_history;
 use super::ledger::attach_ledger;
 use super::rows::{is_unique_violation_of, stored};
 use crate::domain::deadlines::RegulationEFacts;
-use crate::domain::lifecycle::{IssuerFacts, LifecycleMarks, LifecycleState};
+use crate::domain::lifecycle::{DeadlineBreach, IssuerFacts, LifecycleMarks, LifecycleState};
 use crate::domain::{
-    CreditStatus, Dispute, DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType,
-    Reason, Regulation, Side, Stage, Status,
+    CloseReason, CreditStatus, Dispute, DisputeError, DisputeFilter, Network, NewDispute,
+    OverdueDeadline, PaymentMethodType, Reason, Regulation, Side, Stage, Status,
 };
 
 const NETWORK_CASE_KEY: &str = "disputes_network_case_key";
@@ -25,8 +26,30 @@ const DISPUTE_COLUMNS: &str = "tenant_id, id, version, side, stage, status, amou
     network_reason_code, network_case_id, memo, date_customer_reported, applicable_regulation, \
     credit_status, evidence, due_time, has_evidence, submission_count, is_charge_refundable, \
     metadata, livemode, original_amount, amount_won, amount_lost, created_at, updated_at, \
-    reversal_lapses_at, overdue, transaction_date, new_account, pos_or_foreign, \
-    billing_cycle_closing_day, three_ds_authenticated, digital_wallet_token, transaction_posted";
+    reversal_lapses_at, transaction_date, new_account, pos_or_foreign, \
+    billing_cycle_closing_day, three_ds_authenticated, digital_wallet_token, transaction_posted, \
+    deadline_breaches, close_reason";
+
+/// One element of the `deadline_breaches` column (I14).
+#[derive(Serialize, Deserialize)]
+struct StoredBreach {
+    deadline: String,
+    due: DateTime<Utc>,
+    flagged: bool,
+}
+
+fn stored_breaches(breaches: &[DeadlineBreach]) -> Json<Vec<StoredBreach>> {
+    Json(
+        breaches
+            .iter()
+            .map(|breach| StoredBreach {
+                deadline: breach.deadline.as_str().to_owned(),
+                due: breach.due,
+                flagged: breach.flagged,
+            })
+            .collect(),
+    )
+}
 
 #[derive(sqlx::FromRow)]
 struct DisputeRow {
@@ -64,7 +87,6 @@ struct DisputeRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     reversal_lapses_at: Option<DateTime<Utc>>,
-    overdue: bool,
     transaction_date: Option<NaiveDate>,
     new_account: bool,
     pos_or_foreign: bool,
@@ -72,6 +94,8 @@ struct DisputeRow {
     three_ds_authenticated: bool,
     digital_wallet_token: bool,
     transaction_posted: bool,
+    deadline_breaches: Json<Vec<StoredBreach>>,
+    close_reason: Option<String>,
 }
 
 impl TryFrom<DisputeRow> for Dispute {
@@ -122,9 +146,29 @@ impl TryFrom<DisputeRow> for Dispute {
             amount_lost: row.amount_lost,
             action_history: Vec::new(),
             balance_transactions: Vec::new(),
+            close_reason: row
+                .close_reason
+                .as_deref()
+                .map(|reason| stored("close_reason", reason, CloseReason::parse))
+                .transpose()?,
             marks: LifecycleMarks {
                 reversal_lapses_at: row.reversal_lapses_at,
-                overdue: row.overdue,
+                breaches: row
+                    .deadline_breaches
+                    .0
+                    .iter()
+                    .map(|breach| {
+                        Ok(DeadlineBreach {
+                            deadline: stored(
+                                "deadline_breaches.deadline",
+                                &breach.deadline,
+                                OverdueDeadline::parse,
+                            )?,
+                            due: breach.due,
+                            flagged: breach.flagged,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
             },
             issuer: IssuerFacts {
                 transaction_date: row.transaction_date,
@@ -158,7 +202,8 @@ pub async fn insert_dispute(
         amount_won: 0,
         amount_lost: 0,
         reversal_lapses_at: None,
-        overdue: false,
+        breaches: Vec::new(),
+        close_reason: None,
         next_deadline: dispute.due_time,
         network_reason_code: dispute.network_reason_code.clone(),
     };
@@ -176,7 +221,9 @@ pub struct LifecycleColumns {
     pub amount_won: i64,
     pub amount_lost: i64,
     pub reversal_lapses_at: Option<DateTime<Utc>>,
-    pub overdue: bool,
+    /// I14: the deadlines recorded as passed; the `overdue` column mirrors the flagged ones.
+    pub breaches: Vec<DeadlineBreach>,
+    pub close_reason: Option<CloseReason>,
     pub next_deadline: Option<DateTime<Utc>>,
     /// A network event may bring the case's reason code (issue 11, point 4).
     pub network_reason_code: Option<String>,
@@ -193,7 +240,8 @@ impl From<&LifecycleState> for LifecycleColumns {
             amount_won: state.amount_won,
             amount_lost: state.amount_lost,
             reversal_lapses_at: state.reversal_lapses_at,
-            overdue: state.overdue,
+            breaches: state.breaches.clone(),
+            close_reason: state.close_reason,
             next_deadline: state.next_deadline(),
             network_reason_code: state.case.network_reason_code.clone(),
         }
@@ -247,7 +295,7 @@ pub async fn insert_opened_dispute(
     .bind(dispute.livemode)
     .bind(dispute.original_amount)
     .bind(opened.reversal_lapses_at)
-    .bind(opened.overdue)
+    .bind(opened.breaches.iter().any(|breach| breach.flagged))
     .bind(opened.next_deadline)
     .bind(opened.amount_won)
     .bind(opened.amount_lost)
@@ -428,7 +476,8 @@ pub async fn update_dispute_state(
                 amount_won = $8, amount_lost = $9, submission_count = $10,
                 reversal_lapses_at = $11, overdue = $12, next_deadline = $13,
                 evidence = $14, has_evidence = $15, metadata = $16,
-                network_reason_code = $17, version = version + 1
+                network_reason_code = $17, deadline_breaches = $18, close_reason = $19,
+                version = version + 1
           where tenant_id = $1 and id = $2",
     )
     .bind(tenant_id)
@@ -442,12 +491,20 @@ pub async fn update_dispute_state(
     .bind(update.lifecycle.amount_lost)
     .bind(update.submission_count)
     .bind(update.lifecycle.reversal_lapses_at)
-    .bind(update.lifecycle.overdue)
+    .bind(
+        update
+            .lifecycle
+            .breaches
+            .iter()
+            .any(|breach| breach.flagged),
+    )
     .bind(update.lifecycle.next_deadline)
     .bind(Json(update.evidence))
     .bind(!update.evidence.is_empty())
     .bind(Json(update.metadata))
     .bind(&update.lifecycle.network_reason_code)
+    .bind(stored_breaches(&update.lifecycle.breaches))
+    .bind(update.lifecycle.close_reason.map(CloseReason::as_str))
     .execute(&mut *conn)
     .await
     .context("update dispute state")?;

@@ -4,10 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use super::outcome::{DisputeEvent, EvidenceEffect, HistoryEntry, ReversalNotice, Transition};
-use super::state::LifecycleState;
+use super::state::{DeadlineBreach, LifecycleState};
 use crate::domain::deadlines;
 use crate::domain::enums::{
-    Actor, BalanceTransactionType, CreditStatus, Regulation, Stage, Status,
+    Actor, BalanceTransactionType, CreditStatus, OverdueDeadline, Regulation, Stage, Status,
 };
 use crate::domain::ledger::{self, LedgerEntry, LedgerTotals, MoneyPolicy};
 
@@ -56,6 +56,32 @@ impl Change {
 
     pub(super) fn explain(&mut self, text: impl Into<String>) {
         self.explanation.push(text.into());
+    }
+
+    /// I14: records the issuer-side deadlines that passed by `now` and were not recorded yet
+    /// (see `LifecycleState::pending_deadlines`), each with a line in the history message.
+    /// The sweeper records them `flagged` (the dispute turns overdue); a tenant action that
+    /// comes after them records them unflagged, since it answers them. Returns how many.
+    pub(super) fn record_passed_deadlines(&mut self, now: DateTime<Utc>, flagged: bool) -> usize {
+        let passed: Vec<(OverdueDeadline, DateTime<Utc>)> = self
+            .after
+            .pending_deadlines()
+            .into_iter()
+            .filter(|&(_, due)| due <= now)
+            .collect();
+        for &(deadline, due) in &passed {
+            self.after.breaches.push(DeadlineBreach {
+                deadline,
+                due,
+                flagged,
+            });
+            self.explain(describe_breach(
+                deadline,
+                due,
+                self.after.case.applicable_regulation,
+            ));
+        }
+        passed.len()
     }
 
     pub(super) fn post(&mut self, entries: Vec<LedgerEntry>) {
@@ -201,6 +227,14 @@ impl Change {
         caller_message: &str,
         document_ids: Vec<String>,
     ) -> Transition {
+        if actor != Actor::System && self.after.overdue() {
+            // I14: acting (the tenant, or the network moving the dispute) clears the flag;
+            // the breaches stay recorded, and in the history
+            for breach in &mut self.after.breaches {
+                breach.flagged = false;
+            }
+            self.explain("the overdue flag is cleared (I14)");
+        }
         if self.events.is_empty() {
             self.events.push(DisputeEvent::Updated);
         }
@@ -247,6 +281,31 @@ impl FinalCredit {
                 BalanceTransactionType::Reinstatement,
                 "final credit: funds recovered through the network",
             ),
+        }
+    }
+}
+
+/// The history line of a deadline that passed (I14).
+pub(super) fn describe_breach(
+    deadline: OverdueDeadline,
+    due: DateTime<Utc>,
+    regulation: Regulation,
+) -> String {
+    let regulation = match regulation {
+        Regulation::RegulationE => "Regulation E",
+        Regulation::RegulationZ => "Regulation Z",
+        Regulation::None => "the regulation",
+    };
+    match deadline {
+        OverdueDeadline::ProvisionalCreditDue => format!(
+            "{regulation}: the provisional credit was due by {due} and not given (it stays \
+             possible, marked late)"
+        ),
+        OverdueDeadline::DecisionDue => {
+            format!("{regulation}: the decision was due by {due}")
+        }
+        OverdueDeadline::ResponseDue => {
+            format!("the network action window closed at {due}")
         }
     }
 }

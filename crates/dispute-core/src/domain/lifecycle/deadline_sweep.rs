@@ -3,10 +3,20 @@
 use chrono::{DateTime, Utc};
 
 use super::change::Change;
+use super::errors::upper;
 use super::outcome::{Decision, DisputeEvent, EvidenceEffect, UnchangedKind, unchanged};
 use super::state::LifecycleState;
-use crate::domain::enums::{Actor, Side, Stage, Status};
+use super::tenant_actions::action_window;
+use crate::domain::enums::{ActionType, Actor, Side, Stage, Status};
 use crate::domain::ledger::MoneyPolicy;
+
+/// Issuer actions that answer the network (I6, I9, I10, I12).
+const NETWORK_ACTIONS: &[ActionType] = &[
+    ActionType::Chargeback,
+    ActionType::AcceptRepresentment,
+    ActionType::PreArbitration,
+    ActionType::Arbitration,
+];
 
 pub(super) fn decide_deadline(
     state: &LifecycleState,
@@ -43,22 +53,24 @@ pub(super) fn decide_deadline(
             ));
         }
         (Side::Issuer, _) => {
-            // I14: never auto-decide; flag it once, keep WRITE_OFF and DENY
-            change.after.overdue = true;
+            // I14: never auto-decide and take nothing away: record the dates that passed,
+            // flag the dispute overdue (`dispute.overdue`) until someone acts. Network actions
+            // stay until their own window closes.
+            change.record_passed_deadlines(now, true);
             change.event(DisputeEvent::Overdue);
-            if state.status == Status::NeedsResponse && state.due_time.is_some_and(|due| due <= now)
-            {
-                change.explain(format!(
-                    "the network action window closed at {}",
-                    state.due_time.unwrap_or(deadline)
-                ));
+            let open: Vec<String> = NETWORK_ACTIONS
+                .iter()
+                .filter_map(|&action| match action_window(state, action, now) {
+                    Ok(Some(until)) => Some(format!("{} until {until}", upper(action.as_str()))),
+                    Ok(None) => Some(upper(action.as_str())),
+                    Err(_) => None,
+                })
+                .collect();
+            if open.is_empty() {
+                change.explain("overdue: no network action remains; decide with WRITE_OFF or DENY");
+            } else {
+                change.explain(format!("overdue; still open: {}", open.join(", ")));
             }
-            if let Some(resolution) = state.regulatory_deadlines().resolution_due
-                && resolution <= now
-            {
-                change.explain(format!("the regulatory decision was due at {resolution}"));
-            }
-            change.explain("overdue: decide with WRITE_OFF or DENY");
         }
     }
     Decision::Apply(Box::new(change.finish(

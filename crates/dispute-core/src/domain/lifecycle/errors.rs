@@ -35,6 +35,9 @@ pub enum LifecycleError {
     },
     #[error("{field}: {why}")]
     InvalidAmount { field: &'static str, why: String },
+    /// A request field other than an amount that does not fit the dispute (INVALID_ARGUMENT).
+    #[error("{field}: {why}")]
+    InvalidField { field: &'static str, why: String },
     #[error(
         "disputing {amount} more would exceed the original amount {original_amount} \
          ({already_disputed} already disputed)"
@@ -58,6 +61,7 @@ impl LifecycleError {
             LifecycleError::EventNotApplicable { .. } => "NETWORK_EVENT_NOT_APPLICABLE",
             LifecycleError::ConflictingOutcome { .. } => "CONFLICTING_OUTCOME",
             LifecycleError::InvalidAmount { .. } => "INVALID_AMOUNT",
+            LifecycleError::InvalidField { .. } => "INVALID_FIELD",
             LifecycleError::ExceedsOriginalAmount { .. } => "AMOUNT_EXCEEDS_ORIGINAL",
             LifecycleError::CannotOpen { .. } => "CANNOT_OPEN_DISPUTE",
         }
@@ -67,7 +71,8 @@ impl LifecycleError {
     /// `None` for refusals caused by the dispute's state (FAILED_PRECONDITION).
     pub fn invalid_argument_field(&self) -> Option<&'static str> {
         match self {
-            LifecycleError::InvalidAmount { field, .. } => Some(field),
+            LifecycleError::InvalidAmount { field, .. }
+            | LifecycleError::InvalidField { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -78,7 +83,8 @@ impl LifecycleError {
 impl From<LifecycleError> for DisputeError {
     fn from(error: LifecycleError) -> DisputeError {
         match error {
-            LifecycleError::InvalidAmount { field, why } => {
+            LifecycleError::InvalidAmount { field, why }
+            | LifecycleError::InvalidField { field, why } => {
                 DisputeError::Validation(vec![Violation::new(field, why)])
             }
             other => DisputeError::FailedPrecondition {

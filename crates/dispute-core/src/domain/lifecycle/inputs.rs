@@ -6,7 +6,9 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::deadlines::RegulationEFacts;
-use crate::domain::enums::{ActionType, Actor, Network, Reason, Regulation, Side, Stage, Status};
+use crate::domain::enums::{
+    ActionType, Actor, CloseReason, Network, Reason, Regulation, Side, Stage, Status,
+};
 
 /// What a network (or the PSP or processor in front of it) can tell us about a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +147,9 @@ pub struct TenantAction {
     pub amount: Option<i64>,
     pub message: String,
     pub document_ids: Vec<String>,
+    /// CLOSE on the issuer side: why the dispute ends without a decision (required there);
+    /// no other action takes one.
+    pub close_reason: Option<CloseReason>,
 }
 
 impl TenantAction {
@@ -154,6 +159,7 @@ impl TenantAction {
             amount: None,
             message: String::new(),
             document_ids: Vec::new(),
+            close_reason: None,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The dispute lifecycle as a pure state machine: rows M1–M15 (merchant side) and I1–I14
+//! The dispute lifecycle as a pure state machine: rows M1–M15 (merchant side) and I1–I15
 //! (issuer side) of docs/lifecycle.md, with its decisions on the open points
 //! (docs/lifecycle.md, "Decisions"). No I/O and no clock: every function takes `now`.
 //!
@@ -14,7 +14,7 @@
 //!     Ok(Decision::Unchanged(why)) => (network events, sweeper) remember the event id, answer OK,
 //!     Ok(Decision::Apply(t)) => {
 //!         t.apply_to_dispute(&mut dispute);        // stage, status, credit, due, amounts
-//!         persist t.marks();                        // reversal_lapses_at, overdue
+//!         persist t.marks();                        // reversal_lapses_at, deadline breaches
 //!         insert t.ledger_entries (txn_ ids);       // balance_transactions, in order
 //!         insert t.history with t.state's stage/status (act_ id, actor, what, message, amount)
 //!         if t.evidence == EvidenceEffect::Submitted { lock the evidence documents and record
@@ -52,10 +52,16 @@
 //!   honoring date in the ledger description, the history and [`ReversalNotice`].
 //! - I7: NETWORK_REJECTED returns an issuer chargeback to INQUIRY / NEEDS_RESPONSE: the one
 //!   move to an earlier stage.
-//! - I14: the issuer side never auto-decides. When the window of its last network action
-//!   closes, or the Reg E / Reg Z decision date passes, the sweeper marks it overdue once
-//!   (`dispute.overdue`) and only WRITE_OFF and DENY stay available. M14: the merchant side
-//!   auto-loses (INQUIRY: CLOSED), with `dispute.defense_period_ended`.
+//! - I14: the issuer side never auto-decides. When the Reg E provisional-credit due date,
+//!   the Reg E / Z decision date or the window of its last network action passes, the sweeper
+//!   records the breach (once per date) and flags the dispute overdue (`dispute.overdue`).
+//!   A regulatory date takes nothing away: network actions stay until their own window
+//!   closes, and a late provisional credit stays possible (marked late). Only when no network
+//!   action remains are WRITE_OFF and DENY (in any stage) the way out. Any tenant action, or
+//!   a network event that moves the dispute, clears the flag; the breaches stay recorded.
+//!   M14: the merchant side auto-loses (INQUIRY: CLOSED), with `dispute.defense_period_ended`.
+//! - Point 7 of issue 11: CLOSE on the issuer side with a close reason (CARDHOLDER_WITHDREW)
+//!   ends the dispute CLOSED, reversing a provisional credit (credit REVERSED).
 //! - H6: outcomes carry `amount_won` / `amount_lost` (network events may split the amount;
 //!   WRITE_OFF may cover part of it), and the ledger follows them exactly.
 //! - H8: Mastercard reason codes 4808, 4870 and 4871 may go from CHARGEBACK straight to
@@ -109,7 +115,9 @@ pub use outcome::{
     AvailableAction, Decision, DisputeEvent, EvidenceEffect, HistoryEntry, ReversalNotice,
     Transition, Unchanged, UnchangedKind,
 };
-pub use state::{LifecycleMarks, LifecycleState, RegulatoryDeadlines, progress, stage_rank};
+pub use state::{
+    DeadlineBreach, LifecycleMarks, LifecycleState, RegulatoryDeadlines, progress, stage_rank,
+};
 pub use tenant_actions::evidence_editable;
 
 use self::deadline_sweep::decide_deadline;

@@ -50,7 +50,8 @@ pub fn open_dispute(
         submission_count: 0,
         ledger: LedgerTotals::default(),
         reversal_lapses_at: None,
-        overdue: false,
+        breaches: Vec::new(),
+        close_reason: None,
     };
     let mut change = Change::from(&blank);
     let (actor, what, message, documents) = match (side, opening) {

@@ -14,8 +14,9 @@ use crate::domain::ledger::LedgerEntry;
 pub struct AvailableAction {
     pub action: ActionType,
     /// Network actions: the instant the window closes (the action disappears then).
-    /// PROVISIONAL_CREDIT under Reg E: its due date (it disappears then too). WRITE_OFF and
-    /// DENY: the Reg E / Z decision date; they stay available after it (I14).
+    /// PROVISIONAL_CREDIT under Reg E: its due date; WRITE_OFF and DENY: the Reg E / Z
+    /// decision date. Those regulatory dates are shown only: the actions stay available after
+    /// them (I14; a late provisional credit is still owed and marked late).
     pub valid_until: Option<DateTime<Utc>>,
 }
 

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::inputs::CaseFacts;
 use crate::domain::deadlines;
-use crate::domain::enums::{CreditStatus, Regulation, Side, Stage, Status};
+use crate::domain::enums::{
+    CloseReason, CreditStatus, OverdueDeadline, Regulation, Side, Stage, Status,
+};
 use crate::domain::ledger::LedgerTotals;
 
 /// The part of a dispute the lifecycle decides on.
@@ -26,15 +28,30 @@ pub struct LifecycleState {
     /// Merchant side, after CHARGEBACK_REVERSED: when the pre-arbitration window lapses and
     /// the dispute becomes WON (H1 option a). Not on `Dispute` yet: persist it.
     pub reversal_lapses_at: Option<DateTime<Utc>>,
-    /// Issuer side: the overdue mark was set (I14, once). Not on `Dispute` yet: persist it.
-    pub overdue: bool,
+    /// Issuer side: every deadline recorded as passed (I14), oldest first; those still
+    /// `flagged` make the dispute overdue. Persist it.
+    pub breaches: Vec<DeadlineBreach>,
+    /// Why the tenant closed the dispute (issuer-side CLOSE); `None` otherwise.
+    pub close_reason: Option<CloseReason>,
 }
 
-/// The lifecycle fields `Dispute` does not carry; the store keeps them next to it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The lifecycle fields `Dispute` does not carry as such; the store keeps them next to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LifecycleMarks {
     pub reversal_lapses_at: Option<DateTime<Utc>>,
-    pub overdue: bool,
+    pub breaches: Vec<DeadlineBreach>,
+}
+
+/// I14: an issuer-side deadline that passed. Recorded once per deadline and instant (by the
+/// sweeper, flagged; or by the tenant action that came after it, not flagged); the flag
+/// clears when the tenant acts or a network event moves the dispute, the record stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineBreach {
+    pub deadline: OverdueDeadline,
+    /// The instant the date ended (its `valid_until`): when it was breached.
+    pub due: DateTime<Utc>,
+    /// Still shown as the dispute's overdue flag: nobody acted since it was recorded.
+    pub flagged: bool,
 }
 
 /// Regulation E / Z due instants of an issuer-side dispute (none on the merchant side).
@@ -50,8 +67,28 @@ impl LifecycleState {
     pub fn marks(&self) -> LifecycleMarks {
         LifecycleMarks {
             reversal_lapses_at: self.reversal_lapses_at,
-            overdue: self.overdue,
+            breaches: self.breaches.clone(),
         }
+    }
+
+    /// I14: a deadline passed and neither the tenant nor the network acted since.
+    pub fn overdue(&self) -> bool {
+        self.breaches.iter().any(|breach| breach.flagged)
+    }
+
+    /// The breaches still flagged, oldest first.
+    pub fn flagged_breaches(&self) -> impl Iterator<Item = &DeadlineBreach> {
+        self.breaches.iter().filter(|breach| breach.flagged)
+    }
+
+    /// Reg E: the provisional credit was given after its due date (I3, I14). A late credit
+    /// does not extend the decision date to 45 (90) days.
+    pub fn provisional_credit_late(&self) -> bool {
+        self.ledger.provisional_credit_given()
+            && self
+                .breaches
+                .iter()
+                .any(|breach| breach.deadline == OverdueDeadline::ProvisionalCreditDue)
     }
 
     pub fn is_final(&self) -> bool {
@@ -72,9 +109,9 @@ impl LifecycleState {
                     deadlines::regulation_e_deadlines(reported, self.case.issuer.regulation_e);
                 RegulatoryDeadlines {
                     provisional_credit_due: Some(deadlines::end_of_day(due.provisional_credit_due)),
-                    resolution_due: Some(deadlines::end_of_day(
-                        due.resolution_due(self.ledger.provisional_credit_given()),
-                    )),
+                    resolution_due: Some(deadlines::end_of_day(due.resolution_due(
+                        self.ledger.provisional_credit_given() && !self.provisional_credit_late(),
+                    ))),
                 }
             }
             Regulation::RegulationZ => {
@@ -100,9 +137,40 @@ impl LifecycleState {
             .map(deadlines::issuer_chargeback_filing_due)
     }
 
+    /// I14: the issuer-side deadlines that apply now and whose passing is not recorded yet,
+    /// with the instant each one passes: the Reg E provisional-credit due date (while no
+    /// credit is given), the Reg E / Z decision date, and the window of the last network
+    /// action (while NEEDS_RESPONSE). None on the merchant side or once final.
+    pub fn pending_deadlines(&self) -> Vec<(OverdueDeadline, DateTime<Utc>)> {
+        if self.case.side != Side::Issuer || self.is_final() {
+            return Vec::new();
+        }
+        let regulatory = self.regulatory_deadlines();
+        let credit_due = regulatory
+            .provisional_credit_due
+            .filter(|_| !self.ledger.provisional_credit_given());
+        let response_due = self
+            .due_time
+            .filter(|_| self.status == Status::NeedsResponse);
+        [
+            (OverdueDeadline::ProvisionalCreditDue, credit_due),
+            (OverdueDeadline::DecisionDue, regulatory.resolution_due),
+            (OverdueDeadline::ResponseDue, response_due),
+        ]
+        .into_iter()
+        .filter_map(|(deadline, due)| due.map(|due| (deadline, due)))
+        .filter(|&(deadline, due)| {
+            !self
+                .breaches
+                .iter()
+                .any(|breach| breach.deadline == deadline && breach.due == due)
+        })
+        .collect()
+    }
+
     /// When the sweeper must call `decide(.., Trigger::DeadlinePassed, ..)`; `None` when no
-    /// deadline can act on the dispute (final, or issuer side already overdue, or a dispute
-    /// with no right to respond, H3).
+    /// deadline can act on the dispute (final, issuer side with every deadline recorded, or
+    /// a dispute with no right to respond, H3).
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         if self.is_final() {
             return None;
@@ -112,14 +180,11 @@ impl LifecycleState {
                 Status::NeedsResponse => self.due_time,
                 _ => self.reversal_lapses_at,
             },
-            Side::Issuer if self.overdue => None,
-            Side::Issuer => {
-                let network_window = (self.status == Status::NeedsResponse)
-                    .then_some(self.due_time)
-                    .flatten();
-                let regulatory = self.regulatory_deadlines().resolution_due;
-                network_window.into_iter().chain(regulatory).min()
-            }
+            Side::Issuer => self
+                .pending_deadlines()
+                .into_iter()
+                .map(|(_, due)| due)
+                .min(),
         }
     }
 

@@ -34,9 +34,31 @@ pub(super) fn decide_tenant_action(
             why: format!("{} takes no amount", upper(action.as_str())),
         });
     }
+    match (state.case.side, action, request.close_reason) {
+        (Side::Issuer, ActionType::Close, None) => {
+            return Err(LifecycleError::InvalidField {
+                field: "close_reason",
+                why: "is required to close an issuer-side dispute (CARDHOLDER_WITHDREW)".into(),
+            });
+        }
+        (Side::Issuer, ActionType::Close, Some(_)) | (_, _, None) => {}
+        (side, action, Some(_)) => {
+            return Err(LifecycleError::InvalidField {
+                field: "close_reason",
+                why: format!(
+                    "only CLOSE on an issuer-side dispute takes a close reason, not {} on the \
+                     {side} side",
+                    upper(action.as_str())
+                ),
+            });
+        }
+    }
     action_window(state, action, now)?;
     let amount = state.amount;
     let mut change = Change::from(state);
+    // I14: deadlines that passed before the sweeper saw them are recorded now, answered by
+    // this action (not flagged)
+    change.record_passed_deadlines(now, false);
     match (state.case.side, action) {
         (Side::Merchant, ActionType::SubmitEvidence) => {
             // M5 (INQUIRY), M6 (CHARGEBACK, PRE_ARBITRATION), and ARBITRATION when asked (M12)
@@ -54,16 +76,33 @@ pub(super) fn decide_tenant_action(
             change.explain("accepted: the dispute is lost");
         }
         (Side::Issuer, ActionType::ProvisionalCredit) => {
-            // I3, H5: once, any open stage, status unchanged
+            // I3, H5: once, any open stage, status unchanged; after its Reg E due date it is
+            // still owed and given, marked late (I14)
             let credit = check_amount("amount", request.amount.unwrap_or(amount), 1..=amount)?;
+            let late = state
+                .regulatory_deadlines()
+                .provisional_credit_due
+                .filter(|&due| due <= now);
+            let description = match late {
+                Some(due) => format!(
+                    "provisional credit to the cardholder, given late (Regulation E: due by {due})"
+                ),
+                None => "provisional credit to the cardholder".into(),
+            };
             change.post(vec![LedgerEntry {
                 kind: BalanceTransactionType::ProvisionalCredit,
                 amount: credit,
-                description: "provisional credit to the cardholder".into(),
+                description,
             }]);
             change.after.credit_status = CreditStatus::Provisional;
             change.history_amount = Some(credit);
-            change.explain(format!("provisional credit of {credit} given"));
+            match late {
+                Some(due) => change.explain(format!(
+                    "provisional credit of {credit} given late: Regulation E required it by \
+                     {due}; the decision date is not extended"
+                )),
+                None => change.explain(format!("provisional credit of {credit} given")),
+            }
         }
         (Side::Issuer, ActionType::WriteOff) => {
             // I4: the issuer absorbs (part of) the amount; the cardholder's credit is final
@@ -77,8 +116,17 @@ pub(super) fn decide_tenant_action(
             );
             change.explain(format!("written off {won}: the issuer absorbs it"));
         }
+        (Side::Issuer, ActionType::Close) => {
+            // the cardholder withdrew the dispute: it ends CLOSED without a decision; a
+            // provisional credit is reversed (Reg E honoring date as I5), nothing is won
+            change.issuer_outcome(Status::Closed, 0, 0, FinalCredit::IssuerFunded, now);
+            change.after.close_reason = request.close_reason;
+            let reversed = -change.after.ledger.provisional_credit_reversal;
+            change.history_amount = Some(reversed);
+            change.explain("closed: the cardholder withdrew the dispute");
+        }
         (Side::Issuer, ActionType::Deny) => {
-            // I5 (and I14 once overdue)
+            // I5, and once no network action remains (I14)
             change.issuer_loses(now);
             change.explain("denied: decided against the cardholder");
         }
@@ -164,33 +212,33 @@ pub(super) fn action_window(
             _ => refuse("an issuer-side action; this dispute is merchant-side".into()),
         },
         Side::Issuer => {
-            if matches!(
-                action,
-                ActionType::SubmitEvidence | ActionType::Accept | ActionType::Close
-            ) {
+            if matches!(action, ActionType::SubmitEvidence | ActionType::Accept) {
                 return refuse("a merchant-side action; this dispute is issuer-side".into());
             }
             let regulatory = state.regulatory_deadlines();
-            if state.overdue && !matches!(action, ActionType::WriteOff | ActionType::Deny) {
-                return refuse(
-                    "the dispute is overdue: only WRITE_OFF and DENY remain (I14)".into(),
-                );
-            }
+            // I14: once the window of the last network action closed, only WRITE_OFF and DENY
+            // decide the dispute (a regulatory date passing takes nothing away)
+            let no_network_action_left = needs_response && state.is_past_due(now);
             match action {
                 ActionType::ProvisionalCredit if state.ledger.provisional_credit_given() => {
                     refuse("a provisional credit was already given; it is given once (H5)".into())
                 }
-                ActionType::ProvisionalCredit => until(regulatory.provisional_credit_due),
+                // Reg E: still owed after its due date, given late (I14): the date shows only
+                ActionType::ProvisionalCredit => Ok(regulatory.provisional_credit_due),
                 // the decision date shows, but passing it does not remove them (I14)
                 ActionType::WriteOff => Ok(regulatory.resolution_due),
                 ActionType::Deny
-                    if state.overdue || (stage == Stage::Inquiry && needs_response) =>
+                    if no_network_action_left || (stage == Stage::Inquiry && needs_response) =>
                 {
                     Ok(regulatory.resolution_due)
                 }
                 ActionType::Deny => refuse(format!(
-                    "{at}: DENY decides an inquiry (I5), or any stage once overdue (I14)"
+                    "{at}: DENY decides an inquiry (I5), or any stage once no network action \
+                     remains (I14)"
                 )),
+                // the cardholder may withdraw at any time while the dispute is open; like the
+                // decisions, it shows the decision date, which does not remove it
+                ActionType::Close => Ok(regulatory.resolution_due),
                 ActionType::Chargeback if stage == Stage::Inquiry && needs_response => {
                     match chargeback_ineligibility(state) {
                         Some(why) => refuse(why),

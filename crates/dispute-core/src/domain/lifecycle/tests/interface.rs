@@ -80,6 +80,7 @@ fn a_stored_dispute_round_trips_through_the_lifecycle() {
     };
     let mut dispute = Dispute {
         marks: LifecycleMarks::default(),
+        close_reason: None,
         issuer: IssuerFacts::default(),
         id: "dsp_1".into(),
         tenant_id: "acme".into(),

@@ -157,7 +157,25 @@ fn check_issuer_ledger(state: &LifecycleState, totals: &LedgerTotals) -> Result<
                 ));
             }
         }
-        Status::Closed => return Err("issuer-side disputes end WON or LOST".into()),
+        Status::Closed => {
+            // CLOSE (the cardholder withdrew): nothing is won, a provisional credit reversed
+            if held != 0 || totals.final_credit() != 0 {
+                return Err(format!(
+                    "a CLOSED issuer dispute credits nothing, not {held}"
+                ));
+            }
+            let expected = if totals.provisional_credit_given() {
+                CreditStatus::Reversed
+            } else {
+                CreditStatus::None
+            };
+            if state.credit_status != expected {
+                return Err(format!(
+                    "CLOSED dispute has credit status {}, expected {expected}",
+                    state.credit_status
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -18,8 +18,8 @@ use super::*;
 use crate::domain::deadlines::{self, RegulationEFacts};
 use crate::domain::dispute::Dispute;
 use crate::domain::enums::{
-    ActionType, Actor, BalanceTransactionType, CreditStatus, Network, Reason, Regulation, Side,
-    Stage, Status,
+    ActionType, Actor, BalanceTransactionType, CloseReason, CreditStatus, Network, OverdueDeadline,
+    Reason, Regulation, Side, Stage, Status,
 };
 use crate::domain::error::DisputeError;
 use crate::domain::ledger::{self, MoneyPolicy};

@@ -97,6 +97,15 @@ fn any_trigger() -> impl Strategy<Value = Trigger> {
     ]
 }
 
+/// An action as a tenant would send it: an issuer-side CLOSE names its reason.
+fn complete_action(state: &LifecycleState, action: ActionType) -> TenantAction {
+    TenantAction {
+        close_reason: (state.case.side == Side::Issuer && action == ActionType::Close)
+            .then_some(CloseReason::CardholderWithdrew),
+        ..TenantAction::new(action)
+    }
+}
+
 /// A step of a random walk: any trigger, or one of the actions offered at that moment
 /// (so that walks get deep into the stages).
 #[derive(Debug, Clone)]
@@ -115,7 +124,7 @@ impl Step {
             Step::Offered(index) => {
                 let offered = available_actions(state, now);
                 let chosen = offered.get(index % offered.len().max(1))?;
-                Some(Trigger::Tenant(TenantAction::new(chosen.action)))
+                Some(Trigger::Tenant(complete_action(state, chosen.action)))
             }
             Step::Forward(index, response_allowed) => {
                 let forward: Vec<NetworkEventKind> = NetworkEventKind::ALL
@@ -209,7 +218,7 @@ proptest! {
             // available_actions is exactly what decide accepts
             let offered = available_actions(&state, now);
             for action in ActionType::ALL {
-                let decided = decide(&state, &Trigger::Tenant(TenantAction::new(*action)), &policy, now);
+                let decided = decide(&state, &Trigger::Tenant(complete_action(&state, *action)), &policy, now);
                 let is_offered = offered.iter().any(|a| a.action == *action);
                 prop_assert_eq!(
                     decided.is_ok(), is_offered,
