@@ -174,8 +174,14 @@ impl From<DisputeView> for pb::Dispute {
             amount_won: d.amount_won,
             amount_lost: d.amount_lost,
             issuer_facts: (d.side == Side::Issuer).then(|| issuer_facts_to_proto(&d.issuer)),
+            action_history_count: saturating_i32(d.action_history_count),
         }
     }
+}
+
+/// A count as the API's int32 (a history never reaches 2^31 entries).
+pub fn saturating_i32(count: i64) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 fn issuer_facts_to_proto(facts: &IssuerFacts) -> pb::IssuerFacts {

@@ -8,10 +8,11 @@ use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::history::attach_history;
+use super::history::attach_latest_history;
 use super::ledger::attach_ledger;
 use super::rows::{is_unique_violation_of, stored};
 use crate::domain::deadlines::RegulationEFacts;
+use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
 use crate::domain::lifecycle::{IssuerFacts, LifecycleMarks, LifecycleState};
 use crate::domain::{
     CreditStatus, Dispute, DisputeError, DisputeFilter, Network, NewDispute, PaymentMethodType,
@@ -121,6 +122,7 @@ impl TryFrom<DisputeRow> for Dispute {
             amount_won: row.amount_won,
             amount_lost: row.amount_lost,
             action_history: Vec::new(),
+            action_history_count: 0,
             balance_transactions: Vec::new(),
             marks: LifecycleMarks {
                 reversal_lapses_at: row.reversal_lapses_at,
@@ -323,7 +325,7 @@ pub async fn find_dispute(
     select_dispute(conn, tenant_id, id, "").await
 }
 
-/// One dispute with its history and ledger; `locking` is empty or a row-locking clause.
+/// One dispute with its latest history entries and its ledger; `locking` is empty or a row-locking clause.
 async fn select_dispute(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -393,7 +395,7 @@ pub async fn list_disputes(
     Ok(disputes)
 }
 
-/// Loads history and ledger of several disputes, one query each.
+/// Loads the latest history entries and the ledger of several disputes, one query each.
 async fn attach_history_and_ledger(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -402,7 +404,7 @@ async fn attach_history_and_ledger(
     if disputes.is_empty() {
         return Ok(());
     }
-    attach_history(conn, tenant_id, disputes).await?;
+    attach_latest_history(conn, tenant_id, disputes, LATEST_HISTORY_ENTRIES).await?;
     attach_ledger(conn, tenant_id, disputes).await
 }
 
