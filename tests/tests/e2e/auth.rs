@@ -51,6 +51,17 @@ async fn call_every_rpc(
             ),
         ),
         (
+            "ListDisputeHistory",
+            code(
+                disputes
+                    .list_dispute_history(dpb::ListDisputeHistoryRequest {
+                        dispute_id: dispute_id.into(),
+                        ..Default::default()
+                    })
+                    .await,
+            ),
+        ),
+        (
             "UploadDocument",
             code(
                 upload(

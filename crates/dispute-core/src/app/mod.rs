@@ -25,7 +25,7 @@ use crate::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;
 use crate::domain::evidence::DisputeDocument;
 use crate::domain::lifecycle::{self, AvailableAction};
-use crate::domain::{Dispute, DisputeError, MoneyPolicy};
+use crate::domain::{ActionRecord, Dispute, DisputeError, MoneyPolicy};
 
 /// What every use case runs against: the database, document-store and the money policy.
 /// Build it with a struct literal, then add the snapshot encoder with
@@ -115,6 +115,17 @@ pub struct DisputeDetails {
 #[derive(Debug, Clone)]
 pub struct DisputePage {
     pub disputes: Vec<DisputeView>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// One page of ListDisputeHistory.
+#[derive(Debug, Clone)]
+pub struct DisputeHistoryPage {
+    /// Oldest first.
+    pub entries: Vec<ActionRecord>,
+    /// How many entries the whole history has.
+    pub total: i64,
     /// Empty on the last page.
     pub next_page_token: String,
 }

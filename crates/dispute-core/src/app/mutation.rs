@@ -175,7 +175,8 @@ impl Mutation {
         error
     }
 
-    /// Remembers the answer (the dispute as it is now) for the request id, and commits.
+    /// Remembers the answer (the dispute as it is now, with its newest history entries as
+    /// GetDispute shows them, never the whole history) for the request id, and commits.
     pub(super) async fn finish(
         mut self,
         dispute: Dispute,

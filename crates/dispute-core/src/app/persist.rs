@@ -203,7 +203,8 @@ impl App {
     }
 
     /// Appends a history entry, then records `event_types` holding the dispute as it is
-    /// afterwards (seen at `now`), and returns that dispute.
+    /// afterwards (seen at `now`) with only that entry, and returns the dispute (with its
+    /// latest entries, as GetDispute shows it).
     pub(super) async fn append_history_and_events(
         &self,
         tx: &mut PgConnection,
@@ -214,10 +215,20 @@ impl App {
     ) -> Result<Dispute, DisputeError> {
         history::insert_action_record(tx, tenant_id, record).await?;
         let after = reload(tx, tenant_id, record.dispute_id).await?;
-        let payload = self.snapshot(&DisputeView::at(after.clone(), now));
+        let payload = self.snapshot(&DisputeView::at(with_only_newest_entry(&after), now));
         for event_type in event_types {
             events::insert_event(tx, tenant_id, record.dispute_id, event_type, &payload).await?;
         }
         Ok(after)
     }
+}
+
+/// What an event holds: the dispute with only the history entry that caused the event (the
+/// newest; the dispute is locked, so no other change came after it), not its whole history,
+/// so that events do not grow with the history (issue 11, point 11).
+fn with_only_newest_entry(dispute: &Dispute) -> Dispute {
+    let mut shown = dispute.clone();
+    let newest = shown.action_history.pop();
+    shown.action_history = newest.into_iter().collect();
+    shown
 }

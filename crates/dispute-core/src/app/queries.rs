@@ -1,4 +1,4 @@
-//! The reads: GetDispute, ListDisputes and GetEvidenceRequirements.
+//! The reads: GetDispute, ListDisputes, ListDisputeHistory and GetEvidenceRequirements.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -7,11 +7,11 @@ use service_kit::ids::DisputeId;
 use service_kit::page_token::PageCursor;
 
 use super::persist::dispute_not_found;
-use super::{App, DisputeDetails, DisputePage, DisputeView};
+use super::{App, DisputeDetails, DisputeHistoryPage, DisputePage, DisputeView};
 use crate::domain::evidence::{self, EvidenceGuidance};
-use crate::domain::requests::ListDisputes;
+use crate::domain::requests::{ListDisputeHistory, ListDisputes};
 use crate::domain::{Dispute, DisputeError};
-use crate::store::disputes;
+use crate::store::{disputes, history};
 
 impl App {
     /// A dispute of the caller's tenant and its documents (read from document-store on the
@@ -61,6 +61,39 @@ impl App {
                 .into_iter()
                 .map(|dispute| DisputeView::at(dispute, now))
                 .collect(),
+            next_page_token,
+        })
+    }
+
+    /// One page of a dispute's history, oldest first, with the history's length. Pages
+    /// continue after the last entry returned, so entries appended meanwhile show up at the
+    /// end and none is skipped or repeated.
+    pub async fn list_dispute_history(
+        &self,
+        tenant_id: &str,
+        request: &ListDisputeHistory,
+    ) -> Result<DisputeHistoryPage, DisputeError> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        let id = request.dispute_id.as_str();
+        let total = history::count_history(&mut conn, tenant_id, id)
+            .await?
+            .ok_or_else(|| dispute_not_found(id))?;
+        let page = &request.page;
+        let rows = history::list_history_page(
+            &mut conn,
+            tenant_id,
+            id,
+            page.after.as_ref().map(|cursor| cursor.id.as_str()),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (entries, next_page_token) = page.cut(rows, |last| PageCursor {
+            create_time: last.create_time,
+            id: last.id.clone(),
+        });
+        Ok(DisputeHistoryPage {
+            entries,
+            total,
             next_page_token,
         })
     }

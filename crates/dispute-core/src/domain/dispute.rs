@@ -24,6 +24,9 @@ pub const MAX_METADATA_KEYS: usize = 50;
 pub const MAX_METADATA_KEY_CHARS: usize = 40;
 pub const MAX_METADATA_VALUE_CHARS: usize = 500;
 pub const MAX_REQUEST_ID_CHARS: usize = 255;
+/// How many history entries a dispute carries (the newest); ListDisputeHistory pages
+/// through all of them (docs/api.md, "History").
+pub const LATEST_HISTORY_ENTRIES: i64 = 20;
 
 /// A dispute as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +64,11 @@ pub struct Dispute {
     pub original_amount: Option<i64>,
     pub amount_won: i64,
     pub amount_lost: i64,
+    /// The newest history entries (at most [`LATEST_HISTORY_ENTRIES`]), oldest first. No
+    /// rule reads the history: it records what happened.
     pub action_history: Vec<ActionRecord>,
+    /// How many entries the whole history has.
+    pub action_history_count: i64,
     pub balance_transactions: Vec<BalanceTransaction>,
     /// Why the tenant closed the dispute (issuer-side CLOSE); `None` otherwise.
     pub close_reason: Option<CloseReason>,

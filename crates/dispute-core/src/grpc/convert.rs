@@ -196,8 +196,14 @@ impl From<DisputeView> for pb::Dispute {
                 .close_reason
                 .map_or(pb::CloseReason::Unspecified, pb::CloseReason::from)
                 .into(),
+            action_history_count: saturating_i32(d.action_history_count),
         }
     }
+}
+
+/// A count as the API's int32 (a history never reaches 2^31 entries).
+pub fn saturating_i32(count: i64) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 fn issuer_facts_to_proto(facts: &IssuerFacts) -> pb::IssuerFacts {

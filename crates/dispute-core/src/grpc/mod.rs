@@ -170,4 +170,27 @@ impl DisputeService for DisputeServiceHandler {
             guidance, due_time,
         )))
     }
+
+    async fn list_dispute_history(
+        &self,
+        request: Request<pb::ListDisputeHistoryRequest>,
+    ) -> Result<Response<pb::ListDisputeHistoryResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Scope::DisputesRead)?;
+        let request = request.into_inner();
+        let input = requests::list_dispute_history(
+            &request.dispute_id,
+            request.page_size,
+            &request.page_token,
+        )?;
+        let page = self
+            .app
+            .list_dispute_history(&caller.tenant_id, &input)
+            .await?;
+        Ok(Response::new(pb::ListDisputeHistoryResponse {
+            action_history: page.entries.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+            total_size: convert::saturating_i32(page.total),
+        }))
+    }
 }

@@ -9,10 +9,11 @@ use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::history::attach_history;
+use super::history::attach_latest_history;
 use super::ledger::attach_ledger;
 use super::rows::{is_unique_violation_of, stored};
 use crate::domain::deadlines::RegulationEFacts;
+use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
 use crate::domain::lifecycle::{DeadlineBreach, IssuerFacts, LifecycleMarks, LifecycleState};
 use crate::domain::{
     CloseReason, CreditStatus, Dispute, DisputeError, DisputeFilter, Network, NewDispute,
@@ -145,6 +146,7 @@ impl TryFrom<DisputeRow> for Dispute {
             amount_won: row.amount_won,
             amount_lost: row.amount_lost,
             action_history: Vec::new(),
+            action_history_count: 0,
             balance_transactions: Vec::new(),
             close_reason: row
                 .close_reason
@@ -371,7 +373,7 @@ pub async fn find_dispute(
     select_dispute(conn, tenant_id, id, "").await
 }
 
-/// One dispute with its history and ledger; `locking` is empty or a row-locking clause.
+/// One dispute with its latest history entries and its ledger; `locking` is empty or a row-locking clause.
 async fn select_dispute(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -441,7 +443,7 @@ pub async fn list_disputes(
     Ok(disputes)
 }
 
-/// Loads history and ledger of several disputes, one query each.
+/// Loads the latest history entries and the ledger of several disputes, one query each.
 async fn attach_history_and_ledger(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -450,7 +452,7 @@ async fn attach_history_and_ledger(
     if disputes.is_empty() {
         return Ok(());
     }
-    attach_history(conn, tenant_id, disputes).await?;
+    attach_latest_history(conn, tenant_id, disputes, LATEST_HISTORY_ENTRIES).await?;
     attach_ledger(conn, tenant_id, disputes).await
 }
 

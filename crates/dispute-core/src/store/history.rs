@@ -20,6 +20,9 @@ pub struct NewActionRecord<'a> {
     pub amount: i64,
 }
 
+/// Appends an entry at the end of its dispute's history (the caller holds the dispute's row
+/// lock, or has just inserted the dispute, so no other entry takes the same place).
+#[tracing::instrument(skip(conn, record), fields(dispute_id = %record.dispute_id))]
 pub async fn insert_action_record(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -27,8 +30,9 @@ pub async fn insert_action_record(
 ) -> anyhow::Result<()> {
     sqlx::query(
         "insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message,
-            document_ids, stage, status, amount)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            document_ids, stage, status, amount, ordinal)
+         select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce(max(ordinal), 0) + 1
+           from dispute_actions where tenant_id = $1 and dispute_id = $3",
     )
     .bind(tenant_id)
     .bind(record.id)
@@ -46,50 +50,129 @@ pub async fn insert_action_record(
     Ok(())
 }
 
-/// Loads the history of several disputes in one query, oldest entry first.
-pub(crate) async fn attach_history(
+const ACTION_COLUMNS: &str = "a.dispute_id, a.id, a.actor, a.what, a.message, a.document_ids, a.stage, a.status, \
+     a.amount, a.created_at, a.ordinal";
+
+#[derive(sqlx::FromRow)]
+struct ActionRow {
+    dispute_id: String,
+    id: String,
+    actor: String,
+    what: String,
+    message: String,
+    document_ids: Vec<String>,
+    stage: String,
+    status: String,
+    amount: i64,
+    created_at: DateTime<Utc>,
+    ordinal: i64,
+}
+
+impl TryFrom<ActionRow> for ActionRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(row: ActionRow) -> anyhow::Result<ActionRecord> {
+        Ok(ActionRecord {
+            actor: stored("actor", &row.actor, Actor::parse)?,
+            stage: stored("stage", &row.stage, Stage::parse)?,
+            status: stored("status", &row.status, Status::parse)?,
+            id: row.id,
+            what: row.what,
+            create_time: row.created_at,
+            message: row.message,
+            document_ids: row.document_ids,
+            amount: row.amount,
+        })
+    }
+}
+
+/// Loads the newest `latest` history entries of several disputes in one query (oldest of
+/// them first), and each history's length: never the whole history.
+pub(crate) async fn attach_latest_history(
     conn: &mut PgConnection,
     tenant_id: &str,
     disputes: &mut [Dispute],
+    latest: i64,
 ) -> anyhow::Result<()> {
-    #[derive(sqlx::FromRow)]
-    struct ActionRow {
-        dispute_id: String,
-        id: String,
-        actor: String,
-        what: String,
-        message: String,
-        document_ids: Vec<String>,
-        stage: String,
-        status: String,
-        amount: i64,
-        created_at: DateTime<Utc>,
-    }
     let (ids, positions) = dispute_positions(disputes);
-    let actions: Vec<ActionRow> = sqlx::query_as(
-        "select dispute_id, id, actor, what, message, document_ids, stage, status, amount, created_at
-           from dispute_actions where tenant_id = $1 and dispute_id = any($2)
-          order by created_at, id",
-    )
+    let rows: Vec<ActionRow> = sqlx::query_as(&format!(
+        "select {ACTION_COLUMNS}
+           from unnest($2::text[]) as d(id)
+           cross join lateral (
+               select * from dispute_actions
+                where tenant_id = $1 and dispute_id = d.id
+                order by ordinal desc
+                limit $3) a"
+    ))
     .bind(tenant_id)
     .bind(&ids)
+    .bind(latest)
     .fetch_all(&mut *conn)
     .await
-    .context("select action history")?;
-    for row in actions {
+    .context("select latest action history")?;
+    // Newest first per dispute: the first row seen is the history's last entry, whose
+    // ordinal is the history's length.
+    for row in rows {
         if let Some(&i) = positions.get(&row.dispute_id) {
-            disputes[i].action_history.push(ActionRecord {
-                actor: stored("actor", &row.actor, Actor::parse)?,
-                stage: stored("stage", &row.stage, Stage::parse)?,
-                status: stored("status", &row.status, Status::parse)?,
-                id: row.id,
-                what: row.what,
-                create_time: row.created_at,
-                message: row.message,
-                document_ids: row.document_ids,
-                amount: row.amount,
-            });
+            let dispute = &mut disputes[i];
+            dispute.action_history_count = dispute.action_history_count.max(row.ordinal);
+            dispute.action_history.push(row.try_into()?);
         }
     }
+    for dispute in disputes.iter_mut() {
+        dispute.action_history.reverse();
+    }
     Ok(())
+}
+
+/// The length of a dispute's history, or `None` when the tenant has no such dispute.
+#[tracing::instrument(skip(conn))]
+pub async fn count_history(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+) -> anyhow::Result<Option<i64>> {
+    let count: Option<i64> = sqlx::query_scalar(
+        "select (select coalesce(max(ordinal), 0) from dispute_actions
+                  where tenant_id = $1 and dispute_id = $2)
+           from disputes where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(dispute_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("count action history")?;
+    Ok(count)
+}
+
+/// Up to `limit` history entries of a dispute, oldest first, after the entry `after_id`
+/// (from the start when `None`; nothing when the dispute has no such entry). New entries
+/// only ever come after the existing ones, so walking on from the last entry seen never
+/// skips or repeats one.
+#[tracing::instrument(skip(conn))]
+pub async fn list_history_page(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+    after_id: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<ActionRecord>> {
+    let rows: Vec<ActionRow> = sqlx::query_as(&format!(
+        "select {ACTION_COLUMNS}
+           from dispute_actions a
+          where a.tenant_id = $1 and a.dispute_id = $2
+            and ($3::text is null
+                 or a.ordinal > (select ordinal from dispute_actions
+                                  where tenant_id = $1 and dispute_id = $2 and id = $3))
+          order by a.ordinal
+          limit $4"
+    ))
+    .bind(tenant_id)
+    .bind(dispute_id)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("list action history")?;
+    rows.into_iter().map(ActionRecord::try_from).collect()
 }

@@ -1,9 +1,12 @@
 //! History and ledger rows, attached to their dispute.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use dispute_core::domain::dispute::LATEST_HISTORY_ENTRIES;
 use dispute_core::domain::{Actor, BalanceTransactionType, Dispute, DisputeFilter, Stage, Status};
 use dispute_core::store::disputes::{find_dispute, list_disputes};
-use dispute_core::store::history::{NewActionRecord, insert_action_record};
+use dispute_core::store::history::{
+    NewActionRecord, count_history, insert_action_record, list_history_page,
+};
 use sqlx::PgPool;
 
 use super::{OTHER_TENANT, TENANT, ids, insert_plain, set_created_at};
@@ -63,7 +66,8 @@ async fn history_and_ledger_attach_to_their_dispute_in_order(pool: PgPool) {
             .await
             .unwrap();
     }
-    // act_5 happened before act_3: history follows time, not ids
+    // act_5 claims a time before act_3's: history follows the order entries were appended
+    // in (each after the one before, under the dispute's lock), not their times or ids
     let act_1_time: DateTime<Utc> =
         sqlx::query_scalar("select created_at from dispute_actions where id = 'act_1'")
             .fetch_one(&mut *conn)
@@ -163,14 +167,6 @@ async fn history_and_ledger_attach_to_their_dispute_in_order(pool: PgPool) {
                 1_000
             ),
             (
-                "act_5",
-                Actor::Network,
-                "lost",
-                Stage::Chargeback,
-                Status::Lost,
-                400
-            ),
-            (
                 "act_3",
                 Actor::Tenant,
                 "evidence_submitted",
@@ -178,17 +174,21 @@ async fn history_and_ledger_attach_to_their_dispute_in_order(pool: PgPool) {
                 Status::UnderReview,
                 1_000
             ),
+            (
+                "act_5",
+                Actor::Network,
+                "lost",
+                Stage::Chargeback,
+                Status::Lost,
+                400
+            ),
         ]
     );
-    assert_eq!(a.action_history[2].message, "two documents");
+    assert_eq!(a.action_history_count, 3);
+    assert_eq!(a.action_history[1].message, "two documents");
     assert_eq!(a.action_history[0].message, "");
-    assert_eq!(a.action_history[2].document_ids, documents);
+    assert_eq!(a.action_history[1].document_ids, documents);
     assert!(a.action_history[0].document_ids.is_empty());
-    assert!(
-        a.action_history
-            .windows(2)
-            .all(|w| w[0].create_time <= w[1].create_time)
-    );
     let ledger: Vec<_> = a
         .balance_transactions
         .iter()
@@ -296,4 +296,84 @@ async fn an_action_record_needs_its_dispute_in_the_same_tenant(pool: PgPool) {
         .unwrap()
         .unwrap();
     assert_eq!(ids_of_history(&a), ["act_1"]);
+}
+
+/// A dispute carries only its newest entries and the history's length; the whole history is
+/// read a page at a time, oldest first, each page after the last entry of the one before.
+#[sqlx::test(migrations = "./migrations")]
+async fn the_latest_entries_are_attached_and_the_rest_paged(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    insert_plain(&mut conn, TENANT, "dsp_a").await;
+    insert_plain(&mut conn, TENANT, "dsp_b").await;
+    insert_plain(&mut conn, OTHER_TENANT, "dsp_a").await;
+    let ids: Vec<String> = (1..=45).map(|n| format!("act_{n:02}")).collect();
+    for id in &ids {
+        insert_action_record(&mut conn, TENANT, &action(id, "dsp_a"))
+            .await
+            .unwrap();
+    }
+    insert_action_record(&mut conn, TENANT, &action("act_b", "dsp_b"))
+        .await
+        .unwrap();
+
+    let a = find_dispute(&mut conn, TENANT, "dsp_a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.action_history_count, 45);
+    assert_eq!(LATEST_HISTORY_ENTRIES, 20);
+    assert_eq!(
+        ids_of_history(&a),
+        ids[25..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let listed = list_disputes(&mut conn, TENANT, &DisputeFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed[1], a);
+    assert_eq!(
+        (ids_of_history(&listed[0]), listed[0].action_history_count),
+        (vec!["act_b"], 1)
+    );
+
+    assert_eq!(
+        count_history(&mut conn, TENANT, "dsp_a").await.unwrap(),
+        Some(45)
+    );
+    assert_eq!(
+        count_history(&mut conn, OTHER_TENANT, "dsp_a")
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        count_history(&mut conn, OTHER_TENANT, "dsp_b")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = list_history_page(&mut conn, TENANT, "dsp_a", after.as_deref(), 7)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(paged, ids);
+    // another tenant's cursor, or an entry of another dispute, finds nothing
+    assert!(
+        list_history_page(&mut conn, OTHER_TENANT, "dsp_a", None, 7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        list_history_page(&mut conn, TENANT, "dsp_a", Some("act_b"), 7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

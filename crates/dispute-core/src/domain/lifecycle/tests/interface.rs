@@ -116,6 +116,7 @@ fn a_stored_dispute_round_trips_through_the_lifecycle() {
         amount_won: 0,
         amount_lost: 0,
         action_history: Vec::new(),
+        action_history_count: 0,
         balance_transactions: vec![
             withdrawal(B::Withdrawal, -10_000),
             withdrawal(B::DisputeFee, -FEE),
