@@ -6,6 +6,7 @@
 mod architecture;
 mod auth;
 mod contract_docs11;
+mod contract_money;
 mod contract_network;
 mod contract_scopes;
 mod contract_text;

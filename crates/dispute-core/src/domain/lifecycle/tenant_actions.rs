@@ -56,11 +56,11 @@ pub(super) fn decide_tenant_action(
         (Side::Issuer, ActionType::ProvisionalCredit) => {
             // I3, H5: once, any open stage, status unchanged
             let credit = check_amount("amount", request.amount.unwrap_or(amount), 1..=amount)?;
-            change.post(vec![LedgerEntry {
-                kind: BalanceTransactionType::ProvisionalCredit,
-                amount: credit,
-                description: "provisional credit to the cardholder".into(),
-            }]);
+            change.post(vec![LedgerEntry::new(
+                BalanceTransactionType::ProvisionalCredit,
+                credit,
+                "provisional credit to the cardholder",
+            )]);
             change.after.credit_status = CreditStatus::Provisional;
             change.history_amount = Some(credit);
             change.explain(format!("provisional credit of {credit} given"));
@@ -103,6 +103,7 @@ pub(super) fn decide_tenant_action(
         }
         (Side::Issuer, ActionType::Arbitration) => {
             change.wait(Stage::Arbitration); // I12
+            change.charge_arbitration_fee(policy);
             change.explain("arbitration filed");
         }
         (side, action) => {

@@ -164,10 +164,21 @@ fn any_opening() -> impl Strategy<Value = Opening> {
 }
 
 fn any_policy() -> impl Strategy<Value = MoneyPolicy> {
-    (prop::sample::select(vec![0, FEE]), any::<bool>()).prop_map(|(fee, refund)| MoneyPolicy {
-        dispute_fee: fee,
-        refund_fee_on_win: refund,
-    })
+    (
+        prop::sample::select(vec![None, Some(0), Some(FEE)]),
+        prop::sample::select(vec![None, Some(ARBITRATION_FEE)]),
+        any::<bool>(),
+    )
+        .prop_map(|(fee, arbitration_fee, refund)| MoneyPolicy {
+            dispute_fees: fee.map(|fee| format!("USD={fee}")).unwrap_or_default().parse().unwrap(),
+            arbitration_fees: arbitration_fee
+                .map(|fee| format!("USD={fee}"))
+                .unwrap_or_default()
+                .parse()
+                .unwrap(),
+            refund_fee_on_win: refund,
+            settlement_days: 7,
+        })
 }
 
 /// Opens a dispute the case's side allows.
