@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use dispute_core::domain::MoneyPolicy;
 use dispute_core::domain::ledger::FeeSchedule;
+use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use document_store::store::s3::ChecksumMode;
 use secrecy::SecretString;
 use tokio::net::TcpListener;

@@ -29,7 +29,14 @@ fn money(dispute: &dpb::Dispute) -> Vec<(Txn, i64, i64, i64)> {
 fn fee_details(t: &dpb::BalanceTransaction) -> Vec<(dpb::FeeType, i64, String, String)> {
     t.fee_details
         .iter()
-        .map(|d| (d.r#type(), d.amount, d.currency.clone(), d.description.clone()))
+        .map(|d| {
+            (
+                d.r#type(),
+                d.amount,
+                d.currency.clone(),
+                d.description.clone(),
+            )
+        })
         .collect()
 }
 
@@ -73,10 +80,7 @@ async fn point_6_withdrawal_carries_fee_and_net() {
         )]
     );
     assert_eq!(withdrawal.reporting_category, "dispute");
-    assert_eq!(
-        withdrawal.status(),
-        dpb::BalanceTransactionStatus::Pending
-    );
+    assert_eq!(withdrawal.status(), dpb::BalanceTransactionStatus::Pending);
     // available at midnight UTC seven days after the day it was created
     let created = withdrawal.create_time.as_ref().unwrap();
     let created = chrono::DateTime::from_timestamp(created.seconds, 0).unwrap();
@@ -98,7 +102,10 @@ async fn point_6_withdrawal_carries_fee_and_net() {
             (Txn::Reinstatement, 50, 0, 50)
         ]
     );
-    assert_eq!(won.balance_transactions[1].reporting_category, "dispute_reversal");
+    assert_eq!(
+        won.balance_transactions[1].reporting_category,
+        "dispute_reversal"
+    );
     assert_eq!((net(&won), fee(&won)), (-FEE, FEE));
 }
 
@@ -173,7 +180,10 @@ async fn point_6_fees_per_currency_with_jpy_in_yen() {
         merchant_chargeback(9_900, "EUR", "ch_p6_eur", "VISA-P6-EUR"),
     )
     .await;
-    assert_eq!(money(&euro), vec![(Txn::Withdrawal, -9_900, 1_500, -11_400)]);
+    assert_eq!(
+        money(&euro),
+        vec![(Txn::Withdrawal, -9_900, 1_500, -11_400)]
+    );
 
     // A currency without a configured fee: no fee, and the history says why.
     let franc = create(
@@ -207,7 +217,12 @@ async fn point_6_arbitration_fee_on_both_sides() {
     submit(&mut disputes, &dispute.id).await;
     let arbitration = record(
         &mut disputes,
-        network_event(dpb::CardNetwork::Mastercard, "MC-P6-ARB", "arb", Net::Arbitration),
+        network_event(
+            dpb::CardNetwork::Mastercard,
+            "MC-P6-ARB",
+            "arb",
+            Net::Arbitration,
+        ),
     )
     .await
     .unwrap()
@@ -266,7 +281,12 @@ async fn point_6_arbitration_fee_on_both_sides() {
     .unwrap();
     record(
         &mut disputes,
-        network_event(dpb::CardNetwork::Mastercard, "MC-P6-ISS", "rep", Net::Representment),
+        network_event(
+            dpb::CardNetwork::Mastercard,
+            "MC-P6-ISS",
+            "rep",
+            Net::Representment,
+        ),
     )
     .await
     .unwrap();
@@ -334,10 +354,7 @@ async fn point_6_original_amount_cap_counts_per_currency() {
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(error_reason(&refused), "AMOUNT_EXCEEDS_ORIGINAL");
     create(&mut disputes, claim(5_000, "EUR")).await;
-    let refused = disputes
-        .create_dispute(claim(1, "EUR"))
-        .await
-        .unwrap_err();
+    let refused = disputes.create_dispute(claim(1, "EUR")).await.unwrap_err();
     assert_eq!(error_reason(&refused), "AMOUNT_EXCEEDS_ORIGINAL");
     create(&mut disputes, claim(8_000, "USD")).await;
 }

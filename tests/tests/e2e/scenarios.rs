@@ -66,10 +66,7 @@ async fn seed_000_retrieval_request_to_won() {
     let dispute = charged.dispute.unwrap();
     assert_eq!(dispute.stage(), dpb::DisputeStage::Chargeback);
     assert_eq!(dispute.status(), dpb::DisputeStatus::NeedsResponse);
-    assert_eq!(
-        ledger(&dispute),
-        vec![(Txn::Withdrawal, -12_500)]
-    );
+    assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -12_500)]);
     assert_eq!(fee(&dispute), FEE);
     assert_eq!(
         available(&dispute),
@@ -186,10 +183,7 @@ async fn seed_000_retrieval_request_to_won() {
     assert_eq!((won.amount_won, won.amount_lost), (12_500, 0));
     assert_eq!(
         ledger(&won),
-        vec![
-            (Txn::Withdrawal, -12_500),
-            (Txn::Reinstatement, 12_500)
-        ]
+        vec![(Txn::Withdrawal, -12_500), (Txn::Reinstatement, 12_500)]
     );
     assert_eq!(fee(&won), FEE);
     assert_eq!(net(&won), -FEE);
@@ -228,10 +222,7 @@ async fn stripe_staged_then_submitted() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_stripe_stage")).await;
-    assert_eq!(
-        ledger(&dispute),
-        vec![(Txn::Withdrawal, -12_500)]
-    );
+    assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -12_500)]);
     assert_eq!(fee(&dispute), FEE);
 
     // submit=false (the default) stages: visible, not submitted.
@@ -626,10 +617,7 @@ async fn seed_004_money_events() {
             dpb::DisputeStatus::NeedsResponse
         )
     );
-    assert_eq!(
-        ledger(&dispute),
-        vec![(Txn::Withdrawal, -5_000)]
-    );
+    assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -5_000)]);
     assert_eq!(fee(&dispute), FEE);
     assert_eq!(net(&dispute), -6_500);
     let events = event_payloads(&stack, &dispute.id).await;
@@ -654,10 +642,7 @@ async fn seed_004_money_events() {
     assert_eq!(won.status(), dpb::DisputeStatus::Won);
     assert_eq!(
         ledger(&won),
-        vec![
-            (Txn::Withdrawal, -5_000),
-            (Txn::Reinstatement, 5_000)
-        ]
+        vec![(Txn::Withdrawal, -5_000), (Txn::Reinstatement, 5_000)]
     );
     assert_eq!(fee(&won), FEE);
     let events = event_payloads(&stack, &dispute.id).await;
@@ -696,10 +681,7 @@ async fn seed_004_money_events() {
     .unwrap();
     assert_eq!(lost.status(), dpb::DisputeStatus::Lost);
     assert_eq!((lost.amount_won, lost.amount_lost), (0, 700));
-    assert_eq!(
-        ledger(&lost),
-        vec![(Txn::Withdrawal, -700)]
-    );
+    assert_eq!(ledger(&lost), vec![(Txn::Withdrawal, -700)]);
     assert_eq!(fee(&lost), FEE);
     assert_eq!(
         event_types(&stack, &other.id).await,
@@ -828,10 +810,7 @@ async fn conflicting_actions_with_the_same_version_one_wins() {
             "SUBMIT_EVIDENCE" => assert_eq!(after.status(), dpb::DisputeStatus::UnderReview),
             other => panic!("unexpected {other}"),
         }
-        assert_eq!(
-            ledger(&after),
-            vec![(Txn::Withdrawal, -12_500)]
-        );
+        assert_eq!(ledger(&after), vec![(Txn::Withdrawal, -12_500)]);
         assert_eq!(fee(&after), FEE);
     }
     stack.stop().await;
@@ -900,11 +879,7 @@ async fn sweeper_replicas_apply_each_deadline_once() {
             vec![(dpb::Actor::System, "system:DEADLINE_PASSED".to_owned())],
             "{id}"
         );
-        assert_eq!(
-            ledger(&dispute),
-            vec![(Txn::Withdrawal, -12_500)],
-            "{id}"
-        );
+        assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -12_500)], "{id}");
         assert_eq!(fee(&dispute), FEE);
         assert_eq!(
             event_types(&stack, id).await,

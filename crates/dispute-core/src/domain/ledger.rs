@@ -110,7 +110,11 @@ impl FromStr for FeeSchedule {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut fees = BTreeMap::new();
-        for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
             let (code, amount) = item
                 .split_once('=')
                 .ok_or_else(|| format!("`{item}`: expected CURRENCY=AMOUNT"))?;
@@ -120,7 +124,9 @@ impl FromStr for FeeSchedule {
                 format!("`{item}`: the fee is a whole number of the currency's minor units")
             })?;
             if !(0..=MAX_AMOUNT).contains(&amount) {
-                return Err(format!("`{item}`: the fee must be between 0 and {MAX_AMOUNT}"));
+                return Err(format!(
+                    "`{item}`: the fee must be between 0 and {MAX_AMOUNT}"
+                ));
             }
             if fees.insert(currency.as_str().to_owned(), amount).is_some() {
                 return Err(format!("{} is given twice", currency.as_str()));
@@ -193,8 +199,7 @@ impl Default for MoneyPolicy {
     fn default() -> Self {
         MoneyPolicy {
             dispute_fees: FeeSchedule::from_str(DEFAULT_DISPUTE_FEES).unwrap_or_default(),
-            arbitration_fees: FeeSchedule::from_str(DEFAULT_ARBITRATION_FEES)
-                .unwrap_or_default(),
+            arbitration_fees: FeeSchedule::from_str(DEFAULT_ARBITRATION_FEES).unwrap_or_default(),
             refund_fee_on_win: false,
             settlement_days: DEFAULT_SETTLEMENT_DAYS,
         }
@@ -431,13 +436,16 @@ pub(crate) fn arbitration_fee_settlement(
         _ => format!("arbitration fee refunded ({shown})"),
     };
     Some(
-        LedgerEntry::new(BalanceTransactionType::ArbitrationFee, 0, description.clone()).with_fee(
-            Some(FeeDetail {
-                kind: FeeType::ArbitrationFee,
-                amount: delta,
-                description,
-            }),
-        ),
+        LedgerEntry::new(
+            BalanceTransactionType::ArbitrationFee,
+            0,
+            description.clone(),
+        )
+        .with_fee(Some(FeeDetail {
+            kind: FeeType::ArbitrationFee,
+            amount: delta,
+            description,
+        })),
     )
 }
 
@@ -556,19 +564,35 @@ mod tests {
     fn merchant_settlement_moves_only_the_difference() {
         let first = merchant_settlement(&LedgerTotals::default(), 1000, 1500, "USD", "w", "r");
         let withdrawn = totals_of(&first);
-        assert_eq!((withdrawn.funds_withdrawn(), withdrawn.fee_charged()), (1000, 1500));
+        assert_eq!(
+            (withdrawn.funds_withdrawn(), withdrawn.fee_charged()),
+            (1000, 1500)
+        );
         assert!(merchant_settlement(&withdrawn, 1000, 1500, "USD", "w", "r").is_empty());
         // won with the fee refunded: the reinstatement carries fee -1500, net +2500
         let won = merchant_settlement(&withdrawn, 0, 0, "USD", "w", "funds reinstated");
         assert_eq!(won.len(), 1);
         assert_eq!(won[0].kind, Reinstatement);
-        assert_eq!((won[0].amount, won[0].fee(), won[0].net()), (1000, -1500, 2500));
-        assert_eq!(won[0].fee_details[0].description, "dispute fee refunded (USD 15.00)");
+        assert_eq!(
+            (won[0].amount, won[0].fee(), won[0].net()),
+            (1000, -1500, 2500)
+        );
+        assert_eq!(
+            won[0].fee_details[0].description,
+            "dispute fee refunded (USD 15.00)"
+        );
         // partial: 400 stays withdrawn, the fee stays
         let partial = merchant_settlement(&withdrawn, 400, 1500, "USD", "w", "r");
         assert_eq!(partial, vec![LedgerEntry::new(Reinstatement, 600, "r")]);
         // the fee alone (funds already back): a DISPUTE_FEE entry of amount 0
-        let reinstated = totals_of(&merchant_settlement(&withdrawn, 0, 1500, "USD", "w", "r"));
+        let mut reinstated = withdrawn;
+        for entry in merchant_settlement(&withdrawn, 0, 1500, "USD", "w", "r") {
+            reinstated.add_entry(&entry);
+        }
+        assert_eq!(
+            (reinstated.funds_withdrawn(), reinstated.fee_charged()),
+            (0, 1500)
+        );
         let refund = merchant_settlement(&reinstated, 0, 0, "USD", "w", "r");
         assert_eq!(refund.len(), 1);
         assert_eq!(refund[0].kind, DisputeFee);
@@ -578,8 +602,14 @@ mod tests {
     #[test]
     fn zero_decimal_fees_are_whole_yen() {
         let entries = merchant_settlement(&LedgerTotals::default(), 3000, 2000, "JPY", "w", "r");
-        assert_eq!((entries[0].amount, entries[0].fee(), entries[0].net()), (-3000, 2000, -5000));
-        assert_eq!(entries[0].fee_details[0].description, "dispute fee (JPY 2000)");
+        assert_eq!(
+            (entries[0].amount, entries[0].fee(), entries[0].net()),
+            (-3000, 2000, -5000)
+        );
+        assert_eq!(
+            entries[0].fee_details[0].description,
+            "dispute fee (JPY 2000)"
+        );
     }
 
     #[test]
@@ -587,7 +617,10 @@ mod tests {
         let none = LedgerTotals::default();
         let charge = arbitration_fee_settlement(&none, 50_000, "USD").unwrap();
         assert_eq!(charge.kind, ArbitrationFee);
-        assert_eq!((charge.amount, charge.fee(), charge.net()), (0, 50_000, -50_000));
+        assert_eq!(
+            (charge.amount, charge.fee(), charge.net()),
+            (0, 50_000, -50_000)
+        );
         let charged = totals_of(std::slice::from_ref(&charge));
         assert_eq!(charged.arbitration_fee_charged(), 50_000);
         assert_eq!(charged.cardholder_holds(), 0);
@@ -620,7 +653,10 @@ mod tests {
         assert_eq!(available_on(created, 7).timestamp(), 1_716_854_400);
         assert_eq!(
             available_on(created, 0),
-            created.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
+            created
+                .date_naive()
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
         );
     }
 

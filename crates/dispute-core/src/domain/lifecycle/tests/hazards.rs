@@ -78,10 +78,7 @@ fn h3_a_chargeback_without_the_right_to_respond_is_lost_at_once() {
             DisputeEvent::Lost
         ]
     );
-    assert_eq!(
-        money(&transition),
-        vec![(B::Withdrawal, -10_000, FEE)]
-    );
+    assert_eq!(money(&transition), vec![(B::Withdrawal, -10_000, FEE)]);
     assert_eq!(transition.state.due_time, None);
     assert_eq!(
         transition.state.next_deadline(),

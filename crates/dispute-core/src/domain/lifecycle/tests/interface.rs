@@ -119,17 +119,15 @@ fn a_stored_dispute_round_trips_through_the_lifecycle() {
         amount_won: 0,
         amount_lost: 0,
         action_history: Vec::new(),
-        balance_transactions: vec![
-            withdrawal(
-                B::Withdrawal,
-                -10_000,
-                vec![crate::domain::ledger::FeeDetail {
-                    kind: crate::domain::FeeType::DisputeFee,
-                    amount: FEE,
-                    description: "dispute fee".into(),
-                }],
-            ),
-        ],
+        balance_transactions: vec![withdrawal(
+            B::Withdrawal,
+            -10_000,
+            vec![crate::domain::ledger::FeeDetail {
+                kind: crate::domain::FeeType::DisputeFee,
+                amount: FEE,
+                description: "dispute fee".into(),
+            }],
+        )],
     };
     let state =
         LifecycleState::from_dispute(&dispute, LifecycleMarks::default(), IssuerFacts::default());

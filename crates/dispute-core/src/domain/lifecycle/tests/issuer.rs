@@ -403,7 +403,10 @@ fn i13_network_outcomes_decide_the_credit() {
 
     let lost = apply(&filed, &event(K::Lost), "2026-07-01T00:00:00Z");
     assert_eq!(lost.state.credit_status, CreditStatus::Reversed);
-    assert_eq!(money(&lost), vec![(B::ProvisionalCreditReversal, -10_000, 0)]);
+    assert_eq!(
+        money(&lost),
+        vec![(B::ProvisionalCreditReversal, -10_000, 0)]
+    );
 
     // won without an earlier credit: the recovered funds are credited now
     let uncredited = step(

@@ -50,7 +50,10 @@ fn check_arbitration_fee(
     policy: &MoneyPolicy,
 ) -> Result<(), String> {
     let charged = totals.arbitration_fee_charged();
-    let configured = policy.arbitration_fees.fee(&state.case.currency).unwrap_or(0);
+    let configured = policy
+        .arbitration_fees
+        .fee(&state.case.currency)
+        .unwrap_or(0);
     if charged != 0 && charged != configured {
         return Err(format!(
             "arbitration fee {charged} charged, the configured one is {configured}"

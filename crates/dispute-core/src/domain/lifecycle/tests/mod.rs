@@ -6,6 +6,7 @@ mod interface;
 mod issuer;
 mod ledger_rules;
 mod merchant;
+mod money;
 mod properties;
 
 use chrono::{DateTime, NaiveDate, Utc};

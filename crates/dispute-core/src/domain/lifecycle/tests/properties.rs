@@ -170,7 +170,11 @@ fn any_policy() -> impl Strategy<Value = MoneyPolicy> {
         any::<bool>(),
     )
         .prop_map(|(fee, arbitration_fee, refund)| MoneyPolicy {
-            dispute_fees: fee.map(|fee| format!("USD={fee}")).unwrap_or_default().parse().unwrap(),
+            dispute_fees: fee
+                .map(|fee| format!("USD={fee}"))
+                .unwrap_or_default()
+                .parse()
+                .unwrap(),
             arbitration_fees: arbitration_fee
                 .map(|fee| format!("USD={fee}"))
                 .unwrap_or_default()
@@ -255,8 +259,8 @@ proptest! {
             // the entries are what the totals moved by
             let mut totals = state.ledger;
             for entry in &transition.ledger_entries {
-                prop_assert!(entry.amount != 0);
-                totals.add(entry.kind, entry.amount);
+                prop_assert!(entry.amount != 0 || entry.fee() != 0);
+                totals.add_entry(entry);
             }
             prop_assert_eq!(totals, after.ledger);
             // the ledger matches the status, in every state reached
