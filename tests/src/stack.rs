@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use dispute_core::domain::MoneyPolicy;
+use dispute_core::domain::ledger::FeeSchedule;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use document_store::store::s3::ChecksumMode;
 use secrecy::SecretString;
@@ -16,8 +18,8 @@ use crate::clients::{Bearer, DisputesClient, DocumentsClient, connect, documents
 use crate::database::{OwnedDatabases, admin_database_url, ensure_database};
 use crate::s3::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3Server};
 
-/// The fee dispute-core withdraws with a merchant-side chargeback, unless
-/// `StackOptions::dispute_fee` says otherwise.
+/// The USD fee dispute-core withdraws with a merchant-side chargeback (its default
+/// `--dispute-fees`), unless `StackOptions::dispute_fees` says otherwise.
 pub const DEFAULT_DISPUTE_FEE: i64 = 1500;
 
 /// How to start the stack.
@@ -41,8 +43,12 @@ pub struct StackOptions {
     pub upload_header_timeout_secs: u64,
     pub upload_deadline_secs: u64,
     pub max_concurrent_uploads: usize,
-    /// Fee withdrawn with a merchant-side chargeback.
-    pub dispute_fee: i64,
+    /// Fees withdrawn with a merchant-side chargeback, per currency (dispute-core's default).
+    pub dispute_fees: FeeSchedule,
+    /// Arbitration fees per currency (dispute-core's default).
+    pub arbitration_fees: FeeSchedule,
+    /// Give the dispute fee back when a merchant-side dispute is won (default false).
+    pub refund_fee_on_win: bool,
     /// Deadline sweeper interval of dispute-core.
     pub sweep_interval_secs: u64,
     /// Overload and dependency-failure settings of each service (call limit, timeouts,
@@ -75,7 +81,9 @@ impl Default for StackOptions {
             upload_deadline_secs: 600,
             // Tests run several uploads at once; the admission limit has tests of its own.
             max_concurrent_uploads: 64,
-            dispute_fee: DEFAULT_DISPUTE_FEE,
+            dispute_fees: MoneyPolicy::default().dispute_fees,
+            arbitration_fees: MoneyPolicy::default().arbitration_fees,
+            refund_fee_on_win: false,
             sweep_interval_secs: 1,
             dispute_core_resilience: dispute_core::config::Resilience {
                 health_probe_interval_ms: 100,
@@ -206,8 +214,10 @@ impl Stack {
             document_store_url: format!("http://{document_store_addr}"),
             drain_timeout_secs: options.drain_timeout_secs,
             worker_stop_timeout_secs: 5,
-            dispute_fee: options.dispute_fee,
-            refund_fee_on_win: false,
+            dispute_fees: options.dispute_fees.clone(),
+            arbitration_fees: options.arbitration_fees.clone(),
+            balance_settlement_days: dispute_core::domain::ledger::DEFAULT_SETTLEMENT_DAYS,
+            refund_fee_on_win: options.refund_fee_on_win,
             sweep_interval_secs: options.sweep_interval_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.dispute_core_resilience.clone(),

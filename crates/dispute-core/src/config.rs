@@ -7,6 +7,8 @@ use secrecy::SecretString;
 use service_kit::call_limit::CallLimits;
 use service_kit::database::DatabaseSettings;
 
+use crate::domain::ledger::{FeeSchedule, MoneyPolicy};
+
 /// What the binary does besides serving (the default).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
@@ -64,9 +66,31 @@ pub struct Config {
         default_value_t = 5
     )]
     pub worker_stop_timeout_secs: u64,
-    /// Fee charged with a merchant-side chargeback withdrawal, in the dispute's minor units.
-    #[arg(long, env = "DISPUTE_CORE_DISPUTE_FEE", default_value_t = 1500)]
-    pub dispute_fee: i64,
+    /// Dispute fee charged with a merchant-side chargeback withdrawal, per currency, in each
+    /// currency's minor units (JPY=2000 is two thousand yen: JPY has no decimals). A dispute
+    /// in a currency not listed is charged no fee (its history says so).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_DISPUTE_FEES",
+        default_value = crate::domain::ledger::DEFAULT_DISPUTE_FEES
+    )]
+    pub dispute_fees: FeeSchedule,
+    /// The network's arbitration fee, per currency in minor units, charged to our side when
+    /// a dispute enters arbitration and refunded when the network decides it for us.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_ARBITRATION_FEES",
+        default_value = crate::domain::ledger::DEFAULT_ARBITRATION_FEES
+    )]
+    pub arbitration_fees: FeeSchedule,
+    /// Days after the day of a balance transaction until its money is available
+    /// (`available_on`, midnight UTC); PENDING until then.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_BALANCE_SETTLEMENT_DAYS",
+        default_value_t = crate::domain::ledger::DEFAULT_SETTLEMENT_DAYS
+    )]
+    pub balance_settlement_days: u32,
     /// Give the dispute fee back when a merchant-side dispute is won.
     #[arg(long, env = "DISPUTE_CORE_REFUND_FEE_ON_WIN", default_value_t = false, action = clap::ArgAction::Set)]
     pub refund_fee_on_win: bool,
@@ -163,6 +187,16 @@ impl Default for Resilience {
 }
 
 impl Config {
+    /// The money rules of the flags.
+    pub fn money_policy(&self) -> MoneyPolicy {
+        MoneyPolicy {
+            dispute_fees: self.dispute_fees.clone(),
+            arbitration_fees: self.arbitration_fees.clone(),
+            refund_fee_on_win: self.refund_fee_on_win,
+            settlement_days: self.balance_settlement_days,
+        }
+    }
+
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
     }

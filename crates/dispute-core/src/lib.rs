@@ -79,10 +79,7 @@ pub async fn run(
         pool,
         documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?
             .with_service_identity(&config.jwt_secret)?,
-        policy: domain::MoneyPolicy {
-            dispute_fee: config.dispute_fee,
-            refund_fee_on_win: config.refund_fee_on_win,
-        },
+        policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal);
     let workers = app.spawn_workers(

@@ -399,9 +399,14 @@ pub fn ledger(dispute: &dpb::Dispute) -> Vec<(dpb::BalanceTransactionType, i64)>
         .collect()
 }
 
-/// Sum of the balance transactions.
+/// Sum of the balance transactions' `net` (amount minus fees).
 pub fn net(dispute: &dpb::Dispute) -> i64 {
-    dispute.balance_transactions.iter().map(|t| t.amount).sum()
+    dispute.balance_transactions.iter().map(|t| t.net).sum()
+}
+
+/// Sum of the balance transactions' fees (charged minus refunded).
+pub fn fee(dispute: &dpb::Dispute) -> i64 {
+    dispute.balance_transactions.iter().map(|t| t.fee).sum()
 }
 
 /// The action history as (actor, what), oldest first.

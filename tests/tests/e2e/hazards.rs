@@ -65,12 +65,9 @@ async fn h1_reversal_is_not_final() {
     assert_eq!((reversed.amount_won, reversed.amount_lost), (0, 0));
     assert_eq!(
         ledger(&reversed),
-        vec![
-            (Txn::Withdrawal, -12_500),
-            (Txn::DisputeFee, -FEE),
-            (Txn::Reinstatement, 12_500)
-        ]
+        vec![(Txn::Withdrawal, -12_500), (Txn::Reinstatement, 12_500)]
     );
+    assert_eq!(fee(&reversed), FEE);
     let entry = reversed.action_history.last().unwrap();
     assert_eq!(
         (entry.actor(), entry.what.as_str(), entry.status()),
@@ -171,10 +168,8 @@ async fn h2_funds_events_never_change_status() {
     assert!(landed.applied);
     let landed = landed.dispute.unwrap();
     assert_eq!(at(&landed), (Stage::Chargeback, Status::UnderReview));
-    assert_eq!(
-        ledger(&landed),
-        vec![(Txn::Withdrawal, -9_000), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&landed), vec![(Txn::Withdrawal, -9_000)]);
+    assert_eq!(fee(&landed), FEE);
     assert_eq!((landed.amount_won, landed.amount_lost), (0, 0));
     assert_eq!(landed.action_history.last().unwrap().amount, 9_000);
 
@@ -186,12 +181,9 @@ async fn h2_funds_events_never_change_status() {
     assert_eq!(at(&back), (Stage::Chargeback, Status::UnderReview));
     assert_eq!(
         ledger(&back),
-        vec![
-            (Txn::Withdrawal, -9_000),
-            (Txn::DisputeFee, -FEE),
-            (Txn::Reinstatement, 9_000)
-        ]
+        vec![(Txn::Withdrawal, -9_000), (Txn::Reinstatement, 9_000)]
     );
+    assert_eq!(fee(&back), FEE);
     assert_eq!((back.amount_won, back.amount_lost), (0, 0));
     assert_eq!(
         event_types(&stack, &dispute.id).await,
@@ -226,10 +218,8 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
     // (amount_lost of a dispute opened already LOST: see
     // h3_new_case_without_right_to_respond_records_amount_lost)
     assert_eq!(a.amount_won, 0);
-    assert_eq!(
-        ledger(&a),
-        vec![(Txn::Withdrawal, -3_000), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&a), vec![(Txn::Withdrawal, -3_000)]);
+    assert_eq!(fee(&a), FEE);
     assert!(available(&a).is_empty());
     assert!(a.evidence_details.as_ref().unwrap().due_by.is_none());
     assert_eq!(
@@ -253,10 +243,8 @@ async fn h3_chargeback_without_right_to_respond_is_lost() {
     let b = b.dispute.unwrap();
     assert_eq!(at(&b), (Stage::Chargeback, Status::Lost));
     assert_eq!((b.amount_won, b.amount_lost), (0, 2_000));
-    assert_eq!(
-        ledger(&b),
-        vec![(Txn::Withdrawal, -2_000), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&b), vec![(Txn::Withdrawal, -2_000)]);
+    assert_eq!(fee(&b), FEE);
 
     // The sweeper never waits on them (there is no due date): no SYSTEM entry appears.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -300,10 +288,8 @@ async fn h3_new_case_without_right_to_respond_records_amount_lost() {
     event.new_case = Some(merchant_case(3_000, "ch_h3_n"));
     let opened = record(&mut disputes, event).await.unwrap().dispute.unwrap();
     assert_eq!(at(&opened), (Stage::Chargeback, Status::Lost));
-    assert_eq!(
-        ledger(&opened),
-        vec![(Txn::Withdrawal, -3_000), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&opened), vec![(Txn::Withdrawal, -3_000)]);
+    assert_eq!(fee(&opened), FEE);
     assert_eq!((opened.amount_won, opened.amount_lost), (0, 3_000));
     let stored = get_dispute(&mut disputes, &opened.id).await;
     assert_eq!((stored.amount_won, stored.amount_lost), (0, 3_000));
@@ -566,12 +552,9 @@ async fn h6_partial_outcome_amounts_are_exact() {
     assert_eq!((won.amount_won, won.amount_lost), (8_000, 4_500));
     assert_eq!(
         ledger(&won),
-        vec![
-            (Txn::Withdrawal, -12_500),
-            (Txn::DisputeFee, -FEE),
-            (Txn::Reinstatement, 8_000)
-        ]
+        vec![(Txn::Withdrawal, -12_500), (Txn::Reinstatement, 8_000)]
     );
+    assert_eq!(fee(&won), FEE);
     assert_eq!(net(&won), -4_500 - FEE);
     assert_eq!(won.action_history.last().unwrap().amount, 8_000);
 
@@ -586,12 +569,9 @@ async fn h6_partial_outcome_amounts_are_exact() {
     assert_eq!((lost.amount_won, lost.amount_lost), (3_000, 9_500));
     assert_eq!(
         ledger(&lost),
-        vec![
-            (Txn::Withdrawal, -12_500),
-            (Txn::DisputeFee, -FEE),
-            (Txn::Reinstatement, 3_000)
-        ]
+        vec![(Txn::Withdrawal, -12_500), (Txn::Reinstatement, 3_000)]
     );
+    assert_eq!(fee(&lost), FEE);
     assert_eq!(net(&lost), -9_500 - FEE);
     assert_eq!(lost.action_history.last().unwrap().amount, 9_500);
 
@@ -722,10 +702,8 @@ async fn h7_several_disputes_per_charge() {
     );
     // Each has its own deadline and its own money.
     for (dispute, amount) in [(&first, 12_000), (&second, 8_000)] {
-        assert_eq!(
-            ledger(dispute),
-            vec![(Txn::Withdrawal, -amount), (Txn::DisputeFee, -FEE)]
-        );
+        assert_eq!(ledger(dispute), vec![(Txn::Withdrawal, -amount)]);
+        assert_eq!(fee(dispute), FEE);
     }
     // Deciding one leaves the other open and due.
     act(&mut disputes, &first.id, Action::Accept).await.unwrap();
@@ -778,10 +756,8 @@ async fn h7_several_disputes_per_charge() {
     assert!(charged.applied);
     let charged = charged.dispute.unwrap();
     assert_eq!(charged.amount, 7_000);
-    assert_eq!(
-        ledger(&charged),
-        vec![(Txn::Withdrawal, -7_000), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&charged), vec![(Txn::Withdrawal, -7_000)]);
+    assert_eq!(fee(&charged), FEE);
     stack.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod architecture;
 mod auth;
 mod contract_docs11;
 mod contract_history;
+mod contract_money;
 mod contract_network;
 mod contract_regulation;
 mod contract_scopes;

@@ -66,10 +66,8 @@ async fn seed_000_retrieval_request_to_won() {
     let dispute = charged.dispute.unwrap();
     assert_eq!(dispute.stage(), dpb::DisputeStage::Chargeback);
     assert_eq!(dispute.status(), dpb::DisputeStatus::NeedsResponse);
-    assert_eq!(
-        ledger(&dispute),
-        vec![(Txn::Withdrawal, -12_500), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -12_500)]);
+    assert_eq!(fee(&dispute), FEE);
     assert_eq!(
         available(&dispute),
         vec![Action::Accept, Action::SubmitEvidence, Action::Close]
@@ -185,12 +183,9 @@ async fn seed_000_retrieval_request_to_won() {
     assert_eq!((won.amount_won, won.amount_lost), (12_500, 0));
     assert_eq!(
         ledger(&won),
-        vec![
-            (Txn::Withdrawal, -12_500),
-            (Txn::DisputeFee, -FEE),
-            (Txn::Reinstatement, 12_500)
-        ]
+        vec![(Txn::Withdrawal, -12_500), (Txn::Reinstatement, 12_500)]
     );
+    assert_eq!(fee(&won), FEE);
     assert_eq!(net(&won), -FEE);
     assert!(available(&won).is_empty());
     assert_eq!(
@@ -227,10 +222,8 @@ async fn stripe_staged_then_submitted() {
     let stack = stack().await;
     let mut disputes = stack.disputes_of("acme").await;
     let dispute = create(&mut disputes, merchant_dispute("", "ch_stripe_stage")).await;
-    assert_eq!(
-        ledger(&dispute),
-        vec![(Txn::Withdrawal, -12_500), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -12_500)]);
+    assert_eq!(fee(&dispute), FEE);
 
     // submit=false (the default) stages: visible, not submitted.
     let staged = update(
@@ -370,9 +363,10 @@ async fn stripe_close_means_accept_and_lost() {
         assert_eq!((lost.amount_won, lost.amount_lost), (0, 12_500));
         assert_eq!(
             ledger(&lost),
-            vec![(Txn::Withdrawal, -12_500), (Txn::DisputeFee, -FEE)],
+            vec![(Txn::Withdrawal, -12_500)],
             "the funds were already withdrawn; accepting moves nothing more"
         );
+        assert_eq!(fee(&lost), FEE);
         assert!(available(&lost).is_empty());
         assert!(lost.evidence_details.as_ref().unwrap().due_by.is_none());
         let entry = lost.action_history.last().unwrap();
@@ -625,10 +619,8 @@ async fn seed_004_money_events() {
             dpb::DisputeStatus::NeedsResponse
         )
     );
-    assert_eq!(
-        ledger(&dispute),
-        vec![(Txn::Withdrawal, -5_000), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -5_000)]);
+    assert_eq!(fee(&dispute), FEE);
     assert_eq!(net(&dispute), -6_500);
     let events = event_payloads(&stack, &dispute.id).await;
     let types: Vec<_> = events.iter().map(|(t, _)| t.as_str()).collect();
@@ -652,12 +644,9 @@ async fn seed_004_money_events() {
     assert_eq!(won.status(), dpb::DisputeStatus::Won);
     assert_eq!(
         ledger(&won),
-        vec![
-            (Txn::Withdrawal, -5_000),
-            (Txn::DisputeFee, -FEE),
-            (Txn::Reinstatement, 5_000)
-        ]
+        vec![(Txn::Withdrawal, -5_000), (Txn::Reinstatement, 5_000)]
     );
+    assert_eq!(fee(&won), FEE);
     let events = event_payloads(&stack, &dispute.id).await;
     let types: Vec<_> = events.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
@@ -694,10 +683,8 @@ async fn seed_004_money_events() {
     .unwrap();
     assert_eq!(lost.status(), dpb::DisputeStatus::Lost);
     assert_eq!((lost.amount_won, lost.amount_lost), (0, 700));
-    assert_eq!(
-        ledger(&lost),
-        vec![(Txn::Withdrawal, -700), (Txn::DisputeFee, -FEE)]
-    );
+    assert_eq!(ledger(&lost), vec![(Txn::Withdrawal, -700)]);
+    assert_eq!(fee(&lost), FEE);
     assert_eq!(
         event_types(&stack, &other.id).await,
         vec!["dispute.created", "dispute.funds_withdrawn", "dispute.lost"]
@@ -825,10 +812,8 @@ async fn conflicting_actions_with_the_same_version_one_wins() {
             "SUBMIT_EVIDENCE" => assert_eq!(after.status(), dpb::DisputeStatus::UnderReview),
             other => panic!("unexpected {other}"),
         }
-        assert_eq!(
-            ledger(&after),
-            vec![(Txn::Withdrawal, -12_500), (Txn::DisputeFee, -FEE)]
-        );
+        assert_eq!(ledger(&after), vec![(Txn::Withdrawal, -12_500)]);
+        assert_eq!(fee(&after), FEE);
     }
     stack.stop().await;
 }
@@ -860,10 +845,7 @@ async fn sweeper_replicas_apply_each_deadline_once() {
                 stack.document_store_addr
             ))
             .unwrap(),
-            policy: dispute_core::domain::MoneyPolicy {
-                dispute_fee: FEE,
-                refund_fee_on_win: false,
-            },
+            policy: dispute_core::domain::MoneyPolicy::default(),
         }
         .with_snapshots(
             dispute_core::grpc::encode_dispute,
@@ -902,11 +884,8 @@ async fn sweeper_replicas_apply_each_deadline_once() {
             vec![(dpb::Actor::System, "system:DEADLINE_PASSED".to_owned())],
             "{id}"
         );
-        assert_eq!(
-            ledger(&dispute),
-            vec![(Txn::Withdrawal, -12_500), (Txn::DisputeFee, -FEE)],
-            "{id}"
-        );
+        assert_eq!(ledger(&dispute), vec![(Txn::Withdrawal, -12_500)], "{id}");
+        assert_eq!(fee(&dispute), FEE);
         assert_eq!(
             event_types(&stack, id).await,
             vec![

@@ -32,10 +32,7 @@ fn app(stack: &e2e::Stack, pool: PgPool, document_store_url: &str) -> App {
             .unwrap()
             .with_service_identity(&stack.jwt_secret)
             .unwrap(),
-        policy: MoneyPolicy {
-            dispute_fee: FEE,
-            refund_fee_on_win: false,
-        },
+        policy: MoneyPolicy::default(),
     }
     .with_snapshots(
         dispute_core::grpc::encode_dispute,

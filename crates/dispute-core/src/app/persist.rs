@@ -9,10 +9,11 @@ use sqlx::PgConnection;
 use super::{App, DisputeView};
 use crate::domain::ledger;
 use crate::domain::lifecycle::{CaseFacts, Transition};
-use crate::domain::{Dispute, DisputeError, NewDispute};
+use crate::domain::{Dispute, DisputeError, NewDispute, Side};
 use crate::store::disputed_totals::{self, ReferenceColumn};
 use crate::store::disputes::{self, StateUpdate};
 use crate::store::history::{self, NewActionRecord};
+use crate::store::ledger::NewBalanceTransaction;
 use crate::store::{events, ledger as ledger_store};
 
 /// NOT_FOUND for a dispute the caller's tenant does not have.
@@ -51,6 +52,8 @@ pub(super) struct Claim<'a> {
     pub transaction_id: Option<&'a str>,
     pub original_amount: Option<i64>,
     pub amount: i64,
+    /// Only disputes in this currency count against each other (H7 per currency).
+    pub currency: &'a str,
     /// The dispute itself when its amount changes (it does not count against itself).
     pub dispute_id: Option<&'a str>,
 }
@@ -62,6 +65,7 @@ impl<'a> Claim<'a> {
             transaction_id: new.transaction_id.as_deref(),
             original_amount: new.original_amount,
             amount: new.amount,
+            currency: new.currency.as_str(),
             dispute_id: None,
         }
     }
@@ -85,6 +89,7 @@ pub(super) async fn check_disputed_total(
             tenant_id,
             column,
             reference,
+            claim.currency,
             claim.dispute_id,
         )
         .await?;
@@ -142,6 +147,7 @@ impl App {
                 transaction_id: before.transaction_id.as_deref(),
                 original_amount: before.original_amount,
                 amount: state.amount,
+                currency: &before.currency,
                 dispute_id: Some(&before.id),
             };
             check_disputed_total(tx, &before.tenant_id, &claim).await?;
@@ -172,17 +178,15 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Dispute, DisputeError> {
         let state = &transition.state;
+        let issuer_side = state.case.side == Side::Issuer;
         for entry in &transition.ledger_entries {
-            ledger_store::insert_balance_transaction(
-                tx,
-                tenant_id,
-                dispute_id,
-                entry.kind,
-                entry.amount,
-                &state.case.currency,
-                &entry.description,
-            )
-            .await?;
+            let row = NewBalanceTransaction {
+                entry,
+                currency: &state.case.currency,
+                reporting_category: ledger::reporting_category(issuer_side, entry.kind),
+                available_on: ledger::available_on(now, self.policy.settlement_days),
+            };
+            ledger_store::insert_balance_transaction(tx, tenant_id, dispute_id, &row).await?;
         }
         let history = &transition.history;
         let action_id = ActionId::generate();

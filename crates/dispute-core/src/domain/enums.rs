@@ -105,7 +105,16 @@ stored_enum!(
         ProvisionalCredit => "provisional_credit",
         ProvisionalCreditReversal => "provisional_credit_reversal",
         WriteOff => "write_off",
+        ArbitrationFee => "arbitration_fee",
     }
+);
+stored_enum!(
+    /// Which fee a balance transaction's fee detail is.
+    FeeType { DisputeFee => "dispute_fee", ArbitrationFee => "arbitration_fee" }
+);
+stored_enum!(
+    /// Whether a balance transaction's money is usable yet (`available_on` passed).
+    BalanceTransactionStatus { Pending => "pending", Available => "available" }
 );
 stored_enum!(
     /// What the tenant can do to a dispute.

@@ -101,6 +101,13 @@ enum_mapping!(BalanceTransactionType, pb::BalanceTransactionType, {
     Withdrawal <=> Withdrawal, DisputeFee <=> DisputeFee, Reinstatement <=> Reinstatement,
     ProvisionalCredit <=> ProvisionalCredit,
     ProvisionalCreditReversal <=> ProvisionalCreditReversal, WriteOff <=> WriteOff,
+    ArbitrationFee <=> ArbitrationFee,
+});
+enum_mapping!(FeeType, pb::FeeType, {
+    DisputeFee <=> DisputeFee, ArbitrationFee <=> ArbitrationFee,
+});
+enum_mapping!(BalanceTransactionStatus, pb::BalanceTransactionStatus, {
+    Pending <=> Pending, Available <=> Available,
 });
 
 /// Evidence fields by wire field, built from the domain's one list of field names.
@@ -239,6 +246,17 @@ impl From<ActionRecord> for pb::ActionRecord {
 
 impl From<BalanceTransaction> for pb::BalanceTransaction {
     fn from(t: BalanceTransaction) -> Self {
+        let (fee, net) = (t.fee(), t.net());
+        let fee_details = t
+            .fee_details
+            .into_iter()
+            .map(|detail| pb::FeeDetail {
+                amount: detail.amount,
+                currency: t.currency.clone(),
+                description: detail.description,
+                r#type: pb::FeeType::from(detail.kind).into(),
+            })
+            .collect();
         pb::BalanceTransaction {
             id: t.id,
             r#type: pb::BalanceTransactionType::from(t.kind).into(),
@@ -246,6 +264,12 @@ impl From<BalanceTransaction> for pb::BalanceTransaction {
             currency: t.currency,
             create_time: Some(timestamp(t.create_time)),
             description: t.description,
+            fee,
+            fee_details,
+            net,
+            status: pb::BalanceTransactionStatus::from(t.status).into(),
+            reporting_category: t.reporting_category,
+            available_on: Some(timestamp(t.available_on)),
         }
     }
 }

@@ -1,34 +1,69 @@
-//! Money movements of disputes (`balance_transactions`).
+//! Money movements of disputes (`balance_transactions`), with their fees.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use service_kit::ids::BalanceTransactionId;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 
 use super::rows::{dispute_positions, stored};
-use crate::domain::{BalanceTransaction, BalanceTransactionType, Dispute};
+use crate::domain::ledger::FeeDetail;
+use crate::domain::{
+    BalanceTransaction, BalanceTransactionStatus, BalanceTransactionType, Dispute, FeeType,
+    LedgerEntry,
+};
+
+/// One element of the `fee_details` column.
+#[derive(Serialize, Deserialize)]
+struct FeeDetailRow {
+    #[serde(rename = "type")]
+    kind: String,
+    amount: i64,
+    description: String,
+}
+
+/// A ledger entry as one `balance_transactions` row.
+pub struct NewBalanceTransaction<'a> {
+    pub entry: &'a LedgerEntry,
+    pub currency: &'a str,
+    pub reporting_category: &'a str,
+    pub available_on: DateTime<Utc>,
+}
 
 /// Appends a money movement.
 pub async fn insert_balance_transaction(
     conn: &mut PgConnection,
     tenant_id: &str,
     dispute_id: &str,
-    kind: BalanceTransactionType,
-    amount: i64,
-    currency: &str,
-    description: &str,
+    new: &NewBalanceTransaction<'_>,
 ) -> anyhow::Result<()> {
+    let entry = new.entry;
+    let fee_details: Vec<FeeDetailRow> = entry
+        .fee_details
+        .iter()
+        .map(|detail| FeeDetailRow {
+            kind: detail.kind.as_str().to_owned(),
+            amount: detail.amount,
+            description: detail.description.clone(),
+        })
+        .collect();
     sqlx::query(
-        "insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description)
-         values ($1, $2, $3, $4, $5, $6, $7)",
+        "insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency,
+                description, fee, fee_details, reporting_category, available_on)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(tenant_id)
     .bind(BalanceTransactionId::generate().as_str())
     .bind(dispute_id)
-    .bind(kind.as_str())
-    .bind(amount)
-    .bind(currency)
-    .bind(description)
+    .bind(entry.kind.as_str())
+    .bind(entry.amount)
+    .bind(new.currency)
+    .bind(&entry.description)
+    .bind(entry.fee())
+    .bind(Json(fee_details))
+    .bind(new.reporting_category)
+    .bind(new.available_on)
     .execute(&mut *conn)
     .await
     .context("insert balance transaction")?;
@@ -51,10 +86,15 @@ pub(crate) async fn attach_ledger(
         currency: String,
         description: String,
         created_at: DateTime<Utc>,
+        fee_details: Json<Vec<FeeDetailRow>>,
+        reporting_category: String,
+        available_on: DateTime<Utc>,
+        available: bool,
     }
     let (ids, positions) = dispute_positions(disputes);
     let transactions: Vec<TransactionRow> = sqlx::query_as(
-        "select dispute_id, id, type, amount, currency, description, created_at
+        "select dispute_id, id, type, amount, currency, description, created_at, fee_details,
+                reporting_category, available_on, available_on <= now() as available
            from balance_transactions where tenant_id = $1 and dispute_id = any($2)
           order by created_at, id",
     )
@@ -65,13 +105,33 @@ pub(crate) async fn attach_ledger(
     .context("select balance transactions")?;
     for row in transactions {
         if let Some(&i) = positions.get(&row.dispute_id) {
+            let fee_details = row
+                .fee_details
+                .0
+                .into_iter()
+                .map(|detail| {
+                    Ok(FeeDetail {
+                        kind: stored("fee_details.type", &detail.kind, FeeType::parse)?,
+                        amount: detail.amount,
+                        description: detail.description,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             disputes[i].balance_transactions.push(BalanceTransaction {
                 kind: stored("type", &row.kind, BalanceTransactionType::parse)?,
                 id: row.id,
                 amount: row.amount,
+                fee_details,
                 currency: row.currency,
                 create_time: row.created_at,
                 description: row.description,
+                status: if row.available {
+                    BalanceTransactionStatus::Available
+                } else {
+                    BalanceTransactionStatus::Pending
+                },
+                reporting_category: row.reporting_category,
+                available_on: row.available_on,
             });
         }
     }

@@ -19,10 +19,7 @@ fn app(pool: &PgPool) -> App {
     Disputes {
         pool: pool.clone(),
         documents: DocumentsClient::connect_lazy("http://127.0.0.1:9").unwrap(),
-        policy: MoneyPolicy {
-            dispute_fee: 1_500,
-            refund_fee_on_win: false,
-        },
+        policy: MoneyPolicy::default(),
     }
     .with_snapshots(
         dispute_core::grpc::encode_dispute,

@@ -9,7 +9,7 @@ use crate::domain::deadlines;
 use crate::domain::enums::{
     Actor, BalanceTransactionType, CreditStatus, OverdueDeadline, Regulation, Stage, Status,
 };
-use crate::domain::ledger::{self, LedgerEntry, LedgerTotals, MoneyPolicy};
+use crate::domain::ledger::{self, LedgerEntry, MoneyPolicy};
 
 /// A transition under construction.
 pub(super) struct Change {
@@ -86,7 +86,7 @@ impl Change {
 
     pub(super) fn post(&mut self, entries: Vec<LedgerEntry>) {
         for entry in entries {
-            self.after.ledger.add(entry.kind, entry.amount);
+            self.after.ledger.add_entry(&entry);
             self.entries.push(entry);
         }
     }
@@ -103,6 +103,7 @@ impl Change {
             &self.after.ledger,
             withdrawn,
             fee,
+            &self.after.case.currency,
             withdrawal,
             reinstatement,
         );
@@ -118,7 +119,7 @@ impl Change {
 
     /// M3: the chargeback lands: withdraw the amount plus the dispute fee.
     pub(super) fn withdraw_chargeback(&mut self, policy: &MoneyPolicy) {
-        let fee = fee_to_charge(&self.after.ledger, policy);
+        let fee = self.fee_to_charge(policy);
         self.settle_merchant(self.after.amount, fee, "chargeback withdrawal", "");
         self.history_amount.get_or_insert(self.after.amount);
     }
@@ -135,7 +136,7 @@ impl Change {
         let (withdrawn, fee) = match status {
             Status::Won if policy.refund_fee_on_win => (lost, 0),
             Status::Won => (lost, totals.fee_charged()),
-            Status::Lost => (lost, fee_to_charge(&totals, policy)),
+            Status::Lost => (lost, self.fee_to_charge(policy)),
             _ => (0, 0),
         };
         self.settle_merchant(
@@ -145,6 +146,53 @@ impl Change {
             "funds reinstated: dispute won",
         );
         self.finalize(status, won, lost);
+    }
+
+    /// The dispute fee a withdrawal or loss carries: the one already charged, else the
+    /// policy's for the dispute's currency (none configured: no fee, and the history says so).
+    fn fee_to_charge(&mut self, policy: &MoneyPolicy) -> i64 {
+        match self.after.ledger.fee_charged() {
+            0 => {
+                let currency = &self.after.case.currency;
+                match policy.dispute_fees.fee(currency) {
+                    Some(fee) => fee,
+                    None => {
+                        let why = format!("no dispute fee is configured for {currency}");
+                        self.explain(why);
+                        0
+                    }
+                }
+            }
+            charged => charged,
+        }
+    }
+
+    /// M12, I12: the dispute enters arbitration; our side is charged the network's
+    /// arbitration fee for the currency, once (none configured: no fee, the history says so).
+    pub(super) fn charge_arbitration_fee(&mut self, policy: &MoneyPolicy) {
+        let currency = self.after.case.currency.clone();
+        let Some(fee) = policy.arbitration_fees.fee(&currency) else {
+            self.explain(format!("no arbitration fee is configured for {currency}"));
+            return;
+        };
+        if self.after.ledger.arbitration_fee_charged() > 0 {
+            return;
+        }
+        if let Some(entry) = ledger::arbitration_fee_settlement(&self.after.ledger, fee, &currency)
+        {
+            self.explain(entry.description.clone());
+            self.post(vec![entry]);
+        }
+    }
+
+    /// The network decided the case for us: the losing party bears the arbitration fee, so
+    /// ours comes back (M13, I13).
+    pub(super) fn refund_arbitration_fee(&mut self) {
+        let currency = self.after.case.currency.clone();
+        if let Some(entry) = ledger::arbitration_fee_settlement(&self.after.ledger, 0, &currency) {
+            self.explain(entry.description.clone());
+            self.post(vec![entry]);
+        }
     }
 
     /// Issuer side: a final status; the cardholder ends up holding `won` (I4, I5, I9, I13).
@@ -307,13 +355,5 @@ pub(super) fn describe_breach(
         OverdueDeadline::ResponseDue => {
             format!("the network action window closed at {due}")
         }
-    }
-}
-
-/// The fee a withdrawal or loss carries: the one already charged, else the policy's.
-fn fee_to_charge(totals: &LedgerTotals, policy: &MoneyPolicy) -> i64 {
-    match totals.fee_charged() {
-        0 => policy.dispute_fee,
-        charged => charged,
     }
 }

@@ -311,6 +311,7 @@ pub(super) fn merchant_network_event(
             } else {
                 change.wait(Stage::Arbitration);
             }
+            change.charge_arbitration_fee(policy);
         }
         K::Arbitration if status == Status::UnderReview && stage == Stage::Chargeback => {
             return Err(LifecycleError::EventNotApplicable {
@@ -329,6 +330,9 @@ pub(super) fn merchant_network_event(
             };
             let (won, lost) = outcome_split(state, event, status)?;
             change.merchant_outcome(status, won, lost, policy);
+            if status == Status::Won {
+                change.refund_arbitration_fee();
+            }
         }
         _ => return Ok(None),
     }
@@ -384,6 +388,9 @@ fn issuer_network_event(
             };
             let (won, lost) = outcome_split(state, event, status)?;
             change.issuer_outcome(status, won, lost, FinalCredit::RecoveredThroughNetwork, now);
+            if status == Status::Won {
+                change.refund_arbitration_fee();
+            }
         }
         _ => return Ok(None),
     }

@@ -89,11 +89,11 @@ pub(super) fn decide_tenant_action(
                 ),
                 None => "provisional credit to the cardholder".into(),
             };
-            change.post(vec![LedgerEntry {
-                kind: BalanceTransactionType::ProvisionalCredit,
-                amount: credit,
+            change.post(vec![LedgerEntry::new(
+                BalanceTransactionType::ProvisionalCredit,
+                credit,
                 description,
-            }]);
+            )]);
             change.after.credit_status = CreditStatus::Provisional;
             change.history_amount = Some(credit);
             match late {
@@ -151,6 +151,7 @@ pub(super) fn decide_tenant_action(
         }
         (Side::Issuer, ActionType::Arbitration) => {
             change.wait(Stage::Arbitration); // I12
+            change.charge_arbitration_fee(policy);
             change.explain("arbitration filed");
         }
         (side, action) => {

@@ -78,10 +78,7 @@ fn h3_a_chargeback_without_the_right_to_respond_is_lost_at_once() {
             DisputeEvent::Lost
         ]
     );
-    assert_eq!(
-        money(&transition),
-        vec![(B::Withdrawal, -10_000), (B::DisputeFee, -FEE)]
-    );
+    assert_eq!(money(&transition), vec![(B::Withdrawal, -10_000, FEE)]);
     assert_eq!(transition.state.due_time, None);
     assert_eq!(
         transition.state.next_deadline(),
@@ -163,7 +160,7 @@ fn h6_partial_outcomes_carry_their_amounts() {
         (won.state.amount_won, won.state.amount_lost),
         (6_000, 4_000)
     );
-    assert_eq!(money(&won), vec![(B::Reinstatement, 6_000)]);
+    assert_eq!(money(&won), vec![(B::Reinstatement, 6_000, 0)]);
     assert_eq!(won.state.ledger.net(), -4_000 - FEE);
 
     let issuer_credited = step(
@@ -173,7 +170,7 @@ fn h6_partial_outcomes_carry_their_amounts() {
     );
     let only_lost = event_with(K::Won, |e| e.amount_lost = Some(4_000));
     let won = apply(&issuer_credited, &only_lost, "2026-07-01T00:00:00Z");
-    assert_eq!(money(&won), vec![(B::ProvisionalCreditReversal, -4_000)]);
+    assert_eq!(money(&won), vec![(B::ProvisionalCreditReversal, -4_000, 0)]);
     assert_eq!(won.state.ledger.net(), 6_000);
     assert_eq!(won.state.credit_status, CreditStatus::Final);
 
@@ -188,7 +185,7 @@ fn h6_partial_outcomes_carry_their_amounts() {
         (written_off.state.amount_won, written_off.state.amount_lost),
         (3_000, 7_000)
     );
-    assert_eq!(money(&written_off), vec![(B::WriteOff, 3_000)]);
+    assert_eq!(money(&written_off), vec![(B::WriteOff, 3_000, 0)]);
 
     let bad = event_with(K::Won, |e| {
         e.amount_won = Some(6_000);

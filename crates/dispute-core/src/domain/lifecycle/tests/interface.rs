@@ -70,13 +70,17 @@ fn refusals_map_to_dispute_errors() {
 #[test]
 fn a_stored_dispute_round_trips_through_the_lifecycle() {
     use crate::domain::dispute::BalanceTransaction;
-    let withdrawal = |kind, amount| BalanceTransaction {
+    let withdrawal = |kind, amount, fee_details| BalanceTransaction {
         id: "txn_1".into(),
         kind,
         amount,
+        fee_details,
         currency: "USD".into(),
         create_time: at(T0),
         description: String::new(),
+        status: crate::domain::BalanceTransactionStatus::Pending,
+        reporting_category: "dispute".into(),
+        available_on: at(T0),
     };
     let mut dispute = Dispute {
         marks: LifecycleMarks::default(),
@@ -117,10 +121,15 @@ fn a_stored_dispute_round_trips_through_the_lifecycle() {
         amount_lost: 0,
         action_history: Vec::new(),
         action_history_count: 0,
-        balance_transactions: vec![
-            withdrawal(B::Withdrawal, -10_000),
-            withdrawal(B::DisputeFee, -FEE),
-        ],
+        balance_transactions: vec![withdrawal(
+            B::Withdrawal,
+            -10_000,
+            vec![crate::domain::ledger::FeeDetail {
+                kind: crate::domain::FeeType::DisputeFee,
+                amount: FEE,
+                description: "dispute fee".into(),
+            }],
+        )],
     };
     let state =
         LifecycleState::from_dispute(&dispute, LifecycleMarks::default(), IssuerFacts::default());

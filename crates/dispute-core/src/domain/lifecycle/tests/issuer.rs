@@ -135,7 +135,7 @@ fn i3_provisional_credit_once_without_a_status_change() {
     );
     assert_eq!(where_is(&transition.state), where_is(&state));
     assert_eq!(transition.state.credit_status, CreditStatus::Provisional);
-    assert_eq!(money(&transition), vec![(B::ProvisionalCredit, 10_000)]);
+    assert_eq!(money(&transition), vec![(B::ProvisionalCredit, 10_000, 0)]);
     assert_eq!(transition.events, vec![DisputeEvent::Updated]);
     assert!(matches!(
         refusal(
@@ -168,7 +168,7 @@ fn i4_write_off_wins_with_a_final_credit() {
     let written_off = apply(&state, &action(A::WriteOff), "2026-06-02T00:00:00Z");
     assert_eq!(where_is(&written_off.state), (Stage::Inquiry, Status::Won));
     assert_eq!(written_off.state.credit_status, CreditStatus::Final);
-    assert_eq!(money(&written_off), vec![(B::WriteOff, 10_000)]);
+    assert_eq!(money(&written_off), vec![(B::WriteOff, 10_000, 0)]);
     assert_eq!(written_off.events, vec![DisputeEvent::Won]);
 
     // with a provisional credit outstanding, the credit just becomes final
@@ -200,7 +200,7 @@ fn i5_deny_reverses_the_credit_with_the_reg_e_honoring_date() {
     assert_eq!(denied.state.credit_status, CreditStatus::Reversed);
     assert_eq!(
         money(&denied),
-        vec![(B::ProvisionalCreditReversal, -10_000)]
+        vec![(B::ProvisionalCreditReversal, -10_000, 0)]
     );
     // debited Tuesday 2026-06-16; Juneteenth (Friday) does not count
     let notice = denied.provisional_credit_reversal.unwrap();
@@ -338,7 +338,7 @@ fn i9_accepting_the_representment_loses_and_reverses_the_credit() {
     assert_eq!(transition.state.credit_status, CreditStatus::Reversed);
     assert_eq!(
         money(&transition),
-        vec![(B::ProvisionalCreditReversal, -10_000)]
+        vec![(B::ProvisionalCreditReversal, -10_000, 0)]
     );
     assert!(transition.provisional_credit_reversal.is_some());
 }
@@ -414,7 +414,10 @@ fn i13_network_outcomes_decide_the_credit() {
 
     let lost = apply(&filed, &event(K::Lost), "2026-07-01T00:00:00Z");
     assert_eq!(lost.state.credit_status, CreditStatus::Reversed);
-    assert_eq!(money(&lost), vec![(B::ProvisionalCreditReversal, -10_000)]);
+    assert_eq!(
+        money(&lost),
+        vec![(B::ProvisionalCreditReversal, -10_000, 0)]
+    );
 
     // won without an earlier credit: the recovered funds are credited now
     let uncredited = step(
@@ -423,7 +426,7 @@ fn i13_network_outcomes_decide_the_credit() {
         "2026-06-16T00:00:00Z",
     );
     let won = apply(&uncredited, &event(K::Won), "2026-07-01T00:00:00Z");
-    assert_eq!(money(&won), vec![(B::Reinstatement, 10_000)]);
+    assert_eq!(money(&won), vec![(B::Reinstatement, 10_000, 0)]);
     assert_eq!(won.state.credit_status, CreditStatus::Final);
     let lost = apply(&uncredited, &event(K::Lost), "2026-07-01T00:00:00Z");
     assert_eq!(lost.state.credit_status, CreditStatus::None);

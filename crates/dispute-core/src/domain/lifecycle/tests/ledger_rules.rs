@@ -2,7 +2,7 @@
 //! against a lifecycle state after every transition the tests make.
 
 use super::super::state::LifecycleState;
-use crate::domain::enums::{CreditStatus, Side, Status};
+use crate::domain::enums::{CreditStatus, Side, Stage, Status};
 use crate::domain::ledger::{LedgerTotals, MoneyPolicy};
 
 /// Checks the ledger rules of `ledger`'s module doc against a state; the error says which
@@ -35,10 +35,50 @@ pub(super) fn check_ledger_consistency(
         }
         _ => {}
     }
+    check_arbitration_fee(state, totals, policy)?;
     match state.case.side {
         Side::Merchant => check_merchant_ledger(state, totals, policy),
         Side::Issuer => check_issuer_ledger(state, totals),
     }
+}
+
+/// Both sides: the arbitration fee is 0 or the configured one, and charged only in
+/// ARBITRATION; a merchant dispute LOST in arbitration bears it, one WON there does not.
+fn check_arbitration_fee(
+    state: &LifecycleState,
+    totals: &LedgerTotals,
+    policy: &MoneyPolicy,
+) -> Result<(), String> {
+    let charged = totals.arbitration_fee_charged();
+    let configured = policy
+        .arbitration_fees
+        .fee(&state.case.currency)
+        .unwrap_or(0);
+    if charged != 0 && charged != configured {
+        return Err(format!(
+            "arbitration fee {charged} charged, the configured one is {configured}"
+        ));
+    }
+    if charged != 0 && state.stage != Stage::Arbitration {
+        return Err(format!(
+            "arbitration fee charged in {}, not in ARBITRATION",
+            state.stage
+        ));
+    }
+    if state.case.side == Side::Merchant && state.stage == Stage::Arbitration {
+        let expected = match state.status {
+            Status::Won => 0,
+            _ => configured,
+        };
+        if charged != expected {
+            return Err(format!(
+                "a merchant dispute {} in ARBITRATION carries arbitration fee {charged}, \
+                 expected {expected}",
+                state.status
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_merchant_ledger(
@@ -73,7 +113,8 @@ fn check_merchant_ledger(
                     state.status, state.amount_lost
                 ));
             }
-            if state.status == Status::Lost && policy.dispute_fee > 0 && fee == 0 {
+            let configured = policy.dispute_fees.fee(&state.case.currency).unwrap_or(0);
+            if state.status == Status::Lost && configured > 0 && fee == 0 {
                 return Err("a LOST dispute carries the dispute fee".into());
             }
             if state.status == Status::Won && policy.refund_fee_on_win && fee != 0 {
@@ -81,12 +122,13 @@ fn check_merchant_ledger(
                     "a WON dispute gets its fee back, {fee} still charged"
                 ));
             }
-            if totals.net() != -state.amount_lost - fee {
+            let arbitration = totals.arbitration_fee_charged();
+            if totals.net() != -state.amount_lost - fee - arbitration {
                 return Err(format!(
-                    "{} dispute nets {}, expected -amount_lost - fee = {}",
+                    "{} dispute nets {}, expected -amount_lost - fee - arbitration fee = {}",
                     state.status,
                     totals.net(),
-                    -state.amount_lost - fee
+                    -state.amount_lost - fee - arbitration
                 ));
             }
         }
@@ -106,7 +148,7 @@ fn check_issuer_ledger(state: &LifecycleState, totals: &LedgerTotals) -> Result<
     if totals.withdrawal != 0 || totals.dispute_fee != 0 {
         return Err("issuer-side ledgers hold no withdrawal or dispute fee".into());
     }
-    let held = totals.net();
+    let held = totals.cardholder_holds();
     let pc = totals.provisional_credit_outstanding();
     if totals.provisional_credits > 1 {
         return Err("a provisional credit is given once (H5)".into());

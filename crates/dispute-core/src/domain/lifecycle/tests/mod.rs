@@ -6,6 +6,7 @@ mod interface;
 mod issuer;
 mod ledger_rules;
 mod merchant;
+mod money;
 mod properties;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -39,10 +40,13 @@ fn day(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
 }
 
+/// The arbitration fee the tests' policy charges (USD).
+const ARBITRATION_FEE: i64 = 50_000;
+
 fn policy() -> MoneyPolicy {
     MoneyPolicy {
-        dispute_fee: FEE,
-        refund_fee_on_win: false,
+        arbitration_fees: "USD=50000".parse().unwrap(),
+        ..MoneyPolicy::with_dispute_fee("USD", FEE)
     }
 }
 
@@ -168,11 +172,12 @@ fn valid_until(state: &LifecycleState, action: ActionType, now: &str) -> Option<
         .valid_until
 }
 
-fn money(transition: &Transition) -> Vec<(BalanceTransactionType, i64)> {
+/// The entries a transition posts as (type, amount, fee).
+fn money(transition: &Transition) -> Vec<(BalanceTransactionType, i64, i64)> {
     transition
         .ledger_entries
         .iter()
-        .map(|entry| (entry.kind, entry.amount))
+        .map(|entry| (entry.kind, entry.amount, entry.fee()))
         .collect()
 }
 

@@ -173,10 +173,25 @@ fn any_opening() -> impl Strategy<Value = Opening> {
 }
 
 fn any_policy() -> impl Strategy<Value = MoneyPolicy> {
-    (prop::sample::select(vec![0, FEE]), any::<bool>()).prop_map(|(fee, refund)| MoneyPolicy {
-        dispute_fee: fee,
-        refund_fee_on_win: refund,
-    })
+    (
+        prop::sample::select(vec![None, Some(0), Some(FEE)]),
+        prop::sample::select(vec![None, Some(ARBITRATION_FEE)]),
+        any::<bool>(),
+    )
+        .prop_map(|(fee, arbitration_fee, refund)| MoneyPolicy {
+            dispute_fees: fee
+                .map(|fee| format!("USD={fee}"))
+                .unwrap_or_default()
+                .parse()
+                .unwrap(),
+            arbitration_fees: arbitration_fee
+                .map(|fee| format!("USD={fee}"))
+                .unwrap_or_default()
+                .parse()
+                .unwrap(),
+            refund_fee_on_win: refund,
+            settlement_days: 7,
+        })
 }
 
 /// Opens a dispute the case's side allows.
@@ -253,8 +268,8 @@ proptest! {
             // the entries are what the totals moved by
             let mut totals = state.ledger;
             for entry in &transition.ledger_entries {
-                prop_assert!(entry.amount != 0);
-                totals.add(entry.kind, entry.amount);
+                prop_assert!(entry.amount != 0 || entry.fee() != 0);
+                totals.add_entry(entry);
             }
             prop_assert_eq!(totals, after.ledger);
             // the ledger matches the status, in every state reached
