@@ -575,7 +575,7 @@ fn i14_a_late_provisional_credit_is_given_and_marked_late() {
         &action(A::ProvisionalCredit),
         "2026-06-15T00:00:00Z",
     );
-    assert_eq!(money(&late), vec![(B::ProvisionalCredit, 10_000)]);
+    assert_eq!(money(&late), vec![(B::ProvisionalCredit, 10_000, 0)]);
     assert!(late.state.provisional_credit_late());
     assert!(!late.state.overdue());
     assert!(
@@ -715,7 +715,7 @@ fn i15_a_withdrawn_dispute_closes_and_reverses_the_credit() {
     );
     assert_eq!(
         money(&closed),
-        vec![(B::ProvisionalCreditReversal, -10_000)]
+        vec![(B::ProvisionalCreditReversal, -10_000, 0)]
     );
     assert_eq!(closed.events, vec![DisputeEvent::Closed]);
     assert_eq!((closed.state.amount_won, closed.state.amount_lost), (0, 0));
