@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use disputes_proto::documents_v1 as pb;
 use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
+use hyper_util::rt::TokioIo;
 use secrecy::SecretString;
 use service_kit::auth::{Caller, Scope, TokenVerifier, mint_token, missing_scope_of};
 use service_kit::ids::DisputeId;
 use service_kit::propagation::TraceContextInterceptor;
 use service_kit::time::instant;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::Code;
 use tonic::codegen::Service;

@@ -184,7 +184,10 @@ impl Child {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.process.try_wait()? {
-                bail!("{name} exited at start-up ({status}):\n{}", child.log_tail());
+                bail!(
+                    "{name} exited at start-up ({status}):\n{}",
+                    child.log_tail()
+                );
             }
             if e2e::tonic_health_client::health_check(addr)
                 .await
@@ -257,8 +260,13 @@ async fn run(
             format!("http://{documents_addr}"),
         )
         .env("AUTH_JWT_SECRET", JWT_SECRET);
-    let dispute_core =
-        Child::start("dispute-core", command, core_addr, work.join("dispute-core.log")).await?;
+    let dispute_core = Child::start(
+        "dispute-core",
+        command,
+        core_addr,
+        work.join("dispute-core.log"),
+    )
+    .await?;
 
     let minimal_addr = free_addr()?;
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
@@ -287,35 +295,56 @@ async fn run(
     let seed = seed(&core, documents_addr, &token).await?;
     eprintln!(
         "seeded: GetDispute {} ({} history entries, {} ledger entries, 2 documents); ListDisputes over {} disputes",
-        seed.get_id, seed.history, seed.ledger, LISTED_DISPUTES + 1
+        seed.get_id,
+        seed.history,
+        seed.ledger,
+        LISTED_DISPUTES + 1
     );
     for (name, child) in [
         ("document-store", &document_store),
         ("dispute-core", &dispute_core),
         ("minimal tonic", &minimal),
     ] {
-        eprintln!("{name} ({}): pid {:?} on {}", child.name, child.pid(), child.addr);
+        eprintln!(
+            "{name} ({}): pid {:?} on {}",
+            child.name,
+            child.pid(),
+            child.addr
+        );
     }
 
     let mut report = Report::default();
     let seed = Arc::new(seed);
     if args.wants("get") {
         let call = Call::GetDispute(seed.clone());
-        report.rows.push(measure(args, "GetDispute", "dispute-core", &core, &call).await?);
-        report.rows.push(
-            measure(args, "GetDispute", "minimal tonic", &minimal_clients, &call).await?,
-        );
+        report
+            .rows
+            .push(measure(args, "GetDispute", "dispute-core", &core, &call).await?);
+        report
+            .rows
+            .push(measure(args, "GetDispute", "minimal tonic", &minimal_clients, &call).await?);
     }
     if args.wants("list") {
         let call = Call::ListDisputes;
-        report.rows.push(measure(args, "ListDisputes", "dispute-core", &core, &call).await?);
+        report
+            .rows
+            .push(measure(args, "ListDisputes", "dispute-core", &core, &call).await?);
         report.rows.push(
-            measure(args, "ListDisputes", "minimal tonic", &minimal_clients, &call).await?,
+            measure(
+                args,
+                "ListDisputes",
+                "minimal tonic",
+                &minimal_clients,
+                &call,
+            )
+            .await?,
         );
     }
     if args.wants("action") {
         let call = Call::CreateAction;
-        report.rows.push(measure(args, "CreateAction", "dispute-core", &core, &call).await?);
+        report
+            .rows
+            .push(measure(args, "CreateAction", "dispute-core", &core, &call).await?);
     }
     if args.wants("network") {
         let call = Call::RecordNetworkEvent;
@@ -324,8 +353,7 @@ async fn run(
             .push(measure(args, "RecordNetworkEvent", "dispute-core", &core, &call).await?);
     }
     if !args.no_pgbench {
-        report.pgbench =
-            pgbench::run_all(args, disputes_url, documents_url, &seed, TENANT).await?;
+        report.pgbench = pgbench::run_all(args, disputes_url, documents_url, &seed, TENANT).await?;
     }
     drop((dispute_core, document_store, minimal));
     s3.stop().await;
@@ -342,7 +370,10 @@ struct Clients {
 impl Clients {
     async fn connect(addr: SocketAddr, token: &str, connections: usize) -> anyhow::Result<Clients> {
         let client = |channel| -> anyhow::Result<DisputesClient> {
-            Ok(DisputeServiceClient::with_interceptor(channel, Bearer::new(Some(token))?))
+            Ok(DisputeServiceClient::with_interceptor(
+                channel,
+                Bearer::new(Some(token))?,
+            ))
         };
         let single = client(e2e::connect(addr).await?)?;
         let mut pool = Vec::new();
@@ -389,14 +420,20 @@ fn issuer_inquiry(transaction_id: &str) -> dpb::CreateDisputeRequest {
         transaction_id: transaction_id.to_owned(),
         network: dpb::CardNetwork::Mastercard.into(),
         reason: dpb::DisputeReason::Fraudulent.into(),
-        date_customer_reported: chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string(),
+        date_customer_reported: chrono::Utc::now()
+            .date_naive()
+            .format("%Y-%m-%d")
+            .to_string(),
         applicable_regulation: dpb::ApplicableRegulation::RegulationE.into(),
         memo: "cardholder does not recognise the charge".to_owned(),
         ..Default::default()
     }
 }
 
-async fn create(client: &DisputesClient, request: dpb::CreateDisputeRequest) -> anyhow::Result<dpb::Dispute> {
+async fn create(
+    client: &DisputesClient,
+    request: dpb::CreateDisputeRequest,
+) -> anyhow::Result<dpb::Dispute> {
     client
         .clone()
         .create_dispute(request)
@@ -459,7 +496,11 @@ async fn seed(core: &Clients, documents_addr: SocketAddr, token: &str) -> anyhow
         })
         .await?
         .into_inner();
-    ensure!(got.documents.len() == 2, "GetDispute shows {} documents", got.documents.len());
+    ensure!(
+        got.documents.len() == 2,
+        "GetDispute shows {} documents",
+        got.documents.len()
+    );
     let shown = got.dispute.context("no dispute")?;
     let listed = client
         .clone()
@@ -544,7 +585,10 @@ impl Call {
                     })
                     .await?
                     .into_inner();
-                check(got.documents.len() == 2 && got.dispute.is_some(), "GetDispute")
+                check(
+                    got.documents.len() == 2 && got.dispute.is_some(),
+                    "GetDispute",
+                )
             }
             Call::ListDisputes => {
                 let listed = client
@@ -605,7 +649,9 @@ fn check(ok: bool, what: &str) -> Result<(), tonic::Status> {
     if ok {
         Ok(())
     } else {
-        Err(tonic::Status::data_loss(format!("{what}: unexpected answer")))
+        Err(tonic::Status::data_loss(format!(
+            "{what}: unexpected answer"
+        )))
     }
 }
 
@@ -638,7 +684,11 @@ impl Phase {
         if self.latencies.is_empty() {
             return f64::NAN;
         }
-        self.latencies.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3
+        self.latencies
+            .iter()
+            .map(Duration::as_secs_f64)
+            .sum::<f64>()
+            * 1e3
             / self.latencies.len() as f64
     }
 
@@ -786,7 +836,9 @@ struct Report {
 
 impl Report {
     fn row(&self, call: &str, server: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.call == call && r.server == server)
+        self.rows
+            .iter()
+            .find(|r| r.call == call && r.server == server)
     }
 
     fn pg(&self, name: &str, clients: u32) -> Option<&pgbench::Figure> {
@@ -811,7 +863,10 @@ impl Report {
             for (name, phase) in [
                 ("1x1".to_owned(), &row.single),
                 (format!("{} in flight", args.in_flight), &row.peak),
-                (format!("half ({:.0}/s offered)", row.half_offered), &row.half),
+                (
+                    format!("half ({:.0}/s offered)", row.half_offered),
+                    &row.half,
+                ),
             ] {
                 let (p50, p99) = (phase.percentile_ms(50.0), phase.percentile_ms(99.0));
                 let _ = writeln!(
@@ -877,7 +932,10 @@ impl Report {
                     core.map(|r| r.peak.rate()),
                     self.pg(script, peak_clients).map(|f| f.tps)
                 ),
-                ratio(core.map(|r| r.single.rate()), self.pg(script, 1).map(|f| f.tps)),
+                ratio(
+                    core.map(|r| r.single.rate()),
+                    self.pg(script, 1).map(|f| f.tps)
+                ),
                 if call == "CreateAction" {
                     " (P2: target >= 0.6 at peak)"
                 } else {

@@ -243,10 +243,17 @@ pub async fn run_all(
         std::fs::write(&file, script)?;
         for clients in [1, args.pgbench_clients] {
             eprintln!("pgbench {name}, {clients} clients ...");
-            let (tps, latency_ms) =
-                run_pgbench(&pgbench, url, &file, clients, args.pgbench_seconds, tenant, &vars)
-                    .await
-                    .with_context(|| format!("pgbench {name}"))?;
+            let (tps, latency_ms) = run_pgbench(
+                &pgbench,
+                url,
+                &file,
+                clients,
+                args.pgbench_seconds,
+                tenant,
+                &vars,
+            )
+            .await
+            .with_context(|| format!("pgbench {name}"))?;
             figures.push(Figure {
                 name,
                 clients,
