@@ -340,6 +340,11 @@ async fn run(
             .await?,
         );
     }
+    // The reads' SQL through pgbench now, while the tenant holds only what the reads saw.
+    if !args.no_pgbench {
+        report.pgbench =
+            pgbench::run_all(args, disputes_url, documents_url, &seed, TENANT, true).await?;
+    }
     if args.wants("action") {
         let call = Call::CreateAction;
         report
@@ -353,7 +358,9 @@ async fn run(
             .push(measure(args, "RecordNetworkEvent", "dispute-core", &core, &call).await?);
     }
     if !args.no_pgbench {
-        report.pgbench = pgbench::run_all(args, disputes_url, documents_url, &seed, TENANT).await?;
+        let writes =
+            pgbench::run_all(args, disputes_url, documents_url, &seed, TENANT, false).await?;
+        report.pgbench.extend(writes);
     }
     drop((dispute_core, document_store, minimal));
     s3.stop().await;

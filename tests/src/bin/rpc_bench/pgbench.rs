@@ -183,20 +183,27 @@ commit;
     )
 }
 
-/// Every script at 1 client and at `--pgbench-clients`.
+/// A script: its name, database URL, SQL and variables (`-D name=value`).
+type Script<'a> = (&'static str, &'a str, String, Vec<(&'a str, &'a str)>);
+
+/// The reads' scripts (`reads`) or the writes' scripts, each at 1 client and at
+/// `--pgbench-clients`.
 pub async fn run_all(
     args: &Args,
     disputes_url: &str,
     documents_url: &str,
     seed: &Seed,
     tenant: &str,
+    reads: bool,
 ) -> anyhow::Result<Vec<Figure>> {
     let pgbench = which_pgbench()?;
-    copy_issuer_dispute(disputes_url, tenant, &seed.issuer_template_id).await?;
+    if !reads && args.wants("action") {
+        copy_issuer_dispute(disputes_url, tenant, &seed.issuer_template_id).await?;
+    }
     let work = tempfile::tempdir()?;
     let ids = format!("{{{}}}", seed.listed_ids.join(","));
     let payload = seed.snapshot_bytes.to_string();
-    let scripts: Vec<(&'static str, &str, String, Vec<(&str, &str)>)> = vec![
+    let scripts: Vec<Script<'_>> = vec![
         (
             "get_dispute",
             disputes_url,
@@ -231,10 +238,10 @@ pub async fn run_all(
     let mut figures = Vec::new();
     for (name, url, script, vars) in scripts {
         let wanted = match name {
-            "get_dispute" | "list_documents" => args.wants("get"),
-            "list_disputes" => args.wants("list"),
-            "create_action" => args.wants("action"),
-            _ => args.wants("network"),
+            "get_dispute" | "list_documents" => reads && args.wants("get"),
+            "list_disputes" => reads && args.wants("list"),
+            "create_action" => !reads && args.wants("action"),
+            _ => !reads && args.wants("network"),
         };
         if !wanted {
             continue;
