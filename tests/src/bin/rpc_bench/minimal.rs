@@ -158,4 +158,11 @@ impl DisputeService for Minimal {
     ) -> Result<Response<pb::GetEvidenceRequirementsResponse>, Status> {
         Err(Status::unimplemented("not measured"))
     }
+
+    async fn list_dispute_history(
+        &self,
+        _: Request<pb::ListDisputeHistoryRequest>,
+    ) -> Result<Response<pb::ListDisputeHistoryResponse>, Status> {
+        Err(Status::unimplemented("not measured"))
+    }
 }
