@@ -116,9 +116,10 @@ insert into balance_transactions (tenant_id, id, dispute_id, type, amount, curre
  values (:tenant, 'txn_pgb_' || :key::text, {dispute}, 'provisional_credit', 4200, 'USD',
          'provisional credit to the cardholder');
 insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message, document_ids, stage,
-    status, amount)
- values (:tenant, 'act_pgb_' || :key::text, {dispute}, 'tenant', 'provisional_credit', '',
-         '{{}}'::text[], 'inquiry', 'needs_response', 4200);
+    status, amount, ordinal)
+ select :tenant, 'act_pgb_' || :key::text, {dispute}, 'tenant', 'provisional_credit', '',
+         '{{}}'::text[], 'inquiry', 'needs_response', 4200, coalesce(max(ordinal), 0) + 1
+   from dispute_actions where tenant_id = :tenant and dispute_id = {dispute};
 {reload}insert into dispute_events (tenant_id, id, dispute_id, type, payload)
  values (:tenant, 'evt_pgb_' || :key::text, {dispute}, 'dispute.updated',
          convert_to(repeat('x', :payload), 'UTF8'));
@@ -161,14 +162,17 @@ insert into disputes (tenant_id, id, side, stage, status, amount, currency, char
     null, null, null, 'visa', 'card', 'fraudulent', null, {case}, null, null, 'none', 'none',
     now() + interval '20 days', false, '{{}}'::jsonb, false, null, null, false,
     now() + interval '20 days', 0, 0, null, false, false, null, false, false, true);
-insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description)
- values (:tenant, 'txn_pgb_w' || :key::text, {dispute}, 'withdrawal', -5000, 'EUR', 'withdrawal');
-insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description)
- values (:tenant, 'txn_pgb_f' || :key::text, {dispute}, 'dispute_fee', -1500, 'EUR', 'dispute fee');
+insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description,
+    fee, fee_details, reporting_category)
+ values (:tenant, 'txn_pgb_w' || :key::text, {dispute}, 'withdrawal', -5000, 'EUR', 'withdrawal',
+    1500, jsonb_build_array(jsonb_build_object('type', 'dispute_fee', 'amount', 1500,
+    'description', 'dispute fee')),
+    'dispute');
 insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message, document_ids, stage,
-    status, amount)
- values (:tenant, 'act_pgb_' || :key::text, {dispute}, 'network', 'network' || chr(58) || 'CHARGEBACK', '',
-         '{{}}'::text[], 'chargeback', 'needs_response', 5000);
+    status, amount, ordinal)
+ select :tenant, 'act_pgb_' || :key::text, {dispute}, 'network', 'network' || chr(58) || 'CHARGEBACK', '',
+         '{{}}'::text[], 'chargeback', 'needs_response', 5000, coalesce(max(ordinal), 0) + 1
+   from dispute_actions where tenant_id = :tenant and dispute_id = {dispute};
 {reload}insert into dispute_events (tenant_id, id, dispute_id, type, payload)
  values (:tenant, 'evt_pgb_c' || :key::text, {dispute}, 'dispute.created',
          convert_to(repeat('x', :payload), 'UTF8'));
