@@ -67,13 +67,14 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// The serving pool: migrates first unless `migrate_on_start` is off.
 async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    let url = config.database_url.expose_secret();
-    let settings = config.database_settings();
-    if config.migrate_on_start {
-        connect_database_with(url, &settings).await
-    } else {
-        service_kit::database::connect_migrated(url, &settings, "document-store", &MIGRATIONS).await
-    }
+    service_kit::database::connect_for_serving(
+        config.database_url.expose_secret(),
+        &config.database_settings(),
+        "document-store",
+        &MIGRATIONS,
+        config.migrate_on_start,
+    )
+    .await
 }
 
 /// Readiness: the database answers `select 1` and the bucket answers HeadBucket.

@@ -142,6 +142,22 @@ pub async fn connect_migrated(
     Ok(pool)
 }
 
+/// The serving pool: [`connect_and_migrate`] when `migrate_on_start`, else
+/// [`connect_migrated`] (a `migrate` Job owns the schema).
+pub async fn connect_for_serving(
+    url: &str,
+    settings: &DatabaseSettings,
+    application_name: &str,
+    migrations: &sqlx::migrate::Migrator,
+    migrate_on_start: bool,
+) -> anyhow::Result<PgPool> {
+    if migrate_on_start {
+        connect_and_migrate(url, settings, application_name, migrations).await
+    } else {
+        connect_migrated(url, settings, application_name, migrations).await
+    }
+}
+
 /// The versions of `migrations` not (successfully) applied to the database.
 pub async fn missing_migrations(
     pool: &PgPool,
