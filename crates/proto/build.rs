@@ -10,6 +10,8 @@ const PROTO_FILES: &[&str] = &[
     "disputes/v1/dispute.proto",
     "disputes/v1/evidence.proto",
     "disputes/v1/dispute_service.proto",
+    "disputes/v1/event.proto",
+    "disputes/v1/event_service.proto",
     "documents/v1/document.proto",
     "documents/v1/document_service.proto",
 ];

@@ -217,7 +217,12 @@ impl Config {
 
 impl Resilience {
     pub fn call_limits(&self) -> CallLimits {
-        CallLimits::from_flags(self.max_concurrent_calls, self.call_timeout_ms, Vec::new())
+        // A stream of events lives as long as its client wants: neither counted nor timed.
+        CallLimits::from_flags(
+            self.max_concurrent_calls,
+            self.call_timeout_ms,
+            vec!["/disputes.v1.EventService/StreamEvents"],
+        )
     }
 
     /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.

@@ -11,6 +11,7 @@ pub mod store;
 use std::time::Duration;
 
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
+use disputes_proto::disputes_v1::event_service_server::EventServiceServer;
 use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
 use service_kit::database::{DatabaseProbe, DatabaseSettings};
@@ -23,6 +24,7 @@ use tonic::service::interceptor::InterceptedService;
 pub use config::{Command, Config};
 
 const SERVICE_NAME: &str = "disputes.v1.DisputeService";
+const EVENT_SERVICE_NAME: &str = "disputes.v1.EventService";
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -90,6 +92,14 @@ pub async fn run(
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        AuthInterceptor::new(verifier.clone()),
+    );
+    let event_service = InterceptedService::new(
+        EventServiceServer::new(grpc::events::EventServiceHandler::new(
+            grpc::event_feed::EventFeedRpcs::new(app.clone()),
+            grpc::webhooks::WebhookRpcs::new(app.clone()),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier),
     );
 
@@ -116,10 +126,11 @@ pub async fn run(
                 async move { probe.check().await }
             },
         )),
+        other_service_names: &[EVENT_SERVICE_NAME],
         ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
     };
     let served = serve(
-        tonic::service::Routes::new(service),
+        tonic::service::Routes::new(service).add_service(event_service),
         listener,
         settings,
         shutdown.clone(),

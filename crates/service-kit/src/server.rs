@@ -18,6 +18,9 @@ use crate::readiness::{HealthGate, ReadinessProbe, run_readiness_probe};
 pub struct ServeSettings {
     /// The fully qualified gRPC service, e.g. `disputes.v1.DisputeService`.
     pub service_name: &'static str,
+    /// Further services served beside `service_name`, advertised by reflection; health
+    /// reports the process under `service_name` (and `""`) only.
+    pub other_service_names: &'static [&'static str],
     /// How long in-flight calls may run after shutdown starts.
     pub drain: Duration,
     /// HTTP/2 flow-control windows; `None` keeps tonic's defaults.
@@ -38,6 +41,7 @@ impl ServeSettings {
     pub fn new(service_name: &'static str, drain: Duration) -> Self {
         Self {
             service_name,
+            other_service_names: &[],
             drain,
             initial_stream_window_size: None,
             initial_connection_window_size: None,
@@ -86,7 +90,8 @@ pub async fn serve(
     health_reporter
         .set_service_status(settings.service_name, ServingStatus::Serving)
         .await;
-    let (reflection_v1, reflection_v1alpha) = reflection_services(settings.service_name)?;
+    let (reflection_v1, reflection_v1alpha) =
+        reflection_services(settings.service_name, settings.other_service_names)?;
     let routes = service
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -133,10 +138,11 @@ pub fn accept_incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// The reflection services (v1 and v1alpha) advertising `service_name` and health, with our
-/// descriptors plus health's registered.
+/// The reflection services (v1 and v1alpha) advertising `service_name`, `other_service_names`
+/// and health, with our descriptors plus health's registered.
 pub fn reflection_services(
     service_name: &'static str,
+    other_service_names: &'static [&'static str],
 ) -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
@@ -146,14 +152,17 @@ pub fn reflection_services(
     >,
 )> {
     let builder = || {
-        tonic_reflection::server::Builder::configure()
+        let builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(disputes_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             // google.rpc error details, so grpcurl can print BadRequest and ErrorInfo.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             // Only what this server serves; the descriptor set holds both packages.
             .with_service_name(service_name)
-            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.health.v1.Health");
+        other_service_names
+            .iter()
+            .fold(builder, |builder, name| builder.with_service_name(*name))
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }

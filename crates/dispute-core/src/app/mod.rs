@@ -15,6 +15,7 @@ mod queries;
 mod record_network_event;
 mod staged_holds;
 mod update_dispute;
+mod webhook_fanout;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use service_kit::ids::{ActionId, DisputeId};
 use sqlx::PgConnection;
 
-use super::{App, DisputeView};
+use super::{App, DisputeView, webhook_fanout};
 use crate::domain::ledger;
 use crate::domain::lifecycle::{CaseFacts, Transition};
 use crate::domain::{Dispute, DisputeError, NewDispute, Side};
@@ -221,7 +221,10 @@ impl App {
         let after = reload(tx, tenant_id, record.dispute_id).await?;
         let payload = self.snapshot(&DisputeView::at(with_only_newest_entry(&after), now));
         for event_type in event_types {
-            events::insert_event(tx, tenant_id, record.dispute_id, event_type, &payload).await?;
+            let event_id =
+                events::insert_event(tx, tenant_id, record.dispute_id, event_type, &payload)
+                    .await?;
+            webhook_fanout::enqueue_deliveries(tx, tenant_id, &event_id, event_type).await?;
         }
         Ok(after)
     }

@@ -3,7 +3,10 @@
 //! result back; errors become statuses in status.rs.
 
 pub mod convert;
+pub mod event_feed;
+pub mod events;
 pub mod status;
+pub mod webhooks;
 
 use chrono::Utc;
 use disputes_proto::disputes_v1 as pb;
