@@ -118,9 +118,7 @@ impl Documents {
             // It may be gone already: the listing below tells whether it still is open.
             let _ = self.objects.abort_multipart_upload(key, upload_id).await;
         }
-        for upload_id in self.objects.list_multipart_uploads(key).await? {
-            self.objects.abort_multipart_upload(key, &upload_id).await?;
-        }
+        self.objects.abort_open_multipart_uploads(key).await?;
         self.objects.delete_object(key).await
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use service_kit::dependency::unavailable_dependency;
 use service_kit::ids::DocumentId;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -36,6 +37,9 @@ use crate::store::postgres::{self, PendingDocument, StoredContent};
 
 /// What a client refused for capacity is told to wait before retrying.
 const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Attempts at CreateMultipartUpload ([`Documents::start_multipart_upload`]).
+const CREATE_MULTIPART_ATTEMPTS: u32 = 3;
+
 /// How long a failed upload waits for its part requests still in flight before aborting
 /// the multipart upload.
 const PARTS_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +53,11 @@ struct Written {
 /// What became of the object while the upload ran, for cleanup.
 enum ObjectState {
     Nothing,
-    Multipart { upload_id: String },
+    /// CreateMultipartUpload was sent: uploads may be open on the key whose ids we never saw.
+    CreatingMultipart,
+    Multipart {
+        upload_id: String,
+    },
     Stored,
 }
 
@@ -306,7 +314,8 @@ impl Documents {
                 let upload_id = match object {
                     ObjectState::Multipart { upload_id } => upload_id.clone(),
                     _ => {
-                        let upload_id = self.objects.create_multipart_upload(key).await?;
+                        *object = ObjectState::CreatingMultipart;
+                        let upload_id = self.start_multipart_upload(key).await?;
                         *object = ObjectState::Multipart {
                             upload_id: upload_id.clone(),
                         };
@@ -401,6 +410,27 @@ impl Documents {
 
     /// Best effort: each step is tried even if an earlier one fails, and failures are
     /// logged; the abandoned-upload sweeper retries whatever is left.
+    /// CreateMultipartUpload, retried here rather than by the SDK: before each retry every
+    /// upload open on the key is aborted, so an attempt whose answer was lost leaves nothing
+    /// behind. If that cleanup fails the upload fails, and its cleanup tries again.
+    async fn start_multipart_upload(&self, key: &str) -> anyhow::Result<String> {
+        let mut attempt = 1;
+        loop {
+            match self.objects.create_multipart_upload_once(key).await {
+                Ok(upload_id) => return Ok(upload_id),
+                Err(error)
+                    if attempt < CREATE_MULTIPART_ATTEMPTS
+                        && unavailable_dependency(&error).is_some() =>
+                {
+                    tracing::warn!(error = ?error, attempt, "create multipart upload failed; retrying");
+                    self.objects.abort_open_multipart_uploads(key).await?;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     async fn clean_up_failed_upload(
         &self,
         tenant_id: &str,
@@ -410,6 +440,7 @@ impl Documents {
     ) {
         let object_cleanup = match &object {
             ObjectState::Nothing => Ok(()),
+            ObjectState::CreatingMultipart => self.objects.abort_open_multipart_uploads(key).await,
             ObjectState::Multipart { upload_id } => {
                 self.objects.abort_multipart_upload(key, upload_id).await
             }

@@ -9,7 +9,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     SharedCredentialsProvider,
 };
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_types::timeout::TimeoutConfig;
@@ -209,18 +209,32 @@ impl ObjectStore {
         Ok(())
     }
 
-    pub async fn create_multipart_upload(&self, key: &str) -> anyhow::Result<String> {
+    /// One CreateMultipartUpload attempt, without the SDK's retries: an attempt whose answer
+    /// is lost may still have opened an upload on the server, which a blind retry would leave
+    /// behind for good. The caller retries after [`ObjectStore::abort_open_multipart_uploads`].
+    pub async fn create_multipart_upload_once(&self, key: &str) -> anyhow::Result<String> {
         let output = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .customize()
+            .config_override(aws_sdk_s3::Config::builder().retry_config(RetryConfig::disabled()))
             .send()
             .await
             .map_err(|e| storage_error(e, "create multipart upload"))?;
         output
             .upload_id
             .context("create multipart upload returned no upload id")
+    }
+
+    /// Aborts every multipart upload open on `key` (object keys are unique per document, so
+    /// all of them belong to the one upload that owns the key).
+    pub async fn abort_open_multipart_uploads(&self, key: &str) -> anyhow::Result<()> {
+        for upload_id in self.list_multipart_uploads(key).await? {
+            self.abort_multipart_upload(key, &upload_id).await?;
+        }
+        Ok(())
     }
 
     pub async fn upload_part(
@@ -257,7 +271,8 @@ impl ObjectStore {
         mut parts: Vec<CompletedPart>,
     ) -> anyhow::Result<()> {
         parts.sort_by_key(|p| p.part_number);
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -268,9 +283,38 @@ impl ObjectStore {
                     .build(),
             )
             .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            // An earlier attempt completed it and its answer was lost (the SDK retried): the
+            // upload is gone because the object exists.
+            Err(error)
+                if error.code() == Some("NoSuchUpload") && self.object_exists(key).await? =>
+            {
+                tracing::info!(
+                    key,
+                    "multipart upload completed by an attempt whose answer was lost"
+                );
+                Ok(())
+            }
+            Err(error) => Err(storage_error(error, "complete multipart upload")),
+        }
+    }
+
+    /// Whether an object is stored under `key`.
+    pub async fn object_exists(&self, key: &str) -> anyhow::Result<bool> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
             .await
-            .map_err(|e| storage_error(e, "complete multipart upload"))?;
-        Ok(())
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(service)) if service.err().is_not_found() => Ok(false),
+            Err(error) => Err(storage_error(error, "head object")),
+        }
     }
 
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
@@ -325,7 +369,7 @@ impl ObjectStore {
                 .set_upload_id_marker(upload_id_marker.take())
                 .send()
                 .await
-                .context("list multipart uploads")?;
+                .map_err(|e| storage_error(e, "list multipart uploads"))?;
             for upload in output.uploads() {
                 if upload.key() == Some(key)
                     && let Some(upload_id) = upload.upload_id()
