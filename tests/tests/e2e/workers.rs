@@ -91,7 +91,7 @@ async fn abandoned_upload_cleaner_isolates_failures_drains_and_aborts_unrecorded
     // was never recorded.
     let unrecorded_key = format!("{TENANT}/doc_b_unrecorded");
     let unrecorded = objects
-        .create_multipart_upload(&unrecorded_key)
+        .create_multipart_upload_once(&unrecorded_key)
         .await
         .unwrap();
     objects
@@ -107,7 +107,7 @@ async fn abandoned_upload_cleaner_isolates_failures_drains_and_aborts_unrecorded
     // A crash mid-upload with the id recorded.
     let recorded_key = format!("{TENANT}/doc_c_recorded");
     let recorded = objects
-        .create_multipart_upload(&recorded_key)
+        .create_multipart_upload_once(&recorded_key)
         .await
         .unwrap();
     insert_pending(
