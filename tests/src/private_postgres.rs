@@ -45,11 +45,46 @@ pub struct PrivatePostgres {
     /// Run the binaries as the `postgres` user (the test runs as root).
     as_postgres_user: bool,
     running: bool,
+    /// `-c ...` settings added to every start (e.g. TLS).
+    extra_options: String,
 }
 
 impl PrivatePostgres {
     /// Creates a cluster in a fresh temporary directory and starts it on a free port.
     pub async fn start() -> anyhow::Result<PrivatePostgres> {
+        let mut server = Self::init().await?;
+        server.start_again().await?;
+        Ok(server)
+    }
+
+    /// Like [`PrivatePostgres::start`], with `ssl=on` serving `cert_pem` (the chain) and
+    /// `key_pem`. Clients still choose: trust authentication accepts both TLS and plain
+    /// connections, so a test can tell them apart in `pg_stat_ssl`.
+    pub async fn start_with_tls(cert_pem: &str, key_pem: &str) -> anyhow::Result<PrivatePostgres> {
+        let mut server = Self::init().await?;
+        let cert = server.dir.path().join("server.crt");
+        let key = server.dir.path().join("server.key");
+        std::fs::write(&cert, cert_pem)?;
+        std::fs::write(&key, key_pem)?;
+        // PostgreSQL refuses a key that others can read.
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        if server.as_postgres_user {
+            let (uid, gid) = postgres_user_ids()?;
+            for path in [&cert, &key] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+            }
+        }
+        server.extra_options = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            path_str(&cert)?,
+            path_str(&key)?
+        );
+        server.start_again().await?;
+        Ok(server)
+    }
+
+    /// A fresh cluster, not started.
+    async fn init() -> anyhow::Result<PrivatePostgres> {
         let bin_dir = find_bin_dir().await?;
         let as_postgres_user = running_as_root()?;
         let dir = tempfile::Builder::new().prefix("private-pg-").tempdir()?;
@@ -68,6 +103,7 @@ impl PrivatePostgres {
             dir,
             as_postgres_user,
             running: false,
+            extra_options: String::new(),
         };
         let data = server.data_dir();
         server
@@ -86,8 +122,6 @@ impl PrivatePostgres {
             )
             .await
             .context("initdb")?;
-        let mut server = server;
-        server.start_again().await?;
         Ok(server)
     }
 
@@ -117,9 +151,10 @@ impl PrivatePostgres {
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off \
-             -c max_connections=200",
+             -c max_connections=200{}",
             self.port,
             path_str(&self.dir.path().join("socket"))?,
+            self.extra_options,
         );
         let data = self.data_dir();
         let log = self.log_file();

@@ -25,6 +25,7 @@ mod scenarios;
 mod shutdown;
 mod stack;
 mod submission;
+mod tls;
 mod tracing_propagation;
 mod upload_cancel;
 mod workers;
