@@ -377,7 +377,7 @@ impl Documents {
                     completed_parts.push(join_part(parts_in_flight).await?);
                 }
                 self.objects
-                    .complete_multipart_upload(key, &upload_id, completed_parts)
+                    .complete_multipart_upload(key, &upload_id, completed_parts, total)
                     .await?;
                 *object = ObjectState::Stored;
             }

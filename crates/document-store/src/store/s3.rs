@@ -264,11 +264,13 @@ impl ObjectStore {
             .build())
     }
 
+    /// Completes the upload of `expected_size` bytes as the object `key`.
     pub async fn complete_multipart_upload(
         &self,
         key: &str,
         upload_id: &str,
         mut parts: Vec<CompletedPart>,
+        expected_size: u64,
     ) -> anyhow::Result<()> {
         parts.sort_by_key(|p| p.part_number);
         let completed = self
@@ -286,13 +288,17 @@ impl ObjectStore {
             .await;
         match completed {
             Ok(_) => Ok(()),
-            // An earlier attempt completed it and its answer was lost (the SDK retried): the
-            // upload is gone because the object exists.
-            Err(error)
-                if error.code() == Some("NoSuchUpload") && self.object_exists(key).await? =>
+            // An earlier attempt completed it and its answer was lost (the SDK retried), so
+            // the server no longer knows the upload (S3 answers NoSuchUpload, some servers
+            // AccessDenied): done if the object is there with the size we sent. The key
+            // belongs to this document alone, so nobody else can have written it.
+            Err(SdkError::ServiceError(service))
+                if service.raw().status().is_client_error()
+                    && self.stored_size(key).await? == Some(expected_size) =>
             {
                 tracing::info!(
                     key,
+                    code = service.err().code(),
                     "multipart upload completed by an attempt whose answer was lost"
                 );
                 Ok(())
@@ -301,8 +307,8 @@ impl ObjectStore {
         }
     }
 
-    /// Whether an object is stored under `key`.
-    pub async fn object_exists(&self, key: &str) -> anyhow::Result<bool> {
+    /// The size of the object stored under `key`, `None` when there is none.
+    pub async fn stored_size(&self, key: &str) -> anyhow::Result<Option<u64>> {
         match self
             .client
             .head_object()
@@ -311,8 +317,12 @@ impl ObjectStore {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service)) if service.err().is_not_found() => Ok(false),
+            Ok(head) => Ok(Some(
+                head.content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+            )),
+            Err(SdkError::ServiceError(service)) if service.err().is_not_found() => Ok(None),
             Err(error) => Err(storage_error(error, "head object")),
         }
     }
