@@ -132,6 +132,10 @@ fn client_with(settings: &S3Settings, credentials: SharedCredentialsProvider) ->
     Client::from_conf(config.build())
 }
 
+/// How long a CompleteMultipartUpload that found its upload gone waits for a concurrent
+/// completion (an earlier attempt still assembling the object) before giving up.
+const COMPLETION_SETTLE: Duration = Duration::from_millis(500);
+
 /// An SDK error as `anyhow`, marked [`DependencyUnavailable`] when S3 is down, slow or
 /// failing on its side (timeouts, connection failures, unreadable responses, 5xx and 429),
 /// so the client gets a retryable UNAVAILABLE. 4xx answers stay plain errors (a bug or a
@@ -288,20 +292,31 @@ impl ObjectStore {
             .await;
         match completed {
             Ok(_) => Ok(()),
-            // An earlier attempt completed it and its answer was lost (the SDK retried), so
-            // the server no longer knows the upload (S3 answers NoSuchUpload, some servers
-            // AccessDenied): done if the object is there with the size we sent. The key
-            // belongs to this document alone, so nobody else can have written it.
-            Err(SdkError::ServiceError(service))
-                if service.raw().status().is_client_error()
-                    && self.stored_size(key).await? == Some(expected_size) =>
-            {
-                tracing::info!(
-                    key,
-                    code = service.err().code(),
-                    "multipart upload completed by an attempt whose answer was lost"
-                );
-                Ok(())
+            // The server no longer knows the upload (S3 answers NoSuchUpload, s3s-fs
+            // AccessDenied). The upload was ours and open, so an earlier attempt whose answer
+            // was lost (the SDK retried) completed it or is completing it right now: done if
+            // the object is there with the size we sent (the key belongs to this document
+            // alone), else the outcome is unknown, which is storage trouble, not a bug.
+            Err(SdkError::ServiceError(service)) if service.raw().status().is_client_error() => {
+                let code = service.err().code().map(str::to_owned);
+                for wait in [Duration::ZERO, COMPLETION_SETTLE] {
+                    tokio::time::sleep(wait).await;
+                    if self.stored_size(key).await? == Some(expected_size) {
+                        tracing::info!(
+                            key,
+                            code,
+                            "multipart upload completed by an attempt whose answer was lost"
+                        );
+                        return Ok(());
+                    }
+                }
+                Err(DependencyUnavailable::new(
+                    Dependency::Storage,
+                    anyhow::Error::new(SdkError::ServiceError(service)).context(
+                        "complete multipart upload: the upload is gone, the object is not there",
+                    ),
+                )
+                .into())
             }
             Err(error) => Err(storage_error(error, "complete multipart upload")),
         }
