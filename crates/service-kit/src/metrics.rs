@@ -17,6 +17,7 @@
 //! | `worker.items.failed` | counter | {item} | worker |
 //! | `db.client.connections.usage` | gauge | {connection} | pool.name, state (`used`, `idle`) |
 //! | `db.client.connections.max` | gauge | {connection} | pool.name |
+//! | `db.client.connections.timeouts` | counter | {timeout} | (none) |
 //! | `webhooks.deliveries` | counter | {delivery} | outcome |
 //! | `webhooks.delivery.duration` | histogram | ms | outcome |
 //! | `webhooks.backlog` | gauge | {delivery} | (none) |
@@ -265,6 +266,17 @@ pub fn observe_pool(pool: &sqlx::PgPool, name: &str) {
             );
         })
         .build();
+}
+
+/// Counts a call that gave up waiting for a pooled connection (its answer is UNAVAILABLE):
+/// `db.client.connections.timeouts`.
+pub fn pool_acquire_timed_out() {
+    meter()
+        .u64_counter("db.client.connections.timeouts")
+        .with_unit("{timeout}")
+        .with_description("Calls that gave up waiting for a pooled database connection")
+        .build()
+        .add(1, &[]);
 }
 
 /// Webhook delivery metrics, for the webhook dispatcher to call.
