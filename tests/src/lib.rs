@@ -37,6 +37,7 @@ pub fn init_test_telemetry(otlp: Option<String>) -> Option<service_kit::telemetr
         service_name: "e2e".to_owned(),
         json_logs: std::env::var("TEST_LOG").is_ok_and(|v| v == "1"),
         otlp_endpoint: otlp,
+        prometheus_addr: None,
     })
     .ok()
 }

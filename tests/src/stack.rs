@@ -177,6 +177,8 @@ impl Stack {
             None => Ok(url.to_owned()),
         };
         let document_config = document_store::Config {
+            access_log: true,
+            metrics_addr: None,
             listen_addr: document_store_addr,
             database_url: SecretString::from(service_db_url(&document_db_url)?),
             db_max_connections: 10,
@@ -206,6 +208,8 @@ impl Stack {
             resilience: options.document_store_resilience.clone(),
         };
         let dispute_config = dispute_core::Config {
+            access_log: true,
+            metrics_addr: None,
             listen_addr: dispute_core_addr,
             database_url: SecretString::from(service_db_url(&dispute_db_url)?),
             db_max_connections: 10,

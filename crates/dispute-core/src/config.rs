@@ -106,8 +106,26 @@ pub struct Config {
         default_value = ""
     )]
     pub jwt_secret: SecretString,
+    /// One log line per RPC (method, status, duration, tenant; target `access`).
+    #[arg(long, env = "DISPUTE_CORE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+    /// Serve the metrics for Prometheus on `http://ADDR/metrics` (e.g. 0.0.0.0:9464), for
+    /// clusters without an OpenTelemetry Collector. OTLP export follows the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables, like the spans.
+    #[arg(long, env = "DISPUTE_CORE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub resilience: Resilience,
+}
+
+impl Config {
+    /// Telemetry of this service as the flags ask.
+    pub fn telemetry_options(&self) -> service_kit::telemetry::TelemetryOptions {
+        service_kit::telemetry::TelemetryOptions {
+            prometheus_addr: self.metrics_addr,
+            ..service_kit::telemetry::TelemetryOptions::for_service("dispute-core")
+        }
+    }
 }
 
 /// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2

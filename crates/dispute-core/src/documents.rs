@@ -13,13 +13,12 @@ use hyper_util::rt::TokioIo;
 use secrecy::SecretString;
 use service_kit::auth::{Caller, Scope, TokenVerifier, mint_token, missing_scope_of};
 use service_kit::ids::DisputeId;
-use service_kit::propagation::TraceContextInterceptor;
+use service_kit::propagation::GrpcClientTrace;
 use service_kit::time::instant;
 use tokio::net::TcpStream;
 use tonic::Code;
 use tonic::codegen::Service;
 use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::domain::DisputeError;
@@ -32,7 +31,8 @@ const MAX_DOCUMENT_PAGES: usize = 20;
 
 #[derive(Clone)]
 pub struct DocumentsClient {
-    client: DocumentServiceClient<InterceptedService<Channel, TraceContextInterceptor>>,
+    /// Each call is a client span whose context document-store joins.
+    client: DocumentServiceClient<GrpcClientTrace<Channel>>,
     /// How background jobs call for a tenant without a caller (the repair worker releasing
     /// a lock): tokens minted with the shared key. `None`: they cannot.
     service: Option<ServiceIdentity>,
@@ -56,7 +56,7 @@ impl DocumentsClient {
             .connect_timeout(Duration::from_secs(2))
             .connect_with_connector_lazy(DocumentStoreConnector);
         Ok(Self {
-            client: DocumentServiceClient::with_interceptor(channel, TraceContextInterceptor),
+            client: DocumentServiceClient::new(GrpcClientTrace::new(channel)),
             service: None,
         })
     }

@@ -118,6 +118,7 @@ pub async fn run(
         call_limits: config.resilience.call_limits(),
         http2_keepalive_interval,
         http2_keepalive_timeout,
+        access_log: config.access_log,
         readiness: Some(ReadinessProbe::new(
             config.resilience.health_probe_interval(),
             config.resilience.health_probe_timeout(),

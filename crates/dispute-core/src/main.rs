@@ -1,12 +1,12 @@
 use clap::Parser;
 use dispute_core::{Command, Config};
-use service_kit::telemetry::{TelemetryOptions, init};
+use service_kit::telemetry::init;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let telemetry = init(TelemetryOptions::for_service("dispute-core"))?;
+    let telemetry = init(config.telemetry_options())?;
     if config.command == Some(Command::Migrate) {
         let result = dispute_core::migrate(&config).await;
         if let Err(error) = &result {

@@ -165,6 +165,7 @@ pub async fn run(
         call_limits: config.resilience.call_limits(STREAMING_METHODS.to_vec()),
         http2_keepalive_interval,
         http2_keepalive_timeout,
+        access_log: config.access_log,
         readiness: Some(readiness_probe(&config, probe_objects)?),
         ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
     };

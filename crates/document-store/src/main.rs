@@ -1,12 +1,12 @@
 use clap::Parser;
 use document_store::{Command, Config};
-use service_kit::telemetry::{TelemetryOptions, init};
+use service_kit::telemetry::init;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let telemetry = init(TelemetryOptions::for_service("document-store"))?;
+    let telemetry = init(config.telemetry_options())?;
     if config.command == Some(Command::Migrate) {
         let result = document_store::migrate(&config).await;
         if let Err(error) = &result {

@@ -258,6 +258,9 @@ impl tonic::service::Interceptor for AuthInterceptor {
             .and_then(|v| v.to_str().ok());
         let caller = self.verifier.verify_header(header)?;
         tracing::Span::current().record("tenant_id", caller.tenant_id.as_str());
+        if let Some(tenant) = request.extensions().get::<crate::propagation::CallTenant>() {
+            tenant.set(&caller.tenant_id);
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

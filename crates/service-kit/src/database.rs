@@ -151,11 +151,13 @@ pub async fn connect_for_serving(
     migrations: &sqlx::migrate::Migrator,
     migrate_on_start: bool,
 ) -> anyhow::Result<PgPool> {
-    if migrate_on_start {
+    let pool = if migrate_on_start {
         connect_and_migrate(url, settings, application_name, migrations).await
     } else {
         connect_migrated(url, settings, application_name, migrations).await
-    }
+    }?;
+    crate::metrics::observe_pool(&pool, application_name);
+    Ok(pool)
 }
 
 /// The versions of `migrations` not (successfully) applied to the database.

@@ -82,6 +82,14 @@ pub fn dependency_unavailable(
     cause: &anyhow::Error,
 ) -> Status {
     tracing::warn!(error = ?cause, %dependency, "dependency unavailable");
+    if cause.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        )
+    }) {
+        crate::metrics::pool_acquire_timed_out();
+    }
     retryable(
         Code::Unavailable,
         dependency.message(),

@@ -35,6 +35,8 @@ pub struct ServeSettings {
     /// Dependency check driving the service name's health status; `None`: always SERVING
     /// until shutdown.
     pub readiness: Option<ReadinessProbe>,
+    /// One info log line per RPC (target `access`: method, status, duration, tenant).
+    pub access_log: bool,
 }
 
 impl ServeSettings {
@@ -49,6 +51,7 @@ impl ServeSettings {
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Some(Duration::from_secs(10)),
             readiness: None,
+            access_log: true,
         }
     }
 
@@ -110,7 +113,10 @@ pub async fn serve(
         .initial_connection_window_size(settings.initial_connection_window_size)
         .http2_keepalive_interval(settings.http2_keepalive_interval)
         .http2_keepalive_timeout(settings.http2_keepalive_timeout)
-        .layer(crate::propagation::GrpcServerTraceLayer)
+        .layer(crate::propagation::GrpcServerTraceLayer::new(
+            settings.access_log,
+            Some(crate::metrics::RpcMetrics::new()),
+        ))
         .layer(CallLimitLayer::new(
             &settings.call_limits,
             settings.error_domain(),

@@ -1,14 +1,24 @@
-//! Tracing setup: JSON logs with trace ids, and OpenTelemetry spans exported over OTLP when
-//! the standard `OTEL_EXPORTER_OTLP_*` variables ask for it.
+//! Telemetry setup: JSON log lines that carry the trace and span ids, OpenTelemetry spans and
+//! metrics exported over OTLP when the standard `OTEL_EXPORTER_OTLP_*` variables ask for it,
+//! and optionally a Prometheus scrape endpoint for the metrics.
+
+use std::net::SocketAddr;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, global};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::prometheus::{PrometheusExporter, serve_prometheus};
 
 /// How to set up telemetry for one process.
 #[derive(Debug, Clone)]
@@ -17,9 +27,12 @@ pub struct TelemetryOptions {
     pub service_name: String,
     /// Write JSON log lines to stdout (off in tests unless `TEST_LOG=1`).
     pub json_logs: bool,
-    /// OTLP/gRPC endpoint; `None` reads `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// (and `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); no endpoint means spans are not exported.
+    /// OTLP/gRPC endpoint of spans and metrics; `None` reads `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// (and `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `..._METRICS_ENDPOINT`); no endpoint
+    /// means nothing is exported over OTLP.
     pub otlp_endpoint: Option<String>,
+    /// Serve the metrics in the Prometheus text format on `http://ADDR/metrics`.
+    pub prometheus_addr: Option<SocketAddr>,
 }
 
 impl TelemetryOptions {
@@ -28,34 +41,52 @@ impl TelemetryOptions {
             service_name: service_name.to_owned(),
             json_logs: true,
             otlp_endpoint: None,
+            prometheus_addr: None,
         }
     }
 }
 
-/// Flushes spans on shutdown.
+/// Flushes spans and metrics on shutdown.
 pub struct TelemetryGuard {
     provider: SdkTracerProvider,
+    meters: Option<SdkMeterProvider>,
+    prometheus: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TelemetryGuard {
-    /// Flushes buffered spans to the exporter.
+    /// Flushes buffered spans and metrics to the exporters.
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
+        if let Some(meters) = &self.meters {
+            let _ = meters.force_flush();
+        }
     }
 
     pub fn shutdown(self) {
         let _ = self.provider.shutdown();
+        if let Some(meters) = &self.meters {
+            let _ = meters.shutdown();
+        }
+        if let Some(prometheus) = self.prometheus {
+            prometheus.abort();
+        }
     }
 }
 
-fn env_endpoint_configured() -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    let disabled = std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v == "none");
-    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
 }
 
-/// Installs the global subscriber, tracer provider and W3C propagator. Must run inside a
-/// tokio runtime (the OTLP exporter uses tonic). Fails if a subscriber is already set.
+fn env_endpoint_configured(signal: &str) -> bool {
+    let disabled = std::env::var(format!("OTEL_{signal}_EXPORTER")).is_ok_and(|v| v == "none");
+    !disabled
+        && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT")
+            || env_set(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))
+}
+
+/// Installs the global subscriber, tracer and meter providers and the W3C propagator. Must
+/// run inside a tokio runtime (the OTLP exporters use tonic; the Prometheus endpoint is a
+/// task). Fails if a subscriber is already set.
 pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
     use opentelemetry_otlp::WithExportConfig;
 
@@ -69,7 +100,7 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
         .with_service_name(service_name)
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
     let exporter = match &options.otlp_endpoint {
         Some(endpoint) => Some(
             opentelemetry_otlp::SpanExporter::builder()
@@ -77,7 +108,7 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
                 .with_endpoint(endpoint.clone())
                 .build()?,
         ),
-        None if env_endpoint_configured() => Some(
+        None if env_endpoint_configured("TRACES") => Some(
             opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .build()?,
@@ -91,13 +122,54 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
     global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer(options.service_name.clone());
 
+    // Metrics: over OTLP like the spans (every OTEL_METRIC_EXPORT_INTERVAL ms, 60 s unless
+    // set), and/or pulled by Prometheus.
+    let metric_exporter = match &options.otlp_endpoint {
+        Some(endpoint) => Some(
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()?,
+        ),
+        None if env_endpoint_configured("METRICS") => Some(
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .build()?,
+        ),
+        None => None,
+    };
+    let prometheus_exporter = options
+        .prometheus_addr
+        .map(|_| PrometheusExporter::default());
+    let meters = (metric_exporter.is_some() || prometheus_exporter.is_some()).then(|| {
+        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        if let Some(exporter) = metric_exporter {
+            builder = builder.with_reader(PeriodicReader::builder(exporter).build());
+        }
+        if let Some(exporter) = &prometheus_exporter {
+            builder = builder.with_reader(
+                PeriodicReader::builder(exporter.clone())
+                    .with_interval(std::time::Duration::from_secs(5))
+                    .build(),
+            );
+        }
+        builder.build()
+    });
+    if let Some(meters) = &meters {
+        global::set_meter_provider(meters.clone());
+    }
+    let prometheus = match (options.prometheus_addr, prometheus_exporter, &meters) {
+        (Some(addr), Some(exporter), Some(meters)) => {
+            Some(serve_prometheus(addr, exporter, meters.clone())?)
+        }
+        _ => None,
+    };
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = options.json_logs.then(|| {
         tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
+            .fmt_fields(JsonFields::new())
+            .event_format(TraceJson)
             .with_filter(filter)
     });
     // Spans go to OpenTelemetry whatever RUST_LOG says about log lines.
@@ -108,5 +180,108 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
         .with(logs)
         .with(otel)
         .try_init()?;
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider,
+        meters,
+        prometheus,
+    })
+}
+
+/// One JSON object per line: `timestamp`, `level`, `target`, the event's fields (`message`
+/// included) at the top level, `trace_id` and `span_id` of the innermost exported span
+/// around the event (so a line can be found from a trace and back), and `span` (the
+/// current span's name and fields).
+struct TraceJson;
+
+impl<S, N> FormatEvent<S, N> for TraceJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let metadata = event.metadata();
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".to_owned(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".to_owned(), metadata.level().as_str().into());
+        line.insert("target".to_owned(), metadata.target().into());
+        event.record(&mut JsonVisitor(&mut line));
+        if let Some(scope) = ctx.event_scope() {
+            let mut current = true;
+            let mut ids_found = false;
+            for span in scope {
+                let extensions = span.extensions();
+                if current {
+                    current = false;
+                    let mut fields = extensions
+                        .get::<FormattedFields<N>>()
+                        .and_then(|f| serde_json::from_str::<serde_json::Map<_, _>>(&f.fields).ok())
+                        .unwrap_or_default();
+                    fields.insert("name".to_owned(), span.name().into());
+                    line.insert("span".to_owned(), fields.into());
+                }
+                if let Some(otel) = extensions.get::<tracing_opentelemetry::OtelData>()
+                    && let (Some(trace_id), Some(span_id)) = (otel.trace_id(), otel.span_id())
+                    && trace_id != opentelemetry::TraceId::INVALID
+                {
+                    line.insert("trace_id".to_owned(), trace_id.to_string().into());
+                    line.insert("span_id".to_owned(), span_id.to_string().into());
+                    ids_found = true;
+                }
+                if ids_found {
+                    break;
+                }
+            }
+        }
+        let text = serde_json::to_string(&line).map_err(|_| std::fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// An event's fields into a JSON object.
+struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.0
+            .insert(field.name().to_owned(), value.to_string().into());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
+    }
 }

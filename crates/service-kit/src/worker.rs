@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What one run of a periodic job did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,7 +32,9 @@ impl RunReport {
 
 /// Runs `job` now and then every `every` until `shutdown` is cancelled. A run that reports
 /// `more` is followed by the next one at once; a failed run is logged and retried at the
-/// next tick, so a database blip never stops the worker. `name` names the worker in logs.
+/// next tick, so a database blip never stops the worker. `name` names the worker in logs
+/// and metrics. Each run is a root span of its own (`worker.run`), so its log lines carry
+/// their own trace id, and counts in the `worker.*` metrics.
 pub fn spawn_periodic<F, Fut, E>(
     name: &'static str,
     every: Duration,
@@ -43,11 +46,24 @@ where
     Fut: Future<Output = Result<RunReport, E>> + Send,
     E: std::fmt::Debug,
 {
+    let metrics = crate::metrics::WorkerMetrics::new();
     tokio::spawn(async move {
         loop {
+            let span = tracing::info_span!(
+                parent: None,
+                "worker.run",
+                otel.name = name,
+                worker = name,
+                handled = tracing::field::Empty,
+                failed = tracing::field::Empty,
+            );
             // A run already started finishes: its transactions either commit or roll back.
-            let more = match job().await {
+            let result = job().instrument(span.clone()).await;
+            let more = span.in_scope(|| match result {
                 Ok(report) => {
+                    span.record("handled", report.handled);
+                    span.record("failed", report.failed);
+                    metrics.run(name, Some((report.handled, report.failed)));
                     if report.handled > 0 || report.failed > 0 {
                         tracing::info!(
                             worker = name,
@@ -60,10 +76,12 @@ where
                     report.more
                 }
                 Err(error) => {
+                    metrics.run(name, None);
                     tracing::warn!(worker = name, error = ?error, "worker run failed");
                     false
                 }
-            };
+            });
+            drop(span);
             if shutdown.is_cancelled() {
                 return;
             }

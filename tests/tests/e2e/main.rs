@@ -19,6 +19,7 @@ mod evidence;
 mod faults;
 mod fixtures;
 mod hazards;
+mod observability;
 mod operability;
 mod overload;
 mod scenarios;

@@ -49,6 +49,8 @@ pub struct Documents {
     tasks: TaskTracker,
     /// One permit per running upload (`UploadSettings::max_concurrent_uploads`).
     upload_slots: Arc<Semaphore>,
+    /// Upload sizes, durations and rejections.
+    upload_metrics: service_kit::metrics::UploadMetrics,
 }
 
 impl Documents {
@@ -60,6 +62,7 @@ impl Documents {
             abort: CancellationToken::new(),
             tasks: TaskTracker::new(),
             upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
+            upload_metrics: service_kit::metrics::UploadMetrics::new(),
         }
     }
 

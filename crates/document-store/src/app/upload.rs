@@ -65,6 +65,7 @@ enum ObjectState {
 /// included, is over, and carries the upload's overall deadline.
 pub struct UploadAdmission {
     _slot: OwnedSemaphorePermit,
+    started: Instant,
     deadline: Instant,
 }
 
@@ -84,13 +85,17 @@ impl Documents {
     /// a refused upload buffers nothing.
     pub fn admit_upload(&self) -> Result<UploadAdmission, DocumentError> {
         let slot = self.upload_slots.clone().try_acquire_owned().map_err(|_| {
-            DocumentError::UploadCapacity {
+            let error = DocumentError::UploadCapacity {
                 limit: self.settings.max_concurrent_uploads,
                 retry_after: UPLOAD_RETRY_AFTER,
-            }
+            };
+            self.upload_metrics
+                .rejected(error.upload_rejection_reason(), None);
+            error
         })?;
         Ok(UploadAdmission {
             _slot: slot,
+            started: Instant::now(),
             deadline: Instant::now() + self.settings.upload_deadline,
         })
     }
@@ -108,19 +113,34 @@ impl Documents {
         let timeout_at = admission
             .deadline
             .min(Instant::now() + self.settings.header_timeout);
-        let header = tokio::time::timeout_at(timeout_at, read)
-            .await
-            .map_err(|_| DocumentError::HeaderTimeout {
-                secs: self.settings.header_timeout.as_secs(),
-            })??;
-        header.check_size_limit(self.settings.max_bytes)?;
-        Ok(header)
+        let header: Result<UploadHeader, DocumentError> = async {
+            let header = tokio::time::timeout_at(timeout_at, read)
+                .await
+                .map_err(|_| DocumentError::HeaderTimeout {
+                    secs: self.settings.header_timeout.as_secs(),
+                })??;
+            header.check_size_limit(self.settings.max_bytes)?;
+            Ok(header)
+        }
+        .await;
+        if let Err(error) = &header {
+            self.upload_metrics.rejected(
+                error.upload_rejection_reason(),
+                Some(admission.started.elapsed()),
+            );
+        }
+        header
     }
 
     /// Streams `chunks` into storage as a new document of `tenant_id`. The upload runs in a
     /// task of its own so that cleanup finishes even when the caller's future is dropped;
     /// shutdown waits for these tasks ([`Documents::abort_uploads`]). The document is
     /// committed only if this future is still there to take the result.
+    #[tracing::instrument(
+        name = "documents.upload",
+        skip_all,
+        fields(tenant_id = %tenant_id, document_id = tracing::field::Empty)
+    )]
     pub async fn upload<S>(
         &self,
         admission: UploadAdmission,
@@ -131,6 +151,7 @@ impl Documents {
     where
         S: Stream<Item = Result<Bytes, DocumentError>> + Send + Unpin + 'static,
     {
+        let started = admission.started;
         let document_id = DocumentId::generate();
         tracing::Span::current().record("document_id", document_id.as_str());
         let gone = CancellationToken::new();
@@ -158,6 +179,15 @@ impl Documents {
         })?;
         hang_up.disarm();
         let _ = received_tx.send(());
+        match &result {
+            Ok(document) => self.upload_metrics.stored(
+                u64::try_from(document.size_bytes).unwrap_or(0),
+                started.elapsed(),
+            ),
+            Err(error) => self
+                .upload_metrics
+                .rejected(error.upload_rejection_reason(), Some(started.elapsed())),
+        }
         result
     }
 

@@ -58,6 +58,32 @@ pub enum DocumentError {
     Internal(#[from] anyhow::Error),
 }
 
+impl DocumentError {
+    /// Why an upload was refused, as the `reason` of the upload rejection metric.
+    pub fn upload_rejection_reason(&self) -> &'static str {
+        match self {
+            DocumentError::NotFound { .. } => "not_found",
+            DocumentError::Validation(_) => "invalid_argument",
+            DocumentError::TooLarge { .. } => "too_large",
+            DocumentError::ContentTypeMismatch { .. } => "content_type_mismatch",
+            DocumentError::UnsupportedContent => "unsupported_content",
+            DocumentError::TooShortToIdentify => "too_short",
+            DocumentError::SizeExceeded { .. } => "size_exceeded",
+            DocumentError::SizeMismatch { .. } => "size_mismatch",
+            DocumentError::Sha256Mismatch { .. } => "sha256_mismatch",
+            DocumentError::Locked { .. } | DocumentError::InUse { .. } => "conflict",
+            DocumentError::OutOfRange { .. } => "out_of_range",
+            DocumentError::IdleTimeout { .. } => "idle_timeout",
+            DocumentError::HeaderTimeout { .. } => "header_timeout",
+            DocumentError::UploadDeadline { .. } => "deadline",
+            DocumentError::UploadCapacity { .. } => "capacity",
+            DocumentError::Cancelled => "cancelled",
+            DocumentError::ShuttingDown => "shutting_down",
+            DocumentError::Internal(_) => "internal",
+        }
+    }
+}
+
 impl From<Violation> for DocumentError {
     fn from(violation: Violation) -> Self {
         DocumentError::Validation(vec![violation])

@@ -1,0 +1,331 @@
+//! The services' OpenTelemetry metrics: instruments and the few calls that record them.
+//!
+//! Instruments come from the global meter provider that [`crate::telemetry::init`] installs
+//! (OTLP and/or a Prometheus scrape endpoint); without one they record nothing. Create them
+//! after telemetry is set up (a service's `run` does). Names follow the OpenTelemetry
+//! semantic conventions where one exists (`rpc.*`, `db.client.connections.*`).
+//!
+//! | name | kind | unit | attributes |
+//! | --- | --- | --- | --- |
+//! | `rpc.server.duration` | histogram | ms | rpc.system, rpc.service, rpc.method, rpc.grpc.status_code |
+//! | `rpc.server.active_requests` | up-down counter | {request} | rpc.system, rpc.service, rpc.method |
+//! | `documents.upload.size` | histogram | By | (stored uploads) |
+//! | `documents.upload.duration` | histogram | ms | outcome (`stored`, `rejected`) |
+//! | `documents.upload.rejections` | counter | {upload} | reason |
+//! | `worker.runs` | counter | {run} | worker, outcome (`ok`, `error`) |
+//! | `worker.items.handled` | counter | {item} | worker (the deadline sweeper: disputes applied) |
+//! | `worker.items.failed` | counter | {item} | worker |
+//! | `db.client.connections.usage` | gauge | {connection} | pool.name, state (`used`, `idle`) |
+//! | `db.client.connections.max` | gauge | {connection} | pool.name |
+//! | `db.client.connections.timeouts` | counter | {timeout} | (none) |
+//! | `webhooks.deliveries` | counter | {delivery} | outcome |
+//! | `webhooks.delivery.duration` | histogram | ms | outcome |
+//! | `webhooks.backlog` | gauge | {delivery} | (none) |
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::global;
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+
+/// The meter every instrument here belongs to.
+pub fn meter() -> Meter {
+    global::meter("disputes")
+}
+
+/// Per-RPC metrics of a server (the trace layer records them).
+#[derive(Clone, Debug)]
+pub struct RpcMetrics {
+    duration: Histogram<f64>,
+    active: UpDownCounter<i64>,
+}
+
+/// Counts one call as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    active: UpDownCounter<i64>,
+    attributes: [KeyValue; 3],
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.active.add(-1, &self.attributes);
+    }
+}
+
+fn rpc_attributes(service: &str, method: &str) -> [KeyValue; 3] {
+    [
+        KeyValue::new("rpc.system", "grpc"),
+        KeyValue::new("rpc.service", service.to_owned()),
+        KeyValue::new("rpc.method", method.to_owned()),
+    ]
+}
+
+impl RpcMetrics {
+    pub fn new() -> Self {
+        let meter = meter();
+        Self {
+            duration: meter
+                .f64_histogram("rpc.server.duration")
+                .with_unit("ms")
+                .with_description("Duration of inbound RPCs, until the response has been sent")
+                .with_boundaries(vec![
+                    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                    5000.0, 10000.0, 30000.0,
+                ])
+                .build(),
+            active: meter
+                .i64_up_down_counter("rpc.server.active_requests")
+                .with_unit("{request}")
+                .with_description("Inbound RPCs in flight")
+                .build(),
+        }
+    }
+
+    /// Counts a call in flight until the returned guard is dropped.
+    pub fn call_started(&self, service: &str, method: &str) -> InFlight {
+        let attributes = rpc_attributes(service, method);
+        self.active.add(1, &attributes);
+        InFlight {
+            active: self.active.clone(),
+            attributes,
+        }
+    }
+
+    /// Records a finished call with its gRPC status code.
+    pub fn call_ended(&self, service: &str, method: &str, code: i32, elapsed: Duration) {
+        let [system, service, method] = rpc_attributes(service, method);
+        self.duration.record(
+            elapsed.as_secs_f64() * 1000.0,
+            &[
+                system,
+                service,
+                method,
+                KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+            ],
+        );
+    }
+}
+
+impl Default for RpcMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// document-store's upload metrics.
+#[derive(Clone, Debug)]
+pub struct UploadMetrics {
+    size: Histogram<u64>,
+    duration: Histogram<f64>,
+    rejections: Counter<u64>,
+}
+
+impl UploadMetrics {
+    pub fn new() -> Self {
+        let meter = meter();
+        Self {
+            size: meter
+                .u64_histogram("documents.upload.size")
+                .with_unit("By")
+                .with_description("Size of stored uploads")
+                .with_boundaries(vec![
+                    1024.0,
+                    16_384.0,
+                    131_072.0,
+                    1_048_576.0,
+                    5_242_880.0,
+                    10_485_760.0,
+                    26_214_400.0,
+                    104_857_600.0,
+                ])
+                .build(),
+            duration: meter
+                .f64_histogram("documents.upload.duration")
+                .with_unit("ms")
+                .with_description("Duration of uploads, from admission to the answer")
+                .build(),
+            rejections: meter
+                .u64_counter("documents.upload.rejections")
+                .with_unit("{upload}")
+                .with_description("Uploads refused or failed, by reason")
+                .build(),
+        }
+    }
+
+    /// A stored upload of `bytes` bytes that took `elapsed`.
+    pub fn stored(&self, bytes: u64, elapsed: Duration) {
+        self.size.record(bytes, &[]);
+        self.duration.record(
+            elapsed.as_secs_f64() * 1000.0,
+            &[KeyValue::new("outcome", "stored")],
+        );
+    }
+
+    /// An upload refused or failed for `reason` (e.g. `TOO_LARGE`, `CAPACITY`).
+    pub fn rejected(&self, reason: &'static str, elapsed: Option<Duration>) {
+        self.rejections.add(1, &[KeyValue::new("reason", reason)]);
+        if let Some(elapsed) = elapsed {
+            self.duration.record(
+                elapsed.as_secs_f64() * 1000.0,
+                &[KeyValue::new("outcome", "rejected")],
+            );
+        }
+    }
+}
+
+impl Default for UploadMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Periodic workers' metrics (the deadline sweeper, purgers, cleaners).
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    runs: Counter<u64>,
+    handled: Counter<u64>,
+    failed: Counter<u64>,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        let meter = meter();
+        Self {
+            runs: meter
+                .u64_counter("worker.runs")
+                .with_unit("{run}")
+                .with_description("Runs of a periodic worker, by outcome")
+                .build(),
+            handled: meter
+                .u64_counter("worker.items.handled")
+                .with_unit("{item}")
+                .with_description("Items a worker handled (the deadline sweeper: disputes applied)")
+                .build(),
+            failed: meter
+                .u64_counter("worker.items.failed")
+                .with_unit("{item}")
+                .with_description("Items a worker failed on and skipped")
+                .build(),
+        }
+    }
+
+    /// One run of `worker`: `Some((handled, failed))` when it ran, `None` when it failed.
+    pub fn run(&self, worker: &'static str, report: Option<(u64, u64)>) {
+        let name = KeyValue::new("worker", worker);
+        let outcome = if report.is_some() { "ok" } else { "error" };
+        self.runs
+            .add(1, &[name.clone(), KeyValue::new("outcome", outcome)]);
+        if let Some((handled, failed)) = report {
+            if handled > 0 {
+                self.handled.add(handled, std::slice::from_ref(&name));
+            }
+            if failed > 0 {
+                self.failed.add(failed, &[name]);
+            }
+        }
+    }
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Observes a PostgreSQL pool: connections in use and idle, and its size limit, as long as
+/// the meter provider lives; `name` (`pool.name`) tells pools apart.
+pub fn observe_pool(pool: &sqlx::PgPool, name: &str) {
+    let meter = meter();
+    let observed = pool.clone();
+    let pool_name = KeyValue::new("pool.name", name.to_owned());
+    let attributes = pool_name.clone();
+    meter
+        .i64_observable_gauge("db.client.connections.usage")
+        .with_unit("{connection}")
+        .with_description("Connections of the pool, by state (used, idle)")
+        .with_callback(move |observer| {
+            let size = i64::from(observed.size());
+            let idle = i64::try_from(observed.num_idle()).unwrap_or(i64::MAX);
+            observer.observe(
+                (size - idle).max(0),
+                &[attributes.clone(), KeyValue::new("state", "used")],
+            );
+            observer.observe(idle, &[attributes.clone(), KeyValue::new("state", "idle")]);
+        })
+        .build();
+    let observed = pool.clone();
+    meter
+        .i64_observable_gauge("db.client.connections.max")
+        .with_unit("{connection}")
+        .with_description("Most connections the pool opens")
+        .with_callback(move |observer| {
+            observer.observe(
+                i64::from(observed.options().get_max_connections()),
+                std::slice::from_ref(&pool_name),
+            );
+        })
+        .build();
+}
+
+/// Counts a call that gave up waiting for a pooled connection (its answer is UNAVAILABLE):
+/// `db.client.connections.timeouts`.
+pub fn pool_acquire_timed_out() {
+    meter()
+        .u64_counter("db.client.connections.timeouts")
+        .with_unit("{timeout}")
+        .with_description("Calls that gave up waiting for a pooled database connection")
+        .build()
+        .add(1, &[]);
+}
+
+/// Webhook delivery metrics, for the webhook dispatcher to call.
+#[derive(Clone, Debug)]
+pub struct WebhookMetrics {
+    deliveries: Counter<u64>,
+    duration: Histogram<f64>,
+}
+
+impl WebhookMetrics {
+    pub fn new() -> Self {
+        let meter = meter();
+        Self {
+            deliveries: meter
+                .u64_counter("webhooks.deliveries")
+                .with_unit("{delivery}")
+                .with_description("Webhook delivery attempts, by outcome")
+                .build(),
+            duration: meter
+                .f64_histogram("webhooks.delivery.duration")
+                .with_unit("ms")
+                .with_description("Latency of webhook delivery attempts")
+                .build(),
+        }
+    }
+
+    /// One delivery attempt that ended with `outcome` (e.g. `delivered`, `failed`,
+    /// `gave_up`) after `elapsed`.
+    pub fn attempt(&self, outcome: &'static str, elapsed: Duration) {
+        let outcome = [KeyValue::new("outcome", outcome)];
+        self.deliveries.add(1, &outcome);
+        self.duration
+            .record(elapsed.as_secs_f64() * 1000.0, &outcome);
+    }
+
+    /// Observes the backlog (deliveries waiting) with `backlog`, called at each collection;
+    /// it must not block (e.g. read an atomic the dispatcher updates).
+    pub fn observe_backlog(backlog: impl Fn() -> u64 + Send + Sync + 'static) {
+        meter()
+            .u64_observable_gauge("webhooks.backlog")
+            .with_unit("{delivery}")
+            .with_description("Webhook deliveries waiting to be sent")
+            .with_callback(move |observer| observer.observe(backlog(), &[]))
+            .build();
+    }
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
