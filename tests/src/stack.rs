@@ -61,6 +61,11 @@ pub struct StackOptions {
     /// S3 endpoint document-store uses (e.g. a proxy in front of the S3 server); `None`:
     /// the S3 server itself.
     pub document_store_s3_endpoint: Option<String>,
+    /// TLS of each gRPC server (default: plaintext). With a document-store certificate,
+    /// dispute-core calls it at `https://localhost:<port>` trusting
+    /// `dispute_core_tls.document_store_ca_file`.
+    pub dispute_core_tls: dispute_core::config::Tls,
+    pub document_store_tls: document_store::config::Tls,
 }
 
 impl Default for StackOptions {
@@ -95,6 +100,8 @@ impl Default for StackOptions {
             },
             database_addr: None,
             document_store_s3_endpoint: None,
+            dispute_core_tls: Default::default(),
+            document_store_tls: Default::default(),
         }
     }
 }
@@ -206,6 +213,7 @@ impl Stack {
             upload_cleanup_timeout_secs: 5,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.document_store_resilience.clone(),
+            tls: options.document_store_tls.clone(),
         };
         let dispute_config = dispute_core::Config {
             access_log: true,
@@ -215,7 +223,10 @@ impl Stack {
             db_max_connections: 10,
             migrate_on_start: true,
             command: None,
-            document_store_url: format!("http://{document_store_addr}"),
+            document_store_url: match options.document_store_tls.tls_cert_file {
+                Some(_) => format!("https://localhost:{}", document_store_addr.port()),
+                None => format!("http://{document_store_addr}"),
+            },
             drain_timeout_secs: options.drain_timeout_secs,
             worker_stop_timeout_secs: 5,
             dispute_fees: options.dispute_fees.clone(),
@@ -225,6 +236,7 @@ impl Stack {
             sweep_interval_secs: options.sweep_interval_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.dispute_core_resilience.clone(),
+            tls: options.dispute_core_tls.clone(),
         };
         let services = vec![
             tokio::spawn(document_store::run(
@@ -252,14 +264,29 @@ impl Stack {
             _temp_dir: temp_dir,
             owned_databases,
         };
-        stack.wait_until_serving().await?;
+        // Health over plaintext only: a TLS server's first call is the test's own.
+        let plaintext: Vec<SocketAddr> = [
+            (
+                stack.document_store_addr,
+                &options.document_store_tls.tls_cert_file,
+            ),
+            (
+                stack.dispute_core_addr,
+                &options.dispute_core_tls.tls_cert_file,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, cert)| cert.is_none())
+        .map(|(addr, _)| addr)
+        .collect();
+        stack.wait_until_serving(&plaintext).await?;
         Ok(stack)
     }
 
     /// Waits for both health endpoints, failing fast if a service died.
-    async fn wait_until_serving(&self) -> anyhow::Result<()> {
+    async fn wait_until_serving(&self, addrs: &[SocketAddr]) -> anyhow::Result<()> {
         use crate::clients::tonic_health_client::health_check;
-        for addr in [self.document_store_addr, self.dispute_core_addr] {
+        for &addr in addrs {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
                 if let Some(finished) = self.services.iter().find(|s| s.is_finished()) {

@@ -1,6 +1,7 @@
 //! Flags with environment fallbacks; defaults run on a dev box.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -116,6 +117,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub resilience: Resilience,
+    #[command(flatten)]
+    pub tls: Tls,
 }
 
 impl Config {
@@ -258,4 +261,40 @@ impl Resilience {
     pub fn health_probe_timeout(&self) -> Duration {
         Duration::from_millis(self.health_probe_timeout_ms.max(10))
     }
+}
+
+/// TLS of the gRPC server and of the channel to document-store. Without a
+/// certificate and key the server speaks plaintext HTTP/2 (behind a mesh or on loopback).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Tls {
+    /// PEM certificate chain of the gRPC server; with `--tls-key-file` it serves TLS only.
+    #[arg(long, env = "DISPUTE_CORE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the gRPC server.
+    #[arg(long, env = "DISPUTE_CORE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle trusted, besides the system roots, when `--document-store-url` is
+    /// https:// (e.g. the cluster's private CA).
+    #[arg(long, env = "DISPUTE_CORE_DOCUMENT_STORE_CA_FILE")]
+    pub document_store_ca_file: Option<PathBuf>,
+}
+
+impl Tls {
+    /// The server's TLS configuration, `None` for plaintext.
+    pub fn server_config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        service_kit::tls::server_config(
+            non_empty(&self.tls_cert_file),
+            non_empty(&self.tls_key_file),
+        )
+    }
+
+    /// The CA bundle for the channel to document-store, if one is set.
+    pub fn document_store_ca(&self) -> Option<&Path> {
+        non_empty(&self.document_store_ca_file)
+    }
+}
+
+/// An empty path (an environment variable set to "") means unset.
+fn non_empty(path: &Option<PathBuf>) -> Option<&Path> {
+    path.as_deref().filter(|p| !p.as_os_str().is_empty())
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use disputes_proto::documents_v1 as pb;
 use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
 use hyper_util::rt::TokioIo;
@@ -50,9 +51,25 @@ const SERVICE_SUBJECT: &str = "dispute-core";
 impl DocumentsClient {
     /// Connects lazily: dispute-core starts even while document-store is still starting.
     pub fn connect_lazy(url: &str) -> anyhow::Result<Self> {
+        Self::connect_lazy_with_tls(url, None)
+    }
+
+    /// [`DocumentsClient::connect_lazy`]; an `https://` URL is reached over TLS trusting the
+    /// system roots plus `ca_file` (PEM) when given.
+    pub fn connect_lazy_with_tls(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+        if endpoint.uri().scheme_str() == Some("https") {
+            endpoint = endpoint
+                .tls_config(service_kit::tls::client_config(ca_file)?)
+                .context("TLS to document-store")?;
+        }
         // Our own connector: tonic's `tcp_nodelay` only reaches its built-in one, and the
-        // socket option is then tested on the socket production opens.
-        let channel = Endpoint::from_shared(url.to_owned())?
+        // socket option is then tested on the socket production opens. tonic puts TLS on
+        // top of it for https.
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .connect_with_connector_lazy(DocumentStoreConnector);
         Ok(Self {

@@ -80,8 +80,11 @@ pub async fn run(
     let pool = connect_for_serving(&config).await?;
     let app = app::Disputes {
         pool,
-        documents: documents::DocumentsClient::connect_lazy(&config.document_store_url)?
-            .with_service_identity(&config.jwt_secret)?,
+        documents: documents::DocumentsClient::connect_lazy_with_tls(
+            &config.document_store_url,
+            config.tls.document_store_ca(),
+        )?
+        .with_service_identity(&config.jwt_secret)?,
         policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal);
@@ -119,6 +122,7 @@ pub async fn run(
         http2_keepalive_interval,
         http2_keepalive_timeout,
         access_log: config.access_log,
+        tls: config.tls.server_config()?,
         readiness: Some(ReadinessProbe::new(
             config.resilience.health_probe_interval(),
             config.resilience.health_probe_timeout(),

@@ -166,6 +166,7 @@ pub async fn run(
         http2_keepalive_interval,
         http2_keepalive_timeout,
         access_log: config.access_log,
+        tls: config.tls.server_config()?,
         readiness: Some(readiness_probe(&config, probe_objects)?),
         ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
     };

@@ -19,6 +19,7 @@ pub mod readiness;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod violation;
 pub mod worker;
 

@@ -37,6 +37,9 @@ pub struct ServeSettings {
     pub readiness: Option<ReadinessProbe>,
     /// One info log line per RPC (target `access`: method, status, duration, tenant).
     pub access_log: bool,
+    /// Serve gRPC over TLS with this identity ([`crate::tls::server_config`]); `None`:
+    /// plaintext HTTP/2.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl ServeSettings {
@@ -52,6 +55,7 @@ impl ServeSettings {
             http2_keepalive_timeout: Some(Duration::from_secs(10)),
             readiness: None,
             access_log: true,
+            tls: None,
         }
     }
 
@@ -108,7 +112,11 @@ pub async fn serve(
         ))
     });
     let service_name = settings.service_name;
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = settings.tls.clone() {
+        builder = builder.tls_config(tls).context("server TLS")?;
+    }
+    let server = builder
         .initial_stream_window_size(settings.initial_stream_window_size)
         .initial_connection_window_size(settings.initial_connection_window_size)
         .http2_keepalive_interval(settings.http2_keepalive_interval)

@@ -87,8 +87,28 @@ fn env_endpoint_configured(signal: &str) -> bool {
 /// Installs the global subscriber, tracer and meter providers and the W3C propagator. Must
 /// run inside a tokio runtime (the OTLP exporters use tonic; the Prometheus endpoint is a
 /// task). Fails if a subscriber is already set.
+/// TLS for an `https://` OTLP endpoint (the option, else `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`,
+/// else `OTEL_EXPORTER_OTLP_ENDPOINT`): the system roots plus the PEM bundle named by
+/// `OTEL_EXPORTER_OTLP_<SIGNAL>_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+fn otlp_tls(
+    endpoint: Option<&str>,
+    signal: &str,
+) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    let from_env = |name: String| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let endpoint = endpoint
+        .map(str::to_owned)
+        .or_else(|| from_env(format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))
+        .or_else(|| from_env("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned()));
+    if !endpoint.is_some_and(|e| e.starts_with("https://")) {
+        return Ok(None);
+    }
+    let ca = crate::tls::env_path(&format!("OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE"))
+        .or_else(|| crate::tls::env_path("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+    Ok(Some(crate::tls::client_config(ca.as_deref())?))
+}
+
 pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
-    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 
     global::set_text_map_propagator(TraceContextPropagator::new());
 
@@ -101,19 +121,17 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
     let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
-    let exporter = match &options.otlp_endpoint {
-        Some(endpoint) => Some(
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()?,
-        ),
-        None if env_endpoint_configured("TRACES") => Some(
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?,
-        ),
-        None => None,
+    let exporter = if options.otlp_endpoint.is_some() || env_endpoint_configured("TRACES") {
+        let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+        if let Some(endpoint) = &options.otlp_endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        if let Some(tls) = otlp_tls(options.otlp_endpoint.as_deref(), "TRACES")? {
+            builder = builder.with_tls_config(tls);
+        }
+        Some(builder.build()?)
+    } else {
+        None
     };
     if let Some(exporter) = exporter {
         provider = provider.with_batch_exporter(exporter);
@@ -124,19 +142,17 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
 
     // Metrics: over OTLP like the spans (every OTEL_METRIC_EXPORT_INTERVAL ms, 60 s unless
     // set), and/or pulled by Prometheus.
-    let metric_exporter = match &options.otlp_endpoint {
-        Some(endpoint) => Some(
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()?,
-        ),
-        None if env_endpoint_configured("METRICS") => Some(
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .build()?,
-        ),
-        None => None,
+    let metric_exporter = if options.otlp_endpoint.is_some() || env_endpoint_configured("METRICS") {
+        let mut builder = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+        if let Some(endpoint) = &options.otlp_endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        if let Some(tls) = otlp_tls(options.otlp_endpoint.as_deref(), "METRICS")? {
+            builder = builder.with_tls_config(tls);
+        }
+        Some(builder.build()?)
+    } else {
+        None
     };
     let prometheus_exporter = options
         .prometheus_addr

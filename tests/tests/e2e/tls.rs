@@ -107,3 +107,104 @@ async fn services_reach_postgres_over_verified_tls() {
         "a server signed by another CA was accepted"
     );
 }
+
+/// A channel to `localhost:port` over TLS trusting only `ca_pem`.
+async fn tls_channel(port: u16, ca_pem: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))?
+            .tls_config(tls)?
+            .connect()
+            .await?,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_servers_and_the_channel_between_them_speak_tls() {
+    use disputes_proto::disputes_v1 as dpb;
+    use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
+    use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
+    use e2e::{Bearer, StackOptions};
+
+    let pki = make_pki();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write pem");
+        path
+    };
+    let (cert, key, ca) = (
+        write("server.crt", &pki.server_cert_pem),
+        write("server.key", &pki.server_key_pem),
+        write("ca.pem", &pki.ca_pem),
+    );
+    let stack = e2e::Stack::start(StackOptions {
+        document_store_tls: document_store::config::Tls {
+            tls_cert_file: Some(cert.clone()),
+            tls_key_file: Some(key.clone()),
+        },
+        dispute_core_tls: dispute_core::config::Tls {
+            tls_cert_file: Some(cert),
+            tls_key_file: Some(key),
+            document_store_ca_file: Some(ca),
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("stack with TLS");
+    let token = stack.full_token("tls");
+    let bearer = Bearer::new(Some(&token)).expect("bearer");
+
+    let mut disputes = DisputeServiceClient::with_interceptor(
+        tls_channel(stack.dispute_core_addr.port(), &pki.ca_pem)
+            .await
+            .expect("TLS to dispute-core"),
+        bearer.clone(),
+    );
+    let dispute = disputes
+        .create_dispute(crate::fixtures::merchant_dispute("tls-1", "ch_tls"))
+        .await
+        .expect("CreateDispute over TLS")
+        .into_inner()
+        .dispute
+        .expect("dispute");
+    let mut documents = DocumentServiceClient::with_interceptor(
+        tls_channel(stack.document_store_addr.port(), &pki.ca_pem)
+            .await
+            .expect("TLS to document-store"),
+        bearer,
+    );
+    let mut header = crate::fixtures::header("receipt.pdf", "application/pdf");
+    header.dispute_id = dispute.id.clone();
+    let stream = tokio_stream::iter(crate::fixtures::upload_messages(
+        header,
+        &crate::fixtures::pdf_of_size(4096),
+        1024,
+    ));
+    documents
+        .upload_document(stream)
+        .await
+        .expect("UploadDocument over TLS");
+    // GetDispute lists the document: dispute-core asked document-store over TLS.
+    let got = disputes
+        .get_dispute(dpb::GetDisputeRequest {
+            id: dispute.id.clone(),
+        })
+        .await
+        .expect("GetDispute over TLS")
+        .into_inner();
+    assert_eq!(got.documents.len(), 1, "{got:?}");
+
+    // Plaintext HTTP/2 to a TLS server does not get an answer.
+    let plain = e2e::connect(stack.document_store_addr).await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(channel) => DocumentServiceClient::new(channel)
+            .list_documents(disputes_proto::documents_v1::ListDocumentsRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a plaintext call was answered by a TLS server");
+    stack.stop().await;
+}
