@@ -77,26 +77,6 @@ async fn run(stack: &Stack, args: &Args) -> anyhow::Result<()> {
             .context("dispute")?;
         ids.push(created.id);
     }
-    if std::env::var("BENCH_EVENTS_WITHOUT_POSITION_LOCK").is_ok_and(|v| v == "1") {
-        // For comparison only: positions from a sequence (no per-tenant lock, NOT gap-free).
-        let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await?;
-        sqlx::raw_sql(
-            "create sequence bench_positions;
-             select setval('bench_positions', (select max(position) from dispute_events));
-             create or replace function assign_event_position() returns trigger
-             language plpgsql as $$
-             begin
-                 new.position := nextval('bench_positions');
-                 perform pg_notify('dispute_events', new.tenant_id);
-                 return new;
-             end;
-             $$;",
-        )
-        .execute(&pool)
-        .await?;
-        pool.close().await;
-        println!("(comparison run: positions from a sequence, without the per-tenant lock)");
-    }
     let times = Arc::new(Mutex::new(Times::default()));
 
     let mut events = EventServiceClient::with_interceptor(
@@ -117,12 +97,11 @@ async fn run(stack: &Stack, args: &Args) -> anyhow::Result<()> {
             };
             let at = Instant::now();
             if let Some(dpb::stream_events_response::Kind::Event(event)) = message.kind {
-                let value = event
-                    .dispute
-                    .and_then(|d| d.metadata.get("bench").cloned())
-                    .unwrap_or_default();
-                reader_times.lock().await.streamed.insert(value, at);
-                seen += 1;
+                // Events of the set-up (created disputes) carry no bench value.
+                if let Some(value) = event.dispute.and_then(|d| d.metadata.get("bench").cloned()) {
+                    reader_times.lock().await.streamed.insert(value, at);
+                    seen += 1;
+                }
             }
         }
     });

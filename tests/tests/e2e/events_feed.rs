@@ -57,6 +57,27 @@ async fn list_all(client: &mut EventsClient, request: dpb::ListEventsRequest) ->
     }
 }
 
+/// Every event ListEvents returns, once at least `count` are there: an event is listed
+/// once the sequencer numbered it, a few milliseconds after its change committed.
+async fn list_numbered(
+    client: &mut EventsClient,
+    request: dpb::ListEventsRequest,
+    count: usize,
+) -> Vec<dpb::Event> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let all = list_all(client, request.clone()).await;
+        if all.len() >= count {
+            return all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events not numbered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A metadata change: one `dispute.updated` event.
 async fn touch(client: &mut e2e::DisputesClient, dispute_id: &str, value: &str) {
     update(
@@ -115,12 +136,13 @@ async fn list_events_pages_in_commit_order_with_filters_tenancy_and_scope() {
     let foreign = create(&mut others, merchant_dispute("", "ch_feed_b")).await;
 
     // Pages of 2, oldest first, positions 1..=7 without a gap.
-    let all = list_all(
+    let all = list_numbered(
         &mut events,
         dpb::ListEventsRequest {
             page_size: 2,
             ..Default::default()
         },
+        7,
     )
     .await;
     let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
@@ -228,7 +250,7 @@ async fn list_events_pages_in_commit_order_with_filters_tenancy_and_scope() {
         .event
         .unwrap();
     assert_eq!(&got, updated);
-    let theirs = list_all(&mut other_events, dpb::ListEventsRequest::default()).await;
+    let theirs = list_numbered(&mut other_events, dpb::ListEventsRequest::default(), 2).await;
     assert_eq!(theirs.len(), 2);
     assert!(theirs.iter().all(|e| e.dispute_id == foreign.id));
     assert_eq!(theirs[0].position, 1, "positions count per tenant");
@@ -298,7 +320,7 @@ async fn stream_replays_follows_live_beats_while_idle_and_resumes_after_the_last
     let mut events = events_of(&stack, "ten_stream").await;
     let first = create(&mut disputes, merchant_dispute("", "ch_stream_1")).await;
     create(&mut disputes, merchant_dispute("", "ch_stream_2")).await;
-    let stored = list_all(&mut events, dpb::ListEventsRequest::default()).await;
+    let stored = list_numbered(&mut events, dpb::ListEventsRequest::default(), 4).await;
     assert_eq!(stored.len(), 4);
 
     // Replay from the beginning: the stored events, as ListEvents returns them.
@@ -428,7 +450,7 @@ async fn streams_see_every_event_once_in_order_while_four_writers_commit_concurr
     for i in 0..WRITERS {
         targets.push(create(&mut disputes, merchant_dispute("", &format!("ch_conc_{i}"))).await);
     }
-    let before = list_all(&mut events, dpb::ListEventsRequest::default()).await;
+    let before = list_numbered(&mut events, dpb::ListEventsRequest::default(), 2 * WRITERS).await;
     let start = before.last().unwrap().id.clone();
 
     // One stream follows throughout; another reconnects midway with the last id it saw.

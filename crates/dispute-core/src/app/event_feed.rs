@@ -1,11 +1,15 @@
 //! The event feed: ListEvents, GetEvent and StreamEvents' reads, and the hub that wakes
 //! streams when events commit.
 //!
-//! Positions (`dispute_events.position`, migration 0012) are dense per tenant and become
-//! visible in commit order, so a reader that remembers the last position it read and reads
-//! `position > last` never skips or repeats an event. A stream therefore never trusts a
-//! notification to carry anything: a notification (or a heartbeat tick, or the listener
-//! reconnecting) only makes it read again after its last position.
+//! Positions (`dispute_events.position`, migration 0012) are given to committed events by
+//! the sequencer (one round at a time in the whole database, see
+//! `store::events::number_committed_events`), so they are dense per tenant and become
+//! visible in order: a reader that remembers the last position it read and reads
+//! `position > last` never skips or repeats an event. Every process runs the sequencer;
+//! the insert trigger wakes it on commit, and it also runs every second in case a wake-up
+//! was lost. A stream never trusts a notification to carry anything: a notification (or a
+//! heartbeat tick, or the listener reconnecting) only makes it read again after its last
+//! position.
 
 use std::time::Duration;
 
@@ -14,7 +18,7 @@ use chrono::{DateTime, Utc};
 use service_kit::ids::EventId;
 use service_kit::page_token::PageCursor;
 use sqlx::PgPool;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +31,13 @@ use crate::store::events::{self, EventQuery, EventRow};
 const STREAM_BATCH: i64 = 200;
 /// How long the listener waits before connecting again after a failure.
 const LISTENER_RETRY: Duration = Duration::from_secs(1);
+/// Events the sequencer numbers per round (and transaction).
+const SEQUENCER_BATCH: i64 = 1000;
+/// The sequencer runs at least this often, even without a wake-up.
+const SEQUENCER_EVERY: Duration = Duration::from_secs(1);
+/// When another process holds the sequencer lock, try again after this long (its round may
+/// have started before our wake-up's events committed).
+const SEQUENCER_BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// Default heartbeat interval of StreamEvents (`--event-stream-heartbeat-ms`).
 pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
@@ -92,20 +103,72 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// Starts the listener on its own connection; it stops when `shutdown` is cancelled.
+    /// Starts the listener on its own connection, and the sequencer; both stop when
+    /// `shutdown` is cancelled.
     pub fn spawn(pool: PgPool, shutdown: CancellationToken) -> (EventHub, JoinHandle<()>) {
         let (wakes, _) = broadcast::channel(1024);
         let hub = EventHub {
             wakes: wakes.clone(),
         };
-        let task = tokio::spawn(listen(pool, wakes, shutdown));
+        let inserted = std::sync::Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let inserted = inserted.clone();
+            async move {
+                tokio::join!(
+                    listen(pool.clone(), wakes, inserted.clone(), shutdown.clone()),
+                    sequence(pool, inserted, shutdown),
+                );
+            }
+        });
         (hub, task)
     }
 }
 
+/// Numbers committed events whenever the listener reports an insert (and every
+/// [`SEQUENCER_EVERY`]), round after round until none is left.
+async fn sequence(pool: PgPool, inserted: std::sync::Arc<Notify>, shutdown: CancellationToken) {
+    let mut wait = SEQUENCER_EVERY;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = inserted.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = SEQUENCER_EVERY;
+        loop {
+            match number_round(&pool).await {
+                Ok(Some(numbered)) if numbered >= SEQUENCER_BATCH as u64 => continue,
+                Ok(Some(_)) => break,
+                Ok(None) => {
+                    wait = SEQUENCER_BUSY_RETRY;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(error = ?error, "event sequencer round failed; retrying");
+                    wait = LISTENER_RETRY;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One sequencer round in its own transaction; `None` when another process runs one.
+async fn number_round(pool: &PgPool) -> anyhow::Result<Option<u64>> {
+    let mut tx = pool.begin().await.context("begin")?;
+    let numbered = events::number_committed_events(&mut tx, SEQUENCER_BATCH).await?;
+    tx.commit().await.context("commit")?;
+    Ok(numbered)
+}
+
 /// Forwards notifications to the streams until shutdown, reconnecting when the connection
 /// drops (and then waking every stream, since notifications may have been lost).
-async fn listen(pool: PgPool, wakes: broadcast::Sender<Wake>, shutdown: CancellationToken) {
+async fn listen(
+    pool: PgPool,
+    wakes: broadcast::Sender<Wake>,
+    inserted: std::sync::Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     while !shutdown.is_cancelled() {
         let listener = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -122,15 +185,17 @@ async fn listen(pool: PgPool, wakes: broadcast::Sender<Wake>, shutdown: Cancella
             }
         };
         let _ = wakes.send(Wake::All);
+        inserted.notify_one();
         loop {
             let received = tokio::select! {
                 () = shutdown.cancelled() => return,
                 received = listener.try_recv() => received,
             };
             match received {
-                Ok(Some(notification)) => {
+                Ok(Some(notification)) if notification.channel() == events::EVENTS_CHANNEL => {
                     let _ = wakes.send(Wake::Tenant(notification.payload().to_owned()));
                 }
+                Ok(Some(_inserted)) => inserted.notify_one(),
                 Ok(None) => {
                     tracing::warn!("event listener connection lost; reconnecting");
                     break;
@@ -212,9 +277,11 @@ impl App {
         match start {
             StreamStart::Beginning => Ok(0),
             StreamStart::Now => Ok(events::last_event_position(&mut conn, tenant_id).await?),
+            // An event not numbered yet was never streamed: not a place to continue from.
             StreamStart::After(id) => events::find_event(&mut conn, tenant_id, id.as_str())
                 .await?
                 .map(|row| row.position)
+                .filter(|position| *position > 0)
                 .ok_or_else(|| event_not_found(id.as_str())),
         }
     }

@@ -30,9 +30,18 @@ pub async fn insert_event(
     Ok(id.as_str().to_owned())
 }
 
-/// The channel `pg_notify` wakes StreamEvents readers on (payload: the tenant id); the
-/// insert trigger sends it, so it arrives when the event's transaction commits.
+/// The channel that wakes StreamEvents readers (payload: the tenant id): sent by
+/// [`number_committed_events`] for each tenant whose events it numbered, delivered when
+/// its transaction commits.
 pub const EVENTS_CHANNEL: &str = "dispute_events";
+
+/// The channel that wakes the sequencer: the insert trigger sends it, delivered when the
+/// inserting transaction commits.
+pub const EVENTS_INSERTED_CHANNEL: &str = "dispute_events_inserted";
+
+/// The advisory lock that lets one sequencer at a time number events (any 64-bit key
+/// unique in this database).
+const SEQUENCER_LOCK_KEY: i64 = 0x6576_745f_7365_7131; // "evt_seq1"
 
 /// A stored event.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -45,11 +54,14 @@ pub struct EventRow {
     pub payload: Vec<u8>,
     #[sqlx(rename = "created_at")]
     pub create_time: DateTime<Utc>,
-    /// Per-tenant position in commit order (dense: 1, 2, 3, ...).
+    /// Per-tenant position (dense: 1, 2, 3, ...); 0 while the sequencer has not numbered
+    /// the event yet (a few milliseconds after its commit). Readers that page or stream
+    /// read only numbered events.
     pub position: i64,
 }
 
-const EVENT_COLUMNS: &str = "id, dispute_id, type, payload, created_at, position";
+const EVENT_COLUMNS: &str =
+    "id, dispute_id, type, payload, created_at, coalesce(position, 0) as position";
 
 /// What ListEvents filters on, as the store reads it.
 #[derive(Debug, Clone, Default)]
@@ -150,14 +162,84 @@ pub async fn last_event_position(conn: &mut PgConnection, tenant_id: &str) -> an
     Ok(position)
 }
 
-/// A connection listening on [`EVENTS_CHANNEL`]; it reconnects by itself when the
+/// One round of the sequencer: numbers up to `batch` committed events that have no position
+/// yet, in `seq` order per tenant after the tenant's last position, and notifies the
+/// tenants on [`EVENTS_CHANNEL`]. Only one round runs at a time in the whole database (an
+/// advisory lock held until the transaction ends): `None` when another one holds it. The
+/// caller commits; returns how many events were numbered.
+pub async fn number_committed_events(
+    conn: &mut PgConnection,
+    batch: i64,
+) -> anyhow::Result<Option<u64>> {
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+        .bind(SEQUENCER_LOCK_KEY)
+        .fetch_one(&mut *conn)
+        .await
+        .context("take sequencer lock")?;
+    if !locked {
+        return Ok(None);
+    }
+    // A statement that starts after the lock: it sees every earlier round's numbers.
+    let tenants: Vec<(String, i64)> = sqlx::query_as(
+        "with pending as (
+             select seq, tenant_id from dispute_events
+              where position is null
+              order by seq
+              limit $1
+              for update
+         ),
+         numbered as (
+             select seq, tenant_id,
+                    row_number() over (partition by tenant_id order by seq) as n
+               from pending
+         ),
+         added as (
+             select tenant_id, count(*) as added from pending group by tenant_id
+         ),
+         counters as (
+             insert into event_positions as p (tenant_id, last_position)
+             select tenant_id, added from added
+             on conflict (tenant_id) do update
+                 set last_position = p.last_position + excluded.last_position,
+                     updated_at = now()
+             returning tenant_id, last_position
+         ),
+         updated as (
+             update dispute_events e
+                set position = c.last_position - a.added + n.n
+               from numbered n
+               join added a using (tenant_id)
+               join counters c using (tenant_id)
+              where e.seq = n.seq
+             returning e.tenant_id
+         )
+         select tenant_id, count(*)::bigint from updated group by tenant_id",
+    )
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await
+    .context("number committed events")?;
+    let names: Vec<&str> = tenants.iter().map(|(tenant, _)| tenant.as_str()).collect();
+    if !names.is_empty() {
+        sqlx::query("select pg_notify($1, tenant) from unnest($2::text[]) as tenant")
+            .bind(EVENTS_CHANNEL)
+            .bind(&names)
+            .execute(&mut *conn)
+            .await
+            .context("notify numbered events")?;
+    }
+    let numbered = tenants.iter().map(|(_, count)| *count).sum::<i64>();
+    Ok(Some(u64::try_from(numbered).unwrap_or(0)))
+}
+
+/// A connection listening on [`EVENTS_CHANNEL`] and [`EVENTS_INSERTED_CHANNEL`]; it reconnects by itself when the
 /// connection drops (notifications sent meanwhile are lost: readers re-read on a timer).
 pub async fn listen_for_events(pool: &sqlx::PgPool) -> anyhow::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool)
         .await
         .context("connect event listener")?;
     listener
-        .listen(EVENTS_CHANNEL)
+        .listen_all([EVENTS_CHANNEL, EVENTS_INSERTED_CHANNEL])
         .await
         .context("listen for events")?;
     Ok(listener)
