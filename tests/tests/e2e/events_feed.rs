@@ -619,3 +619,52 @@ async fn due_soon_is_recorded_once_per_deadline_and_again_when_it_moves() {
     assert!(due_soon_of(&mut events, &far.id).await.is_empty());
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_loses_nothing_when_the_listen_connection_drops() {
+    // A heartbeat far away: the stream relies on the listener coming back.
+    let stack = stack_with(StackOptions {
+        event_stream_heartbeat_ms: 600_000,
+        ..Default::default()
+    })
+    .await;
+    let tenant = "ten_listener";
+    let mut disputes = stack.disputes_of(tenant).await;
+    let mut events = events_of(&stack, tenant).await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_listener")).await;
+    let created = list_numbered(&mut events, dpb::ListEventsRequest::default(), 2).await;
+    let mut stream = open_stream(
+        &mut events,
+        dpb::StreamEventsRequest {
+            after_event_id: created[1].id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // Cut dispute-core's LISTEN connection from the database side.
+    let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity
+          where datname = current_database() and query ilike 'listen%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(cut, 1, "one LISTEN connection per process");
+
+    for i in 0..3 {
+        touch(&mut disputes, &dispute.id, &format!("after cut {i}")).await;
+    }
+    let positions: Vec<i64> = [
+        next_event(&mut stream).await,
+        next_event(&mut stream).await,
+        next_event(&mut stream).await,
+    ]
+    .iter()
+    .map(|e| e.position)
+    .collect();
+    assert_eq!(positions, [3, 4, 5]);
+    stack.stop().await;
+}
