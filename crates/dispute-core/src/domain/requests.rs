@@ -1068,6 +1068,36 @@ mod tests {
     }
 
     #[test]
+    fn event_filters_name_unknown_types_and_tokens_follow_the_set_of_types() {
+        let draft = |types: &[&str]| ListEventsDraft {
+            filter: EventFilterDraft {
+                types: types.iter().map(|t| (*t).to_owned()).collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(list_events(draft(&["dispute.won", "dispute.nope", "x\0"]))),
+            vec!["types[2]", "types[1]"]
+        );
+        // The same set of types in another order (or repeated) is the same filter.
+        let a = list_events(draft(&["dispute.won", "dispute.lost"])).unwrap();
+        let b = list_events(draft(&["dispute.lost", "dispute.won", "dispute.lost"])).unwrap();
+        assert_eq!(a.filter, b.filter);
+        assert_eq!(a.filter.types, vec![DisputeEvent::Lost, DisputeEvent::Won]);
+        let stream = stream_events(StreamEventsDraft {
+            after_event_id: "evt_01jd3s9v8m6q0n2c5x7r4t1k9e".into(),
+            from_beginning: true,
+            ..Default::default()
+        });
+        assert_eq!(fields(stream), vec!["from_beginning"]);
+        assert_eq!(
+            stream_events(StreamEventsDraft::default()).unwrap().start,
+            StreamStart::Now
+        );
+    }
+
+    #[test]
     fn an_update_with_a_bad_id_fails_at_once() {
         let draft = UpdateDisputeDraft {
             id: "dispute-1".into(),
