@@ -51,6 +51,11 @@ pub struct StackOptions {
     pub refund_fee_on_win: bool,
     /// Deadline sweeper interval of dispute-core.
     pub sweep_interval_secs: u64,
+    /// StreamEvents heartbeat interval of dispute-core (its default, 15 s).
+    pub event_stream_heartbeat_ms: u64,
+    /// Lead time of `dispute.due_soon`; the stack's default 0 records none, so that tests
+    /// with near deadlines see only the events they expect.
+    pub due_soon_lead_secs: u64,
     /// Overload and dependency-failure settings of each service (call limit, timeouts,
     /// readiness probe); the stack's default probes every 100 ms.
     pub dispute_core_resilience: dispute_core::config::Resilience,
@@ -90,6 +95,8 @@ impl Default for StackOptions {
             arbitration_fees: MoneyPolicy::default().arbitration_fees,
             refund_fee_on_win: false,
             sweep_interval_secs: 1,
+            event_stream_heartbeat_ms: dispute_core::app::DEFAULT_STREAM_HEARTBEAT_MS,
+            due_soon_lead_secs: 0,
             dispute_core_resilience: dispute_core::config::Resilience {
                 health_probe_interval_ms: 100,
                 ..Default::default()
@@ -234,6 +241,8 @@ impl Stack {
             balance_settlement_days: dispute_core::domain::ledger::DEFAULT_SETTLEMENT_DAYS,
             refund_fee_on_win: options.refund_fee_on_win,
             sweep_interval_secs: options.sweep_interval_secs,
+            event_stream_heartbeat_ms: options.event_stream_heartbeat_ms,
+            due_soon_lead_secs: options.due_soon_lead_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.dispute_core_resilience.clone(),
             tls: options.dispute_core_tls.clone(),

@@ -98,6 +98,21 @@ pub struct Config {
     /// How often the deadline sweeper looks for passed deadlines.
     #[arg(long, env = "DISPUTE_CORE_SWEEP_INTERVAL_SECS", default_value_t = 30)]
     pub sweep_interval_secs: u64,
+    /// StreamEvents sends a heartbeat after this long without an event.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_EVENT_STREAM_HEARTBEAT_MS",
+        default_value_t = crate::app::DEFAULT_STREAM_HEARTBEAT_MS
+    )]
+    pub event_stream_heartbeat_ms: u64,
+    /// How long before a dispute's `due_by` the deadline sweeper records
+    /// `dispute.due_soon` (once per `due_by`); 0 records none.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_DUE_SOON_LEAD_SECS",
+        default_value_t = crate::domain::deadlines::DEFAULT_DUE_SOON_LEAD_SECS
+    )]
+    pub due_soon_lead_secs: u64,
     /// HS256 key shared with document-store (at least 32 bytes).
     /// Required to serve; `migrate` does without.
     #[arg(
@@ -220,6 +235,14 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn event_stream_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.event_stream_heartbeat_ms.max(10))
+    }
+
+    pub fn due_soon_lead(&self) -> Duration {
+        Duration::from_secs(self.due_soon_lead_secs)
     }
 
     pub fn worker_stop_timeout(&self) -> Duration {

@@ -87,11 +87,15 @@ pub async fn run(
         .with_service_identity(&config.jwt_secret)?,
         policy: config.money_policy(),
     }
-    .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal);
-    let workers = app.spawn_workers(
+    .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal)
+    .with_due_soon_lead(config.due_soon_lead());
+    let mut workers = app.spawn_workers(
         Duration::from_secs(config.sweep_interval_secs.max(1)),
         &shutdown,
     );
+    // One LISTEN connection wakes every StreamEvents stream of this process.
+    let (event_hub, event_listener) = app::EventHub::spawn(app.pool().clone(), shutdown.clone());
+    workers.push(event_listener);
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -99,7 +103,14 @@ pub async fn run(
     );
     let event_service = InterceptedService::new(
         EventServiceServer::new(grpc::events::EventServiceHandler::new(
-            grpc::event_feed::EventFeedRpcs::new(app.clone()),
+            grpc::event_feed::EventFeedRpcs::new(
+                app.clone(),
+                event_hub,
+                grpc::event_feed::FeedSettings {
+                    heartbeat: config.event_stream_heartbeat(),
+                    shutdown: shutdown.clone(),
+                },
+            ),
             grpc::webhooks::WebhookRpcs::new(app.clone()),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -15,6 +15,7 @@ mod contract_text;
 mod dependencies;
 mod disputes;
 mod documents;
+mod events_feed;
 mod evidence;
 mod faults;
 mod fixtures;

@@ -14,11 +14,12 @@ use service_kit::worker::{RunReport, spawn_periodic};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::App;
 use super::persist::reload;
+use super::{App, DisputeView, webhook_fanout};
+use crate::domain::deadlines as deadlines_rule;
 use crate::domain::lifecycle;
-use crate::domain::{DisputeError, Trigger};
-use crate::store::{deadlines, idempotency};
+use crate::domain::{DisputeError, DisputeEvent, Trigger};
+use crate::store::{deadlines, events, idempotency};
 
 /// Disputes one sweeper run handles (each in its own transaction) before it reports that
 /// more remain.
@@ -44,6 +45,17 @@ pub struct SweepReport {
     /// Disputes whose sweep failed: logged, counted and pushed back.
     pub failed: u64,
     /// The run stopped at its batch limit: more disputes may be due.
+    pub more: bool,
+}
+
+/// What one round of `dispute.due_soon` announcements did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DueSoonReport {
+    /// `dispute.due_soon` events recorded.
+    pub announced: u64,
+    /// Disputes whose announcement failed (logged; tried again next run).
+    pub failed: u64,
+    /// The run stopped at its batch limit.
     pub more: bool,
 }
 
@@ -73,11 +85,13 @@ impl App {
                 move || {
                     let app = sweeper.clone();
                     async move {
-                        let report = app.sweep_deadline_batch(Utc::now()).await?;
+                        let now = Utc::now();
+                        let report = app.sweep_deadline_batch(now).await?;
+                        let due_soon = app.announce_due_soon_batch(now).await?;
                         Ok::<RunReport, DisputeError>(RunReport {
-                            handled: report.applied + report.unchanged,
-                            failed: report.failed,
-                            more: report.more,
+                            handled: report.applied + report.unchanged + due_soon.announced,
+                            failed: report.failed + due_soon.failed,
+                            more: report.more || due_soon.more,
                         })
                     }
                 },
@@ -214,6 +228,85 @@ impl App {
         };
         deadlines::clear_sweep_failure(tx, tenant_id, id).await?;
         Ok(swept)
+    }
+
+    /// Records `dispute.due_soon` for up to [`SWEEP_BATCH`] disputes whose `due_by` is
+    /// within the lead time and not announced yet (for that `due_by`), each in its own
+    /// transaction; safe with several replicas (`for update skip locked`). Final disputes
+    /// are only marked. Nothing happens when the lead is zero.
+    pub async fn announce_due_soon_batch(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<DueSoonReport, DisputeError> {
+        let mut report = DueSoonReport::default();
+        if self.due_soon_lead <= chrono::Duration::zero() {
+            return Ok(report);
+        }
+        let lead_secs = self.due_soon_lead.num_seconds().max(1);
+        let mut tried: Vec<String> = Vec::new();
+        while tried.len() < SWEEP_BATCH {
+            let mut tx = self.pool.begin().await.context("begin")?;
+            let Some((tenant_id, id, sent_for)) =
+                deadlines::claim_next_due_soon_dispute(&mut tx, now, lead_secs, &tried).await?
+            else {
+                return Ok(report);
+            };
+            tried.push(id.clone());
+            let announced = self
+                .announce_due_soon(&mut tx, &tenant_id, &id, sent_for, now)
+                .await;
+            let committed =
+                match announced {
+                    Ok(announced) => tx.commit().await.map(|()| announced).map_err(|e| {
+                        DisputeError::Internal(anyhow::Error::new(e).context("commit"))
+                    }),
+                    Err(error) => {
+                        let _ = tx.rollback().await;
+                        Err(error)
+                    }
+                };
+            match committed {
+                Ok(true) => report.announced += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::error!(
+                        tenant_id,
+                        dispute_id = id,
+                        error = ?error,
+                        "dispute.due_soon could not be recorded; tried again at the next run"
+                    );
+                }
+            }
+        }
+        report.more = true;
+        Ok(report)
+    }
+
+    /// Records `dispute.due_soon` for one claimed dispute if it is owed, and marks its
+    /// `due_by` as announced; returns whether an event was recorded.
+    async fn announce_due_soon(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        tenant_id: &str,
+        id: &str,
+        sent_for: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DisputeError> {
+        let dispute = reload(tx, tenant_id, id).await?;
+        let open_due = dispute.due_time.filter(|_| !dispute.status.is_final());
+        let due = deadlines_rule::due_soon_to_announce(open_due, sent_for, now, self.due_soon_lead);
+        if due.is_some() {
+            // Nothing in the history caused it: the event holds the dispute without entries.
+            let mut shown = dispute.clone();
+            shown.action_history.clear();
+            let payload = self.snapshot(&DisputeView::at(shown, now));
+            let event_type = DisputeEvent::DueSoon.as_str();
+            let event_id = events::insert_event(tx, tenant_id, id, event_type, &payload).await?;
+            webhook_fanout::enqueue_deliveries(tx, tenant_id, &event_id, event_type).await?;
+        }
+        deadlines::mark_due_soon_sent(tx, tenant_id, id, dispute.due_time).await?;
+        Ok(due.is_some())
     }
 
     /// Logs a failed sweep and pushes the dispute's next try back (its transaction has

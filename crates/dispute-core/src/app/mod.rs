@@ -8,6 +8,7 @@
 mod create_action;
 mod create_dispute;
 mod deadline_sweep;
+mod event_feed;
 mod evidence_documents;
 mod mutation;
 mod persist;
@@ -20,7 +21,10 @@ mod webhook_fanout;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-pub use deadline_sweep::SweepReport;
+pub use deadline_sweep::{DueSoonReport, SweepReport};
+pub use event_feed::{
+    DEFAULT_STREAM_HEARTBEAT_MS, EventHub, EventPage, FeedItem, FollowSettings, StoredEvent,
+};
 
 use crate::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;
@@ -55,6 +59,8 @@ pub struct App {
     policy: MoneyPolicy,
     snapshots: SnapshotEncoder,
     refusals: RefusalEncoder,
+    /// How long before `due_by` the sweeper records `dispute.due_soon`; zero: never.
+    due_soon_lead: chrono::Duration,
 }
 
 impl Disputes {
@@ -67,11 +73,19 @@ impl Disputes {
             policy: self.policy,
             snapshots,
             refusals,
+            due_soon_lead: chrono::Duration::zero(),
         }
     }
 }
 
 impl App {
+    /// The app recording `dispute.due_soon` `lead` before each `due_by` (zero, the
+    /// default of [`Disputes::with_snapshots`], records none).
+    pub fn with_due_soon_lead(mut self, lead: std::time::Duration) -> App {
+        self.due_soon_lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
+        self
+    }
+
     /// The database pool (closed by the caller at shutdown).
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -321,6 +321,25 @@ pub fn regulation_z_deadlines(
     }
 }
 
+/// Default lead time of `dispute.due_soon` before `due_by` (`--due-soon-lead-secs`).
+pub const DEFAULT_DUE_SOON_LEAD_SECS: u64 = 48 * 3600;
+
+/// `dispute.due_soon`: the `due_by` to announce now, if any. It is announced once the
+/// response is due within `lead` (and not yet past), once per deadline: `sent_for` is the
+/// `due_by` the last one was sent for, so a deadline that moves is announced again. A lead
+/// of zero announces nothing.
+pub fn due_soon_to_announce(
+    due_time: Option<DateTime<Utc>>,
+    sent_for: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    lead: chrono::Duration,
+) -> Option<DateTime<Utc>> {
+    let due = due_time?;
+    let announce =
+        lead > chrono::Duration::zero() && due > now && due - lead <= now && sent_for != Some(due);
+    announce.then_some(due)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,5 +545,26 @@ mod tests {
             end_of_day(day("2026-12-31")),
             instant("2027-01-01T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn due_soon_is_announced_once_per_deadline() {
+        let now = instant("2026-03-02T10:00:00Z");
+        let lead = chrono::Duration::hours(48);
+        let due = instant("2026-03-03T00:00:00Z");
+        let far = instant("2026-03-10T00:00:00Z");
+        assert_eq!(due_soon_to_announce(Some(due), None, now, lead), Some(due));
+        assert_eq!(due_soon_to_announce(Some(due), Some(due), now, lead), None);
+        // The deadline moved: announced again (if it is still within the lead).
+        let moved = instant("2026-03-04T00:00:00Z");
+        assert_eq!(
+            due_soon_to_announce(Some(moved), Some(due), now, lead),
+            Some(moved)
+        );
+        assert_eq!(due_soon_to_announce(Some(far), None, now, lead), None);
+        assert_eq!(due_soon_to_announce(Some(now), None, now, lead), None); // already due
+        assert_eq!(due_soon_to_announce(None, None, now, lead), None);
+        let off = chrono::Duration::zero();
+        assert_eq!(due_soon_to_announce(Some(due), None, now, off), None);
     }
 }

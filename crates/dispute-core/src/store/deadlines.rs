@@ -119,3 +119,50 @@ pub async fn find_sweep_failure(
     .context("find sweep failure")?;
     Ok(found)
 }
+
+/// Claims a dispute whose `due_time` lies within `lead_secs` after `now` (not yet past) and
+/// whose `dispute.due_soon` was not sent for that `due_time`, locking it like
+/// [`claim_next_due_dispute`]. Returns its tenant, id and the `due_time` the last one was
+/// sent for.
+pub async fn claim_next_due_soon_dispute(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    lead_secs: i64,
+    skip_ids: &[String],
+) -> anyhow::Result<Option<(String, String, Option<DateTime<Utc>>)>> {
+    let due = sqlx::query_as(
+        "select d.tenant_id, d.id, d.due_soon_sent_for from disputes d
+          where d.due_time > $1
+            and d.due_time <= $1 + make_interval(secs => $2)
+            and d.due_soon_sent_for is distinct from d.due_time
+            and d.id <> all($3)
+          order by d.due_time
+          limit 1
+          for update of d skip locked",
+    )
+    .bind(now)
+    .bind(lead_secs as f64)
+    .bind(skip_ids)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("claim due-soon dispute")?;
+    Ok(due)
+}
+
+/// Records that `dispute.due_soon` was sent for `due_time` (or that none is owed for it).
+#[tracing::instrument(skip(conn), fields(dispute_id = %id))]
+pub async fn mark_due_soon_sent(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    due_time: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    sqlx::query("update disputes set due_soon_sent_for = $3 where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .bind(due_time)
+        .execute(&mut *conn)
+        .await
+        .context("mark due soon sent")?;
+    Ok(())
+}

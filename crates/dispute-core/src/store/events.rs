@@ -1,8 +1,10 @@
 //! The events of disputes (`dispute_events`), read by subscribers.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use service_kit::ids::EventId;
 use sqlx::PgConnection;
+use sqlx::postgres::PgListener;
 
 /// Records an event holding the dispute as it is after the change; returns its `evt_` id.
 pub async fn insert_event(
@@ -26,4 +28,219 @@ pub async fn insert_event(
     .await
     .context("insert event")?;
     Ok(id.as_str().to_owned())
+}
+
+/// The channel that wakes StreamEvents readers (payload: the tenant id): sent by
+/// [`number_committed_events`] for each tenant whose events it numbered, delivered when
+/// its transaction commits.
+pub const EVENTS_CHANNEL: &str = "dispute_events";
+
+/// The channel that wakes the sequencer: the insert trigger sends it, delivered when the
+/// inserting transaction commits.
+pub const EVENTS_INSERTED_CHANNEL: &str = "dispute_events_inserted";
+
+/// The advisory lock that lets one sequencer at a time number events (any 64-bit key
+/// unique in this database).
+const SEQUENCER_LOCK_KEY: i64 = 0x6576_745f_7365_7131; // "evt_seq1"
+
+/// A stored event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub dispute_id: String,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    /// The dispute after the change, encoded as `disputes.v1.Dispute`.
+    pub payload: Vec<u8>,
+    #[sqlx(rename = "created_at")]
+    pub create_time: DateTime<Utc>,
+    /// Per-tenant position (dense: 1, 2, 3, ...); 0 while the sequencer has not numbered
+    /// the event yet (a few milliseconds after its commit). Readers that page or stream
+    /// read only numbered events.
+    pub position: i64,
+}
+
+const EVENT_COLUMNS: &str =
+    "id, dispute_id, type, payload, created_at, coalesce(position, 0) as position";
+
+/// What ListEvents filters on, as the store reads it.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery<'a> {
+    /// Empty: every type.
+    pub types: &'a [String],
+    pub dispute_id: Option<&'a str>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// Events of a tenant after `after_id` (from the first when `None`), in commit order.
+#[tracing::instrument(skip(conn, query))]
+pub async fn list_events(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    query: &EventQuery<'_>,
+    after_id: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<EventRow>> {
+    let rows = sqlx::query_as(&format!(
+        "select {EVENT_COLUMNS} from dispute_events
+          where tenant_id = $1
+            and position > coalesce(
+                (select position from dispute_events where tenant_id = $1 and id = $2), 0)
+            and (cardinality($3::text[]) = 0 or type = any($3))
+            and ($4::text is null or dispute_id = $4)
+            and ($5::timestamptz is null or created_at >= $5)
+            and ($6::timestamptz is null or created_at < $6)
+          order by position
+          limit $7"
+    ))
+    .bind(tenant_id)
+    .bind(after_id)
+    .bind(query.types)
+    .bind(query.dispute_id)
+    .bind(query.created_after)
+    .bind(query.created_before)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("list events")?;
+    Ok(rows)
+}
+
+/// Events of a tenant with a position above `after_position`, in commit order (what a
+/// stream reads on each wake-up).
+#[tracing::instrument(skip(conn))]
+pub async fn events_after_position(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    after_position: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<EventRow>> {
+    let rows = sqlx::query_as(&format!(
+        "select {EVENT_COLUMNS} from dispute_events
+          where tenant_id = $1 and position > $2
+          order by position
+          limit $3"
+    ))
+    .bind(tenant_id)
+    .bind(after_position)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read events after position")?;
+    Ok(rows)
+}
+
+/// One event of a tenant.
+#[tracing::instrument(skip(conn), fields(event_id = %id))]
+pub async fn find_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<EventRow>> {
+    let row = sqlx::query_as(&format!(
+        "select {EVENT_COLUMNS} from dispute_events where tenant_id = $1 and id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("find event")?;
+    Ok(row)
+}
+
+/// The position of the newest committed event of a tenant (0 without events).
+#[tracing::instrument(skip(conn))]
+pub async fn last_event_position(conn: &mut PgConnection, tenant_id: &str) -> anyhow::Result<i64> {
+    let position = sqlx::query_scalar(
+        "select coalesce(max(position), 0)::bigint from dispute_events where tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_one(&mut *conn)
+    .await
+    .context("last event position")?;
+    Ok(position)
+}
+
+/// One round of the sequencer: numbers up to `batch` committed events that have no position
+/// yet, in `seq` order per tenant after the tenant's last position, and notifies the
+/// tenants on [`EVENTS_CHANNEL`]. Only one round runs at a time in the whole database (an
+/// advisory lock held until the transaction ends): `None` when another one holds it. The
+/// caller commits; returns how many events were numbered.
+pub async fn number_committed_events(
+    conn: &mut PgConnection,
+    batch: i64,
+) -> anyhow::Result<Option<u64>> {
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+        .bind(SEQUENCER_LOCK_KEY)
+        .fetch_one(&mut *conn)
+        .await
+        .context("take sequencer lock")?;
+    if !locked {
+        return Ok(None);
+    }
+    // A statement that starts after the lock: it sees every earlier round's numbers.
+    let tenants: Vec<(String, i64)> = sqlx::query_as(
+        "with pending as (
+             select seq, tenant_id from dispute_events
+              where position is null
+              order by seq
+              limit $1
+              for update
+         ),
+         numbered as (
+             select seq, tenant_id,
+                    row_number() over (partition by tenant_id order by seq) as n
+               from pending
+         ),
+         added as (
+             select tenant_id, count(*) as added from pending group by tenant_id
+         ),
+         counters as (
+             insert into event_positions as p (tenant_id, last_position)
+             select tenant_id, added from added
+             on conflict (tenant_id) do update
+                 set last_position = p.last_position + excluded.last_position,
+                     updated_at = now()
+             returning tenant_id, last_position
+         ),
+         updated as (
+             update dispute_events e
+                set position = c.last_position - a.added + n.n
+               from numbered n
+               join added a using (tenant_id)
+               join counters c using (tenant_id)
+              where e.seq = n.seq
+             returning e.tenant_id
+         )
+         select tenant_id, count(*)::bigint from updated group by tenant_id",
+    )
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await
+    .context("number committed events")?;
+    let names: Vec<&str> = tenants.iter().map(|(tenant, _)| tenant.as_str()).collect();
+    if !names.is_empty() {
+        sqlx::query("select pg_notify($1, tenant) from unnest($2::text[]) as tenant")
+            .bind(EVENTS_CHANNEL)
+            .bind(&names)
+            .execute(&mut *conn)
+            .await
+            .context("notify numbered events")?;
+    }
+    let numbered = tenants.iter().map(|(_, count)| *count).sum::<i64>();
+    Ok(Some(u64::try_from(numbered).unwrap_or(0)))
+}
+
+/// A connection listening on [`EVENTS_CHANNEL`] and [`EVENTS_INSERTED_CHANNEL`]; it reconnects by itself when the
+/// connection drops (notifications sent meanwhile are lost: readers re-read on a timer).
+pub async fn listen_for_events(pool: &sqlx::PgPool) -> anyhow::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .context("connect event listener")?;
+    listener
+        .listen_all([EVENTS_CHANNEL, EVENTS_INSERTED_CHANNEL])
+        .await
+        .context("listen for events")?;
+    Ok(listener)
 }

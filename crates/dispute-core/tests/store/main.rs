@@ -5,6 +5,7 @@
 
 mod deadline_sweep;
 mod disputes;
+mod events;
 mod history;
 mod idempotency;
 

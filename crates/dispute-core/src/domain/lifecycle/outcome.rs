@@ -34,6 +34,9 @@ pub enum DisputeEvent {
     DefensePeriodEnded,
     Reopened,
     Overdue,
+    /// The response is due within the configured lead time (recorded by the deadline
+    /// sweeper, once per `due_by`; no history entry causes it).
+    DueSoon,
 }
 
 impl DisputeEvent {
@@ -50,7 +53,29 @@ impl DisputeEvent {
             DisputeEvent::DefensePeriodEnded => "dispute.defense_period_ended",
             DisputeEvent::Reopened => "dispute.reopened",
             DisputeEvent::Overdue => "dispute.overdue",
+            DisputeEvent::DueSoon => "dispute.due_soon",
         }
+    }
+
+    /// Every event type, in the order docs/api.md lists them.
+    pub const ALL: [DisputeEvent; 12] = [
+        DisputeEvent::Created,
+        DisputeEvent::Updated,
+        DisputeEvent::FundsWithdrawn,
+        DisputeEvent::FundsReinstated,
+        DisputeEvent::EvidenceSubmitted,
+        DisputeEvent::Won,
+        DisputeEvent::Lost,
+        DisputeEvent::Closed,
+        DisputeEvent::DefensePeriodEnded,
+        DisputeEvent::Reopened,
+        DisputeEvent::Overdue,
+        DisputeEvent::DueSoon,
+    ];
+
+    /// The event type named `name` (`dispute.won`), if there is one.
+    pub fn from_name(name: &str) -> Option<DisputeEvent> {
+        DisputeEvent::ALL.into_iter().find(|e| e.as_str() == name)
     }
 }
 
