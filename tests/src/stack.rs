@@ -61,6 +61,9 @@ pub struct StackOptions {
     /// S3 endpoint document-store uses (e.g. a proxy in front of the S3 server); `None`:
     /// the S3 server itself.
     pub document_store_s3_endpoint: Option<String>,
+    /// dispute-core's webhook flags; the stack's default allows http and private
+    /// addresses (receivers on 127.0.0.1), divides delays by 1000 and polls every 20 ms.
+    pub webhooks: dispute_core::config::WebhookFlags,
 }
 
 impl Default for StackOptions {
@@ -95,7 +98,22 @@ impl Default for StackOptions {
             },
             database_addr: None,
             document_store_s3_endpoint: None,
+            webhooks: test_webhook_flags(),
         }
+    }
+}
+
+/// Webhook flags for tests: http and private addresses allowed, time divided by 1000,
+/// short attempt timeout and lease, fast polling.
+pub fn test_webhook_flags() -> dispute_core::config::WebhookFlags {
+    dispute_core::config::WebhookFlags {
+        webhook_allow_http: true,
+        webhook_allow_private_addresses: true,
+        webhook_time_scale: 1000.0,
+        webhook_attempt_timeout_ms: 2_000,
+        webhook_lease_ms: 5_000,
+        webhook_poll_interval_ms: 20,
+        ..Default::default()
     }
 }
 
@@ -221,6 +239,7 @@ impl Stack {
             sweep_interval_secs: options.sweep_interval_secs,
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.dispute_core_resilience.clone(),
+            webhooks: options.webhooks.clone(),
         };
         let services = vec![
             tokio::spawn(document_store::run(

@@ -85,10 +85,16 @@ pub async fn run(
         policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal);
-    let workers = app.spawn_workers(
+    let mut workers = app.spawn_workers(
         Duration::from_secs(config.sweep_interval_secs.max(1)),
         &shutdown,
     );
+    let webhooks = app::Webhooks::new(
+        app.pool().clone(),
+        config.webhooks.settings(),
+        grpc::webhook_json::render,
+    )?;
+    workers.push(webhooks.spawn_worker(&shutdown));
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -97,7 +103,7 @@ pub async fn run(
     let event_service = InterceptedService::new(
         EventServiceServer::new(grpc::events::EventServiceHandler::new(
             grpc::event_feed::EventFeedRpcs::new(app.clone()),
-            grpc::webhooks::WebhookRpcs::new(app.clone()),
+            grpc::webhooks::WebhookRpcs::new(webhooks),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier),

@@ -16,11 +16,14 @@ mod record_network_event;
 mod staged_holds;
 mod update_dispute;
 mod webhook_fanout;
+mod webhook_worker;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 pub use deadline_sweep::SweepReport;
+pub use webhooks::{WebhookSettings, Webhooks};
 
 use crate::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;
