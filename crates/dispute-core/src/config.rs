@@ -126,18 +126,30 @@ pub struct WebhookFlags {
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_TIME_SCALE", default_value_t = 1.0)]
     pub webhook_time_scale: f64,
     /// Limit of one delivery attempt (connect, send, response headers).
-    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_ATTEMPT_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_ATTEMPT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub webhook_attempt_timeout_ms: u64,
     /// How long a replica's claim on a delivery lasts; after it another replica takes it.
     /// Keep it well above the attempt timeout.
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_LEASE_MS", default_value_t = 60_000)]
     pub webhook_lease_ms: u64,
     /// How often the worker looks for due retries (new deliveries wake it at once).
-    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_POLL_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_POLL_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
     pub webhook_poll_interval_ms: u64,
     /// An endpoint whose attempts all failed for this long is disabled (`failing`);
     /// divided by the time scale.
-    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 259_200)]
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_DISABLE_AFTER_SECS",
+        default_value_t = 259_200
+    )]
     pub webhook_disable_after_secs: u64,
     /// Delivery attempts in flight per replica.
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_CONCURRENCY", default_value_t = 16)]

@@ -27,4 +27,5 @@ mod stack;
 mod submission;
 mod tracing_propagation;
 mod upload_cancel;
+mod webhooks;
 mod workers;

@@ -237,10 +237,11 @@ impl Webhooks {
         )?;
         let started_at = Utc::now();
         let timestamp = started_at.timestamp();
-        let previous = endpoint
-            .previous_secret
-            .as_deref()
-            .filter(|_| endpoint.previous_secret_expires_at.is_some_and(|t| t > started_at));
+        let previous = endpoint.previous_secret.as_deref().filter(|_| {
+            endpoint
+                .previous_secret_expires_at
+                .is_some_and(|t| t > started_at)
+        });
         let signature =
             rules::signature_header(&endpoint.secret, previous, &delivery.id, timestamp, &body)
                 .context("endpoint secret is not valid base64")?;
@@ -289,8 +290,8 @@ impl Webhooks {
             if rules::should_disable(failing_for, disable_after)
                 && store::disable_failing(&mut tx, tenant_id, &endpoint.id).await?
             {
-                let failed = store::fail_pending_of_endpoint(&mut tx, tenant_id, &endpoint.id)
-                    .await?;
+                let failed =
+                    store::fail_pending_of_endpoint(&mut tx, tenant_id, &endpoint.id).await?;
                 // dispute_events rows belong to a dispute, so this is a log line, not an
                 // event (docs/api.md, "Webhooks").
                 tracing::warn!(

@@ -241,8 +241,8 @@ impl Webhooks {
         id: &str,
         overlap: Duration,
     ) -> Result<EndpointRow, DisputeError> {
-        let until = Utc::now()
-            + chrono::Duration::from_std(overlap).context("overlap out of range")?;
+        let until =
+            Utc::now() + chrono::Duration::from_std(overlap).context("overlap out of range")?;
         let mut conn = self.pool.acquire().await.context("acquire")?;
         store::rotate_secret(&mut conn, tenant_id, id, &new_secret(), until)
             .await?
@@ -306,8 +306,8 @@ impl Webhooks {
         let delivery = store::retry_delivery(&mut tx, tenant_id, id)
             .await?
             .ok_or_else(|| delivery_not_found(id))?;
-        let attempts = store::attempts_of(&mut tx, tenant_id, std::slice::from_ref(&delivery.id))
-            .await?;
+        let attempts =
+            store::attempts_of(&mut tx, tenant_id, std::slice::from_ref(&delivery.id)).await?;
         tx.commit().await.context("commit")?;
         Ok(DeliveryDetails { delivery, attempts })
     }

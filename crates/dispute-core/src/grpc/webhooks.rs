@@ -207,7 +207,10 @@ impl WebhookRpcs {
         let caller = Caller::of(&request)?;
         caller.require(Scope::WebhooksManage)?;
         let request = request.into_inner();
-        refuse(nul_violations([("page_token", request.page_token.as_str())]))?;
+        refuse(nul_violations([(
+            "page_token",
+            request.page_token.as_str(),
+        )]))?;
         let page = self
             .webhooks
             .list_endpoints(
@@ -249,10 +252,8 @@ impl WebhookRpcs {
                 "event_types" => {
                     let mut found = event_type_nuls(&endpoint.event_types);
                     if found.is_empty() {
-                        found = rules::check_event_types(
-                            "endpoint.event_types",
-                            &endpoint.event_types,
-                        );
+                        found =
+                            rules::check_event_types("endpoint.event_types", &endpoint.event_types);
                     }
                     violations.extend(found);
                     update.event_types = Some(endpoint.event_types.clone());
@@ -262,9 +263,11 @@ impl WebhookRpcs {
                         "endpoint.description",
                         endpoint.description.as_str(),
                     )]));
-                    violations.extend(rules::check_description(&endpoint.description).map(
-                        |v| Violation::new(format!("endpoint.{}", v.field), v.description),
-                    ));
+                    violations.extend(
+                        rules::check_description(&endpoint.description).map(|v| {
+                            Violation::new(format!("endpoint.{}", v.field), v.description)
+                        }),
+                    );
                     update.description = Some(endpoint.description.clone());
                 }
                 "enabled" => update.enabled = Some(endpoint.enabled),
