@@ -42,6 +42,10 @@ struct State {
     received: Vec<Received>,
     fail_first: u32,
     fail_all: bool,
+    /// Answer 500 to every n-th POST overall (0: never).
+    fail_every: u32,
+    /// Record POSTs (status 0) but answer only when released (then 503).
+    hold: bool,
     seen: HashMap<String, u32>,
 }
 
@@ -50,6 +54,7 @@ pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     arrived: Arc<Notify>,
+    released: Arc<Notify>,
     stop: CancellationToken,
 }
 
@@ -69,8 +74,14 @@ impl Receiver {
             ..State::default()
         }));
         let arrived = Arc::new(Notify::new());
+        let released = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let (s, a, st) = (state.clone(), arrived.clone(), stop.clone());
+        let (s, a, r, st) = (
+            state.clone(),
+            arrived.clone(),
+            released.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
@@ -80,11 +91,11 @@ impl Receiver {
                         Err(_) => continue,
                     },
                 };
-                let (s, a) = (s.clone(), a.clone());
+                let (s, a, r) = (s.clone(), a.clone(), r.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let (s, a) = (s.clone(), a.clone());
-                        async move { Ok::<_, hyper::Error>(handle(&s, &a, request).await) }
+                        let (s, a, r) = (s.clone(), a.clone(), r.clone());
+                        async move { Ok::<_, hyper::Error>(handle(&s, &a, &r, request).await) }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -96,6 +107,7 @@ impl Receiver {
             addr,
             state,
             arrived,
+            released,
             stop,
         }
     }
@@ -108,6 +120,20 @@ impl Receiver {
     /// Answer 500 to everything (or stop doing so).
     pub fn set_fail_all(&self, fail: bool) {
         self.state.lock().unwrap().fail_all = fail;
+    }
+
+    /// Answer 500 to every `n`-th POST overall (0: never).
+    pub fn set_fail_every(&self, n: u32) {
+        self.state.lock().unwrap().fail_every = n;
+    }
+
+    /// Hold every POST unanswered (recorded with status 0) until released; held ones are
+    /// then answered 503.
+    pub fn set_hold(&self, hold: bool) {
+        self.state.lock().unwrap().hold = hold;
+        if !hold {
+            self.released.notify_waiters();
+        }
     }
 
     /// Every POST so far, in arrival order.
@@ -134,6 +160,7 @@ impl Receiver {
 async fn handle(
     state: &Mutex<State>,
     arrived: &Notify,
+    released: &Notify,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
     let header = |name: &str| {
@@ -153,12 +180,18 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let status = {
+    let (status, held) = {
         let mut state = state.lock().unwrap();
         let seen = state.seen.entry(webhook_id.clone()).or_insert(0);
         *seen += 1;
         let attempt = *seen;
-        let status = if state.fail_all || attempt <= state.fail_first {
+        let nth = u32::try_from(state.received.len()).unwrap_or(u32::MAX) + 1;
+        let status = if state.hold {
+            0
+        } else if state.fail_all
+            || attempt <= state.fail_first
+            || (state.fail_every > 0 && nth.is_multiple_of(state.fail_every))
+        {
             500
         } else {
             204
@@ -171,10 +204,19 @@ async fn handle(
             at: Instant::now(),
             status,
         });
-        status
+        (if status == 0 { 503 } else { status }, status == 0)
     };
     arrived.notify_waiters();
-    let mut response = Response::new(Full::new(if status == 500 {
+    if held {
+        loop {
+            let notified = released.notified();
+            if !state.lock().unwrap().hold {
+                break;
+            }
+            notified.await;
+        }
+    }
+    let mut response = Response::new(Full::new(if status >= 500 {
         Bytes::from_static(b"receiver says no")
     } else {
         Bytes::new()

@@ -115,6 +115,10 @@ pub struct Config {
 /// Webhook delivery settings (docs/api.md, "Webhooks").
 #[derive(Debug, Clone, clap::Args)]
 pub struct WebhookFlags {
+    /// Run this replica's delivery worker. Off: the replica serves the API and makes
+    /// deliveries (in the event's transaction) but leaves sending them to the others.
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook_worker: bool,
     /// Accept `http://` endpoint URLs (receivers that are internal services).
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_http: bool,
@@ -160,6 +164,7 @@ impl Default for WebhookFlags {
     /// The same values as the flags' defaults.
     fn default() -> Self {
         Self {
+            webhook_worker: true,
             webhook_allow_http: false,
             webhook_allow_private_addresses: false,
             webhook_time_scale: 1.0,

@@ -94,7 +94,9 @@ pub async fn run(
         config.webhooks.settings(),
         grpc::webhook_json::render,
     )?;
-    workers.push(webhooks.spawn_worker(&shutdown));
+    if config.webhooks.webhook_worker {
+        workers.push(webhooks.spawn_worker(&shutdown));
+    }
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

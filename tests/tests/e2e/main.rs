@@ -28,4 +28,5 @@ mod submission;
 mod tracing_propagation;
 mod upload_cancel;
 mod webhooks;
+mod webhooks_replicas;
 mod workers;

@@ -2,9 +2,10 @@
 //! `FOR UPDATE SKIP LOCKED` and a lease (owner = this replica's id), POSTs each with a
 //! per-attempt timeout, records the attempt and schedules the next one (or ends the
 //! delivery). New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
-//! found by polling. On shutdown it stops claiming and gives back the claims it has not
-//! started; the claims of a replica that died are taken by another once their lease ran
-//! out.
+//! found by polling. It claims only as many deliveries as it has free slots, each attempted
+//! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
+//! flight finish (within the worker stop timeout) and gives back any claim it still holds;
+//! the claims of a replica that died are taken by another once their lease ran out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use futures::StreamExt;
 use rand::Rng;
 use sqlx::postgres::PgListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::webhooks::{WebhookSettings, Webhooks};
@@ -96,29 +96,53 @@ impl Webhooks {
     async fn run_worker(&self, replica: &str, shutdown: CancellationToken) {
         tracing::info!(replica, "webhook worker started");
         let mut listener = self.listen().await;
-        let batch = i64::try_from(self.settings.concurrency.max(1)).unwrap_or(16);
+        let concurrency = self.settings.concurrency.max(1);
+        // Each claimed delivery is attempted at once in its own task; the worker claims only
+        // as many as it has free slots, so a slow receiver never holds up the others and
+        // nothing claimed waits unstarted.
+        let mut in_flight: JoinSet<()> = JoinSet::new();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            let claimed = match self.claim(replica, batch).await {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(error = ?error, "webhook claim failed");
-                    Vec::new()
+            while in_flight.try_join_next().is_some() {}
+            let free = concurrency.saturating_sub(in_flight.len());
+            let mut claimed_all_free = false;
+            if free > 0 {
+                let limit = i64::try_from(free).unwrap_or(1);
+                match self.claim(replica, limit).await {
+                    Ok(claimed) => {
+                        claimed_all_free = claimed.len() == free;
+                        for delivery in claimed {
+                            let worker = self.clone();
+                            let replica = replica.to_owned();
+                            in_flight.spawn(async move {
+                                if let Err(error) = worker.deliver(&replica, &delivery).await {
+                                    tracing::warn!(
+                                        delivery_id = %delivery.id,
+                                        error = ?error,
+                                        "webhook attempt not recorded; retried after the lease"
+                                    );
+                                }
+                            });
+                        }
+                    }
+                    Err(error) => tracing::warn!(error = ?error, "webhook claim failed"),
                 }
-            };
-            if !claimed.is_empty() {
-                let full = i64::try_from(claimed.len()).unwrap_or(0) >= batch;
-                self.deliver_batch(replica, claimed, &shutdown).await;
-                if full {
-                    continue;
+            }
+            if claimed_all_free {
+                // Maybe more are due: claim again as soon as a slot frees.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = in_flight.join_next() => {},
                 }
+                continue;
             }
             let wait = self.until_next_due().await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {},
+                _ = async { in_flight.join_next().await }, if !in_flight.is_empty() => {},
                 woke = wait_for_notification(&mut listener) => {
                     if !woke {
                         listener = None;
@@ -126,8 +150,11 @@ impl Webhooks {
                 }
             }
         }
-        // Claims not started yet go back now rather than when their lease runs out.
-        match self.release(replica, None).await {
+        // Attempts in flight finish and are recorded (the worker stop timeout cuts them off;
+        // their claims then go to another replica when the lease runs out).
+        while in_flight.join_next().await.is_some() {}
+        // Anything still claimed by this replica goes back now rather than at lease end.
+        match self.release(replica).await {
             Ok(released) if released > 0 => {
                 tracing::info!(replica, released, "webhook claims released at shutdown")
             }
@@ -159,9 +186,9 @@ impl Webhooks {
         store::claim_due(&mut conn, replica, self.settings.lease, batch).await
     }
 
-    async fn release(&self, replica: &str, ids: Option<&[String]>) -> anyhow::Result<u64> {
+    async fn release(&self, replica: &str) -> anyhow::Result<u64> {
         let mut conn = self.pool.acquire().await.context("acquire")?;
-        store::release(&mut conn, replica, ids).await
+        store::release(&mut conn, replica).await
     }
 
     /// How long to sleep: until the next delivery is due, at most the poll interval.
@@ -177,39 +204,6 @@ impl Webhooks {
                 .unwrap_or(Duration::ZERO)
                 .clamp(Duration::from_millis(5), poll),
             _ => poll,
-        }
-    }
-
-    /// Delivers a claimed batch, `concurrency` at a time; after shutdown, the ones not
-    /// started are released.
-    async fn deliver_batch(
-        &self,
-        replica: &str,
-        claimed: Vec<ClaimedDelivery>,
-        shutdown: &CancellationToken,
-    ) {
-        let unstarted: Vec<String> = futures::stream::iter(claimed)
-            .map(|delivery| async move {
-                if shutdown.is_cancelled() {
-                    return Some(delivery.id);
-                }
-                if let Err(error) = self.deliver(replica, &delivery).await {
-                    tracing::warn!(
-                        delivery_id = %delivery.id,
-                        error = ?error,
-                        "webhook attempt could not be recorded; retried after the lease"
-                    );
-                }
-                None
-            })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .filter_map(|id| async move { id })
-            .collect()
-            .await;
-        if !unstarted.is_empty()
-            && let Err(error) = self.release(replica, Some(&unstarted)).await
-        {
-            tracing::warn!(error = ?error, "releasing webhook claims failed");
         }
     }
 
@@ -279,6 +273,10 @@ impl Webhooks {
             after,
         )
         .await?;
+        tx.commit().await.context("commit")?;
+        // The endpoint's bookkeeping in a transaction of its own: locks are taken endpoint
+        // first, then deliveries, as DeleteWebhookEndpoint takes them (no deadlock).
+        let mut tx = self.pool.begin().await.context("begin")?;
         if response.succeeded() {
             store::endpoint_succeeded(&mut tx, tenant_id, &endpoint.id).await?;
         } else if let Some(since) =

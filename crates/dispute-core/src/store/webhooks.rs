@@ -424,18 +424,13 @@ pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<Option<DateTime
     .context("next due webhook delivery")
 }
 
-/// Gives back claims of `owner` that were not attempted (all of them when `ids` is None).
-pub async fn release(
-    conn: &mut PgConnection,
-    owner: &str,
-    ids: Option<&[String]>,
-) -> anyhow::Result<u64> {
+/// Gives back every claim `owner` still holds (at shutdown).
+pub async fn release(conn: &mut PgConnection, owner: &str) -> anyhow::Result<u64> {
     Ok(sqlx::query(
         "update webhook_deliveries set lease_owner = null, lease_expires_at = null
-          where lease_owner = $1 and status = 'pending' and ($2::text[] is null or id = any($2))",
+          where lease_owner = $1 and status = 'pending'",
     )
     .bind(owner)
-    .bind(ids)
     .execute(&mut *conn)
     .await
     .context("release webhook claims")?
