@@ -165,7 +165,11 @@ impl Webhooks {
     }
 
     async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
+        // A connection of its own, outside the serving pool, which it would hold forever.
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut listener = match PgListener::connect_with(&own).await {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(error = ?error, "webhook worker cannot LISTEN; polling only");
