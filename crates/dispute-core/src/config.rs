@@ -191,6 +191,7 @@ impl WebhookFlags {
             poll_interval: Duration::from_millis(self.webhook_poll_interval_ms.max(5)),
             disable_after: Duration::from_secs(self.webhook_disable_after_secs),
             concurrency: self.webhook_concurrency.max(1),
+            stop_grace: Duration::from_secs(2),
         }
     }
 }

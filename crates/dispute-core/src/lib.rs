@@ -89,9 +89,15 @@ pub async fn run(
         Duration::from_secs(config.sweep_interval_secs.max(1)),
         &shutdown,
     );
+    let webhook_settings = app::WebhookSettings {
+        // Attempts in flight at SIGTERM get half the worker stop timeout, then their claims
+        // are released.
+        stop_grace: config.worker_stop_timeout() / 2,
+        ..config.webhooks.settings()
+    };
     let webhooks = app::Webhooks::new(
         app.pool().clone(),
-        config.webhooks.settings(),
+        webhook_settings,
         grpc::webhook_json::render,
     )?;
     if config.webhooks.webhook_worker {

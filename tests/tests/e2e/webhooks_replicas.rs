@@ -347,3 +347,64 @@ async fn claims_of_a_replica_killed_with_sigkill_are_delivered_by_another() {
     c.await.unwrap().unwrap();
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_claims_of_a_replica() {
+    // The stack's replica serves the API only; replica R delivers, with a long lease.
+    let stack = stack_with(StackOptions {
+        webhooks: dispute_core::config::WebhookFlags {
+            webhook_worker: false,
+            ..e2e::test_webhook_flags()
+        },
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::start(0).await;
+    receiver.set_hold(true);
+    let mut events = events_of(&stack, "acme").await;
+    create_endpoint(&mut events, &receiver.url(), &["dispute.created"]).await;
+    let long_lease = dispute_core::config::WebhookFlags {
+        webhook_lease_ms: 600_000,
+        webhook_attempt_timeout_ms: 600_000,
+        ..e2e::test_webhook_flags()
+    };
+    let r_shutdown = CancellationToken::new();
+    let (_r_addr, r) = start_replica(&stack, long_lease.clone(), &r_shutdown).await;
+
+    const N: usize = 3;
+    let mut disputes = stack.disputes_of("acme").await;
+    for i in 0..N {
+        create(&mut disputes, merchant_dispute("", &format!("ch_term_{i}"))).await;
+    }
+    receiver.wait_until(|r| r.len() >= N).await;
+    let pool = database(&stack).await;
+    let held: i64 =
+        sqlx::query_scalar("select count(*) from webhook_deliveries where lease_owner is not null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(held, i64::try_from(N).unwrap());
+
+    // SIGTERM: R cuts off its held attempts and releases their claims at once.
+    r_shutdown.cancel();
+    r.await.unwrap().unwrap();
+    let leased: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_deliveries
+          where status = 'pending' and lease_owner is null and lease_expires_at is null",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leased, i64::try_from(N).unwrap());
+
+    // Another replica sends them now, long before R's 10-minute leases would have run out.
+    receiver.set_hold(false);
+    let shutdown = CancellationToken::new();
+    let (_addr, other) = start_replica(&stack, long_lease, &shutdown).await;
+    let attempts = all_succeeded(&pool, N).await;
+    assert!(attempts.values().all(|count| *count == 1));
+    pool.close().await;
+    shutdown.cancel();
+    other.await.unwrap().unwrap();
+    stack.stop().await;
+}

@@ -4,7 +4,7 @@
 //! delivery). New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
 //! found by polling. It claims only as many deliveries as it has free slots, each attempted
 //! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
-//! flight finish (within the worker stop timeout) and gives back any claim it still holds;
+//! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and gives back every claim it still holds;
 //! the claims of a replica that died are taken by another once their lease ran out.
 
 use std::net::{IpAddr, SocketAddr};
@@ -150,10 +150,21 @@ impl Webhooks {
                 }
             }
         }
-        // Attempts in flight finish and are recorded (the worker stop timeout cuts them off;
-        // their claims then go to another replica when the lease runs out).
-        while in_flight.join_next().await.is_some() {}
-        // Anything still claimed by this replica goes back now rather than at lease end.
+        // Attempts in flight may finish and be recorded within the stop grace; the rest are
+        // cut off, and every claim this replica still holds goes back now rather than when
+        // its lease runs out (another replica sends those again: at least once).
+        let finished = tokio::time::timeout(self.settings.stop_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::info!(
+                replica,
+                cut_off = in_flight.len(),
+                "webhook attempts cut off at shutdown"
+            );
+            in_flight.shutdown().await;
+        }
         match self.release(replica).await {
             Ok(released) if released > 0 => {
                 tracing::info!(replica, released, "webhook claims released at shutdown")

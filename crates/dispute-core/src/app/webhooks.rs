@@ -35,6 +35,9 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// POSTs in flight per replica.
     pub concurrency: usize,
+    /// At shutdown, how long attempts in flight may finish before they are cut off and
+    /// their claims released (within the worker stop timeout).
+    pub stop_grace: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -47,6 +50,7 @@ impl Default for WebhookSettings {
             poll_interval: Duration::from_secs(1),
             disable_after: Duration::from_secs(3 * 24 * 3600),
             concurrency: 16,
+            stop_grace: Duration::from_secs(2),
         }
     }
 }
