@@ -62,7 +62,7 @@ pub struct StackOptions {
     /// the S3 server itself.
     pub document_store_s3_endpoint: Option<String>,
     /// dispute-core's webhook flags; the stack's default allows http and private
-    /// addresses (receivers on 127.0.0.1), divides delays by 1000 and polls every 20 ms.
+    /// addresses (receivers on 127.0.0.1) and divides delays by 1000.
     pub webhooks: dispute_core::config::WebhookFlags,
 }
 
@@ -104,7 +104,8 @@ impl Default for StackOptions {
 }
 
 /// Webhook flags for tests: http and private addresses allowed, time divided by 1000,
-/// short attempt timeout and lease, fast polling.
+/// short attempt timeout and lease. Workers wake on new deliveries and sleep exactly until
+/// the next retry or lease end, so the poll is only a fallback.
 pub fn test_webhook_flags() -> dispute_core::config::WebhookFlags {
     dispute_core::config::WebhookFlags {
         webhook_allow_http: true,
@@ -112,7 +113,7 @@ pub fn test_webhook_flags() -> dispute_core::config::WebhookFlags {
         webhook_time_scale: 1000.0,
         webhook_attempt_timeout_ms: 2_000,
         webhook_lease_ms: 5_000,
-        webhook_poll_interval_ms: 20,
+        webhook_poll_interval_ms: 250,
         ..Default::default()
     }
 }

@@ -674,3 +674,84 @@ async fn an_endpoint_failing_for_the_disable_period_is_disabled() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_fails_after_the_last_attempt_of_the_schedule() {
+    // The whole schedule (over 3 days) divided by 100,000: under 3 s. The endpoint is never
+    // disabled here.
+    let stack = stack_with(StackOptions {
+        webhooks: dispute_core::config::WebhookFlags {
+            webhook_time_scale: 100_000.0,
+            webhook_disable_after_secs: 1_000_000_000,
+            ..e2e::test_webhook_flags()
+        },
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::start(0).await;
+    receiver.set_fail_all(true);
+    let mut events = events_of(&stack, "acme").await;
+    let created = create_endpoint(&mut events, &receiver.url(), &["dispute.created"]).await;
+    let endpoint_id = created.endpoint.unwrap().id;
+    let mut disputes = stack.disputes_of("acme").await;
+    create(&mut disputes, merchant_dispute("", "ch_give_up")).await;
+
+    let failed = deliveries_until(
+        &mut events,
+        pb::ListDeliveriesRequest {
+            status: pb::WebhookDeliveryStatus::Failed.into(),
+            ..Default::default()
+        },
+        |d| d.len() == 1,
+    )
+    .await;
+    let delivery = &failed[0];
+    let attempts = dispute_core::domain::webhooks::MAX_ATTEMPTS;
+    assert_eq!(delivery.attempt_count, i32::try_from(attempts).unwrap());
+    assert_eq!(
+        receiver.received().len(),
+        usize::try_from(attempts).unwrap()
+    );
+    assert!(delivery.next_attempt_time.is_none());
+    assert!(
+        delivery
+            .attempts
+            .iter()
+            .all(|a| a.response_status_code == 500)
+    );
+    // The other filters find it too; PENDING and SUCCEEDED do not.
+    let by_event = deliveries(
+        &mut events,
+        pb::ListDeliveriesRequest {
+            event_id: delivery.event_id.clone(),
+            endpoint_id: endpoint_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(by_event.len(), 1);
+    for status in [
+        pb::WebhookDeliveryStatus::Pending,
+        pb::WebhookDeliveryStatus::Succeeded,
+    ] {
+        let none = deliveries(
+            &mut events,
+            pb::ListDeliveriesRequest {
+                status: status.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(none.is_empty());
+    }
+    let endpoint = events
+        .get_webhook_endpoint(pb::GetWebhookEndpointRequest { id: endpoint_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoint
+        .unwrap();
+    assert!(endpoint.enabled);
+    assert!(endpoint.failing_since.is_some());
+    stack.stop().await;
+}

@@ -14,10 +14,9 @@ use sqlx::PgPool;
 
 use crate::domain::DisputeError;
 use crate::domain::webhooks::{self as rules, UrlPolicy};
-use crate::store::webhooks::{
-    self as store, AttemptRow, DeliveryFilter, DeliveryRow, EndpointChanges, EndpointRow,
-    NewEndpoint,
-};
+use crate::store::webhooks::{self as store, DeliveryFilter, EndpointChanges, NewEndpoint};
+/// What the use cases return: the stored rows.
+pub use crate::store::webhooks::{AttemptRow, DeliveryRow, EndpointRow};
 
 /// How deliveries are made: the deployment's flags.
 #[derive(Debug, Clone)]

@@ -13,11 +13,11 @@ use service_kit::violation::{Violation, nul_violations};
 use tonic::{Request, Response, Status};
 
 use crate::app::webhooks::{
-    DeliveryDetails, DeliveryQuery, EndpointUpdate, NewEndpointInput, Webhooks,
+    AttemptRow, DeliveryDetails, DeliveryQuery, EndpointRow, EndpointUpdate, NewEndpointInput,
+    Webhooks,
 };
 use crate::domain::DisputeError;
 use crate::domain::webhooks::{self as rules, DEFAULT_ROTATION_OVERLAP, MAX_ROTATION_OVERLAP};
-use crate::store::webhooks::{AttemptRow, EndpointRow};
 
 pub struct WebhookRpcs {
     webhooks: Webhooks,
