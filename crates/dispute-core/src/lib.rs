@@ -96,6 +96,20 @@ pub async fn run(
     // One LISTEN connection wakes every StreamEvents stream of this process.
     let (event_hub, event_listener) = app::EventHub::spawn(app.pool().clone(), shutdown.clone());
     workers.push(event_listener);
+    let webhook_settings = app::WebhookSettings {
+        // Attempts in flight at SIGTERM get half the worker stop timeout, then their claims
+        // are released.
+        stop_grace: config.worker_stop_timeout() / 2,
+        ..config.webhooks.settings()
+    };
+    let webhooks = app::Webhooks::new(
+        app.pool().clone(),
+        webhook_settings,
+        grpc::webhook_json::render,
+    )?;
+    if config.webhooks.webhook_worker {
+        workers.push(webhooks.spawn_worker(&shutdown));
+    }
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -111,7 +125,7 @@ pub async fn run(
                     shutdown: shutdown.clone(),
                 },
             ),
-            grpc::webhooks::WebhookRpcs::new(app.clone()),
+            grpc::webhooks::WebhookRpcs::new(webhooks),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier),

@@ -125,6 +125,14 @@ prefixed_id!(
     /// A balance transaction (`txn_…`).
     BalanceTransactionId, "txn", "balance transaction"
 );
+prefixed_id!(
+    /// A webhook endpoint (`whe_…`).
+    WebhookEndpointId, "whe", "webhook endpoint"
+);
+prefixed_id!(
+    /// A webhook delivery (`whd_…`), also the `webhook-id` header of its attempts.
+    WebhookDeliveryId, "whd", "webhook delivery"
+);
 
 /// Parses an optional id: an empty string is `None`.
 pub fn parse_optional<T>(

@@ -30,4 +30,6 @@ mod submission;
 mod tls;
 mod tracing_propagation;
 mod upload_cancel;
+mod webhooks;
+mod webhooks_replicas;
 mod workers;

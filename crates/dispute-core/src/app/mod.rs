@@ -17,6 +17,8 @@ mod record_network_event;
 mod staged_holds;
 mod update_dispute;
 mod webhook_fanout;
+mod webhook_worker;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -25,6 +27,7 @@ pub use deadline_sweep::{DueSoonReport, SweepReport};
 pub use event_feed::{
     DEFAULT_STREAM_HEARTBEAT_MS, EventHub, EventPage, FeedItem, FollowSettings, StoredEvent,
 };
+pub use webhooks::{WebhookSettings, Webhooks};
 
 use crate::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;

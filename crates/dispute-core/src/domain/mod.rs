@@ -16,6 +16,7 @@ pub mod evidence;
 pub mod ledger;
 pub mod lifecycle;
 pub mod requests;
+pub mod webhooks;
 
 pub use currency::Currency;
 pub use dispute::{

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod event_feed;
 pub mod events;
 pub mod status;
+pub mod webhook_json;
 pub mod webhooks;
 
 use chrono::Utc;

@@ -13,3 +13,4 @@ pub mod lock_intents;
 pub mod network;
 mod rows;
 pub mod staged_holds;
+pub mod webhooks;

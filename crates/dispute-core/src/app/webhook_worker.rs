@@ -1,0 +1,410 @@
+//! The webhook delivery worker, one per replica. It claims due deliveries with
+//! `FOR UPDATE SKIP LOCKED` and a lease (owner = this replica's id), POSTs each with a
+//! per-attempt timeout, records the attempt and schedules the next one (or ends the
+//! delivery). New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
+//! found by polling. It claims only as many deliveries as it has free slots, each attempted
+//! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
+//! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and gives back every claim it still holds;
+//! the claims of a replica that died are taken by another once their lease ran out.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use rand::Rng;
+use sqlx::postgres::PgListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::webhooks::{WebhookSettings, Webhooks};
+use crate::domain::webhooks::{self as rules, UrlPolicy};
+use crate::store::webhooks::{self as store, AfterAttempt, ClaimedDelivery, NewAttempt};
+
+/// The channel new deliveries are announced on (migration 0013).
+const CHANNEL: &str = "webhook_deliveries";
+
+/// Resolves receiver names and keeps only addresses the policy allows, so a name that
+/// points to a private address is refused at delivery time too.
+struct CheckedResolver {
+    policy: UrlPolicy,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| policy.address_allowed(addr.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} resolves to no allowed (public) address").into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The HTTP client of deliveries: rustls, no redirects, no proxy, checked resolution.
+pub(super) fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent("dispute-core-webhooks/1")
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(settings.attempt_timeout)
+        .connect_timeout(settings.attempt_timeout)
+        .dns_resolver(Arc::new(CheckedResolver {
+            policy: settings.url_policy,
+        }))
+        .build()
+        .context("build webhook HTTP client")
+}
+
+/// What one POST gave.
+struct Response {
+    status: u16,
+    error: String,
+    body_prefix: String,
+}
+
+impl Response {
+    fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    fn failed(error: impl Into<String>) -> Self {
+        Response {
+            status: 0,
+            error: error.into(),
+            body_prefix: String::new(),
+        }
+    }
+}
+
+impl Webhooks {
+    /// Starts this replica's delivery worker; it stops when `shutdown` is cancelled.
+    pub fn spawn_worker(&self, shutdown: &CancellationToken) -> JoinHandle<()> {
+        let worker = self.clone();
+        let shutdown = shutdown.clone();
+        let replica = service_kit::ids::new_id("rpl");
+        tokio::spawn(async move { worker.run_worker(&replica, shutdown).await })
+    }
+
+    async fn run_worker(&self, replica: &str, shutdown: CancellationToken) {
+        tracing::info!(replica, "webhook worker started");
+        let mut listener = self.listen().await;
+        let concurrency = self.settings.concurrency.max(1);
+        // Each claimed delivery is attempted at once in its own task; the worker claims only
+        // as many as it has free slots, so a slow receiver never holds up the others and
+        // nothing claimed waits unstarted.
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            while in_flight.try_join_next().is_some() {}
+            let free = concurrency.saturating_sub(in_flight.len());
+            let mut claimed_all_free = false;
+            if free > 0 {
+                let limit = i64::try_from(free).unwrap_or(1);
+                match self.claim(replica, limit).await {
+                    Ok(claimed) => {
+                        claimed_all_free = claimed.len() == free;
+                        for delivery in claimed {
+                            let worker = self.clone();
+                            let replica = replica.to_owned();
+                            in_flight.spawn(async move {
+                                if let Err(error) = worker.deliver(&replica, &delivery).await {
+                                    tracing::warn!(
+                                        delivery_id = %delivery.id,
+                                        error = ?error,
+                                        "webhook attempt not recorded; retried after the lease"
+                                    );
+                                }
+                            });
+                        }
+                    }
+                    Err(error) => tracing::warn!(error = ?error, "webhook claim failed"),
+                }
+            }
+            if claimed_all_free {
+                // Maybe more are due: claim again as soon as a slot frees.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = in_flight.join_next() => {},
+                }
+                continue;
+            }
+            let wait = self.until_next_due().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {},
+                _ = async { in_flight.join_next().await }, if !in_flight.is_empty() => {},
+                woke = wait_for_notification(&mut listener) => {
+                    if !woke {
+                        listener = None;
+                    }
+                }
+            }
+        }
+        // Attempts in flight may finish and be recorded within the stop grace; the rest are
+        // cut off, and every claim this replica still holds goes back now rather than when
+        // its lease runs out (another replica sends those again: at least once).
+        let finished = tokio::time::timeout(self.settings.stop_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::info!(
+                replica,
+                cut_off = in_flight.len(),
+                "webhook attempts cut off at shutdown"
+            );
+            in_flight.shutdown().await;
+        }
+        match self.release(replica).await {
+            Ok(released) if released > 0 => {
+                tracing::info!(replica, released, "webhook claims released at shutdown")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = ?error, "releasing webhook claims failed"),
+        }
+        tracing::info!(replica, "webhook worker stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        // A connection of its own, outside the serving pool, which it would hold forever.
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut listener = match PgListener::connect_with(&own).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(error = ?error, "webhook worker cannot LISTEN; polling only");
+                return None;
+            }
+        };
+        match listener.listen(CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(error = ?error, "webhook worker cannot LISTEN; polling only");
+                None
+            }
+        }
+    }
+
+    async fn claim(&self, replica: &str, batch: i64) -> anyhow::Result<Vec<ClaimedDelivery>> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        store::claim_due(&mut conn, replica, self.settings.lease, batch).await
+    }
+
+    async fn release(&self, replica: &str) -> anyhow::Result<u64> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        store::release(&mut conn, replica).await
+    }
+
+    /// How long to sleep: until the next delivery is due, at most the poll interval.
+    async fn until_next_due(&self) -> Duration {
+        let poll = self.settings.poll_interval;
+        let next = async {
+            let mut conn = self.pool.acquire().await.context("acquire")?;
+            store::next_due(&mut conn).await
+        };
+        match next.await {
+            Ok(Some(due)) => (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(5), poll),
+            _ => poll,
+        }
+    }
+
+    /// One attempt of one delivery, recorded.
+    async fn deliver(&self, replica: &str, delivery: &ClaimedDelivery) -> anyhow::Result<()> {
+        let tenant_id = delivery.tenant_id.as_str();
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        let endpoint =
+            store::find_endpoint_any(&mut conn, tenant_id, &delivery.endpoint_id).await?;
+        let event = store::find_event(&mut conn, tenant_id, &delivery.event_id).await?;
+        let (Some(endpoint), Some(event)) = (endpoint, event) else {
+            return store::fail_claimed(&mut conn, tenant_id, &delivery.id, replica).await;
+        };
+        if !endpoint.enabled || endpoint.deleted_at.is_some() {
+            return store::fail_claimed(&mut conn, tenant_id, &delivery.id, replica).await;
+        }
+        // No connection is held during the POST.
+        drop(conn);
+
+        let body = (self.render)(
+            &event.id,
+            &event.event_type,
+            &event.payload,
+            event.created_at,
+        )?;
+        let started_at = Utc::now();
+        let timestamp = started_at.timestamp();
+        let previous = endpoint.previous_secret.as_deref().filter(|_| {
+            endpoint
+                .previous_secret_expires_at
+                .is_some_and(|t| t > started_at)
+        });
+        let signature =
+            rules::signature_header(&endpoint.secret, previous, &delivery.id, timestamp, &body)
+                .context("endpoint secret is not valid base64")?;
+        let clock = Instant::now();
+        let response = self
+            .post(&endpoint.url, &delivery.id, timestamp, &signature, body)
+            .await;
+        let latency = clock.elapsed();
+
+        let number = u32::try_from(delivery.attempt_count).unwrap_or(0) + 1;
+        let after = if response.succeeded() {
+            AfterAttempt::Succeeded
+        } else {
+            let jitter: f64 = rand::rng().random();
+            match rules::retry_delay(number, self.settings.time_scale, jitter) {
+                Some(delay) => AfterAttempt::RetryAt(
+                    Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+                ),
+                None => AfterAttempt::Failed,
+            }
+        };
+        let mut tx = self.pool.begin().await.context("begin")?;
+        store::record_attempt(
+            &mut tx,
+            tenant_id,
+            &delivery.id,
+            replica,
+            &NewAttempt {
+                started_at,
+                response_status: i32::from(response.status),
+                error: &response.error,
+                latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
+                response_body_prefix: &response.body_prefix,
+            },
+            after,
+        )
+        .await?;
+        tx.commit().await.context("commit")?;
+        // The endpoint's bookkeeping in a transaction of its own: locks are taken endpoint
+        // first, then deliveries, as DeleteWebhookEndpoint takes them (no deadlock).
+        let mut tx = self.pool.begin().await.context("begin")?;
+        if response.succeeded() {
+            store::endpoint_succeeded(&mut tx, tenant_id, &endpoint.id).await?;
+        } else if let Some(since) =
+            store::endpoint_failed(&mut tx, tenant_id, &endpoint.id, started_at).await?
+        {
+            let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
+            let disable_after =
+                rules::scaled(self.settings.disable_after, self.settings.time_scale);
+            if rules::should_disable(failing_for, disable_after)
+                && store::disable_failing(&mut tx, tenant_id, &endpoint.id).await?
+            {
+                let failed =
+                    store::fail_pending_of_endpoint(&mut tx, tenant_id, &endpoint.id).await?;
+                // dispute_events rows belong to a dispute, so this is a log line, not an
+                // event (docs/api.md, "Webhooks").
+                tracing::warn!(
+                    tenant_id,
+                    endpoint_id = %endpoint.id,
+                    failing_since = %since,
+                    pending_deliveries_failed = failed,
+                    "webhook endpoint disabled: failing"
+                );
+            }
+        }
+        tx.commit().await.context("commit")?;
+        tracing::debug!(
+            delivery_id = %delivery.id,
+            attempt = number,
+            status = response.status,
+            latency_ms = latency.as_millis() as u64,
+            "webhook attempt"
+        );
+        Ok(())
+    }
+
+    /// POSTs `body`; a private address is refused unless allowed (literal IPs here, names
+    /// by the resolver).
+    async fn post(
+        &self,
+        url: &str,
+        id: &str,
+        timestamp: i64,
+        signature: &str,
+        body: Vec<u8>,
+    ) -> Response {
+        let parsed = match url::Url::parse(url) {
+            Ok(parsed) => parsed,
+            Err(error) => return Response::failed(format!("invalid URL: {error}")),
+        };
+        let literal: Option<IpAddr> = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && !self.settings.url_policy.address_allowed(ip)
+        {
+            return Response::failed(format!("{ip} is not an allowed (public) address"));
+        }
+        let sent = self
+            .client
+            .post(parsed)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => return Response::failed(describe(&error)),
+        };
+        let status = response.status().as_u16();
+        // Only a prefix of the body is read and kept.
+        let mut prefix = Vec::new();
+        while prefix.len() < rules::RESPONSE_BODY_PREFIX_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        Response {
+            status,
+            error: String::new(),
+            body_prefix: rules::body_prefix(&prefix),
+        }
+    }
+}
+
+/// A short reason for a failed request.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else {
+        "request"
+    };
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.chars().take(500).collect()
+}
+
+/// Waits for a notification; false when the listener is gone (then only polling wakes).
+async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(listener) => listener.recv().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}

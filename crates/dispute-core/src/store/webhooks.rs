@@ -1,0 +1,617 @@
+//! Webhook endpoints, deliveries and attempts (`webhook_endpoints`, `webhook_deliveries`,
+//! `webhook_attempts`), and the events they carry (read from `dispute_events`). Every query
+//! filters by tenant except the worker's claim and release, which work across tenants.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use service_kit::page_token::PageCursor;
+use sqlx::PgConnection;
+
+/// An endpoint as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub tenant_id: String,
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    pub disabled_reason: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new endpoint.
+pub struct NewEndpoint<'a> {
+    pub id: &'a str,
+    pub url: &'a str,
+    pub event_types: &'a [String],
+    pub description: &'a str,
+    pub secret: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+const ENDPOINT_COLUMNS: &str = "tenant_id, id, url, event_types, description, enabled,
+    disabled_reason, secret, previous_secret, previous_secret_expires_at, failing_since,
+    deleted_at, created_at, updated_at";
+
+/// Inserts an endpoint; with a request id already used, returns the endpoint made then.
+pub async fn insert_endpoint(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    new: &NewEndpoint<'_>,
+) -> anyhow::Result<EndpointRow> {
+    let inserted: Option<EndpointRow> = sqlx::query_as(&format!(
+        "insert into webhook_endpoints (tenant_id, id, url, event_types, description, secret,
+            request_id)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (tenant_id, request_id) do nothing
+         returning {ENDPOINT_COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(new.id)
+    .bind(new.url)
+    .bind(new.event_types)
+    .bind(new.description)
+    .bind(new.secret)
+    .bind(new.request_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("insert webhook endpoint")?;
+    if let Some(row) = inserted {
+        return Ok(row);
+    }
+    sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+          where tenant_id = $1 and request_id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(new.request_id)
+    .fetch_one(&mut *conn)
+    .await
+    .context("read webhook endpoint by request id")
+}
+
+/// An endpoint that is not deleted.
+pub async fn find_endpoint(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<EndpointRow>> {
+    sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+          where tenant_id = $1 and id = $2 and deleted_at is null"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read webhook endpoint")
+}
+
+/// An endpoint, deleted or not (the worker reads it for each attempt).
+pub async fn find_endpoint_any(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<EndpointRow>> {
+    sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints where tenant_id = $1 and id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read webhook endpoint")
+}
+
+/// Endpoints newest first, after `after`.
+pub async fn list_endpoints(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    after: Option<&PageCursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<EndpointRow>> {
+    sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+          where tenant_id = $1 and deleted_at is null
+            and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+          order by created_at desc, id desc
+          limit $4"
+    ))
+    .bind(tenant_id)
+    .bind(after.map(|c| c.create_time))
+    .bind(after.map(|c| c.id.as_str()))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("list webhook endpoints")
+}
+
+/// What UpdateWebhookEndpoint changes (`None`: unchanged).
+#[derive(Debug, Default)]
+pub struct EndpointChanges<'a> {
+    pub event_types: Option<&'a [String]>,
+    pub description: Option<&'a str>,
+    pub enabled: Option<bool>,
+}
+
+/// Applies `changes`; enabling clears the disabled reason and the failing time.
+pub async fn update_endpoint(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    changes: &EndpointChanges<'_>,
+) -> anyhow::Result<Option<EndpointRow>> {
+    sqlx::query_as(&format!(
+        "update webhook_endpoints set
+            event_types = coalesce($3, event_types),
+            description = coalesce($4, description),
+            enabled = coalesce($5, enabled),
+            disabled_reason = case when $5 is null then disabled_reason else '' end,
+            failing_since = case when $5 then null else failing_since end
+          where tenant_id = $1 and id = $2 and deleted_at is null
+          returning {ENDPOINT_COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .bind(changes.event_types)
+    .bind(changes.description)
+    .bind(changes.enabled)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("update webhook endpoint")
+}
+
+/// Marks an endpoint deleted and fails its pending deliveries; false when there was none.
+pub async fn delete_endpoint(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<bool> {
+    let deleted = sqlx::query(
+        "update webhook_endpoints set deleted_at = now(), enabled = false
+          where tenant_id = $1 and id = $2 and deleted_at is null",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("delete webhook endpoint")?
+    .rows_affected()
+        > 0;
+    if deleted {
+        fail_pending_of_endpoint(conn, tenant_id, id).await?;
+    }
+    Ok(deleted)
+}
+
+/// Fails every pending delivery of an endpoint (deleted or disabled as failing).
+pub async fn fail_pending_of_endpoint(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+) -> anyhow::Result<u64> {
+    Ok(sqlx::query(
+        "update webhook_deliveries
+            set status = 'failed', next_attempt_at = null, lease_owner = null,
+                lease_expires_at = null
+          where tenant_id = $1 and endpoint_id = $2 and status = 'pending'",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await
+    .context("fail pending deliveries")?
+    .rows_affected())
+}
+
+/// Makes `secret` current; the current one keeps signing until `previous_until`.
+pub async fn rotate_secret(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    secret: &str,
+    previous_until: DateTime<Utc>,
+) -> anyhow::Result<Option<EndpointRow>> {
+    sqlx::query_as(&format!(
+        "update webhook_endpoints
+            set previous_secret = secret, previous_secret_expires_at = $4, secret = $3
+          where tenant_id = $1 and id = $2 and deleted_at is null
+          returning {ENDPOINT_COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .bind(secret)
+    .bind(previous_until)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("rotate webhook secret")
+}
+
+/// One delivery of `event_id` per enabled endpoint of the tenant that takes `event_type`:
+/// one INSERT ... SELECT in the caller's transaction (its trigger wakes the workers).
+pub async fn enqueue_deliveries(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    event_id: &str,
+    event_type: &str,
+) -> anyhow::Result<u64> {
+    Ok(sqlx::query(
+        "insert into webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type,
+            next_attempt_at)
+         select tenant_id, new_prefixed_id('whd'), id, $2, $3, now()
+           from webhook_endpoints
+          where tenant_id = $1 and enabled and deleted_at is null
+            and (cardinality(event_types) = 0 or $3 = any(event_types))",
+    )
+    .bind(tenant_id)
+    .bind(event_id)
+    .bind(event_type)
+    .execute(&mut *conn)
+    .await
+    .context("enqueue webhook deliveries")?
+    .rows_affected())
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub tenant_id: String,
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempt_count: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const DELIVERY_COLUMNS: &str = "tenant_id, id, endpoint_id, event_id, event_type, status,
+    attempt_count, next_attempt_at, created_at";
+
+/// An attempt as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub delivery_id: String,
+    pub number: i32,
+    pub started_at: DateTime<Utc>,
+    pub response_status: i32,
+    pub error: String,
+    pub latency_us: i64,
+    pub response_body_prefix: String,
+    pub replica: String,
+}
+
+/// ListDeliveries' filters.
+#[derive(Debug, Default)]
+pub struct DeliveryFilter<'a> {
+    pub endpoint_id: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+}
+
+/// Deliveries newest first, after `after`.
+pub async fn list_deliveries(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    filter: &DeliveryFilter<'_>,
+    after: Option<&PageCursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<DeliveryRow>> {
+    sqlx::query_as(&format!(
+        "select {DELIVERY_COLUMNS} from webhook_deliveries
+          where tenant_id = $1
+            and ($2::text is null or endpoint_id = $2)
+            and ($3::text is null or event_id = $3)
+            and ($4::text is null or status = $4)
+            and ($5::timestamptz is null or (created_at, id) < ($5, $6))
+          order by created_at desc, id desc
+          limit $7"
+    ))
+    .bind(tenant_id)
+    .bind(filter.endpoint_id)
+    .bind(filter.event_id)
+    .bind(filter.status)
+    .bind(after.map(|c| c.create_time))
+    .bind(after.map(|c| c.id.as_str()))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("list webhook deliveries")
+}
+
+/// The attempts of these deliveries, oldest first.
+pub async fn attempts_of(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    delivery_ids: &[String],
+) -> anyhow::Result<Vec<AttemptRow>> {
+    sqlx::query_as(
+        "select delivery_id, number, started_at, response_status, error, latency_us,
+                response_body_prefix, replica
+           from webhook_attempts
+          where tenant_id = $1 and delivery_id = any($2)
+          order by delivery_id, number",
+    )
+    .bind(tenant_id)
+    .bind(delivery_ids)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read webhook attempts")
+}
+
+/// Schedules a delivery's next attempt now, whatever its status.
+pub async fn retry_delivery(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<DeliveryRow>> {
+    let row = sqlx::query_as(&format!(
+        "update webhook_deliveries set status = 'pending', next_attempt_at = now()
+          where tenant_id = $1 and id = $2
+          returning {DELIVERY_COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("retry webhook delivery")?;
+    sqlx::query("select pg_notify('webhook_deliveries', '')")
+        .execute(&mut *conn)
+        .await
+        .context("wake webhook workers")?;
+    Ok(row)
+}
+
+/// A delivery a worker claimed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub tenant_id: String,
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempt_count: i32,
+}
+
+/// Claims up to `limit` due deliveries for `owner` until `lease` from now, skipping rows
+/// another replica holds (locked now, or leased and not expired).
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    owner: &str,
+    lease: std::time::Duration,
+    limit: i64,
+) -> anyhow::Result<Vec<ClaimedDelivery>> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query_as(
+        "with due as (
+            select tenant_id, id from webhook_deliveries
+             where status = 'pending' and next_attempt_at <= now()
+               and (lease_expires_at is null or lease_expires_at < now())
+             order by next_attempt_at
+             limit $3
+             for update skip locked)
+         update webhook_deliveries d
+            set lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2::double precision / 1000)
+           from due
+          where d.tenant_id = due.tenant_id and d.id = due.id
+         returning d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.attempt_count",
+    )
+    .bind(owner)
+    .bind(lease_ms)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("claim webhook deliveries")
+}
+
+/// When the earliest pending delivery is due (for the worker's sleep).
+pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "select min(greatest(next_attempt_at, coalesce(lease_expires_at, next_attempt_at)))
+           from webhook_deliveries where status = 'pending'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .context("next due webhook delivery")
+}
+
+/// Gives back every claim `owner` still holds (at shutdown).
+pub async fn release(conn: &mut PgConnection, owner: &str) -> anyhow::Result<u64> {
+    Ok(sqlx::query(
+        "update webhook_deliveries set lease_owner = null, lease_expires_at = null
+          where lease_owner = $1 and status = 'pending'",
+    )
+    .bind(owner)
+    .execute(&mut *conn)
+    .await
+    .context("release webhook claims")?
+    .rows_affected())
+}
+
+/// The event a delivery carries.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub dispute_id: String,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Reads an event of the tenant.
+pub async fn find_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    event_id: &str,
+) -> anyhow::Result<Option<EventRow>> {
+    sqlx::query_as(
+        "select id, dispute_id, type, payload, created_at from dispute_events
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(event_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("read event")
+}
+
+/// One attempt made.
+pub struct NewAttempt<'a> {
+    pub started_at: DateTime<Utc>,
+    pub response_status: i32,
+    pub error: &'a str,
+    pub latency_us: i64,
+    pub response_body_prefix: &'a str,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AfterAttempt {
+    Succeeded,
+    RetryAt(DateTime<Utc>),
+    Failed,
+}
+
+/// Records an attempt of a delivery `owner` claimed and sets what follows (when the claim
+/// is still its own: a replica whose lease ran out records the attempt, but the delivery's
+/// state is the new owner's to set). Returns the attempt's number.
+pub async fn record_attempt(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    delivery_id: &str,
+    owner: &str,
+    attempt: &NewAttempt<'_>,
+    after: AfterAttempt,
+) -> anyhow::Result<i32> {
+    let (status, next) = match after {
+        AfterAttempt::Succeeded => ("succeeded", None),
+        AfterAttempt::RetryAt(at) => ("pending", Some(at)),
+        AfterAttempt::Failed => ("failed", None),
+    };
+    let number: i32 = sqlx::query_scalar(
+        "update webhook_deliveries set
+            attempt_count = attempt_count + 1,
+            status = case when lease_owner = $3 then $4 else status end,
+            next_attempt_at = case when lease_owner = $3 then $5 else next_attempt_at end,
+            lease_expires_at = case when lease_owner = $3 then null else lease_expires_at end,
+            lease_owner = case when lease_owner = $3 then null else lease_owner end
+          where tenant_id = $1 and id = $2
+          returning attempt_count",
+    )
+    .bind(tenant_id)
+    .bind(delivery_id)
+    .bind(owner)
+    .bind(status)
+    .bind(next)
+    .fetch_one(&mut *conn)
+    .await
+    .context("update webhook delivery")?;
+    sqlx::query(
+        "insert into webhook_attempts (tenant_id, delivery_id, number, started_at,
+            response_status, error, latency_us, response_body_prefix, replica)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(tenant_id)
+    .bind(delivery_id)
+    .bind(number)
+    .bind(attempt.started_at)
+    .bind(attempt.response_status)
+    .bind(attempt.error)
+    .bind(attempt.latency_us)
+    .bind(attempt.response_body_prefix)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await
+    .context("insert webhook attempt")?;
+    Ok(number)
+}
+
+/// Fails a claimed delivery without an attempt (its endpoint is gone or disabled).
+pub async fn fail_claimed(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    delivery_id: &str,
+    owner: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update webhook_deliveries
+            set status = 'failed', next_attempt_at = null, lease_owner = null,
+                lease_expires_at = null
+          where tenant_id = $1 and id = $2 and lease_owner = $3",
+    )
+    .bind(tenant_id)
+    .bind(delivery_id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await
+    .context("fail webhook delivery")?;
+    Ok(())
+}
+
+/// A successful attempt: the endpoint is no longer failing.
+pub async fn endpoint_succeeded(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update webhook_endpoints set failing_since = null
+          where tenant_id = $1 and id = $2 and failing_since is not null",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await
+    .context("clear endpoint failing_since")?;
+    Ok(())
+}
+
+/// A failed attempt started at `at`: returns since when the endpoint has been failing.
+pub async fn endpoint_failed(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "update webhook_endpoints set failing_since = coalesce(failing_since, $3)
+          where tenant_id = $1 and id = $2
+          returning failing_since",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await
+    .map(Option::flatten)
+    .context("set endpoint failing_since")
+}
+
+/// Disables a failing endpoint (reason `failing`); true when this call disabled it.
+pub async fn disable_failing(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+) -> anyhow::Result<bool> {
+    Ok(sqlx::query(
+        "update webhook_endpoints set enabled = false, disabled_reason = 'failing'
+          where tenant_id = $1 and id = $2 and enabled",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await
+    .context("disable failing endpoint")?
+    .rows_affected()
+        > 0)
+}
