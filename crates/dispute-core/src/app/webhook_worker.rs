@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -213,7 +214,12 @@ impl Webhooks {
             let mut conn = self.pool.acquire().await.context("acquire")?;
             store::next_due(&mut conn).await
         };
-        match next.await {
+        let next = next.await.map(|(due, pending)| {
+            self.backlog
+                .store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
+            due
+        });
+        match next {
             Ok(Some(due)) => (due - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -272,6 +278,14 @@ impl Webhooks {
                 None => AfterAttempt::Failed,
             }
         };
+        self.metrics.attempt(
+            match after {
+                AfterAttempt::Succeeded => "delivered",
+                AfterAttempt::RetryAt(_) => "failed",
+                AfterAttempt::Failed => "gave_up",
+            },
+            latency,
+        );
         let mut tx = self.pool.begin().await.context("begin")?;
         store::record_attempt(
             &mut tx,

@@ -2,6 +2,8 @@
 //! and deliveries (list with attempts, retry). The delivery worker is in
 //! `app/webhook_worker.rs`; deliveries are made by `app/webhook_fanout.rs`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -66,6 +68,12 @@ pub struct Webhooks {
     pub(super) settings: WebhookSettings,
     pub(super) render: WebhookBodyRenderer,
     pub(super) client: reqwest::Client,
+    /// Attempts by outcome and their latency (`webhooks.deliveries`,
+    /// `webhooks.delivery.duration`).
+    pub(super) metrics: service_kit::metrics::WebhookMetrics,
+    /// Pending deliveries of every tenant as the worker last counted them
+    /// (`webhooks.backlog`).
+    pub(super) backlog: Arc<AtomicU64>,
 }
 
 /// CreateWebhookEndpoint, checked.
@@ -141,11 +149,18 @@ impl Webhooks {
         render: WebhookBodyRenderer,
     ) -> anyhow::Result<Self> {
         let client = super::webhook_worker::http_client(&settings)?;
+        let backlog = Arc::new(AtomicU64::new(0));
+        let observed = backlog.clone();
+        service_kit::metrics::WebhookMetrics::observe_backlog(move || {
+            observed.load(Ordering::Relaxed)
+        });
         Ok(Self {
             pool,
             settings,
             render,
             client,
+            metrics: service_kit::metrics::WebhookMetrics::new(),
+            backlog,
         })
     }
 

@@ -413,10 +413,12 @@ pub async fn claim_due(
     .context("claim webhook deliveries")
 }
 
-/// When the earliest pending delivery is due (for the worker's sleep).
-pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar(
-        "select min(greatest(next_attempt_at, coalesce(lease_expires_at, next_attempt_at)))
+/// When the earliest pending delivery is due (for the worker's sleep), and how many are
+/// pending in all (the backlog metric).
+pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<(Option<DateTime<Utc>>, i64)> {
+    sqlx::query_as(
+        "select min(greatest(next_attempt_at, coalesce(lease_expires_at, next_attempt_at))),
+                count(*)
            from webhook_deliveries where status = 'pending'",
     )
     .fetch_one(&mut *conn)
