@@ -1,6 +1,7 @@
 //! Webhooks with several dispute-core replicas on one database (issue 12 §4, §5): every
 //! event is delivered at least once and none is lost, duplicates only where an attempt
-//! failed; the claims of a replica killed with -9 are delivered by another once their lease
+//! failed, and two StreamEvents clients (one reconnecting midway to another replica) each
+//! see every event once and in order; the claims of a replica killed with -9 are delivered by another once their lease
 //! ran out.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +82,43 @@ async fn disputes_at(stack: &Stack, addr: SocketAddr, tenant: &str) -> e2e::Disp
     )
 }
 
+/// Follows tenant `acme`'s events through StreamEvents on the replica at `addr`, starting
+/// after event `after` (or at the first stored event), until `wanted` events arrived;
+/// returns their ids in the order received.
+async fn follow_events(
+    stack: &Stack,
+    addr: SocketAddr,
+    after: Option<String>,
+    wanted: usize,
+) -> Vec<String> {
+    use disputes_proto::disputes_v1::event_service_client::EventServiceClient;
+    let mut client = EventServiceClient::with_interceptor(
+        e2e::connect(addr).await.unwrap(),
+        Bearer::new(Some(&stack.full_token("acme"))).unwrap(),
+    );
+    let mut stream = client
+        .stream_events(dpb::StreamEventsRequest {
+            from_beginning: after.is_none(),
+            after_event_id: after.unwrap_or_default(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    while ids.len() < wanted {
+        let message = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("an event or a heartbeat within 60 s")
+            .unwrap()
+            .expect("the stream stays open");
+        if let Some(dpb::stream_events_response::Kind::Event(event)) = message.kind {
+            ids.push(event.id);
+        }
+    }
+    ids
+}
+
 async fn database(stack: &Stack) -> sqlx::PgPool {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
@@ -142,8 +180,24 @@ async fn three_replicas_deliver_every_event_at_least_once() {
     // Each dispute through one replica: a chargeback (created, funds_withdrawn), and every
     // other one accepted (lost, defense_period_ended).
     let count = dispute_count();
+    // 2 events per dispute, 2 more for every other one.
+    let total_events = count * 2 + count.div_ceil(2) * 2;
+    // Two StreamEvents clients follow while the replicas write: one on replica 1 throughout,
+    // one on replica 2 that drops its stream midway and reconnects to replica 0 with the
+    // last id it saw.
+    let streams = async {
+        let steady = follow_events(&stack, addrs[1], None, total_events);
+        let reconnecting = async {
+            let mut first = follow_events(&stack, addrs[2], None, total_events / 2).await;
+            let last = first.last().cloned();
+            let rest = follow_events(&stack, addrs[0], last, total_events - first.len()).await;
+            first.extend(rest);
+            first
+        };
+        tokio::join!(steady, reconnecting)
+    };
     let clients = &clients;
-    futures::stream::iter(0..count)
+    let writes = futures::stream::iter(0..count)
         .map(|i| async move {
             let mut client = clients[i % clients.len()].clone();
             let dispute = create(&mut client, merchant_dispute("", &format!("ch_rep_{i}"))).await;
@@ -155,8 +209,8 @@ async fn three_replicas_deliver_every_event_at_least_once() {
             }
         })
         .buffer_unordered(8)
-        .collect::<Vec<()>>()
-        .await;
+        .collect::<Vec<()>>();
+    let (_, (steady, reconnecting)) = tokio::join!(writes, streams);
 
     let pool = database(&stack).await;
     let expected: BTreeSet<String> =
@@ -200,6 +254,17 @@ async fn three_replicas_deliver_every_event_at_least_once() {
         );
     }
     assert_eq!(delivered, expected, "every event delivered, none lost");
+
+    // Both streams saw every event once, in position order, the reconnecting one included.
+    let in_order: Vec<String> = sqlx::query_scalar(
+        "select id from dispute_events where tenant_id = 'acme' order by position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(in_order.len(), total_events, "events recorded");
+    assert_eq!(steady, in_order, "the steady stream");
+    assert_eq!(reconnecting, in_order, "the stream that reconnected midway");
 
     let shares: Vec<(String, i64)> = sqlx::query_as(
         "select replica, count(*) from webhook_attempts group by replica order by 1",
