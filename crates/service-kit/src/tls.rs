@@ -7,11 +7,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
+/// Makes aws-lc-rs the process's rustls provider, as sqlx, tonic and the AWS SDK use it.
+/// Two providers are compiled in (reqwest brings ring), so rustls cannot choose one by
+/// itself and tonic's TLS would panic. Idempotent; the services call it at start-up.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The gRPC server's TLS: both files or neither (plaintext).
 pub fn server_config(
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
 ) -> anyhow::Result<Option<ServerTlsConfig>> {
+    install_crypto_provider();
     match (cert_file, key_file) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => {
@@ -27,6 +36,7 @@ pub fn server_config(
 
 /// A client's TLS: the system's roots, plus `ca_file` (PEM) when given, e.g. a private CA.
 pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<ClientTlsConfig> {
+    install_crypto_provider();
     let config = ClientTlsConfig::new().with_native_roots();
     Ok(match ca_file {
         Some(path) => config.ca_certificate(Certificate::from_pem(read_pem(path, "CA bundle")?)),

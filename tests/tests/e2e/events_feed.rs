@@ -642,11 +642,12 @@ async fn a_stream_loses_nothing_when_the_listen_connection_drops() {
     )
     .await;
 
-    // Cut dispute-core's LISTEN connection from the database side.
+    // Cut dispute-core's event LISTEN connection from the database side (the webhook
+    // worker's listens on `webhook_deliveries`).
     let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
     let cut: i64 = sqlx::query_scalar(
         "select count(pg_terminate_backend(pid)) from pg_stat_activity
-          where datname = current_database() and query ilike 'listen%'",
+          where datname = current_database() and query ilike 'listen%dispute_events%'",
     )
     .fetch_one(&pool)
     .await

@@ -110,6 +110,7 @@ async fn services_reach_postgres_over_verified_tls() {
 
 /// A channel to `localhost:port` over TLS trusting only `ca_pem`.
 async fn tls_channel(port: u16, ca_pem: &str) -> anyhow::Result<tonic::transport::Channel> {
+    service_kit::tls::install_crypto_provider();
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
     Ok(
