@@ -1,7 +1,7 @@
 //! Flags with environment fallbacks; defaults run on a dev box.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -411,14 +411,6 @@ pub struct Tls {
 impl Tls {
     /// The server's TLS configuration, `None` for plaintext.
     pub fn server_config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        service_kit::tls::server_config(
-            non_empty(&self.tls_cert_file),
-            non_empty(&self.tls_key_file),
-        )
+        service_kit::tls::server_config(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
     }
-}
-
-/// An empty path (an environment variable set to "") means unset.
-fn non_empty(path: &Option<PathBuf>) -> Option<&Path> {
-    path.as_deref().filter(|p| !p.as_os_str().is_empty())
 }

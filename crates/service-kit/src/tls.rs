@@ -15,13 +15,14 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// The gRPC server's TLS: both files or neither (plaintext).
+/// The gRPC server's TLS: both files or neither (plaintext). An empty path (an environment
+/// variable set to "") means unset, here and in [`client_config`].
 pub fn server_config(
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
 ) -> anyhow::Result<Option<ServerTlsConfig>> {
     install_crypto_provider();
-    match (cert_file, key_file) {
+    match (non_empty(cert_file), non_empty(key_file)) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => {
             let cert_pem = read_pem(cert, "TLS certificate")?;
@@ -38,7 +39,7 @@ pub fn server_config(
 pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<ClientTlsConfig> {
     install_crypto_provider();
     let config = ClientTlsConfig::new().with_native_roots();
-    Ok(match ca_file {
+    Ok(match non_empty(ca_file) {
         Some(path) => config.ca_certificate(Certificate::from_pem(read_pem(path, "CA bundle")?)),
         None => config,
     })
@@ -49,6 +50,10 @@ pub fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|value| !value.is_empty())
         .map(PathBuf::from)
+}
+
+fn non_empty(path: Option<&Path>) -> Option<&Path> {
+    path.filter(|p| !p.as_os_str().is_empty())
 }
 
 fn read_pem(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {

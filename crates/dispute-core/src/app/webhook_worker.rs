@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::webhooks::{WebhookSettings, Webhooks};
 use crate::domain::webhooks::{self as rules, UrlPolicy};
+use crate::store::events;
 use crate::store::webhooks::{self as store, AfterAttempt, ClaimedDelivery, NewAttempt};
 
 /// The channel new deliveries are announced on (migration 0013).
@@ -234,7 +235,7 @@ impl Webhooks {
         let mut conn = self.pool.acquire().await.context("acquire")?;
         let endpoint =
             store::find_endpoint_any(&mut conn, tenant_id, &delivery.endpoint_id).await?;
-        let event = store::find_event(&mut conn, tenant_id, &delivery.event_id).await?;
+        let event = events::find_event(&mut conn, tenant_id, &delivery.event_id).await?;
         let (Some(endpoint), Some(event)) = (endpoint, event) else {
             return store::fail_claimed(&mut conn, tenant_id, &delivery.id, replica).await;
         };
@@ -248,7 +249,7 @@ impl Webhooks {
             &event.id,
             &event.event_type,
             &event.payload,
-            event.created_at,
+            event.create_time,
         )?;
         let started_at = Utc::now();
         let timestamp = started_at.timestamp();

@@ -439,34 +439,6 @@ pub async fn release(conn: &mut PgConnection, owner: &str) -> anyhow::Result<u64
     .rows_affected())
 }
 
-/// The event a delivery carries.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EventRow {
-    pub id: String,
-    pub dispute_id: String,
-    #[sqlx(rename = "type")]
-    pub event_type: String,
-    pub payload: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// Reads an event of the tenant.
-pub async fn find_event(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    event_id: &str,
-) -> anyhow::Result<Option<EventRow>> {
-    sqlx::query_as(
-        "select id, dispute_id, type, payload, created_at from dispute_events
-          where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant_id)
-    .bind(event_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("read event")
-}
-
 /// One attempt made.
 pub struct NewAttempt<'a> {
     pub started_at: DateTime<Utc>,
