@@ -330,7 +330,10 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
     .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
-    // Metrics over OTLP: wait until each expected one has arrived.
+    // Metrics over OTLP: wait until each expected one has arrived in an export made after
+    // the calls above (exports are cumulative, so that one holds all their points; an export
+    // that raced the calls may lack some).
+    let exported_before = receiver.metrics.lock().unwrap().len();
     let wanted = [
         ("dispute-core", "rpc.server.duration"),
         ("dispute-core", "rpc.server.active_requests"),
@@ -348,6 +351,7 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
             .lock()
             .unwrap()
             .iter()
+            .skip(exported_before)
             .map(|(service, metric)| (service.clone(), metric.name.clone()))
             .collect();
         missing_metrics = wanted
