@@ -93,10 +93,14 @@ pub(crate) async fn attach_ledger(
     }
     let (ids, positions) = dispute_positions(disputes);
     let transactions: Vec<TransactionRow> = sqlx::query_as(
-        "select dispute_id, id, type, amount, currency, description, created_at, fee_details,
-                reporting_category, available_on, available_on <= now() as available
-           from balance_transactions where tenant_id = $1 and dispute_id = any($2)
-          order by created_at, id",
+        "select b.dispute_id, b.id, b.type, b.amount, b.currency, b.description, b.created_at,
+                b.fee_details, b.reporting_category, b.available_on,
+                b.available_on <= now() as available
+           from unnest($2::text[]) as d(id)
+           cross join lateral (
+               select * from balance_transactions
+                where tenant_id = $1 and dispute_id = d.id) b
+          order by b.created_at, b.id",
     )
     .bind(tenant_id)
     .bind(&ids)

@@ -228,6 +228,7 @@ async fn run(
     documents_url: &str,
     work: &Path,
 ) -> anyhow::Result<()> {
+    let _ = DISPUTES_URL.set(disputes_url.to_owned());
     let s3 = S3Server::start(&work.join("s3"), "127.0.0.1:0".parse()?).await?;
 
     let documents_addr = free_addr()?;
@@ -293,6 +294,7 @@ async fn run(
     let core = Clients::connect(core_addr, &token, args.connections).await?;
     let minimal_clients = Clients::connect(minimal_addr, &token, args.connections).await?;
     let seed = seed(&core, documents_addr, &token).await?;
+    analyze_disputes_database().await?;
     eprintln!(
         "seeded: GetDispute {} ({} history entries, {} ledger entries, 2 documents); ListDisputes over {} disputes",
         seed.get_id,
@@ -542,6 +544,21 @@ enum Call {
 /// Counts runs, so each phase gets fresh request ids, cases and charges.
 static RUN: AtomicUsize = AtomicUsize::new(0);
 
+/// dispute-core's database, for refreshing its statistics after seeding.
+static DISPUTES_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Refreshes the planner's statistics after a burst of seeding. A database in service is
+/// analyzed by autovacuum as it grows; this one grew from empty seconds ago, and plans cached
+/// by the service's connections would otherwise be made for tables of a few rows.
+async fn analyze_disputes_database() -> anyhow::Result<()> {
+    let Some(url) = DISPUTES_URL.get() else {
+        return Ok(());
+    };
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
+    sqlx::query("analyze").execute(&mut conn).await?;
+    Ok(())
+}
+
 impl Call {
     /// What the phase's `calls` calls need: a fresh issuer dispute per call for
     /// CreateAction (made now, not timed), nothing for the others.
@@ -571,6 +588,7 @@ impl Call {
                     task.await??;
                 }
                 let ids = std::mem::take(&mut *ids.lock().await);
+                analyze_disputes_database().await?;
                 Ok(Arc::new(ids))
             }
             _ => Ok(Arc::new(vec![format!("{run}")])),
