@@ -19,7 +19,7 @@ use super::{App, DisputeView, webhook_fanout};
 use crate::domain::deadlines as deadlines_rule;
 use crate::domain::lifecycle;
 use crate::domain::{DisputeError, DisputeEvent, Trigger};
-use crate::store::{deadlines, events, idempotency};
+use crate::store::{deadlines, idempotency};
 
 /// Disputes one sweeper run handles (each in its own transaction) before it reports that
 /// more remain.
@@ -302,8 +302,7 @@ impl App {
             shown.action_history.clear();
             let payload = self.snapshot(&DisputeView::at(shown, now));
             let event_type = DisputeEvent::DueSoon.as_str();
-            let event_id = events::insert_event(tx, tenant_id, id, event_type, &payload).await?;
-            webhook_fanout::enqueue_deliveries(tx, tenant_id, &event_id, event_type).await?;
+            webhook_fanout::record_events(tx, tenant_id, id, &[event_type], &payload).await?;
         }
         deadlines::mark_due_soon_sent(tx, tenant_id, id, dispute.due_time).await?;
         Ok(due.is_some())

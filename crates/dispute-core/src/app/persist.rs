@@ -12,9 +12,10 @@ use crate::domain::lifecycle::{CaseFacts, Transition};
 use crate::domain::{Dispute, DisputeError, NewDispute, Side};
 use crate::store::disputed_totals::{self, ReferenceColumn};
 use crate::store::disputes::{self, StateUpdate};
-use crate::store::history::{self, NewActionRecord};
+use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
+use crate::store::history::{self, AppendedAction, NewActionRecord};
 use crate::store::ledger::NewBalanceTransaction;
-use crate::store::{events, ledger as ledger_store};
+use crate::store::ledger as ledger_store;
 
 /// NOT_FOUND for a dispute the caller's tenant does not have.
 pub(super) fn dispute_not_found(id: &str) -> DisputeError {
@@ -125,10 +126,15 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Dispute, DisputeError> {
         let id = DisputeId::generate();
-        disputes::insert_opened_dispute(tx, tenant_id, id.as_str(), new, &(&opened.state).into())
-            .await?;
-        self.append_effects(tx, tenant_id, id.as_str(), opened, now)
-            .await
+        let inserted = disputes::insert_opened_dispute(
+            tx,
+            tenant_id,
+            id.as_str(),
+            new,
+            &(&opened.state).into(),
+        )
+        .await?;
+        self.append_effects(tx, inserted, opened, now).await
     }
 
     /// Writes a transition decided for `before` (locked): state, ledger, history and events.
@@ -152,7 +158,7 @@ impl App {
             };
             check_disputed_total(tx, &before.tenant_id, &claim).await?;
         }
-        disputes::update_dispute_state(
+        let updated = disputes::update_dispute_state(
             tx,
             &before.tenant_id,
             &before.id,
@@ -164,21 +170,23 @@ impl App {
             },
         )
         .await?;
-        self.append_effects(tx, &before.tenant_id, &before.id, transition, now)
+        self.append_effects(tx, with_children_of(updated, before), transition, now)
             .await
     }
 
-    /// Appends a transition's ledger entries, then its history entry and events.
+    /// Appends a transition's ledger entries, then its history entry and events, to
+    /// `dispute` (as written in this transaction, with its history and ledger so far).
     async fn append_effects(
         &self,
         tx: &mut PgConnection,
-        tenant_id: &str,
-        dispute_id: &str,
+        mut dispute: Dispute,
         transition: &Transition,
         now: DateTime<Utc>,
     ) -> Result<Dispute, DisputeError> {
         let state = &transition.state;
         let issuer_side = state.case.side == Side::Issuer;
+        let tenant_id = dispute.tenant_id.clone();
+        let dispute_id = dispute.id.clone();
         for entry in &transition.ledger_entries {
             let row = NewBalanceTransaction {
                 entry,
@@ -186,13 +194,20 @@ impl App {
                 reporting_category: ledger::reporting_category(issuer_side, entry.kind),
                 available_on: ledger::available_on(now, self.policy.settlement_days),
             };
-            ledger_store::insert_balance_transaction(tx, tenant_id, dispute_id, &row).await?;
+            let stored =
+                ledger_store::insert_balance_transaction(tx, &tenant_id, &dispute_id, &row)
+                    .await?;
+            dispute.balance_transactions.push(stored);
         }
+        // The order a read gives (oldest first, then by id).
+        dispute
+            .balance_transactions
+            .sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
         let history = &transition.history;
         let action_id = ActionId::generate();
         let record = NewActionRecord {
             id: action_id.as_str(),
-            dispute_id,
+            dispute_id: &dispute_id,
             actor: history.actor,
             what: &history.what,
             message: &history.message,
@@ -202,32 +217,54 @@ impl App {
             amount: history.amount,
         };
         let event_types: Vec<&str> = transition.events.iter().map(|e| e.as_str()).collect();
-        self.append_history_and_events(tx, tenant_id, &record, &event_types, now)
+        self.append_history_and_events(tx, dispute, &record, &event_types, now)
             .await
     }
 
-    /// Appends a history entry, then records `event_types` holding the dispute as it is
-    /// afterwards (seen at `now`) with only that entry, and returns the dispute (with its
-    /// latest entries, as GetDispute shows it).
+    /// Appends a history entry to `dispute` (as written in this transaction, with its history
+    /// and ledger so far), then records `event_types` holding the dispute as it is afterwards
+    /// (seen at `now`) with only that entry, and returns the dispute (with its latest
+    /// entries, as GetDispute shows it). Nothing is read back: the dispute is locked (or
+    /// new), so no other change can have come in between.
     pub(super) async fn append_history_and_events(
         &self,
         tx: &mut PgConnection,
-        tenant_id: &str,
+        dispute: Dispute,
         record: &NewActionRecord<'_>,
         event_types: &[&str],
         now: DateTime<Utc>,
     ) -> Result<Dispute, DisputeError> {
-        history::insert_action_record(tx, tenant_id, record).await?;
-        let after = reload(tx, tenant_id, record.dispute_id).await?;
+        let tenant_id = dispute.tenant_id.clone();
+        let tenant_id = tenant_id.as_str();
+        let appended = history::insert_action_record(tx, tenant_id, record).await?;
+        let after = with_appended_entry(dispute, appended);
         let payload = self.snapshot(&DisputeView::at(with_only_newest_entry(&after), now));
-        for event_type in event_types {
-            let event_id =
-                events::insert_event(tx, tenant_id, record.dispute_id, event_type, &payload)
-                    .await?;
-            webhook_fanout::enqueue_deliveries(tx, tenant_id, &event_id, event_type).await?;
-        }
+        webhook_fanout::record_events(tx, tenant_id, record.dispute_id, event_types, &payload)
+            .await?;
         Ok(after)
     }
+}
+
+/// The dispute's row as a write in this transaction returned it, with the history and ledger
+/// `before` had (read in this transaction with the row locked).
+pub(super) fn with_children_of(written: Dispute, before: &Dispute) -> Dispute {
+    Dispute {
+        action_history: before.action_history.clone(),
+        action_history_count: before.action_history_count,
+        balance_transactions: before.balance_transactions.clone(),
+        ..written
+    }
+}
+
+/// `dispute` with `appended` as its newest entry, keeping the newest
+/// [`LATEST_HISTORY_ENTRIES`] as a read does.
+fn with_appended_entry(mut dispute: Dispute, appended: AppendedAction) -> Dispute {
+    dispute.action_history.push(appended.record);
+    let shown = usize::try_from(LATEST_HISTORY_ENTRIES).unwrap_or(usize::MAX);
+    let excess = dispute.action_history.len().saturating_sub(shown);
+    dispute.action_history.drain(..excess);
+    dispute.action_history_count = appended.ordinal;
+    dispute
 }
 
 /// What an event holds: the dispute with only the history entry that caused the event (the

@@ -7,6 +7,7 @@ use chrono::Utc;
 use service_kit::auth::Caller;
 use service_kit::ids::ActionId;
 
+use super::persist::with_children_of;
 use super::evidence_documents::SubmissionLock;
 use super::mutation::Start;
 use super::staged_holds::FieldHold;
@@ -161,7 +162,7 @@ impl App {
                     .await?
             } else {
                 let tx = mutation.conn();
-                disputes::update_evidence_and_metadata(
+                let written = disputes::update_evidence_and_metadata(
                     tx,
                     tenant_id,
                     id.as_str(),
@@ -188,7 +189,7 @@ impl App {
                 };
                 self.append_history_and_events(
                     tx,
-                    tenant_id,
+                    with_children_of(written, &dispute),
                     &record,
                     &[DisputeEvent::Updated.as_str()],
                     now,

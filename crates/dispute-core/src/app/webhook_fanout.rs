@@ -4,16 +4,18 @@
 use sqlx::PgConnection;
 
 use crate::domain::DisputeError;
-use crate::store::webhooks;
+use crate::store::events;
 
-/// Enqueues one delivery of event `event_id` per enabled endpoint of the tenant that takes
-/// `event_type` (one INSERT ... SELECT; nothing when the tenant has no endpoint).
-pub(super) async fn enqueue_deliveries(
+/// Records the events of `event_types` for a dispute, with one delivery of each per enabled
+/// endpoint of the tenant that takes its type (one statement; no delivery when the tenant
+/// has no endpoint).
+pub(super) async fn record_events(
     tx: &mut PgConnection,
     tenant_id: &str,
-    event_id: &str,
-    event_type: &str,
+    dispute_id: &str,
+    event_types: &[&str],
+    payload: &[u8],
 ) -> Result<(), DisputeError> {
-    webhooks::enqueue_deliveries(tx, tenant_id, event_id, event_type).await?;
+    events::insert_events_with_deliveries(tx, tenant_id, dispute_id, event_types, payload).await?;
     Ok(())
 }

@@ -209,7 +209,8 @@ pub async fn insert_dispute(
         next_deadline: dispute.due_time,
         network_reason_code: dispute.network_reason_code.clone(),
     };
-    insert_opened_dispute(conn, tenant_id, id, dispute, &as_requested).await
+    insert_opened_dispute(conn, tenant_id, id, dispute, &as_requested).await?;
+    Ok(())
 }
 
 /// The lifecycle columns of a dispute: what opening it or a transition writes.
@@ -258,8 +259,8 @@ pub async fn insert_opened_dispute(
     id: &str,
     dispute: &NewDispute,
     opened: &LifecycleColumns,
-) -> Result<(), DisputeError> {
-    let result = sqlx::query(
+) -> Result<Dispute, DisputeError> {
+    let result: Result<DisputeRow, _> = sqlx::query_as(&format!(
         "insert into disputes (tenant_id, id, side, stage, status, amount, currency, charge,
             payment_intent, transaction_id, merchant_id, network, payment_method_type, reason,
             network_reason_code, network_case_id, memo, date_customer_reported,
@@ -269,8 +270,9 @@ pub async fn insert_opened_dispute(
             three_ds_authenticated, digital_wallet_token, transaction_posted)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34,
-            $35, $36, $37)",
-    )
+            $35, $36, $37)
+         returning {DISPUTE_COLUMNS}"
+    ))
     .bind(tenant_id)
     .bind(id)
     .bind(dispute.side.as_str())
@@ -313,10 +315,10 @@ pub async fn insert_opened_dispute(
     .bind(dispute.issuer.three_ds_authenticated)
     .bind(dispute.issuer.digital_wallet_token)
     .bind(dispute.issuer.transaction_posted)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok(row) => Ok(Dispute::try_from(row)?),
         Err(error) if is_unique_violation_of(&error, NETWORK_CASE_KEY) => {
             Err(DisputeError::AlreadyExists {
                 what: format!(
@@ -340,7 +342,8 @@ pub async fn find_dispute_for_update(
     select_dispute(conn, tenant_id, id, "for update").await
 }
 
-/// Stores staged evidence and metadata and bumps the version.
+/// Stores staged evidence and metadata, bumps the version and returns the dispute's row (no
+/// history or ledger attached).
 #[tracing::instrument(skip(conn, evidence, metadata))]
 pub async fn update_evidence_and_metadata(
     conn: &mut PgConnection,
@@ -348,21 +351,22 @@ pub async fn update_evidence_and_metadata(
     id: &str,
     evidence: &BTreeMap<String, String>,
     metadata: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    sqlx::query(
+) -> anyhow::Result<Dispute> {
+    let row: DisputeRow = sqlx::query_as(&format!(
         "update disputes
             set evidence = $3, has_evidence = $4, metadata = $5, version = version + 1
-          where tenant_id = $1 and id = $2",
-    )
+          where tenant_id = $1 and id = $2
+          returning {DISPUTE_COLUMNS}"
+    ))
     .bind(tenant_id)
     .bind(id)
     .bind(Json(evidence))
     .bind(!evidence.is_empty())
     .bind(Json(metadata))
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .context("update evidence and metadata")?;
-    Ok(())
+    Dispute::try_from(row)
 }
 #[tracing::instrument(skip(conn))]
 pub async fn find_dispute(
@@ -464,15 +468,16 @@ pub struct StateUpdate<'a> {
     pub metadata: &'a BTreeMap<String, String>,
 }
 
-/// Writes a transition's state and bumps the version.
+/// Writes a transition's state, bumps the version and returns the dispute's row (no history
+/// or ledger attached).
 #[tracing::instrument(skip(conn, update))]
 pub async fn update_dispute_state(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
     update: &StateUpdate<'_>,
-) -> anyhow::Result<()> {
-    sqlx::query(
+) -> anyhow::Result<Dispute> {
+    let row: DisputeRow = sqlx::query_as(&format!(
         "update disputes
             set stage = $3, status = $4, credit_status = $5, amount = $6, due_time = $7,
                 amount_won = $8, amount_lost = $9, submission_count = $10,
@@ -480,8 +485,9 @@ pub async fn update_dispute_state(
                 evidence = $14, has_evidence = $15, metadata = $16,
                 network_reason_code = $17, deadline_breaches = $18, close_reason = $19,
                 version = version + 1
-          where tenant_id = $1 and id = $2",
-    )
+          where tenant_id = $1 and id = $2
+          returning {DISPUTE_COLUMNS}"
+    ))
     .bind(tenant_id)
     .bind(id)
     .bind(update.lifecycle.stage.as_str())
@@ -507,10 +513,10 @@ pub async fn update_dispute_state(
     .bind(&update.lifecycle.network_reason_code)
     .bind(stored_breaches(&update.lifecycle.breaches))
     .bind(update.lifecycle.close_reason.map(CloseReason::as_str))
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .context("update dispute state")?;
-    Ok(())
+    Dispute::try_from(row)
 }
 
 /// Gives a dispute the network case id its filing got (CreateAction CHARGEBACK and later

@@ -6,28 +6,47 @@ use service_kit::ids::EventId;
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 
-/// Records an event holding the dispute as it is after the change; returns its `evt_` id.
-pub async fn insert_event(
+/// Records events of `event_types` (in that order) holding the dispute as it is after the
+/// change, and one webhook delivery of each per enabled endpoint of the tenant that takes its
+/// type, in one statement (the deliveries commit with their events, or neither does).
+pub async fn insert_events_with_deliveries(
     conn: &mut PgConnection,
     tenant_id: &str,
     dispute_id: &str,
-    event_type: &str,
+    event_types: &[&str],
     payload: &[u8],
-) -> anyhow::Result<String> {
-    let id = EventId::generate();
+) -> anyhow::Result<()> {
+    if event_types.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = event_types
+        .iter()
+        .map(|_| EventId::generate().as_str().to_owned())
+        .collect();
     sqlx::query(
-        "insert into dispute_events (tenant_id, id, dispute_id, type, payload)
-         values ($1, $2, $3, $4, $5)",
+        "with recorded as (
+             insert into dispute_events (tenant_id, id, dispute_id, type, payload)
+             select $1, e.id, $2, e.type, $5
+               from unnest($3::text[], $4::text[]) with ordinality as e(id, type, n)
+              order by e.n
+             returning id, type)
+         insert into webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type,
+             next_attempt_at)
+         select w.tenant_id, new_prefixed_id('whd'), w.id, recorded.id, recorded.type, now()
+           from recorded
+           join webhook_endpoints w
+             on w.tenant_id = $1 and w.enabled and w.deleted_at is null
+            and (cardinality(w.event_types) = 0 or recorded.type = any(w.event_types))",
     )
     .bind(tenant_id)
-    .bind(id.as_str())
     .bind(dispute_id)
-    .bind(event_type)
+    .bind(&ids)
+    .bind(event_types)
     .bind(payload)
     .execute(&mut *conn)
     .await
-    .context("insert event")?;
-    Ok(id.as_str().to_owned())
+    .context("insert events and their webhook deliveries")?;
+    Ok(())
 }
 
 /// The channel that wakes StreamEvents readers (payload: the tenant id): sent by

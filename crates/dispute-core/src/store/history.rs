@@ -27,13 +27,14 @@ pub async fn insert_action_record(
     conn: &mut PgConnection,
     tenant_id: &str,
     record: &NewActionRecord<'_>,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message,
+) -> anyhow::Result<AppendedAction> {
+    let row: ActionRow = sqlx::query_as(&format!(
+        "insert into dispute_actions as a (tenant_id, id, dispute_id, actor, what, message,
             document_ids, stage, status, amount, ordinal)
          select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce(max(ordinal), 0) + 1
-           from dispute_actions where tenant_id = $1 and dispute_id = $3",
-    )
+           from dispute_actions where tenant_id = $1 and dispute_id = $3
+         returning {ACTION_COLUMNS}"
+    ))
     .bind(tenant_id)
     .bind(record.id)
     .bind(record.dispute_id)
@@ -44,10 +45,21 @@ pub async fn insert_action_record(
     .bind(record.stage.as_str())
     .bind(record.status.as_str())
     .bind(record.amount)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .context("insert action record")?;
-    Ok(())
+    let ordinal = row.ordinal;
+    Ok(AppendedAction {
+        record: row.try_into()?,
+        ordinal,
+    })
+}
+
+/// A history entry as stored, and its place in the history (1 for the first entry), which
+/// is the history's length right after the append.
+pub struct AppendedAction {
+    pub record: ActionRecord,
+    pub ordinal: i64,
 }
 
 const ACTION_COLUMNS: &str = "a.dispute_id, a.id, a.actor, a.what, a.message, a.document_ids, a.stage, a.status, \

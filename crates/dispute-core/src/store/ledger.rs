@@ -23,6 +23,59 @@ struct FeeDetailRow {
     description: String,
 }
 
+/// A `balance_transactions` row as read.
+#[derive(sqlx::FromRow)]
+struct TransactionRow {
+    dispute_id: String,
+    id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    amount: i64,
+    currency: String,
+    description: String,
+    created_at: DateTime<Utc>,
+    fee_details: Json<Vec<FeeDetailRow>>,
+    reporting_category: String,
+    available_on: DateTime<Utc>,
+    /// `available_on <= now()`, as the database saw it.
+    available: bool,
+}
+
+impl TryFrom<TransactionRow> for BalanceTransaction {
+    type Error = anyhow::Error;
+
+    fn try_from(row: TransactionRow) -> anyhow::Result<BalanceTransaction> {
+        let fee_details = row
+            .fee_details
+            .0
+            .into_iter()
+            .map(|detail| {
+                Ok(FeeDetail {
+                    kind: stored("fee_details.type", &detail.kind, FeeType::parse)?,
+                    amount: detail.amount,
+                    description: detail.description,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(BalanceTransaction {
+            kind: stored("type", &row.kind, BalanceTransactionType::parse)?,
+            id: row.id,
+            amount: row.amount,
+            fee_details,
+            currency: row.currency,
+            create_time: row.created_at,
+            description: row.description,
+            status: if row.available {
+                BalanceTransactionStatus::Available
+            } else {
+                BalanceTransactionStatus::Pending
+            },
+            reporting_category: row.reporting_category,
+            available_on: row.available_on,
+        })
+    }
+}
+
 /// A ledger entry as one `balance_transactions` row.
 pub struct NewBalanceTransaction<'a> {
     pub entry: &'a LedgerEntry,
@@ -31,13 +84,13 @@ pub struct NewBalanceTransaction<'a> {
     pub available_on: DateTime<Utc>,
 }
 
-/// Appends a money movement.
+/// Appends a money movement and returns it as stored.
 pub async fn insert_balance_transaction(
     conn: &mut PgConnection,
     tenant_id: &str,
     dispute_id: &str,
     new: &NewBalanceTransaction<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BalanceTransaction> {
     let entry = new.entry;
     let fee_details: Vec<FeeDetailRow> = entry
         .fee_details
@@ -48,10 +101,12 @@ pub async fn insert_balance_transaction(
             description: detail.description.clone(),
         })
         .collect();
-    sqlx::query(
+    let row: TransactionRow = sqlx::query_as(
         "insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency,
                 description, fee, fee_details, reporting_category, available_on)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         returning dispute_id, id, type, amount, currency, description, created_at, fee_details,
+                   reporting_category, available_on, available_on <= now() as available",
     )
     .bind(tenant_id)
     .bind(BalanceTransactionId::generate().as_str())
@@ -64,10 +119,10 @@ pub async fn insert_balance_transaction(
     .bind(Json(fee_details))
     .bind(new.reporting_category)
     .bind(new.available_on)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .context("insert balance transaction")?;
-    Ok(())
+    row.try_into()
 }
 
 /// Loads the ledger of several disputes in one query, oldest entry first.
@@ -76,21 +131,6 @@ pub(crate) async fn attach_ledger(
     tenant_id: &str,
     disputes: &mut [Dispute],
 ) -> anyhow::Result<()> {
-    #[derive(sqlx::FromRow)]
-    struct TransactionRow {
-        dispute_id: String,
-        id: String,
-        #[sqlx(rename = "type")]
-        kind: String,
-        amount: i64,
-        currency: String,
-        description: String,
-        created_at: DateTime<Utc>,
-        fee_details: Json<Vec<FeeDetailRow>>,
-        reporting_category: String,
-        available_on: DateTime<Utc>,
-        available: bool,
-    }
     let (ids, positions) = dispute_positions(disputes);
     let transactions: Vec<TransactionRow> = sqlx::query_as(
         "select b.dispute_id, b.id, b.type, b.amount, b.currency, b.description, b.created_at,
@@ -109,34 +149,7 @@ pub(crate) async fn attach_ledger(
     .context("select balance transactions")?;
     for row in transactions {
         if let Some(&i) = positions.get(&row.dispute_id) {
-            let fee_details = row
-                .fee_details
-                .0
-                .into_iter()
-                .map(|detail| {
-                    Ok(FeeDetail {
-                        kind: stored("fee_details.type", &detail.kind, FeeType::parse)?,
-                        amount: detail.amount,
-                        description: detail.description,
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            disputes[i].balance_transactions.push(BalanceTransaction {
-                kind: stored("type", &row.kind, BalanceTransactionType::parse)?,
-                id: row.id,
-                amount: row.amount,
-                fee_details,
-                currency: row.currency,
-                create_time: row.created_at,
-                description: row.description,
-                status: if row.available {
-                    BalanceTransactionStatus::Available
-                } else {
-                    BalanceTransactionStatus::Pending
-                },
-                reporting_category: row.reporting_category,
-                available_on: row.available_on,
-            });
+            disputes[i].balance_transactions.push(row.try_into()?);
         }
     }
     Ok(())

@@ -234,31 +234,6 @@ pub async fn rotate_secret(
     .context("rotate webhook secret")
 }
 
-/// One delivery of `event_id` per enabled endpoint of the tenant that takes `event_type`:
-/// one INSERT ... SELECT in the caller's transaction (its trigger wakes the workers).
-pub async fn enqueue_deliveries(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    event_id: &str,
-    event_type: &str,
-) -> anyhow::Result<u64> {
-    Ok(sqlx::query(
-        "insert into webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type,
-            next_attempt_at)
-         select tenant_id, new_prefixed_id('whd'), id, $2, $3, now()
-           from webhook_endpoints
-          where tenant_id = $1 and enabled and deleted_at is null
-            and (cardinality(event_types) = 0 or $3 = any(event_types))",
-    )
-    .bind(tenant_id)
-    .bind(event_id)
-    .bind(event_type)
-    .execute(&mut *conn)
-    .await
-    .context("enqueue webhook deliveries")?
-    .rows_affected())
-}
-
 /// A delivery as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
