@@ -7,15 +7,15 @@ use service_kit::ids::{ActionId, DisputeId};
 use sqlx::PgConnection;
 
 use super::{App, DisputeView, webhook_fanout};
+use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
 use crate::domain::ledger;
 use crate::domain::lifecycle::{CaseFacts, Transition};
 use crate::domain::{Dispute, DisputeError, NewDispute, Side};
 use crate::store::disputed_totals::{self, ReferenceColumn};
 use crate::store::disputes::{self, StateUpdate};
-use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
 use crate::store::history::{self, AppendedAction, NewActionRecord};
-use crate::store::ledger::NewBalanceTransaction;
 use crate::store::ledger as ledger_store;
+use crate::store::ledger::NewBalanceTransaction;
 
 /// NOT_FOUND for a dispute the caller's tenant does not have.
 pub(super) fn dispute_not_found(id: &str) -> DisputeError {
@@ -195,8 +195,7 @@ impl App {
                 available_on: ledger::available_on(now, self.policy.settlement_days),
             };
             let stored =
-                ledger_store::insert_balance_transaction(tx, &tenant_id, &dispute_id, &row)
-                    .await?;
+                ledger_store::insert_balance_transaction(tx, &tenant_id, &dispute_id, &row).await?;
             dispute.balance_transactions.push(stored);
         }
         // The order a read gives (oldest first, then by id).

@@ -7,9 +7,9 @@ use chrono::Utc;
 use service_kit::auth::Caller;
 use service_kit::ids::ActionId;
 
-use super::persist::with_children_of;
 use super::evidence_documents::SubmissionLock;
 use super::mutation::Start;
+use super::persist::with_children_of;
 use super::staged_holds::FieldHold;
 use super::{App, DisputeView, IdempotencyKey, MutationGuards, Outcome};
 use crate::domain::dispute::validate_metadata;

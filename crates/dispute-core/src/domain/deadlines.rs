@@ -194,7 +194,22 @@ pub fn us_federal_holidays(year: i32) -> Vec<NaiveDate> {
 }
 
 pub fn is_us_federal_holiday(date: NaiveDate) -> bool {
-    us_federal_holidays(date.year()).contains(&date)
+    // Counting business days asks this for every day it passes: the observed holidays of
+    // the years a deadline can fall in are computed once.
+    const FIRST_YEAR: i32 = 2000;
+    const YEARS: usize = 101;
+    static TABLE: std::sync::OnceLock<Vec<Vec<NaiveDate>>> = std::sync::OnceLock::new();
+    let year = date.year();
+    match usize::try_from(year - FIRST_YEAR) {
+        Ok(index) if index < YEARS => TABLE.get_or_init(|| {
+            (FIRST_YEAR..)
+                .take(YEARS)
+                .map(us_federal_holidays)
+                .collect()
+        })[index]
+            .contains(&date),
+        _ => us_federal_holidays(year).contains(&date),
+    }
 }
 
 /// Monday to Friday and not an observed US federal holiday.

@@ -9,8 +9,8 @@ use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::history::attach_latest_history;
-use super::ledger::attach_ledger;
+use super::history::{ActionRow, attach_history_rows, attach_latest_history, latest_history_json};
+use super::ledger::{LEDGER_JSON, TransactionRow, attach_ledger, attach_ledger_rows};
 use super::rows::{is_unique_violation_of, stored};
 use crate::domain::deadlines::RegulationEFacts;
 use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
@@ -377,25 +377,67 @@ pub async fn find_dispute(
     select_dispute(conn, tenant_id, id, "").await
 }
 
-/// One dispute with its latest history entries and its ledger; `locking` is empty or a row-locking clause.
+/// One dispute with its latest history entries and its ledger; `locking` is empty or a
+/// row-locking clause. Unlocked, it is one statement. Locked, the children are read by a
+/// second statement after the lock is held: a statement that waited for the lock sees the
+/// row as the other transaction committed it, but subqueries of that same statement would
+/// still see the children as they were before it.
 async fn select_dispute(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
     locking: &'static str,
 ) -> anyhow::Result<Option<Dispute>> {
-    let row: Option<DisputeRow> = sqlx::query_as(&format!(
-        "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2 {locking}"
-    ))
-    .bind(tenant_id)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("select dispute")?;
-    let Some(row) = row else { return Ok(None) };
-    let mut disputes = vec![Dispute::try_from(row)?];
-    attach_history_and_ledger(conn, tenant_id, &mut disputes).await?;
-    Ok(disputes.pop())
+    #[derive(sqlx::FromRow)]
+    struct Children {
+        history: Json<Vec<ActionRow>>,
+        ledger: Json<Vec<TransactionRow>>,
+    }
+    #[derive(sqlx::FromRow)]
+    struct WithChildren {
+        #[sqlx(flatten)]
+        row: DisputeRow,
+        #[sqlx(flatten)]
+        children: Children,
+    }
+    let children_sql = format!(
+        "{} as history, {LEDGER_JSON} as ledger",
+        latest_history_json(LATEST_HISTORY_ENTRIES)
+    );
+    let (row, children) = if locking.is_empty() {
+        let found: Option<WithChildren> = sqlx::query_as(&format!(
+            "select {DISPUTE_COLUMNS}, {children_sql}
+               from disputes where tenant_id = $1 and id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("select dispute")?;
+        let Some(found) = found else { return Ok(None) };
+        (found.row, found.children)
+    } else {
+        let row: Option<DisputeRow> = sqlx::query_as(&format!(
+            "select {DISPUTE_COLUMNS} from disputes where tenant_id = $1 and id = $2 {locking}"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("select dispute")?;
+        let Some(row) = row else { return Ok(None) };
+        let children: Children = sqlx::query_as(&format!("select {children_sql}"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .context("select dispute history and ledger")?;
+        (row, children)
+    };
+    let mut dispute = Dispute::try_from(row)?;
+    attach_history_rows(&mut dispute, children.history.0)?;
+    attach_ledger_rows(&mut dispute, children.ledger.0)?;
+    Ok(Some(dispute))
 }
 
 /// One page of disputes, newest first.

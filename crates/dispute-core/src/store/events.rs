@@ -8,16 +8,17 @@ use sqlx::postgres::PgListener;
 
 /// Records events of `event_types` (in that order) holding the dispute as it is after the
 /// change, and one webhook delivery of each per enabled endpoint of the tenant that takes its
-/// type, in one statement (the deliveries commit with their events, or neither does).
+/// type, in one statement (the deliveries commit with their events, or neither does);
+/// returns the events' `evt_` ids.
 pub async fn insert_events_with_deliveries(
     conn: &mut PgConnection,
     tenant_id: &str,
     dispute_id: &str,
     event_types: &[&str],
     payload: &[u8],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     if event_types.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let ids: Vec<String> = event_types
         .iter()
@@ -46,7 +47,22 @@ pub async fn insert_events_with_deliveries(
     .execute(&mut *conn)
     .await
     .context("insert events and their webhook deliveries")?;
-    Ok(())
+    Ok(ids)
+}
+
+/// [`insert_events_with_deliveries`] for one event; returns its `evt_` id.
+pub async fn insert_event(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    dispute_id: &str,
+    event_type: &str,
+    payload: &[u8],
+) -> anyhow::Result<String> {
+    let ids =
+        insert_events_with_deliveries(conn, tenant_id, dispute_id, &[event_type], payload).await?;
+    ids.into_iter()
+        .next()
+        .context("an event was inserted without an id")
 }
 
 /// The channel that wakes StreamEvents readers (payload: the tenant id): sent by

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use sqlx::PgConnection;
 
 use super::rows::{dispute_positions, stored};
@@ -65,8 +66,8 @@ pub struct AppendedAction {
 const ACTION_COLUMNS: &str = "a.dispute_id, a.id, a.actor, a.what, a.message, a.document_ids, a.stage, a.status, \
      a.amount, a.created_at, a.ordinal";
 
-#[derive(sqlx::FromRow)]
-struct ActionRow {
+#[derive(sqlx::FromRow, Deserialize)]
+pub(crate) struct ActionRow {
     dispute_id: String,
     id: String,
     actor: String,
@@ -96,6 +97,31 @@ impl TryFrom<ActionRow> for ActionRecord {
             amount: row.amount,
         })
     }
+}
+
+/// A scalar subquery: the newest `latest` history entries of dispute `$2` of tenant `$1` as a
+/// JSON array (oldest of them first) of [`ActionRow`]s, for reading a dispute in one
+/// statement.
+pub(crate) fn latest_history_json(latest: i64) -> String {
+    format!(
+        "(select coalesce(json_agg(h order by h.ordinal), '[]'::json)
+            from (select {ACTION_COLUMNS} from dispute_actions a
+                   where a.tenant_id = $1 and a.dispute_id = $2
+                   order by a.ordinal desc
+                   limit {latest}) h)"
+    )
+}
+
+/// Gives `dispute` the entries [`latest_history_json`] read, and its history's length.
+pub(crate) fn attach_history_rows(
+    dispute: &mut Dispute,
+    rows: Vec<ActionRow>,
+) -> anyhow::Result<()> {
+    for row in rows {
+        dispute.action_history_count = dispute.action_history_count.max(row.ordinal);
+        dispute.action_history.push(row.try_into()?);
+    }
+    Ok(())
 }
 
 /// Loads the newest `latest` history entries of several disputes in one query (oldest of

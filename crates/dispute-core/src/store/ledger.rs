@@ -24,11 +24,12 @@ struct FeeDetailRow {
 }
 
 /// A `balance_transactions` row as read.
-#[derive(sqlx::FromRow)]
-struct TransactionRow {
+#[derive(sqlx::FromRow, Deserialize)]
+pub(crate) struct TransactionRow {
     dispute_id: String,
     id: String,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     kind: String,
     amount: i64,
     currency: String,
@@ -123,6 +124,26 @@ pub async fn insert_balance_transaction(
     .await
     .context("insert balance transaction")?;
     row.try_into()
+}
+
+/// A scalar subquery: the ledger of dispute `$2` of tenant `$1` as a JSON array of
+/// [`TransactionRow`]s, oldest entry first, for reading a dispute in one statement.
+pub(crate) const LEDGER_JSON: &str =
+    "(select coalesce(json_agg(l order by l.created_at, l.id), '[]'::json)
+    from (select dispute_id, id, type, amount, currency, description, created_at, fee_details,
+                 reporting_category, available_on, available_on <= now() as available
+            from balance_transactions
+           where tenant_id = $1 and dispute_id = $2) l)";
+
+/// Gives `dispute` the entries [`LEDGER_JSON`] read.
+pub(crate) fn attach_ledger_rows(
+    dispute: &mut Dispute,
+    rows: Vec<TransactionRow>,
+) -> anyhow::Result<()> {
+    for row in rows {
+        dispute.balance_transactions.push(row.try_into()?);
+    }
+    Ok(())
 }
 
 /// Loads the ledger of several disputes in one query, oldest entry first.
