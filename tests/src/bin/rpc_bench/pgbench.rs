@@ -22,8 +22,15 @@ const DISPUTE_COLUMNS: &str = "tenant_id, id, version, side, stage, status, amou
     network_reason_code, network_case_id, memo, date_customer_reported, applicable_regulation, \
     credit_status, evidence, due_time, has_evidence, submission_count, is_charge_refundable, \
     metadata, livemode, original_amount, amount_won, amount_lost, created_at, updated_at, \
-    reversal_lapses_at, overdue, transaction_date, new_account, pos_or_foreign, \
-    billing_cycle_closing_day, three_ds_authenticated, digital_wallet_token, transaction_posted";
+    reversal_lapses_at, transaction_date, new_account, pos_or_foreign, \
+    billing_cycle_closing_day, three_ds_authenticated, digital_wallet_token, transaction_posted, \
+    deadline_breaches, close_reason";
+
+const ACTION_COLUMNS: &str = "a.dispute_id, a.id, a.actor, a.what, a.message, a.document_ids, \
+    a.stage, a.status, a.amount, a.created_at, a.ordinal";
+
+const LEDGER_COLUMNS: &str = "dispute_id, id, type, amount, currency, description, created_at, \
+    fee_details, reporting_category, available_on, available_on <= now() as available";
 
 /// One pgbench run.
 pub struct Figure {
@@ -33,18 +40,37 @@ pub struct Figure {
     pub latency_ms: f64,
 }
 
-/// A dispute with its history and ledger, as `select_dispute` reads it; `id` is SQL.
-fn read_dispute(id: &str, locking: &str) -> String {
+/// The history (newest 20) and ledger of dispute `id` (SQL) as JSON, as `select_dispute`
+/// reads them.
+fn children_json(id: &str) -> String {
     format!(
-        "select {DISPUTE_COLUMNS} from disputes where tenant_id = :tenant and id = {id} {locking};
-select dispute_id, id, actor, what, message, document_ids, stage, status, amount, created_at
-  from dispute_actions where tenant_id = :tenant and dispute_id = any(array[{id}])
- order by created_at, id;
-select dispute_id, id, type, amount, currency, description, created_at
-  from balance_transactions where tenant_id = :tenant and dispute_id = any(array[{id}])
- order by created_at, id;
-"
+        "(select coalesce(json_agg(h order by h.ordinal), '[]'::json)
+    from (select {ACTION_COLUMNS} from dispute_actions a
+           where a.tenant_id = :tenant and a.dispute_id = {id}
+           order by a.ordinal desc limit 20) h) as history,
+  (select coalesce(json_agg(l order by l.created_at, l.id), '[]'::json)
+    from (select {LEDGER_COLUMNS} from balance_transactions
+           where tenant_id = :tenant and dispute_id = {id}) l) as ledger"
     )
+}
+
+/// A dispute with its history and ledger, as `select_dispute` reads it; `id` is SQL:
+/// unlocked in one statement, locked (`for update`) in two.
+fn read_dispute(id: &str, locking: &str) -> String {
+    let children = children_json(id);
+    if locking.is_empty() {
+        format!(
+            "select {DISPUTE_COLUMNS}, {children}
+  from disputes where tenant_id = :tenant and id = {id};
+"
+        )
+    } else {
+        format!(
+            "select {DISPUTE_COLUMNS} from disputes where tenant_id = :tenant and id = {id} {locking};
+select {children};
+"
+        )
+    }
 }
 
 fn get_dispute() -> String {
@@ -68,12 +94,20 @@ fn list_disputes() -> String {
     and (null::timestamptz is null or (created_at, id) < (null, null))
   order by created_at desc, id desc
   limit 21;
-select dispute_id, id, actor, what, message, document_ids, stage, status, amount, created_at
-  from dispute_actions where tenant_id = :tenant and dispute_id = any(:ids::text[])
- order by created_at, id;
-select dispute_id, id, type, amount, currency, description, created_at
-  from balance_transactions where tenant_id = :tenant and dispute_id = any(:ids::text[])
- order by created_at, id;
+select {ACTION_COLUMNS}
+  from unnest(:ids::text[]) as d(id)
+  cross join lateral (
+      select * from dispute_actions
+       where tenant_id = :tenant and dispute_id = d.id
+       order by ordinal desc
+       limit 20) a;
+select b.dispute_id, b.id, b.type, b.amount, b.currency, b.description, b.created_at,
+       b.fee_details, b.reporting_category, b.available_on, b.available_on <= now() as available
+  from unnest(:ids::text[]) as d(id)
+  cross join lateral (
+      select * from balance_transactions
+       where tenant_id = :tenant and dispute_id = d.id) b
+ order by b.created_at, b.id;
 "
     )
 }
@@ -91,9 +125,34 @@ fn list_documents() -> String {
     .to_owned()
 }
 
+/// The events of a change and their webhook deliveries, as `insert_events_with_deliveries`
+/// writes them; `events` are (id, type) SQL pairs.
+fn record_events(dispute: &str, events: &[(&str, &str)]) -> String {
+    let ids: Vec<&str> = events.iter().map(|(id, _)| *id).collect();
+    let types: Vec<&str> = events.iter().map(|(_, kind)| *kind).collect();
+    format!(
+        "with recorded as (
+     insert into dispute_events (tenant_id, id, dispute_id, type, payload)
+     select :tenant, e.id, {dispute}, e.type, convert_to(repeat('x', :payload), 'UTF8')
+       from unnest(array[{ids}]::text[], array[{types}]::text[]) with ordinality as e(id, type, n)
+      order by e.n
+     returning id, type)
+ insert into webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, next_attempt_at)
+ select w.tenant_id, new_prefixed_id('whd'), w.id, recorded.id, recorded.type, now()
+   from recorded
+   join webhook_endpoints w
+     on w.tenant_id = :tenant and w.enabled and w.deleted_at is null
+    and (cardinality(w.event_types) = 0 or recorded.type = any(w.event_types));
+",
+        ids = ids.join(", "),
+        types = types.join(", "),
+    )
+}
+
 /// CreateAction PROVISIONAL_CREDIT with a request id (mutation.rs, persist.rs): claim the
-/// key, savepoint, lock and read the dispute, update it, ledger entry, history entry,
-/// re-read, one event, remember the answer, commit.
+/// key, savepoint, lock and read the dispute, update it, ledger entry, history entry (each
+/// write returning its row, so nothing is read back), one event with its deliveries,
+/// remember the answer, commit.
 fn create_action() -> String {
     let dispute = "('pgb_' || :n::text)";
     format!(
@@ -110,31 +169,34 @@ savepoint idempotent_change;
        due_time = now() + interval '10 days', amount_won = 0, amount_lost = 0,
        submission_count = 0, reversal_lapses_at = null, overdue = false,
        next_deadline = now() + interval '10 days', evidence = '{{}}'::jsonb, has_evidence = false,
-       metadata = '{{}}'::jsonb, network_reason_code = null, version = version + 1
- where tenant_id = :tenant and id = {dispute};
-insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description)
+       metadata = '{{}}'::jsonb, network_reason_code = null, deadline_breaches = '[]'::jsonb,
+       close_reason = null, version = version + 1
+ where tenant_id = :tenant and id = {dispute}
+ returning {DISPUTE_COLUMNS};
+insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description,
+    fee, fee_details, reporting_category, available_on)
  values (:tenant, 'txn_pgb_' || :key::text, {dispute}, 'provisional_credit', 4200, 'USD',
-         'provisional credit to the cardholder');
-insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message, document_ids, stage,
-    status, amount, ordinal)
+         'provisional credit to the cardholder', 0, '[]'::jsonb, 'dispute', now() + interval '7 days')
+ returning {LEDGER_COLUMNS};
+insert into dispute_actions as a (tenant_id, id, dispute_id, actor, what, message, document_ids,
+    stage, status, amount, ordinal)
  select :tenant, 'act_pgb_' || :key::text, {dispute}, 'tenant', 'provisional_credit', '',
          '{{}}'::text[], 'inquiry', 'needs_response', 4200, coalesce(max(ordinal), 0) + 1
-   from dispute_actions where tenant_id = :tenant and dispute_id = {dispute};
-{reload}insert into dispute_events (tenant_id, id, dispute_id, type, payload)
- values (:tenant, 'evt_pgb_' || :key::text, {dispute}, 'dispute.updated',
-         convert_to(repeat('x', :payload), 'UTF8'));
-update idempotency_keys set response = convert_to(repeat('x', :payload), 'UTF8')
+   from dispute_actions where tenant_id = :tenant and dispute_id = {dispute}
+ returning {ACTION_COLUMNS};
+{events}update idempotency_keys set response = convert_to(repeat('x', :payload), 'UTF8')
  where tenant_id = :tenant and operation = 'CreateAction' and request_id = :key::text;
 commit;
 ",
         lock = read_dispute(dispute, "for update"),
-        reload = read_dispute(dispute, ""),
+        events = record_events(dispute, &[("'evt_pgb_' || :key::text", "'dispute.updated'")]),
     )
 }
 
 /// RecordNetworkEvent CHARGEBACK for a new case (record_network_event.rs): lock the case,
 /// look for the event and the case, lock and sum the charge's disputes, insert the dispute,
-/// withdrawal and fee, history entry, re-read, two events, the network event, commit.
+/// withdrawal and fee, history entry (each write returning its row), two events with their
+/// deliveries, the network event, commit.
 fn record_network_event() -> String {
     let dispute = "('dsp_pgb_' || :key::text)";
     let case = "('PGB-' || :key::text)";
@@ -161,29 +223,32 @@ insert into disputes (tenant_id, id, side, stage, status, amount, currency, char
  values (:tenant, {dispute}, 'merchant', 'chargeback', 'needs_response', 5000, 'EUR', {charge},
     null, null, null, 'visa', 'card', 'fraudulent', null, {case}, null, null, 'none', 'none',
     now() + interval '20 days', false, '{{}}'::jsonb, false, null, null, false,
-    now() + interval '20 days', 0, 0, null, false, false, null, false, false, true);
+    now() + interval '20 days', 0, 0, null, false, false, null, false, false, true)
+ returning {DISPUTE_COLUMNS};
 insert into balance_transactions (tenant_id, id, dispute_id, type, amount, currency, description,
     fee, fee_details, reporting_category)
  values (:tenant, 'txn_pgb_w' || :key::text, {dispute}, 'withdrawal', -5000, 'EUR', 'withdrawal',
     1500, jsonb_build_array(jsonb_build_object('type', 'dispute_fee', 'amount', 1500,
     'description', 'dispute fee')),
-    'dispute');
-insert into dispute_actions (tenant_id, id, dispute_id, actor, what, message, document_ids, stage,
+    'dispute')
+ returning {LEDGER_COLUMNS};
+insert into dispute_actions as a (tenant_id, id, dispute_id, actor, what, message, document_ids, stage,
     status, amount, ordinal)
  select :tenant, 'act_pgb_' || :key::text, {dispute}, 'network', 'network' || chr(58) || 'CHARGEBACK', '',
          '{{}}'::text[], 'chargeback', 'needs_response', 5000, coalesce(max(ordinal), 0) + 1
-   from dispute_actions where tenant_id = :tenant and dispute_id = {dispute};
-{reload}insert into dispute_events (tenant_id, id, dispute_id, type, payload)
- values (:tenant, 'evt_pgb_c' || :key::text, {dispute}, 'dispute.created',
-         convert_to(repeat('x', :payload), 'UTF8'));
-insert into dispute_events (tenant_id, id, dispute_id, type, payload)
- values (:tenant, 'evt_pgb_w' || :key::text, {dispute}, 'dispute.funds_withdrawn',
-         convert_to(repeat('x', :payload), 'UTF8'));
-insert into network_events (tenant_id, network, network_case_id, event_id, dispute_id, type, applied)
+   from dispute_actions where tenant_id = :tenant and dispute_id = {dispute}
+ returning {ACTION_COLUMNS};
+{events}insert into network_events (tenant_id, network, network_case_id, event_id, dispute_id, type, applied)
  values (:tenant, 'visa', {case}, 'evt-1', {dispute}, 'chargeback', true);
 commit;
 ",
-        reload = read_dispute(dispute, ""),
+        events = record_events(
+            dispute,
+            &[
+                ("'evt_pgb_c' || :key::text", "'dispute.created'"),
+                ("'evt_pgb_w' || :key::text", "'dispute.funds_withdrawn'"),
+            ]
+        ),
     )
 }
 
