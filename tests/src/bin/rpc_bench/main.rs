@@ -325,6 +325,8 @@ async fn run(
         report
             .rows
             .push(measure(args, "GetDispute", "minimal tonic", &minimal_clients, &call).await?);
+        report.list_documents_1x1 =
+            Some(list_documents_1x1(documents_addr, &token, &seed.get_id, args.calls_1x1).await?);
     }
     if args.wants("list") {
         let call = Call::ListDisputes;
@@ -778,6 +780,46 @@ async fn measure(
     })
 }
 
+/// document-store's ListDocuments of one dispute, `calls` calls one at a time on one
+/// connection (after 20 warm-up calls).
+async fn list_documents_1x1(
+    documents_addr: SocketAddr,
+    token: &str,
+    dispute_id: &str,
+    calls: usize,
+) -> anyhow::Result<Phase> {
+    eprintln!("ListDocuments on document-store ...");
+    let mut client = e2e::documents_client(documents_addr, Some(token)).await?;
+    let mut call = async || -> Result<(), tonic::Status> {
+        let listed = client
+            .list_documents(docpb::ListDocumentsRequest {
+                dispute_id: dispute_id.to_owned(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if listed.documents.len() == 2 {
+            Ok(())
+        } else {
+            Err(tonic::Status::internal(
+                "ListDocuments: expected 2 documents",
+            ))
+        }
+    };
+    for _ in 0..20 {
+        call().await?;
+    }
+    let mut phase = Phase::default();
+    let started = Instant::now();
+    for _ in 0..calls {
+        let sent = Instant::now();
+        let result = call().await;
+        phase.add(result, sent.elapsed());
+    }
+    phase.seconds = started.elapsed().as_secs_f64();
+    Ok(phase)
+}
+
 /// `calls` calls by `workers` clients each waiting for its answer before the next call;
 /// `single`: all on the one-connection client.
 async fn closed_loop(
@@ -856,6 +898,9 @@ async fn fixed_rate(
 #[derive(Default)]
 struct Report {
     rows: Vec<Row>,
+    /// document-store's ListDocuments of the GetDispute dispute, one call at a time (the
+    /// hop GetDispute makes).
+    list_documents_1x1: Option<Phase>,
     pgbench: Vec<pgbench::Figure>,
 }
 
@@ -914,6 +959,19 @@ impl Report {
                         .unwrap_or_default()
                 );
             }
+        }
+        if let Some(phase) = &self.list_documents_1x1 {
+            let _ = writeln!(
+                out,
+                "| ListDocuments | document-store | 1x1 | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} |",
+                phase.calls,
+                phase.rate(),
+                phase.mean_ms(),
+                phase.percentile_ms(50.0),
+                phase.percentile_ms(99.0),
+                phase.percentile_ms(99.0) / phase.percentile_ms(50.0),
+                phase.errors
+            );
         }
         if !self.pgbench.is_empty() {
             let _ = writeln!(out, "\n## pgbench (the same SQL, prepared statements)\n");
