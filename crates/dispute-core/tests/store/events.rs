@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use dispute_core::store::events::{
-    events_after_position, find_event, insert_event, number_committed_events,
+    events_after_position, find_event, insert_event, insert_events_with_deliveries,
+    number_committed_events,
 };
 use sqlx::PgPool;
 
@@ -190,4 +191,95 @@ async fn a_reader_following_concurrent_writers_and_sequencers_sees_dense_positio
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), expected);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn events_come_in_order_with_their_deliveries_and_wake_workers_only_for_deliveries(
+    pool: PgPool,
+) {
+    let mut wakeups = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    wakeups.listen("webhook_deliveries").await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    insert_plain(&mut conn, TENANT, "dsp_a").await;
+    insert_plain(&mut conn, OTHER_TENANT, "dsp_other").await;
+
+    // No endpoint: the events are recorded in order, no delivery is made, no worker woken.
+    let first = insert_events_with_deliveries(
+        &mut conn,
+        TENANT,
+        "dsp_a",
+        &["dispute.created", "dispute.funds_withdrawn"],
+        b"x",
+    )
+    .await
+    .unwrap();
+    let recorded: Vec<(String, String)> =
+        sqlx::query_as("select id, type from dispute_events where tenant_id = $1 order by seq")
+            .bind(TENANT)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        vec![
+            (first[0].clone(), "dispute.created".to_owned()),
+            (first[1].clone(), "dispute.funds_withdrawn".to_owned()),
+        ]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), wakeups.recv())
+            .await
+            .is_err(),
+        "a fan-out that made no delivery woke the workers"
+    );
+
+    // An endpoint taking one type, a disabled one and another tenant's: one delivery, of
+    // that type, and the workers are woken.
+    for (tenant, id, types, enabled) in [
+        (TENANT, "whe_closed", vec!["dispute.closed"], true),
+        (TENANT, "whe_off", vec![], false),
+        (OTHER_TENANT, "whe_other", vec![], true),
+    ] {
+        sqlx::query(
+            "insert into webhook_endpoints (tenant_id, id, url, event_types, enabled, secret)
+             values ($1, $2, 'https://example.com/hook', $3, $4, 'whsec_x')",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(types)
+        .bind(enabled)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    let second = insert_events_with_deliveries(
+        &mut conn,
+        TENANT,
+        "dsp_a",
+        &["dispute.updated", "dispute.closed"],
+        b"y",
+    )
+    .await
+    .unwrap();
+    let deliveries: Vec<(String, String, String)> = sqlx::query_as(
+        "select endpoint_id, event_id, event_type from webhook_deliveries order by id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        deliveries,
+        vec![(
+            "whe_closed".to_owned(),
+            second[1].clone(),
+            "dispute.closed".to_owned()
+        )]
+    );
+    let wakeup = tokio::time::timeout(Duration::from_secs(5), wakeups.recv())
+        .await
+        .expect("deliveries woke the workers")
+        .unwrap();
+    assert_eq!(wakeup.channel(), "webhook_deliveries");
 }
