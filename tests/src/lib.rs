@@ -23,7 +23,7 @@ pub use database::{
 };
 pub use proxy::CuttableProxy;
 pub use s3::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3Server};
-pub use stack::{DEFAULT_DISPUTE_FEE, Stack, StackOptions, test_webhook_flags};
+pub use stack::{DEFAULT_DISPUTE_FEE, Stack, StackOptions, full_scope_token, test_webhook_flags};
 
 /// Installs telemetry for a test process: silent unless `TEST_LOG=1`; spans go to `otlp`
 /// when given. nextest runs each test in its own process, so each test may call this. Only

@@ -349,11 +349,45 @@ impl Stack {
 
     /// A token with every scope.
     pub fn full_token(&self, tenant: &str) -> String {
-        let scopes: Vec<&str> = service_kit::auth::Scope::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect();
-        self.token(tenant, &scopes)
+        full_scope_token(&self.jwt_secret, "e2e", tenant)
+    }
+
+    /// A further dispute-core replica in this process on the stack's databases, with
+    /// `webhooks` and `extra_args` (flags) on top of the stack's settings; returns once it
+    /// serves. It stops when `shutdown` is cancelled.
+    pub async fn start_dispute_core_replica(
+        &self,
+        webhooks: dispute_core::config::WebhookFlags,
+        extra_args: &[&str],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
+        use clap::Parser;
+        use secrecy::ExposeSecret;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let document_store_url = format!("http://{}", self.document_store_addr);
+        let mut args = vec![
+            "dispute-core",
+            "--database-url",
+            &self.dispute_db_url,
+            "--jwt-secret",
+            self.jwt_secret.expose_secret(),
+            "--document-store-url",
+            &document_store_url,
+            "--drain-timeout-secs",
+            "1",
+        ];
+        args.extend_from_slice(extra_args);
+        let mut config = dispute_core::Config::try_parse_from(args)?;
+        config.webhooks = webhooks;
+        let handle = tokio::spawn(dispute_core::run(config, listener, shutdown.clone()));
+        while !crate::tonic_health_client::health_check(addr)
+            .await
+            .unwrap_or(false)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok((addr, handle))
     }
 
     /// A DisputeService client sending `token` (or no token).
@@ -409,6 +443,16 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A token of `tenant` with every scope, signed with `secret`, valid for an hour.
+pub fn full_scope_token(secret: &SecretString, issuer: &str, tenant: &str) -> String {
+    let scopes: Vec<&str> = service_kit::auth::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    service_kit::auth::mint_token(secret, issuer, tenant, &scopes, chrono_duration_hours(1))
+        .unwrap()
 }
 
 /// `url` with its host and port replaced by `addr`.

@@ -19,7 +19,6 @@ use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use disputes_proto::disputes_v1::event_service_client::EventServiceClient;
 use e2e::webhook_receiver::Receiver;
 use e2e::{Bearer, Stack, StackOptions};
-use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -52,27 +51,9 @@ async fn start_replica(
     stack: &Stack,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut config = dispute_core::Config::try_parse_from([
-        "dispute-core",
-        "--database-url",
-        &stack.dispute_db_url,
-        "--jwt-secret",
-        stack.jwt_secret.expose_secret(),
-        "--document-store-url",
-        &format!("http://{}", stack.document_store_addr),
-        "--drain-timeout-secs",
-        "1",
-    ])?;
-    config.webhooks = flags();
-    let handle = tokio::spawn(dispute_core::run(config, listener, shutdown.clone()));
-    while !e2e::tonic_health_client::health_check(addr)
-        .await
-        .unwrap_or(false)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_addr, handle) = stack
+        .start_dispute_core_replica(flags(), &[], shutdown)
+        .await?;
     Ok(handle)
 }
 

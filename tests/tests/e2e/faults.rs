@@ -211,18 +211,7 @@ impl Platform {
         .await
         .unwrap();
 
-        let scopes: Vec<&str> = service_kit::auth::Scope::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect();
-        let token = service_kit::auth::mint_token(
-            &SecretString::from(JWT_SECRET),
-            "e2e-faults",
-            TENANT,
-            &scopes,
-            chrono::Duration::hours(1),
-        )
-        .unwrap();
+        let token = e2e::full_scope_token(&SecretString::from(JWT_SECRET), "e2e-faults", TENANT);
         Platform {
             postgres,
             s3,

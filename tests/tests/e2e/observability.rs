@@ -283,18 +283,7 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
     .await
     .unwrap();
 
-    let scopes: Vec<&str> = service_kit::auth::Scope::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .collect();
-    let token = service_kit::auth::mint_token(
-        &SecretString::from(JWT_SECRET),
-        "e2e-observability",
-        TENANT,
-        &scopes,
-        chrono::Duration::hours(1),
-    )
-    .unwrap();
+    let token = e2e::full_scope_token(&SecretString::from(JWT_SECRET), "e2e-observability", TENANT);
     let mut disputes = dpb::dispute_service_client::DisputeServiceClient::with_interceptor(
         e2e::connect(core_addr).await.unwrap(),
         e2e::Bearer::new(Some(&token)).unwrap(),

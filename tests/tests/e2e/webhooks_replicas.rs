@@ -39,40 +39,10 @@ async fn start_replica(
     flags: dispute_core::config::WebhookFlags,
     shutdown: &CancellationToken,
 ) -> (SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut config = dispute_core::Config::try_parse_from([
-        "dispute-core",
-        "--database-url",
-        &stack.dispute_db_url,
-        "--jwt-secret",
-        stack.jwt_secret.expose_secret(),
-        "--document-store-url",
-        &format!("http://{}", stack.document_store_addr),
-        "--sweep-interval-secs",
-        "1",
-        "--drain-timeout-secs",
-        "1",
-    ])
-    .unwrap();
-    config.webhooks = flags;
-    let handle = tokio::spawn(dispute_core::run(config, listener, shutdown.clone()));
-    wait_serving(addr).await;
-    (addr, handle)
-}
-
-use clap::Parser;
-
-async fn wait_serving(addr: SocketAddr) {
-    loop {
-        if e2e::tonic_health_client::health_check(addr)
-            .await
-            .is_ok_and(|serving| serving)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack
+        .start_dispute_core_replica(flags, &["--sweep-interval-secs", "1"], shutdown)
+        .await
+        .unwrap()
 }
 
 async fn disputes_at(stack: &Stack, addr: SocketAddr, tenant: &str) -> e2e::DisputesClient {

@@ -1,6 +1,7 @@
 //! The `disputes` table: insert, find, list, and write a dispute's state.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -377,6 +378,27 @@ pub async fn find_dispute(
     select_dispute(conn, tenant_id, id, "").await
 }
 
+/// A dispute's newest history entries and its ledger, as JSON columns `history` and `ledger`.
+fn children_columns() -> String {
+    format!(
+        "{} as history, {LEDGER_JSON} as ledger",
+        latest_history_json(LATEST_HISTORY_ENTRIES)
+    )
+}
+
+/// Dispute `$2` of tenant `$1` with its children, in one statement.
+static SELECT_WITH_CHILDREN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {DISPUTE_COLUMNS}, {}
+           from disputes where tenant_id = $1 and id = $2",
+        children_columns()
+    )
+});
+
+/// The children of dispute `$2` of tenant `$1` alone (after a locking read).
+static SELECT_CHILDREN: LazyLock<String> =
+    LazyLock::new(|| format!("select {}", children_columns()));
+
 /// One dispute with its latest history entries and its ledger; `locking` is empty or a
 /// row-locking clause. Unlocked, it is one statement. Locked, the children are read by a
 /// second statement after the lock is held: a statement that waited for the lock sees the
@@ -400,20 +422,13 @@ async fn select_dispute(
         #[sqlx(flatten)]
         children: Children,
     }
-    let children_sql = format!(
-        "{} as history, {LEDGER_JSON} as ledger",
-        latest_history_json(LATEST_HISTORY_ENTRIES)
-    );
     let (row, children) = if locking.is_empty() {
-        let found: Option<WithChildren> = sqlx::query_as(&format!(
-            "select {DISPUTE_COLUMNS}, {children_sql}
-               from disputes where tenant_id = $1 and id = $2"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .context("select dispute")?;
+        let found: Option<WithChildren> = sqlx::query_as(&SELECT_WITH_CHILDREN)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("select dispute")?;
         let Some(found) = found else { return Ok(None) };
         (found.row, found.children)
     } else {
@@ -426,7 +441,7 @@ async fn select_dispute(
         .await
         .context("select dispute")?;
         let Some(row) = row else { return Ok(None) };
-        let children: Children = sqlx::query_as(&format!("select {children_sql}"))
+        let children: Children = sqlx::query_as(&SELECT_CHILDREN)
             .bind(tenant_id)
             .bind(id)
             .fetch_one(&mut *conn)
