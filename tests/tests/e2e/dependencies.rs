@@ -325,3 +325,51 @@ async fn an_unreachable_object_store_answers_unavailable_and_recovers_without_re
     );
     stack.stop().await;
 }
+
+/// An AbortMultipartUpload whose answer was lost is retried (by the SDK, or by the next
+/// cleanup) and finds the upload gone: that is success, not an error. It was seen as
+/// UploadDocument INTERNAL in the fault scenario when a CreateMultipartUpload retry first
+/// aborted what was open on the key.
+#[tokio::test]
+async fn aborting_an_upload_already_aborted_succeeds_and_an_open_one_is_still_aborted() {
+    use document_store::store::s3::{ChecksumMode, ObjectStore, build_client};
+
+    let stack = crate::fixtures::stack().await;
+    let objects = ObjectStore::new(
+        build_client(&stack.s3.settings(&stack.bucket, ChecksumMode::WhenRequired)),
+        stack.bucket.clone(),
+    );
+    let key = "acct_abort/doc_twice";
+    let upload_id = objects.create_multipart_upload_once(key).await.unwrap();
+    let other_id = objects.create_multipart_upload_once(key).await.unwrap();
+    assert_eq!(objects.list_multipart_uploads(key).await.unwrap().len(), 2);
+
+    objects
+        .abort_multipart_upload(key, &upload_id)
+        .await
+        .unwrap();
+    // The retry after a lost answer: the server no longer knows the upload.
+    objects
+        .abort_multipart_upload(key, &upload_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        objects.list_multipart_uploads(key).await.unwrap(),
+        vec![other_id.clone()],
+        "only the aborted upload is gone"
+    );
+    // Aborting every open upload on the key, twice (a retried cleanup), leaves none.
+    objects.abort_open_multipart_uploads(key).await.unwrap();
+    objects
+        .abort_multipart_upload(key, &other_id)
+        .await
+        .unwrap();
+    assert!(
+        objects
+            .list_multipart_uploads(key)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stack.stop().await;
+}

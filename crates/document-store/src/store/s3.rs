@@ -342,16 +342,41 @@ impl ObjectStore {
         }
     }
 
+    /// Aborts the upload; an upload that is already gone counts as aborted.
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
-        self.client
+        let aborted = self
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
-            .await
-            .map_err(|e| storage_error(e, "abort multipart upload"))?;
-        Ok(())
+            .await;
+        match aborted {
+            Ok(_) => Ok(()),
+            // The server no longer knows the upload (S3 answers NoSuchUpload, s3s-fs
+            // AccessDenied): an earlier attempt whose answer was lost (the SDK retried)
+            // aborted it. Done if the upload is no longer listed on the key; a refusal of an
+            // upload still open (permissions) stays an error.
+            Err(SdkError::ServiceError(service)) if service.raw().status().is_client_error() => {
+                if self
+                    .list_multipart_uploads(key)
+                    .await?
+                    .iter()
+                    .any(|open| open == upload_id)
+                {
+                    return Err(anyhow::Error::new(SdkError::ServiceError(service))
+                        .context("abort multipart upload"));
+                }
+                tracing::info!(
+                    key,
+                    code = service.err().code(),
+                    "multipart upload already aborted by an attempt whose answer was lost"
+                );
+                Ok(())
+            }
+            Err(error) => Err(storage_error(error, "abort multipart upload")),
+        }
     }
 
     pub async fn delete_object(&self, key: &str) -> anyhow::Result<()> {
