@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use document_store::store::s3::{ChecksumMode, S3Settings, build_client};
@@ -28,6 +29,25 @@ pub struct S3Server {
 impl S3Server {
     /// Serves `root` on `addr` (port 0 picks a free one), requiring our access key.
     pub async fn start(root: &Path, addr: SocketAddr) -> anyhow::Result<S3Server> {
+        Self::serve(root, addr, None).await
+    }
+
+    /// Like [`S3Server::start`], but every other CreateMultipartUpload (the 1st, 3rd, …)
+    /// answers 500 InternalError without running, and runs just before the next one: a
+    /// request whose answer was lost and that reached the server late, after its client
+    /// had cleaned up and retried. Two servers may share one `root`.
+    pub async fn start_with_late_creates(
+        root: &Path,
+        addr: SocketAddr,
+    ) -> anyhow::Result<S3Server> {
+        Self::serve(root, addr, Some(Arc::new(LateCreates::default()))).await
+    }
+
+    async fn serve(
+        root: &Path,
+        addr: SocketAddr,
+        late_creates: Option<Arc<LateCreates>>,
+    ) -> anyhow::Result<S3Server> {
         std::fs::create_dir_all(root).context("create s3 root")?;
         let fs = s3s_fs::FileSystem::new(root)
             .map_err(|e| anyhow::anyhow!("open s3s-fs root: {e:?}"))?;
@@ -55,8 +75,20 @@ impl S3Server {
                         Err(_) => continue,
                     },
                 };
+                let service = service.clone();
+                let late_creates = late_creates.clone();
+                let handler = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    let late_creates = late_creates.clone();
+                    async move {
+                        match late_creates {
+                            Some(late) => late.handle(&service, request).await,
+                            None => service.call(request.map(s3s::Body::from)).await,
+                        }
+                    }
+                });
                 let connection = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .serve_connection(TokioIo::new(socket), handler)
                     .into_owned();
                 tokio::spawn(async move {
                     let _ = connection.await;
@@ -123,6 +155,48 @@ impl S3Server {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+    }
+}
+
+/// See [`S3Server::start_with_late_creates`]: the CreateMultipartUpload held back, if any.
+#[derive(Default)]
+struct LateCreates {
+    held: tokio::sync::Mutex<Option<s3s::HttpRequest>>,
+}
+
+impl LateCreates {
+    async fn handle(
+        &self,
+        service: &s3s::service::S3Service,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
+        let is_create = request.method() == hyper::Method::POST
+            && query_param(request.uri(), "uploads").is_some();
+        if !is_create {
+            return service.call(request.map(s3s::Body::from)).await;
+        }
+        let (parts, body) = request.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .map_err(|e| s3s::HttpError::new(Box::new(e)))?
+            .to_bytes();
+        let request = hyper::Request::from_parts(parts, s3s::Body::from(body));
+        let mut held = self.held.lock().await;
+        match held.take() {
+            Some(late) => {
+                let _ = service.call(late).await;
+                drop(held);
+                service.call(request).await
+            }
+            None => {
+                *held = Some(request);
+                let mut answer = hyper::Response::new(s3s::Body::from(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>answer lost</Message></Error>".to_owned(),
+                ));
+                *answer.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                Ok(answer)
+            }
         }
     }
 }

@@ -373,3 +373,125 @@ async fn aborting_an_upload_already_aborted_succeeds_and_an_open_one_is_still_ab
     );
     stack.stop().await;
 }
+
+/// A stack whose document-store reaches S3 through a server that answers the first
+/// CreateMultipartUpload 500 and runs it late, just before the retry (see
+/// `S3Server::start_with_late_creates`); both servers share one folder.
+async fn stack_with_late_creates() -> (e2e::Stack, e2e::S3Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s3");
+    let late = e2e::S3Server::start_with_late_creates(&root, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let stack = stack_with(StackOptions {
+        s3_root: Some(root),
+        document_store_s3_endpoint: Some(late.endpoint.clone()),
+        ..StackOptions::default()
+    })
+    .await;
+    (stack, late, dir)
+}
+
+/// Multipart uploads still open on the S3 server (their `.upload-<id>.json` records).
+fn open_multipart_uploads(stack: &e2e::Stack) -> Vec<String> {
+    stack
+        .s3
+        .files()
+        .into_iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with(".upload-") && n.ends_with(".json"))
+        .collect()
+}
+
+async fn pending_document_ids(stack: &e2e::Stack) -> Vec<String> {
+    let mut db = PgConnection::connect(&stack.document_db_url).await.unwrap();
+    sqlx::query_scalar("select id from documents where state = 'pending'")
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+}
+
+/// A CreateMultipartUpload whose answer was lost can open its upload after the retry's
+/// cleanup looked: the upload still succeeds, and the late upload is aborted once ours is
+/// complete instead of staying open (and billed) for good.
+#[tokio::test]
+async fn a_create_multipart_upload_run_late_leaves_no_upload_open() {
+    let (stack, late, _dir) = stack_with_late_creates().await;
+    let mut documents = stack.documents_of("acct_late_create").await;
+    let bytes = pdf_of_size(6 * 1024 * 1024 + 1);
+
+    let document = upload(&mut documents, header("big.pdf", "application/pdf"), &bytes)
+        .await
+        .unwrap();
+
+    let (_, downloaded) = download(&mut documents, &document.id, 0, 0).await.unwrap();
+    assert!(
+        downloaded == bytes,
+        "the stored bytes are the uploaded ones"
+    );
+    assert_eq!(open_multipart_uploads(&stack), Vec::<String>::new());
+    assert_eq!(pending_document_ids(&stack).await, Vec::<String>::new());
+    stack.stop().await;
+    late.stop().await;
+}
+
+/// The same late CreateMultipartUpload under an upload that then fails: what is open on the
+/// key is aborted, and the row stays pending (invisible) for the abandoned-upload cleaner,
+/// since the late request could still open an upload after that abort; the cleaner then
+/// removes everything.
+#[tokio::test]
+async fn a_failed_upload_with_a_late_create_is_left_to_the_cleaner() {
+    use document_store::app::{Documents, UploadSettings};
+    use document_store::store::s3::{ChecksumMode, ObjectStore, build_client};
+
+    let (stack, late, _dir) = stack_with_late_creates().await;
+    let mut documents = stack.documents_of("acct_late_create").await;
+    let bytes = pdf_of_size(6 * 1024 * 1024 + 1);
+    let mut wrong_hash = header("big.pdf", "application/pdf");
+    wrong_hash.expected_sha256 = "0".repeat(64);
+
+    let status = upload(&mut documents, wrong_hash, &bytes)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(open_multipart_uploads(&stack), Vec::<String>::new());
+    assert_eq!(pending_document_ids(&stack).await.len(), 1);
+
+    let pool = sqlx::PgPool::connect(&stack.document_db_url).await.unwrap();
+    let cleaner = Documents::new(
+        pool,
+        ObjectStore::new(
+            build_client(&stack.s3.settings(&stack.bucket, ChecksumMode::WhenRequired)),
+            stack.bucket.clone(),
+        ),
+        UploadSettings {
+            max_bytes: 1024,
+            part_size: document_store::config::MIN_PART_SIZE,
+            max_parts_in_flight: 1,
+            chunk_idle_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            upload_deadline: Duration::from_secs(60),
+            max_concurrent_uploads: 1,
+        },
+    );
+    let run = cleaner
+        .sweep_abandoned_uploads(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(run.failed, 0);
+    assert_eq!(pending_document_ids(&stack).await, Vec::<String>::new());
+    let left: Vec<_> = stack
+        .s3
+        .files()
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains(".internal"))
+        .collect();
+    assert!(left.is_empty(), "nothing of the upload is left: {left:?}");
+    documents
+        .list_documents(pb::ListDocumentsRequest::default())
+        .await
+        .map(|r| assert!(r.into_inner().documents.is_empty()))
+        .unwrap();
+    stack.stop().await;
+    late.stop().await;
+}

@@ -2,7 +2,8 @@
 //! Memory stays bounded by `part_size * (max_parts_in_flight + 1)` per upload whatever the
 //! file or chunk size, and by `max_concurrent_uploads` uploads per replica. Any failure, cap
 //! breach or cancellation removes everything the upload created: the multipart upload, the
-//! object and the metadata row.
+//! object and the metadata row (the row stays for the abandoned-upload cleaner when a
+//! CreateMultipartUpload went unanswered, see [`Written`]).
 //!
 //! End of stream does not prove the file is complete: hyper ends a request body cleanly
 //! when the client resets its stream (CANCEL or NO_ERROR). What does prove the caller is
@@ -44,10 +45,15 @@ const CREATE_MULTIPART_ATTEMPTS: u32 = 3;
 /// the multipart upload.
 const PARTS_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What an upload has sent to S3 so far: cleanup needs both.
+/// What an upload has sent to S3 so far: cleanup needs all of it.
 struct Written {
     object: ObjectState,
     parts_in_flight: JoinSet<anyhow::Result<CompletedPart>>,
+    /// A CreateMultipartUpload failed without a clear answer (connection reset, timeout):
+    /// the server may still open that upload on the key after we looked, so the key is swept
+    /// again at the end and, if the upload fails, its row is left for the abandoned-upload
+    /// cleaner, which aborts whatever is open on the key.
+    create_outcome_unknown: bool,
 }
 
 /// What became of the object while the upload ran, for cleanup.
@@ -259,6 +265,7 @@ impl Documents {
         let mut written = Written {
             object: ObjectState::Nothing,
             parts_in_flight: JoinSet::new(),
+            create_outcome_unknown: false,
         };
         let receiving = Receiving {
             chunks,
@@ -283,6 +290,7 @@ impl Documents {
                 let Written {
                     object,
                     mut parts_in_flight,
+                    create_outcome_unknown,
                 } = written;
                 let settle = async { while parts_in_flight.join_next().await.is_some() {} };
                 if tokio::time::timeout(PARTS_SETTLE_TIMEOUT, settle)
@@ -291,8 +299,14 @@ impl Documents {
                 {
                     parts_in_flight.abort_all();
                 }
-                self.clean_up_failed_upload(tenant_id, document_id, &key, object)
-                    .await;
+                self.clean_up_failed_upload(
+                    tenant_id,
+                    document_id,
+                    &key,
+                    object,
+                    create_outcome_unknown,
+                )
+                .await;
                 Err(error)
             }
         }
@@ -312,6 +326,7 @@ impl Documents {
     {
         let object = &mut written.object;
         let parts_in_flight = &mut written.parts_in_flight;
+        let create_outcome_unknown = &mut written.create_outcome_unknown;
         let settings = self.settings;
         let mut hasher = Sha256::new();
         let mut buffer = PartBuffer::new(settings.part_size);
@@ -345,7 +360,9 @@ impl Documents {
                     ObjectState::Multipart { upload_id } => upload_id.clone(),
                     _ => {
                         *object = ObjectState::CreatingMultipart;
-                        let upload_id = self.start_multipart_upload(key).await?;
+                        let upload_id = self
+                            .start_multipart_upload(key, create_outcome_unknown)
+                            .await?;
                         *object = ObjectState::Multipart {
                             upload_id: upload_id.clone(),
                         };
@@ -410,6 +427,13 @@ impl Documents {
                     .complete_multipart_upload(key, &upload_id, completed_parts, total)
                     .await?;
                 *object = ObjectState::Stored;
+                if *create_outcome_unknown {
+                    // Ours is complete, so whatever is still open on the key is a stray
+                    // from the attempt whose answer was lost.
+                    if let Err(error) = self.objects.abort_open_multipart_uploads(key).await {
+                        tracing::error!(error = ?error, document_id, "aborting a stray multipart upload on the key failed");
+                    }
+                }
             }
             _ => {
                 // Mark first: a put that fails after the server stored the bytes must still
@@ -442,21 +466,28 @@ impl Documents {
     /// logged; the abandoned-upload sweeper retries whatever is left.
     /// CreateMultipartUpload, retried here rather than by the SDK: before each retry every
     /// upload open on the key is aborted, so an attempt whose answer was lost leaves nothing
-    /// behind. If that cleanup fails the upload fails, and its cleanup tries again.
-    async fn start_multipart_upload(&self, key: &str) -> anyhow::Result<String> {
+    /// behind. If that cleanup fails the upload fails, and its cleanup tries again. An
+    /// attempt that failed without a clear answer sets `outcome_unknown`: its request may
+    /// still reach the server after the abort (see [`Written`]).
+    async fn start_multipart_upload(
+        &self,
+        key: &str,
+        outcome_unknown: &mut bool,
+    ) -> anyhow::Result<String> {
         let mut attempt = 1;
         loop {
             match self.objects.create_multipart_upload_once(key).await {
                 Ok(upload_id) => return Ok(upload_id),
-                Err(error)
-                    if attempt < CREATE_MULTIPART_ATTEMPTS
-                        && unavailable_dependency(&error).is_some() =>
-                {
+                Err(error) => {
+                    let transient = unavailable_dependency(&error).is_some();
+                    *outcome_unknown |= transient;
+                    if !transient || attempt >= CREATE_MULTIPART_ATTEMPTS {
+                        return Err(error);
+                    }
                     tracing::warn!(error = ?error, attempt, "create multipart upload failed; retrying");
                     self.objects.abort_open_multipart_uploads(key).await?;
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
             }
         }
     }
@@ -467,6 +498,7 @@ impl Documents {
         document_id: &str,
         key: &str,
         object: ObjectState,
+        create_outcome_unknown: bool,
     ) {
         let object_cleanup = match &object {
             ObjectState::Nothing => Ok(()),
@@ -499,6 +531,19 @@ impl Documents {
         if let Err(error) = object_cleanup {
             tracing::error!(error = ?error, document_id, "cleanup of a failed upload's object failed");
             // Keep the row so the sweeper finds the leftover later.
+            return;
+        }
+        if create_outcome_unknown {
+            // Aborting now is not enough: the lost CreateMultipartUpload can still open an
+            // upload after it. The row stays (pending, invisible to clients) until the
+            // abandoned-upload cleaner aborts everything open on the key.
+            if let Err(error) = self.objects.abort_open_multipart_uploads(key).await {
+                tracing::warn!(error = ?error, document_id, "aborting what is open on a failed upload's key failed");
+            }
+            tracing::info!(
+                document_id,
+                "failed upload left for the abandoned-upload cleaner: a CreateMultipartUpload without an answer may still open an upload"
+            );
             return;
         }
         if let Err(error) =
