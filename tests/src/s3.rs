@@ -80,12 +80,19 @@ impl S3Server {
                 let handler = hyper::service::service_fn(move |request| {
                     let service = service.clone();
                     let late_creates = late_creates.clone();
-                    async move {
+                    // A request the server has received runs to its end even when its
+                    // connection drops, as on a real S3 server. Run inside hyper's call,
+                    // s3s-fs would stop between the steps of an operation: a
+                    // CreateMultipartUpload cut off after writing its upload record but
+                    // before the key it belongs to leaves an upload no client can list
+                    // or abort (the fault scenario found such records).
+                    let call = tokio::spawn(async move {
                         match late_creates {
                             Some(late) => late.handle(&service, request).await,
                             None => service.call(request.map(s3s::Body::from)).await,
                         }
-                    }
+                    });
+                    async move { call.await.map_err(|e| s3s::HttpError::new(Box::new(e)))? }
                 });
                 let connection = http
                     .serve_connection(TokioIo::new(socket), handler)

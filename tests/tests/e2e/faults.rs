@@ -1333,8 +1333,21 @@ async fn verify(platform: &Platform, clients: &mut Clients, ledger: &Ledger, rep
     // The S3 server: no incomplete multipart upload and no object without a row.
     let (incomplete, objects) = s3_leftovers(&platform.s3.root);
     for upload_id in &incomplete {
+        // Without its key record the upload is invisible to ListMultipartUploads: the
+        // server stopped half-way through creating it.
+        let keyed = std::fs::read_dir(&platform.s3.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!(".upload-{upload_id}.metadata.json"))
+            });
+        let key = if keyed { "with" } else { "without" };
         report.violations.push(format!(
-            "incomplete multipart upload {upload_id} on the S3 server"
+            "incomplete multipart upload {upload_id} on the S3 server ({key} its key record)"
         ));
     }
     for key in &objects {
