@@ -352,6 +352,17 @@ impl Stack {
         full_scope_token(&self.jwt_secret, "e2e", tenant)
     }
 
+    /// document-store's bucket on the stack's S3 server, reached directly (not through
+    /// `document_store_s3_endpoint`).
+    pub fn object_store(&self) -> document_store::store::s3::ObjectStore {
+        document_store::store::s3::ObjectStore::new(
+            document_store::store::s3::build_client(
+                &self.s3.settings(&self.bucket, ChecksumMode::WhenRequired),
+            ),
+            self.bucket.clone(),
+        )
+    }
+
     /// A further dispute-core replica in this process on the stack's databases, with
     /// `webhooks` and `extra_args` (flags) on top of the stack's settings; returns once it
     /// serves. It stops when `shutdown` is cancelled.

@@ -19,7 +19,7 @@ use tonic_types::StatusExt;
 
 use crate::fixtures::{
     act, create, download, error_reason, get_dispute, header, merchant_dispute, pdf_of_size,
-    stack_with, upload,
+    pending_document_ids, stack_with, upload, upload_cleaner,
 };
 
 const DISPUTES: &str = "disputes.v1.DisputeService";
@@ -332,13 +332,8 @@ async fn an_unreachable_object_store_answers_unavailable_and_recovers_without_re
 /// aborted what was open on the key.
 #[tokio::test]
 async fn aborting_an_upload_already_aborted_succeeds_and_an_open_one_is_still_aborted() {
-    use document_store::store::s3::{ChecksumMode, ObjectStore, build_client};
-
     let stack = crate::fixtures::stack().await;
-    let objects = ObjectStore::new(
-        build_client(&stack.s3.settings(&stack.bucket, ChecksumMode::WhenRequired)),
-        stack.bucket.clone(),
-    );
+    let objects = stack.object_store();
     let key = "acct_abort/doc_twice";
     let upload_id = objects.create_multipart_upload_once(key).await.unwrap();
     let other_id = objects.create_multipart_upload_once(key).await.unwrap();
@@ -403,20 +398,13 @@ fn open_multipart_uploads(stack: &e2e::Stack) -> Vec<String> {
         .collect()
 }
 
-async fn pending_document_ids(stack: &e2e::Stack) -> Vec<String> {
-    let mut db = PgConnection::connect(&stack.document_db_url).await.unwrap();
-    sqlx::query_scalar("select id from documents where state = 'pending'")
-        .fetch_all(&mut db)
-        .await
-        .unwrap()
-}
-
 /// A CreateMultipartUpload whose answer was lost can open its upload after the retry's
 /// cleanup looked: the upload still succeeds, and the late upload is aborted once ours is
 /// complete instead of staying open (and billed) for good.
 #[tokio::test]
 async fn a_create_multipart_upload_run_late_leaves_no_upload_open() {
     let (stack, late, _dir) = stack_with_late_creates().await;
+    let pool = sqlx::PgPool::connect(&stack.document_db_url).await.unwrap();
     let mut documents = stack.documents_of("acct_late_create").await;
     let bytes = pdf_of_size(6 * 1024 * 1024 + 1);
 
@@ -430,7 +418,7 @@ async fn a_create_multipart_upload_run_late_leaves_no_upload_open() {
         "the stored bytes are the uploaded ones"
     );
     assert_eq!(open_multipart_uploads(&stack), Vec::<String>::new());
-    assert_eq!(pending_document_ids(&stack).await, Vec::<String>::new());
+    assert_eq!(pending_document_ids(&pool).await, Vec::<String>::new());
     stack.stop().await;
     late.stop().await;
 }
@@ -441,10 +429,8 @@ async fn a_create_multipart_upload_run_late_leaves_no_upload_open() {
 /// removes everything.
 #[tokio::test]
 async fn a_failed_upload_with_a_late_create_is_left_to_the_cleaner() {
-    use document_store::app::{Documents, UploadSettings};
-    use document_store::store::s3::{ChecksumMode, ObjectStore, build_client};
-
     let (stack, late, _dir) = stack_with_late_creates().await;
+    let pool = sqlx::PgPool::connect(&stack.document_db_url).await.unwrap();
     let mut documents = stack.documents_of("acct_late_create").await;
     let bytes = pdf_of_size(6 * 1024 * 1024 + 1);
     let mut wrong_hash = header("big.pdf", "application/pdf");
@@ -455,31 +441,15 @@ async fn a_failed_upload_with_a_late_create_is_left_to_the_cleaner() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(open_multipart_uploads(&stack), Vec::<String>::new());
-    assert_eq!(pending_document_ids(&stack).await.len(), 1);
+    assert_eq!(pending_document_ids(&pool).await.len(), 1);
 
-    let pool = sqlx::PgPool::connect(&stack.document_db_url).await.unwrap();
-    let cleaner = Documents::new(
-        pool,
-        ObjectStore::new(
-            build_client(&stack.s3.settings(&stack.bucket, ChecksumMode::WhenRequired)),
-            stack.bucket.clone(),
-        ),
-        UploadSettings {
-            max_bytes: 1024,
-            part_size: document_store::config::MIN_PART_SIZE,
-            max_parts_in_flight: 1,
-            chunk_idle_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(5),
-            upload_deadline: Duration::from_secs(60),
-            max_concurrent_uploads: 1,
-        },
-    );
+    let cleaner = upload_cleaner(&stack, pool.clone());
     let run = cleaner
         .sweep_abandoned_uploads(Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(run.failed, 0);
-    assert_eq!(pending_document_ids(&stack).await, Vec::<String>::new());
+    assert_eq!(pending_document_ids(&pool).await, Vec::<String>::new());
     let left: Vec<_> = stack
         .s3
         .files()

@@ -21,6 +21,32 @@ pub async fn stack_with(options: StackOptions) -> Stack {
     Stack::start(options).await.unwrap()
 }
 
+/// document-store's upload pipeline on the stack's database and bucket, built in the test to
+/// run its abandoned-upload cleaner on demand (tiny limits: it is not for uploads).
+pub fn upload_cleaner(stack: &Stack, pool: sqlx::PgPool) -> document_store::app::Documents {
+    document_store::app::Documents::new(
+        pool,
+        stack.object_store(),
+        document_store::app::UploadSettings {
+            max_bytes: 1024,
+            part_size: document_store::config::MIN_PART_SIZE,
+            max_parts_in_flight: 1,
+            chunk_idle_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            upload_deadline: Duration::from_secs(60),
+            max_concurrent_uploads: 1,
+        },
+    )
+}
+
+/// The ids of document-store's pending (not yet available) document rows.
+pub async fn pending_document_ids(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("select id from documents where state = 'pending' order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 /// The fee withdrawn with every merchant-side chargeback: the one the stack configures
 /// dispute-core with.
 pub const FEE: i64 = e2e::DEFAULT_DISPUTE_FEE;

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use document_store::app::cleanup::CleanupReport;
-use document_store::app::{Documents, UploadSettings};
-use document_store::store::s3::{ChecksumMode, ObjectStore, build_client};
 use sqlx::PgPool;
 
 use crate::fixtures::*;
@@ -42,13 +40,6 @@ async fn insert_pending(
     .unwrap();
 }
 
-async fn pending_ids(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("select id from documents where state = 'pending' order by id")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-}
-
 /// Open multipart-upload records and their parts on the S3 server's disk.
 fn open_upload_files(stack: &e2e::Stack) -> Vec<String> {
     stack
@@ -64,23 +55,8 @@ fn open_upload_files(stack: &e2e::Stack) -> Vec<String> {
 async fn abandoned_upload_cleaner_isolates_failures_drains_and_aborts_unrecorded_uploads() {
     let stack = stack().await;
     let pool = PgPool::connect(&stack.document_db_url).await.unwrap();
-    let objects = ObjectStore::new(
-        build_client(&stack.s3.settings(&stack.bucket, ChecksumMode::WhenRequired)),
-        stack.bucket.clone(),
-    );
-    let documents = Documents::new(
-        pool.clone(),
-        objects.clone(),
-        UploadSettings {
-            max_bytes: 1024,
-            part_size: document_store::config::MIN_PART_SIZE,
-            max_parts_in_flight: 1,
-            chunk_idle_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(5),
-            upload_deadline: Duration::from_secs(60),
-            max_concurrent_uploads: 1,
-        },
-    );
+    let objects = stack.object_store();
+    let documents = upload_cleaner(&stack, pool.clone());
 
     // The oldest row cannot be removed: its key is a folder on the S3 server's disk, so
     // DeleteObject fails every time. It must not hold back the others.
@@ -175,7 +151,7 @@ async fn abandoned_upload_cleaner_isolates_failures_drains_and_aborts_unrecorded
     );
 
     assert_eq!(
-        pending_ids(&pool).await,
+        pending_document_ids(&pool).await,
         vec!["doc_a_blocked", "doc_e_running"]
     );
     assert!(

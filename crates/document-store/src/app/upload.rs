@@ -502,7 +502,12 @@ impl Documents {
     ) {
         let object_cleanup = match &object {
             ObjectState::Nothing => Ok(()),
+            // Every upload open on the key: ours, and any a CreateMultipartUpload without an
+            // answer opened. (After a completed upload its key was swept already.)
             ObjectState::CreatingMultipart => self.objects.abort_open_multipart_uploads(key).await,
+            ObjectState::Multipart { .. } if create_outcome_unknown => {
+                self.objects.abort_open_multipart_uploads(key).await
+            }
             ObjectState::Multipart { upload_id } => {
                 self.objects.abort_multipart_upload(key, upload_id).await
             }
@@ -537,9 +542,6 @@ impl Documents {
             // Aborting now is not enough: the lost CreateMultipartUpload can still open an
             // upload after it. The row stays (pending, invisible to clients) until the
             // abandoned-upload cleaner aborts everything open on the key.
-            if let Err(error) = self.objects.abort_open_multipart_uploads(key).await {
-                tracing::warn!(error = ?error, document_id, "aborting what is open on a failed upload's key failed");
-            }
             tracing::info!(
                 document_id,
                 "failed upload left for the abandoned-upload cleaner: a CreateMultipartUpload without an answer may still open an upload"
