@@ -13,7 +13,7 @@ use document_store::store::postgres::{
     insert_pending_document, list_available_documents, mark_document_available,
     record_multipart_upload_id,
 };
-use service_kit::page_token::PageCursor;
+use domain_kit::page_token::PageCursor;
 use service_kit::testing::wait_until_a_session_blocks;
 use sqlx::PgPool;
 

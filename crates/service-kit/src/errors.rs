@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::dependency::{Dependency, unavailable_dependency};
-pub use crate::violation::Violation;
+pub use domain_kit::violation::Violation;
 
 /// RetryInfo delay sent with UNAVAILABLE when a dependency fails.
 pub const DEPENDENCY_RETRY_DELAY: Duration = Duration::from_secs(1);

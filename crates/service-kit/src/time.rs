@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
-use crate::violation::Violation;
+use domain_kit::violation::Violation;
 
 /// An instant as a protobuf timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {

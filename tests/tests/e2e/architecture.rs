@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Crates (and service-kit modules) that the domain must not use.
+/// Crates and modules that the domain must not use.
 const FORBIDDEN_IN_DOMAIN: &[&str] = &[
     "tonic",
     "tonic_types",
@@ -14,14 +14,8 @@ const FORBIDDEN_IN_DOMAIN: &[&str] = &[
     "aws_smithy_types",
     "tokio",
     "disputes_proto",
-    "service_kit::errors",
-    "service_kit::auth",
-    "service_kit::server",
-    "service_kit::database",
-    "service_kit::propagation",
-    "service_kit::telemetry",
-    "service_kit::time",
-    "service_kit::worker",
+    // The pure types the domains use live in domain-kit; nothing of service-kit is pure.
+    "service_kit",
     "crate::grpc",
     "crate::store",
     "crate::app",
@@ -82,7 +76,7 @@ fn the_purity_check_sees_imports() {
     assert!(mentions("let s = sqlx::query(\"x\");", "sqlx"));
     assert!(mentions("use crate::store::postgres;", "crate::store"));
     assert!(!mentions(
-        "use service_kit::violation::Violation;",
+        "use domain_kit::violation::Violation;",
         "service_kit::errors"
     ));
     assert!(!mentions(
@@ -90,4 +84,30 @@ fn the_purity_check_sees_imports() {
         "tonic"
     ));
     assert!(!mentions("let tonicity = 1;", "tonic"));
+}
+
+#[test]
+fn the_domain_kit_depends_on_no_transport_storage_or_runtime_crate() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/domain-kit/Cargo.toml");
+    let manifest = std::fs::read_to_string(manifest).unwrap();
+    let dependencies: Vec<&str> = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split('.').next())
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && !name.starts_with('#') && !name.starts_with('['))
+        .collect();
+    assert!(
+        !dependencies.is_empty(),
+        "domain-kit lists its dependencies"
+    );
+    for dependency in dependencies {
+        let crate_name = dependency.replace('-', "_");
+        assert!(
+            !FORBIDDEN_IN_DOMAIN.contains(&crate_name.as_str()) && crate_name != "disputes_proto",
+            "domain-kit depends on {dependency}"
+        );
+    }
 }

@@ -3,8 +3,8 @@
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
+use domain_kit::ids::{DisputeId, DocumentId};
 use e2e::Stack;
-use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;

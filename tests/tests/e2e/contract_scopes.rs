@@ -224,7 +224,7 @@ async fn point_9_idempotency_remembers_business_refusals() {
     let missing = dpb::CreateActionRequest {
         request_id: "p9-missing".into(),
         ..action_request(
-            &service_kit::ids::DisputeId::generate().into_string(),
+            &domain_kit::ids::DisputeId::generate().into_string(),
             Action::Accept,
         )
     };

@@ -265,7 +265,7 @@ async fn point_10_nul_characters_are_refused_naming_the_field() {
     assert_eq!(violations(&status), vec![nul("ids[0]")]);
     let status = documents
         .lock_documents(pb::LockDocumentsRequest {
-            ids: vec![service_kit::ids::DocumentId::generate().into_string()],
+            ids: vec![domain_kit::ids::DocumentId::generate().into_string()],
             lock_id: "lock\0".into(),
         })
         .await

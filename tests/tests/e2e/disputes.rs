@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use disputes_proto::disputes_v1 as dpb;
+use domain_kit::ids::DisputeId;
 use prost_types::Timestamp;
-use service_kit::ids::DisputeId;
 use tonic::Code;
 
 use crate::fixtures::*;

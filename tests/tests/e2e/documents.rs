@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
+use domain_kit::ids::{DisputeId, DocumentId};
 use e2e::StackOptions;
-use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
-use service_kit::ids::DocumentId;
+use domain_kit::ids::DocumentId;
 use tonic::Code;
 
 use crate::fixtures::*;

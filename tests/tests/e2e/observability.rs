@@ -298,7 +298,7 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
     get_dispute(&mut disputes, &dispute.id).await;
     let missing = disputes
         .get_dispute(dpb::GetDisputeRequest {
-            id: service_kit::ids::DisputeId::generate().to_string(),
+            id: domain_kit::ids::DisputeId::generate().to_string(),
         })
         .await
         .unwrap_err();

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
+use domain_kit::ids::{DisputeId, DocumentId};
 use dpb::BalanceTransactionType as Txn;
 use dpb::DisputeActionType as Action;
 use dpb::NetworkEventType as Net;
-use service_kit::ids::{DisputeId, DocumentId};
 use tonic::Code;
 
 use crate::fixtures::*;

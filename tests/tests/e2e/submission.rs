@@ -15,8 +15,8 @@ use dispute_core::domain::{
 };
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
+use domain_kit::ids::{DisputeId, DocumentId};
 use service_kit::auth::{Caller, TokenVerifier};
-use service_kit::ids::{DisputeId, DocumentId};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 

@@ -257,7 +257,7 @@ async fn stream_spans_last_until_the_end_and_carry_the_real_status() {
     // NOT_FOUND is the caller's problem: the code is recorded, the server span is no error.
     let missing = documents
         .get_document(pb::GetDocumentRequest {
-            id: service_kit::ids::DocumentId::generate().to_string(),
+            id: domain_kit::ids::DocumentId::generate().to_string(),
         })
         .await
         .unwrap_err();

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::ids::EventId;
-use service_kit::page_token::PageCursor;
+use domain_kit::ids::EventId;
+use domain_kit::page_token::PageCursor;
 use sqlx::PgPool;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;

@@ -6,9 +6,9 @@
 
 use anyhow::Context;
 use chrono::Utc;
+use domain_kit::ids::{ActionId, DisputeId, DocumentId};
+use domain_kit::violation::Violation;
 use service_kit::auth::Caller;
-use service_kit::ids::{ActionId, DisputeId, DocumentId};
-use service_kit::violation::Violation;
 use sqlx::PgConnection;
 
 use super::App;

@@ -8,7 +8,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::ids::DisputeId;
+use domain_kit::ids::DisputeId;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::persist::load_for_update;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::ids::{ActionId, DisputeId};
+use domain_kit::ids::{ActionId, DisputeId};
 use sqlx::PgConnection;
 
 use super::{App, DisputeView, webhook_fanout};

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use chrono::Utc;
+use domain_kit::ids::DisputeId;
+use domain_kit::page_token::PageCursor;
 use service_kit::auth::{Caller, Scope};
-use service_kit::ids::DisputeId;
-use service_kit::page_token::PageCursor;
 
 use super::persist::dispute_not_found;
 use super::{App, DisputeDetails, DisputeHistoryPage, DisputePage, DisputeView};

@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use chrono::Utc;
+use domain_kit::violation::Violation;
 use service_kit::auth::Caller;
-use service_kit::violation::Violation;
 
 use super::evidence_documents::SubmissionLock;
 use super::persist::{Claim, case_facts, check_disputed_total, load_for_update, reload};

@@ -6,8 +6,8 @@
 //! the transaction that stages the field, consumed with it, and the replaced hold is
 //! released after it (by the request, or the repair worker if that fails).
 
+use domain_kit::ids::{ActionId, DisputeId, DocumentId};
 use service_kit::auth::Caller;
-use service_kit::ids::{ActionId, DisputeId, DocumentId};
 use sqlx::PgConnection;
 
 use super::App;

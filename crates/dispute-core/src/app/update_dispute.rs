@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use domain_kit::ids::ActionId;
 use service_kit::auth::Caller;
-use service_kit::ids::ActionId;
 
 use super::evidence_documents::SubmissionLock;
 use super::mutation::Start;

@@ -91,7 +91,7 @@ impl Webhooks {
     pub fn spawn_worker(&self, shutdown: &CancellationToken) -> JoinHandle<()> {
         let worker = self.clone();
         let shutdown = shutdown.clone();
-        let replica = service_kit::ids::new_id("rpl");
+        let replica = domain_kit::ids::new_id("rpl");
         tokio::spawn(async move { worker.run_worker(&replica, shutdown).await })
     }
 

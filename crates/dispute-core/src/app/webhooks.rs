@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use domain_kit::ids::WebhookEndpointId;
+use domain_kit::page_token::{PageCursor, decode_page_token, encode_page_token};
+use domain_kit::violation::Violation;
 use rand::RngCore;
-use service_kit::ids::WebhookEndpointId;
-use service_kit::page_token::{PageCursor, decode_page_token, encode_page_token};
-use service_kit::violation::Violation;
 use sqlx::PgPool;
 
 use crate::domain::DisputeError;
@@ -129,7 +129,7 @@ fn delivery_not_found(id: &str) -> DisputeError {
     }
 }
 
-fn bad_token(error: service_kit::page_token::PageTokenError) -> DisputeError {
+fn bad_token(error: domain_kit::page_token::PageTokenError) -> DisputeError {
     DisputeError::Validation(vec![Violation::new("page_token", error.to_string())])
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use service_kit::violation::Violation;
+use domain_kit::violation::Violation;
 
 use super::currency::Currency;
 use super::deadlines::RegulationEFacts;

@@ -1,4 +1,4 @@
-use service_kit::violation::Violation;
+use domain_kit::violation::Violation;
 
 /// Everything that can go wrong in dispute-core, mapped to a gRPC status in
 /// `grpc/status.rs`.

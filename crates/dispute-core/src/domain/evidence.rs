@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use service_kit::ids::DocumentId;
-use service_kit::violation::Violation;
+use domain_kit::ids::DocumentId;
+use domain_kit::violation::Violation;
 
 use super::{Network, Reason};
 

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use service_kit::ids::{DisputeId, DocumentId, EventId};
-use service_kit::page_token::PageRequest;
-use service_kit::violation::{Violation, merge_nul, nul_violations};
+use domain_kit::ids::{DisputeId, DocumentId, EventId};
+use domain_kit::page_token::PageRequest;
+use domain_kit::violation::{Violation, merge_nul, nul_violations};
 use sha2::{Digest, Sha256};
 
 use super::dispute::{
@@ -1050,7 +1050,7 @@ mod tests {
         let first = list_dispute_history(&one, 0, "").unwrap();
         assert_eq!((first.page.size, first.page.after.clone()), (20, None));
         let (_, token) = first.page.cut((1..=21).collect(), |n: &i64| {
-            service_kit::page_token::PageCursor {
+            domain_kit::page_token::PageCursor {
                 create_time: DateTime::from_timestamp(*n, 0).unwrap(),
                 id: format!("act_{n}"),
             }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use domain_kit::violation::Violation;
 use hmac::{Hmac, Mac};
-use service_kit::violation::Violation;
 use sha2::Sha256;
 
 /// Every event type an endpoint may subscribe to (docs/api.md, "Events").

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use disputes_proto::disputes_v1 as pb;
+use domain_kit::ids::{EventId, WebhookDeliveryId, WebhookEndpointId};
+use domain_kit::page_token::effective_page_size;
+use domain_kit::violation::{Violation, nul_violations};
 use service_kit::auth::{Caller, Scope};
-use service_kit::ids::{EventId, WebhookDeliveryId, WebhookEndpointId};
-use service_kit::page_token::effective_page_size;
 use service_kit::time::timestamp;
-use service_kit::violation::{Violation, nul_violations};
 use tonic::{Request, Response, Status};
 
 use crate::app::webhooks::{

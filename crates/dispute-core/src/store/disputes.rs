@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use domain_kit::page_token::PageCursor;
 use serde::{Deserialize, Serialize};
-use service_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 

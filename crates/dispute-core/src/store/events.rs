@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::ids::EventId;
+use domain_kit::ids::EventId;
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 

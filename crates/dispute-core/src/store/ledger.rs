@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use domain_kit::ids::BalanceTransactionId;
 use serde::{Deserialize, Serialize};
-use service_kit::ids::BalanceTransactionId;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::page_token::PageCursor;
+use domain_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 
 /// An endpoint as stored.

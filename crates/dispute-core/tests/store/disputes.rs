@@ -8,7 +8,7 @@ use dispute_core::domain::{
     PaymentMethodType, Reason, Regulation, Side, Stage, Status,
 };
 use dispute_core::store::disputes::{find_dispute, insert_dispute, list_disputes};
-use service_kit::page_token::PageCursor;
+use domain_kit::page_token::PageCursor;
 use sqlx::{PgConnection, PgPool};
 
 use super::{OTHER_TENANT, TENANT, ids, insert_plain, merchant_draft, parse, set_created_at};

@@ -1,6 +1,6 @@
 //! Deleting a document that was never submitted as evidence.
 
-use service_kit::ids::DocumentId;
+use domain_kit::ids::DocumentId;
 
 use super::Documents;
 use crate::domain::DocumentError;

@@ -1,8 +1,8 @@
 //! Downloading a document, whole or a byte range, as a stream of bounded chunks.
 
 use bytes::{Bytes, BytesMut};
+use domain_kit::ids::DocumentId;
 use futures::Stream;
-use service_kit::ids::DocumentId;
 
 use super::Documents;
 use crate::domain::{Document, DocumentError, byte_range};

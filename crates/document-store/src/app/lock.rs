@@ -1,6 +1,6 @@
 //! Locking documents once they are submitted as evidence (called by dispute-core).
 
-use service_kit::ids::DocumentId;
+use domain_kit::ids::DocumentId;
 
 use super::Documents;
 use crate::domain::{Document, DocumentError, in_request_order, missing_ids};

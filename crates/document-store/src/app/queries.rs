@@ -1,7 +1,7 @@
 //! Reading document metadata: one document, a page of them, or a batch by id.
 
-use service_kit::ids::DocumentId;
-use service_kit::page_token::PageCursor;
+use domain_kit::ids::DocumentId;
+use domain_kit::page_token::PageCursor;
 
 use super::Documents;
 use crate::domain::{Document, DocumentError, ListQuery, in_request_order, missing_ids};

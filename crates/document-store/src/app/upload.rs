@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
+use domain_kit::ids::DocumentId;
 use futures::{Stream, StreamExt};
 use service_kit::dependency::unavailable_dependency;
-use service_kit::ids::DocumentId;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinSet;

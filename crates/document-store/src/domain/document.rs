@@ -1,7 +1,7 @@
 //! A stored document's metadata and where its bytes live.
 
 use chrono::{DateTime, Utc};
-use service_kit::ids::{DisputeId, DocumentId};
+use domain_kit::ids::{DisputeId, DocumentId};
 
 /// Metadata of a stored document.
 #[derive(Debug, Clone, PartialEq, Eq)]

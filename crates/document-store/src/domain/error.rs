@@ -1,5 +1,5 @@
-use service_kit::ids::DocumentId;
-use service_kit::violation::Violation;
+use domain_kit::ids::DocumentId;
+use domain_kit::violation::Violation;
 
 /// Everything that can go wrong in document-store, mapped to a gRPC status in
 /// `grpc/status.rs`.

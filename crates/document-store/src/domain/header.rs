@@ -1,7 +1,7 @@
 //! Validation of an upload's header message.
 
-use service_kit::ids::{DisputeId, parse_optional};
-use service_kit::violation::{Violation, merge_nul, nul_violations};
+use domain_kit::ids::{DisputeId, parse_optional};
+use domain_kit::violation::{Violation, merge_nul, nul_violations};
 
 use super::content::ContentType;
 use super::error::DocumentError;

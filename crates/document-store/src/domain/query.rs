@@ -1,9 +1,9 @@
 //! Validation of the read and batch requests: which documents a call names, and which page
 //! of a listing it wants.
 
-use service_kit::ids::{DisputeId, DocumentId, parse_optional};
-use service_kit::page_token::PageRequest;
-use service_kit::violation::{Violation, merge_nul, nul_violations};
+use domain_kit::ids::{DisputeId, DocumentId, parse_optional};
+use domain_kit::page_token::PageRequest;
+use domain_kit::violation::{Violation, merge_nul, nul_violations};
 
 use super::document::Document;
 use super::error::DocumentError;

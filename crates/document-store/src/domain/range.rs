@@ -1,6 +1,6 @@
 //! The byte range a download asks for.
 
-use service_kit::violation::Violation;
+use domain_kit::violation::Violation;
 
 use super::error::DocumentError;
 

@@ -2,7 +2,7 @@
 //! validated domain values (the rules live in `domain`), domain values into messages.
 
 use disputes_proto::documents_v1 as pb;
-use service_kit::ids::DocumentId;
+use domain_kit::ids::DocumentId;
 use service_kit::time::timestamp;
 
 use crate::domain::{Document, DocumentError, ListQuery, UploadHeader, batch_ids};

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use disputes_proto::documents_v1 as pb;
+use domain_kit::violation::Violation;
 use futures::{Stream, StreamExt};
-use service_kit::violation::Violation;
 use tonic::Streaming;
 
 use super::convert::upload_header;

@@ -1,8 +1,8 @@
 //! Document metadata in PostgreSQL. Every query filters by tenant.
 
 use chrono::{DateTime, Utc};
-use service_kit::ids::{DisputeId, DocumentId};
-use service_kit::page_token::PageCursor;
+use domain_kit::ids::{DisputeId, DocumentId};
+use domain_kit::page_token::PageCursor;
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::Document;

@@ -14,8 +14,8 @@ use dispute_core::app::DisputeView;
 use dispute_core::store::disputes;
 use disputes_proto::disputes_v1 as pb;
 use disputes_proto::disputes_v1::dispute_service_server::{DisputeService, DisputeServiceServer};
+use domain_kit::page_token::PageCursor;
 use service_kit::database::{DatabaseSettings, connect_pool};
-use service_kit::page_token::PageCursor;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 

@@ -1,7 +1,7 @@
 //! Why the lifecycle refuses a change, and how a refusal becomes a [`DisputeError`].
 
 use chrono::{DateTime, Utc};
-use service_kit::violation::Violation;
+use domain_kit::violation::Violation;
 
 use super::inputs::NetworkEventKind;
 use crate::domain::enums::{ActionType, Status};
