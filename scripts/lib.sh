@@ -123,7 +123,7 @@ ensure_kube_tools() {
   KUBE_PYTHON="$PYVENV/bin/python"
 }
 
-# The Python `standardwebhooks` package, pinned, for tests/tests/e2e/webhooks.rs; exports
+# The Python `standardwebhooks` package, pinned, for tests/e2e/tests/webhooks.rs; exports
 # WEBHOOK_VERIFY_PYTHON (the venv's python) for the tests.
 ensure_standardwebhooks() {
   venv_install "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
