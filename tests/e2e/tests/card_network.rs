@@ -1,5 +1,7 @@
-//! Issue 11, points 3 and 4: the issuer's filing gets the network's case id, and
-//! RecordNetworkEvent uses what the network sends (`occur_time`, `network_reason_code`).
+//! What the card network assigns and sends: the issuer's chargeback filing takes the network's
+//! case id (unique, and only on filings), and RecordNetworkEvent uses the event's `occur_time`
+//! (it starts the network window) and `network_reason_code` (it updates the dispute). The
+//! `point_3_` / `point_4_` prefixes of test names are issue 11's points 3 and 4.
 
 use disputes_proto::disputes_v1 as dpb;
 use dpb::BalanceTransactionType as Txn;
