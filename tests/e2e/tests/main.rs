@@ -6,6 +6,7 @@
 mod architecture;
 mod auth;
 mod card_network;
+mod concurrency;
 mod dependency_failures;
 mod disputes;
 mod document_locking;
@@ -32,5 +33,6 @@ mod tls;
 mod tracing_propagation;
 mod upload_cancel;
 mod upload_cleaner;
+mod validation;
 mod webhooks;
 mod webhooks_replicas;
