@@ -11,8 +11,8 @@ use dpb::DisputeStatus as Status;
 use dpb::NetworkEventType as Net;
 use tonic::Code;
 
-use crate::fixtures::*;
 use super::{at, merchant_chargeback, visa};
+use crate::fixtures::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_funds_events_never_change_status() {

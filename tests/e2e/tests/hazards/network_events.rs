@@ -9,8 +9,8 @@ use dpb::DisputeStatus as Status;
 use dpb::NetworkEventType as Net;
 use tonic::Code;
 
-use crate::fixtures::*;
 use super::at;
+use crate::fixtures::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h8_mastercard_codes_skip_pre_arbitration() {

@@ -12,8 +12,8 @@ use dpb::DisputeStatus as Status;
 use dpb::NetworkEventType as Net;
 use tonic::Code;
 
-use crate::fixtures::*;
 use super::{at, merchant_chargeback, visa};
+use crate::fixtures::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_reversal_is_not_final() {

@@ -11,8 +11,8 @@ use harness::Stack;
 use prost::Message;
 use tokio::net::TcpStream;
 
+use super::{PART, assert_tenant_left_nothing, options, sized_header, tenant_rows, wait_until};
 use crate::fixtures::*;
-use super::{PART, options, tenant_rows, assert_tenant_left_nothing, wait_until, sized_header};
 
 const UPLOAD_PATH: &str = "/documents.v1.DocumentService/UploadDocument";
 

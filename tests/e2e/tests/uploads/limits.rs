@@ -9,8 +9,8 @@ use bytes::Bytes;
 use disputes_proto::documents_v1 as pb;
 use harness::{Stack, StackOptions};
 
+use super::{PART, assert_tenant_left_nothing, options, sized_header, tenant_rows, wait_until};
 use crate::fixtures::*;
-use super::{PART, options, tenant_rows, assert_tenant_left_nothing, wait_until, sized_header};
 
 /// An upload of `tenant` whose messages the test feeds one by one.
 struct OpenUpload {
