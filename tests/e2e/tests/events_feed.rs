@@ -1,8 +1,8 @@
-//! Issue 12 §1, §2: the event feed. ListEvents pages in commit order with filters, tenancy
-//! and scope; GetEvent; StreamEvents replays, follows live, sends heartbeats while idle,
-//! resumes exactly after the last id a client saw (also while several writers commit
-//! concurrently) and ends cleanly on shutdown; `dispute.due_soon` is recorded once per
-//! deadline and again when the deadline moves.
+//! The event feed: ListEvents pages in commit order with filters, tenancy and scope; GetEvent;
+//! StreamEvents replays, follows live, sends heartbeats while idle, resumes exactly after the
+//! last id a client saw (also while several writers commit concurrently) and ends cleanly on
+//! shutdown; `dispute.due_soon` is recorded once per deadline and again when the deadline
+//! moves; every event's payload holds the dispute after the change.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,8 +15,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::fixtures::{
-    create, error_reason, in_millis, merchant_dispute, network_event, record, stack, stack_with,
-    update, violated_fields,
+    create, error_reason, event_payloads, in_millis, merchant_dispute, network_event, record,
+    stack, stack_with, update, violated_fields,
 };
 
 type EventsClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
@@ -667,5 +667,29 @@ async fn a_stream_loses_nothing_when_the_listen_connection_drops() {
     .map(|e| e.position)
     .collect();
     assert_eq!(positions, [3, 4, 5]);
+    stack.stop().await;
+}
+
+/// Every event holds the dispute after the change encoded as `disputes.v1.Dispute`
+/// (docs/api.md, "Events"; the `dispute_events.payload` column says so). Events written by CreateDispute hold a
+/// `CreateDisputeResponse` instead (its encoder is reused for the events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_create_dispute_hold_the_dispute() {
+    use prost::Message;
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_event_payload")).await;
+    let events = event_payloads(&stack, &dispute.id).await;
+    assert_eq!(
+        events.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        vec!["dispute.created", "dispute.funds_withdrawn"]
+    );
+    for (kind, payload) in &events {
+        let decoded = dpb::Dispute::decode(payload.as_slice());
+        assert!(
+            decoded.as_ref().is_ok_and(|d| d.id == dispute.id),
+            "{kind}: {decoded:?}"
+        );
+    }
     stack.stop().await;
 }

@@ -267,7 +267,7 @@ macro_rules! in_both_checksum_modes {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lifecycle helpers (scenarios.rs, hazards.rs)
+// Lifecycle helpers: disputes, actions and network events
 
 /// A protobuf timestamp of an instant.
 pub use service_kit::time::timestamp;

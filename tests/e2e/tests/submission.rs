@@ -1,7 +1,7 @@
 //! Submitting evidence locks its documents in document-store outside dispute-core's
-//! transaction (issue 10 §4): a stalled document-store cannot exhaust dispute-core's pool,
-//! a submission that fails after the lock releases it and records nothing, and the repair
-//! worker releases the lock of a submission that crashed half-way.
+//! transaction: a stalled document-store cannot exhaust dispute-core's pool, a submission
+//! that fails after the lock releases it and records nothing, and the repair worker releases
+//! the lock of a submission that crashed half-way.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! PostgreSQL over TLS (issue 14 §3): both services connect with `sslmode=verify-full` to a
-//! private PostgreSQL started with `ssl=on` and a certificate made in the test, and refuse a
-//! server whose certificate their CA did not sign.
+//! PostgreSQL over TLS: both services connect with `sslmode=verify-full` to a private
+//! PostgreSQL started with `ssl=on` and a certificate made in the test, and refuse a server
+//! whose certificate their CA did not sign.
 
 use harness::private_postgres::PrivatePostgres;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

@@ -1,8 +1,7 @@
-//! Webhooks (issue 12 §3): endpoint CRUD, scopes, tenancy and URL rules; signed deliveries
-//! verified by an independent implementation (the Python `standardwebhooks` package);
-//! retries with backoff, exactly as many POSTs as ListDeliveries records; rotation; delete
-//! and the disabling of a failing endpoint. Receivers run on 127.0.0.1; the stack divides
-//! webhook delays by 1000.
+//! Webhooks: endpoint CRUD, scopes, tenancy and URL rules; signed deliveries verified by an
+//! independent implementation (the Python `standardwebhooks` package); retries with backoff,
+//! exactly as many POSTs as ListDeliveries records; rotation; delete and the disabling of a
+//! failing endpoint. Receivers run on 127.0.0.1; the stack divides webhook delays by 1000.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

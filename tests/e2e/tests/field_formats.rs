@@ -1,6 +1,7 @@
-//! Issue 11, points 1, 7 (first sentence) and 10: the deadline is named `due_by`,
-//! `date_customer_reported` takes RFC 3339 timestamps, and hostile text or instants are
-//! refused as INVALID_ARGUMENT naming the field.
+//! Field names and formats of the API: the deadline is named `due_by`,
+//! `date_customer_reported` takes RFC 3339 timestamps, and hostile text or instants (NUL
+//! characters, years outside 1–9999) are refused as INVALID_ARGUMENT naming the field. The
+//! `point_<N>_` prefixes of test names are the points of issue 11.
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;

@@ -1,7 +1,7 @@
-//! Issue 11, point 6: money as seed 004 shows it. Balance transactions carry `fee`,
-//! `fee_details`, `net`, `status`, `reporting_category` and `available_on`; dispute fees and
-//! arbitration fees are configured per currency (JPY in yen); the cap on the disputes of one
-//! charge counts per currency.
+//! Money as seed 004 shows it: balance transactions carry `fee`, `fee_details`, `net`,
+//! `status`, `reporting_category` and `available_on`; dispute fees and arbitration fees are
+//! configured per currency (JPY in yen); the cap on the disputes of one charge counts per
+//! currency. The `point_6_` prefix of test names is issue 11's point 6.
 
 use disputes_proto::disputes_v1 as dpb;
 use dpb::BalanceTransactionType as Txn;

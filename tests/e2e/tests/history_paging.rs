@@ -1,6 +1,7 @@
-//! Issue 11, point 11: the history must not grow quadratically. A dispute carries its newest
-//! history entries and their count, ListDisputeHistory pages through all of them, and events
-//! and remembered responses do not embed the whole history.
+//! The history does not grow quadratically: a dispute carries its newest history entries and
+//! their count, ListDisputeHistory pages through all of them, and events and remembered
+//! responses do not embed the whole history. The `point_11_` prefix of the test name is issue
+//! 11's point 11.
 
 use std::collections::HashSet;
 

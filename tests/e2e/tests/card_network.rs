@@ -1,5 +1,7 @@
-//! Issue 11, points 3 and 4: the issuer's filing gets the network's case id, and
-//! RecordNetworkEvent uses what the network sends (`occur_time`, `network_reason_code`).
+//! What the card network assigns and sends: the issuer's chargeback filing takes the network's
+//! case id (unique, and only on filings), and RecordNetworkEvent uses the event's `occur_time`
+//! (it starts the network window) and `network_reason_code` (it updates the dispute). The
+//! `point_3_` / `point_4_` prefixes of test names are issue 11's points 3 and 4.
 
 use disputes_proto::disputes_v1 as dpb;
 use dpb::BalanceTransactionType as Txn;
@@ -17,7 +19,10 @@ fn at(dispute: &dpb::Dispute) -> (Stage, Status) {
 
 /// An issuer-side Mastercard dispute reported today (every Reg E window open), without a
 /// network case id: the bank learns it only when it files the chargeback.
-async fn issuer_without_case(client: &mut harness::DisputesClient, transaction: &str) -> dpb::Dispute {
+async fn issuer_without_case(
+    client: &mut harness::DisputesClient,
+    transaction: &str,
+) -> dpb::Dispute {
     let mut request = issuer_dispute(transaction);
     request.date_customer_reported = today();
     create(client, request).await

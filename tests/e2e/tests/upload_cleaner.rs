@@ -1,7 +1,7 @@
-//! Background workers against the real stack (issue 10 §5): the abandoned-upload cleaner
-//! removes each upload on its own, so one that fails does not hold back the others, drains
-//! a backlog run after run, and aborts a multipart upload whose id no row recorded (a crash
-//! between CreateMultipartUpload and recording its id).
+//! The abandoned-upload cleaner against the real stack: it removes each upload on its own, so
+//! one that fails does not hold back the others, drains a backlog run after run, and aborts a
+//! multipart upload whose id no row recorded (a crash between CreateMultipartUpload and
+//! recording its id).
 
 use std::time::Duration;
 

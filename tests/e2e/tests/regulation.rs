@@ -1,6 +1,7 @@
-//! Issue 11, points 2 and 7: Reg E / Reg Z dates flag a dispute overdue without taking a
+//! Reg E / Reg Z on the issuer side: their dates flag a dispute overdue without taking a
 //! network right away (I14), the regulatory due dates are fields of the dispute, and an
-//! issuer-side dispute can be closed because the cardholder withdrew it.
+//! issuer-side dispute can be closed because the cardholder withdrew it. The `point_2_` /
+//! `point_7_` prefixes of test names are issue 11's points 2 and 7.
 
 use std::time::Duration;
 

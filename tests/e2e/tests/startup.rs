@@ -1,4 +1,4 @@
-//! Issue 14 §5, what the Kubernetes setup relies on in the binaries themselves:
+//! How the binaries start, as the Kubernetes setup relies on it:
 //! - `dispute-core migrate` / `document-store migrate` bring a schema up to date, and with
 //!   migrate-on-start off a replica serves with a role that has no DDL rights, but refuses
 //!   to start on a schema that lacks one of its migrations;

@@ -1,6 +1,11 @@
-//! Issue 11 point 5: documents stay present and immutable once they matter. Every action or
-//! network event that files documents locks them and records their SHA-256 in its history
-//! entry; a document staged as evidence cannot be deleted until its field is cleared.
+//! Documents stay present and immutable once they matter: every action or network event that
+//! files documents locks them and records their SHA-256 in its history entry, an evidence
+//! submission through CreateAction records and locks its own documents besides the
+//! evidence's, and a document staged as evidence cannot be deleted until its field is cleared
+//! (replacing it releases the old one only). The `point_5_` prefix of test names is issue 11's
+//! point 5.
+
+use std::collections::HashSet;
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
@@ -226,4 +231,58 @@ async fn point_5_replacing_a_staged_document_releases_the_old_one_only() {
         .unwrap();
     pool.close().await;
     assert_eq!(intents, 0, "every hold was recorded or released");
+}
+
+/// SUBMIT_EVIDENCE through CreateAction with its own `document_ids`: the history entry records
+/// the evidence's documents and the action's own, and the action's documents are locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_action_keeps_and_locks_its_own_documents() {
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let mut documents = stack.documents_of("acme").await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_action_docs")).await;
+    let mut h = header("receipt.pdf", "application/pdf");
+    h.dispute_id = dispute.id.clone();
+    let receipt = upload(&mut documents, h.clone(), &pdf_of_size(100))
+        .await
+        .unwrap();
+    h.filename = "letter.pdf".into();
+    let letter = upload(&mut documents, h, &pdf_of_size(200)).await.unwrap();
+    disputes
+        .update_dispute(dpb::UpdateDisputeRequest {
+            id: dispute.id.clone(),
+            evidence: Some(dpb::EvidenceUpdate {
+                receipt: Some(receipt.id.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let submitted = apply_action(
+        &mut disputes,
+        dpb::CreateActionRequest {
+            document_ids: vec![letter.id.clone()],
+            ..action_request(&dispute.id, Action::SubmitEvidence)
+        },
+    )
+    .await
+    .unwrap();
+    let entry = submitted.action_history.last().unwrap();
+    let recorded: HashSet<_> = entry.document_ids.iter().cloned().collect();
+    let deleted = documents
+        .delete_document(pb::DeleteDocumentRequest {
+            id: letter.id.clone(),
+        })
+        .await;
+    assert!(
+        recorded == HashSet::from([receipt.id.clone(), letter.id.clone()])
+            && deleted
+                .as_ref()
+                .is_err_and(|s| error_reason(s) == "DOCUMENT_LOCKED"),
+        "history documents {recorded:?} (want {} and {}); deleting the action's document: {deleted:?}",
+        receipt.id,
+        letter.id
+    );
+    stack.stop().await;
 }

@@ -2,7 +2,8 @@
 //! (behind a switchable proxy), or a lock held past `lock_timeout`, calls answer UNAVAILABLE
 //! with RetryInfo and an ErrorInfo reason (never INTERNAL), readiness health turns
 //! NOT_SERVING while liveness stays SERVING, and once the dependency is back health returns
-//! to SERVING and calls succeed without a restart.
+//! to SERVING and calls succeed without a restart. S3 answers lost on the way (an abort or a
+//! CreateMultipartUpload run late) leave no multipart upload open.
 
 use std::net::SocketAddr;
 use std::time::Duration;
