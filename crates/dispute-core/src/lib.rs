@@ -157,7 +157,11 @@ pub async fn run(
             },
         )),
         other_service_names: &[EVENT_SERVICE_NAME],
-        ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
+        ..ServeSettings::new(
+            SERVICE_NAME,
+            disputes_proto::FILE_DESCRIPTOR_SET,
+            config.drain_timeout(),
+        )
     };
     let served = serve(
         tonic::service::Routes::new(service).add_service(event_service),

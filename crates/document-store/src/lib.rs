@@ -168,7 +168,11 @@ pub async fn run(
         access_log: config.access_log,
         tls: config.tls.server_config()?,
         readiness: Some(readiness_probe(&config, probe_objects)?),
-        ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
+        ..ServeSettings::new(
+            SERVICE_NAME,
+            disputes_proto::FILE_DESCRIPTOR_SET,
+            config.drain_timeout(),
+        )
     };
     let served = serve(Routes::new(service), listener, settings, shutdown.clone()).await;
     // Whatever ended the server, stop the cleaner too.
