@@ -46,7 +46,7 @@ pub async fn connect_database_with(
 /// `dispute-core migrate`: applies the migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     service_kit::database::migrate(
-        config.database_url.expose_secret(),
+        config.database.database_url.expose_secret(),
         &config.database_settings(),
         "dispute-core-migrate",
         &MIGRATIONS,
@@ -59,11 +59,11 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// The serving pool: migrates first unless `migrate_on_start` is off.
 async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     service_kit::database::connect_for_serving(
-        config.database_url.expose_secret(),
+        config.database.database_url.expose_secret(),
         &config.database_settings(),
         "dispute-core",
         &MIGRATIONS,
-        config.migrate_on_start,
+        config.database.migrate_on_start,
     )
     .await
 }
@@ -138,15 +138,15 @@ pub async fn run(
     );
     let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
     let database_probe = DatabaseProbe::new(
-        config.database_url.expose_secret(),
+        config.database.database_url.expose_secret(),
         &config.database_settings(),
         "dispute-core-readiness",
     )?;
     let settings = ServeSettings {
-        call_limits: config.resilience.call_limits(),
+        call_limits: config.call_limits(),
         http2_keepalive_interval,
         http2_keepalive_timeout,
-        access_log: config.access_log,
+        access_log: config.telemetry.access_log,
         tls: config.tls.server_config()?,
         readiness: Some(ReadinessProbe::new(
             config.resilience.health_probe_interval(),

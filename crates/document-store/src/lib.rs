@@ -55,7 +55,7 @@ pub async fn connect_database_with(
 /// `document-store migrate`: applies the migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     service_kit::database::migrate(
-        config.database_url.expose_secret(),
+        config.database.database_url.expose_secret(),
         &config.database_settings(),
         "document-store-migrate",
         &MIGRATIONS,
@@ -68,11 +68,11 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// The serving pool: migrates first unless `migrate_on_start` is off.
 async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     service_kit::database::connect_for_serving(
-        config.database_url.expose_secret(),
+        config.database.database_url.expose_secret(),
         &config.database_settings(),
         "document-store",
         &MIGRATIONS,
-        config.migrate_on_start,
+        config.database.migrate_on_start,
     )
     .await
 }
@@ -80,13 +80,13 @@ async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
 /// Readiness: the database answers `select 1` and the bucket answers HeadBucket.
 fn readiness_probe(config: &Config, objects: ObjectStore) -> anyhow::Result<ReadinessProbe> {
     let database = DatabaseProbe::new(
-        config.database_url.expose_secret(),
+        config.database.database_url.expose_secret(),
         &config.database_settings(),
         "document-store-readiness",
     )?;
     Ok(ReadinessProbe::new(
-        config.resilience.health_probe_interval(),
-        config.resilience.health_probe_timeout(),
+        config.resilience.common.health_probe_interval(),
+        config.resilience.common.health_probe_timeout(),
         move || {
             let database = database.clone();
             let objects = objects.clone();
@@ -158,14 +158,15 @@ pub async fn run(
         max_concurrent_uploads = config.max_concurrent_uploads,
         "document-store serving"
     );
-    let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
+    let (http2_keepalive_interval, http2_keepalive_timeout) =
+        config.resilience.common.http2_keepalive();
     let settings = ServeSettings {
         initial_stream_window_size: Some(STREAM_WINDOW_BYTES),
         initial_connection_window_size: Some(CONNECTION_WINDOW_BYTES),
-        call_limits: config.resilience.call_limits(STREAMING_METHODS.to_vec()),
+        call_limits: config.call_limits(STREAMING_METHODS.to_vec()),
         http2_keepalive_interval,
         http2_keepalive_timeout,
-        access_log: config.access_log,
+        access_log: config.telemetry.access_log,
         tls: config.tls.server_config()?,
         readiness: Some(readiness_probe(&config, probe_objects)?),
         ..ServeSettings::new(

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod call_limit;
+pub mod config;
 pub mod database;
 pub mod dependency;
 pub mod errors;
