@@ -10,9 +10,8 @@ pub mod store;
 use std::time::Duration;
 
 use disputes_proto::documents_v1::document_service_server::DocumentServiceServer;
-use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use service_kit::database::{DatabaseProbe, DatabaseSettings};
+use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
@@ -54,36 +53,19 @@ pub async fn connect_database_with(
 
 /// `document-store migrate`: applies the migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    service_kit::database::migrate(
-        config.database.database_url.expose_secret(),
-        &config.database_settings(),
-        "document-store-migrate",
-        &MIGRATIONS,
-    )
-    .await?;
+    config
+        .database
+        .migrate(&config.database_settings(), &MIGRATIONS)
+        .await?;
     tracing::info!(migrations = MIGRATIONS.iter().count(), "schema up to date");
     Ok(())
 }
 
-/// The serving pool: migrates first unless `migrate_on_start` is off.
-async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    service_kit::database::connect_for_serving(
-        config.database.database_url.expose_secret(),
-        &config.database_settings(),
-        "document-store",
-        &MIGRATIONS,
-        config.database.migrate_on_start,
-    )
-    .await
-}
-
 /// Readiness: the database answers `select 1` and the bucket answers HeadBucket.
 fn readiness_probe(config: &Config, objects: ObjectStore) -> anyhow::Result<ReadinessProbe> {
-    let database = DatabaseProbe::new(
-        config.database.database_url.expose_secret(),
-        &config.database_settings(),
-        "document-store-readiness",
-    )?;
+    let database = config
+        .database
+        .readiness_probe(&config.database_settings())?;
     Ok(ReadinessProbe::new(
         config.resilience.common.health_probe_interval(),
         config.resilience.common.health_probe_timeout(),
@@ -108,7 +90,11 @@ pub async fn run(
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
-    let pool = connect_for_serving(&config).await?;
+    // The serving pool: migrated first unless `migrate_on_start` is off.
+    let pool = config
+        .database
+        .connect_for_serving(&config.database_settings(), &MIGRATIONS)
+        .await?;
     let objects = ObjectStore::new(
         connect_client(&config.s3_settings()).await,
         config.s3_bucket.clone(),
