@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::call_limit::CallLimits;
+use service_kit::config::{DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags};
 use service_kit::database::DatabaseSettings;
 
 use crate::domain::ledger::{FeeSchedule, MoneyPolicy};
@@ -31,21 +32,8 @@ pub struct Config {
         default_value = "127.0.0.1:50051"
     )]
     pub listen_addr: SocketAddr,
-    /// PostgreSQL URL of dispute-core's own database.
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/disputes",
-        hide_env_values = true
-    )]
-    pub database_url: SecretString,
-    #[arg(long, env = "DISPUTE_CORE_DB_MAX_CONNECTIONS", default_value_t = 10)]
-    pub db_max_connections: u32,
-    /// Apply the schema migrations at start-up. Turn it off when a `dispute-core migrate` Job
-    /// applies them, so the service's own database role needs no DDL rights; start-up then
-    /// refuses a schema that lacks one of this binary's migrations.
-    #[arg(long, env = "DISPUTE_CORE_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
-    pub migrate_on_start: bool,
+    #[command(flatten)]
+    pub database: DatabaseFlags<DisputeCore>,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// gRPC URL of document-store.
@@ -122,14 +110,8 @@ pub struct Config {
         default_value = ""
     )]
     pub jwt_secret: SecretString,
-    /// One log line per RPC (method, status, duration, tenant; target `access`).
-    #[arg(long, env = "DISPUTE_CORE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
-    pub access_log: bool,
-    /// Serve the metrics for Prometheus on `http://ADDR/metrics` (e.g. 0.0.0.0:9464), for
-    /// clusters without an OpenTelemetry Collector. OTLP export follows the standard
-    /// `OTEL_EXPORTER_OTLP_*` variables, like the spans.
-    #[arg(long, env = "DISPUTE_CORE_METRICS_ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: TelemetryFlags<DisputeCore>,
     #[command(flatten)]
     pub resilience: Resilience,
     #[command(flatten)]
@@ -138,13 +120,38 @@ pub struct Config {
     pub webhooks: WebhookFlags,
 }
 
+/// dispute-core in the flag groups of the kit: `DISPUTE_CORE_…` variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DisputeCore;
+
+impl ServiceFlags for DisputeCore {
+    const NAME: &'static str = "dispute-core";
+    const ENV_PREFIX: &'static str = "DISPUTE_CORE_";
+    const DATABASE_NAME: &'static str = "disputes";
+    const MAX_CONCURRENT_CALLS_HELP: &'static str = "Unary calls allowed in flight; beyond it \
+        calls are shed at once with RESOURCE_EXHAUSTED (RetryInfo). Health and reflection are \
+        never limited";
+    const HEALTH_PROBE_INTERVAL_HELP: &'static str = "How often readiness checks the database \
+        (`select 1`); health of disputes.v1.DisputeService is NOT_SERVING while the check fails";
+}
+
+/// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2
+/// keepalive, database timeouts and the readiness probe.
+pub type Resilience = ResilienceFlags<DisputeCore>;
+
+/// Streams outside the unary call limit and timeout: a stream of events lives as long as
+/// its client wants.
+const STREAMING_METHODS: [&str; 1] = ["/disputes.v1.EventService/StreamEvents"];
+
 impl Config {
     /// Telemetry of this service as the flags ask.
     pub fn telemetry_options(&self) -> service_kit::telemetry::TelemetryOptions {
-        service_kit::telemetry::TelemetryOptions {
-            prometheus_addr: self.metrics_addr,
-            ..service_kit::telemetry::TelemetryOptions::for_service("dispute-core")
-        }
+        self.telemetry.telemetry_options()
+    }
+
+    /// The unary call limit and timeout.
+    pub fn call_limits(&self) -> CallLimits {
+        self.resilience.call_limits(STREAMING_METHODS.to_vec())
     }
 }
 
@@ -232,82 +239,6 @@ impl WebhookFlags {
     }
 }
 
-/// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2
-/// keepalive, database timeouts and the readiness probe.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Resilience {
-    /// Unary calls allowed in flight; beyond it calls are shed at once with
-    /// RESOURCE_EXHAUSTED (RetryInfo). Health and reflection are never limited.
-    #[arg(long, env = "DISPUTE_CORE_MAX_CONCURRENT_CALLS", default_value_t = 64)]
-    pub max_concurrent_calls: usize,
-    /// Server-side limit of one unary call; past it the call answers DEADLINE_EXCEEDED.
-    #[arg(long, env = "DISPUTE_CORE_CALL_TIMEOUT_MS", default_value_t = 30_000)]
-    pub call_timeout_ms: u64,
-    /// HTTP/2 PING interval on idle connections (0 = off).
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_HTTP2_KEEPALIVE_INTERVAL_SECS",
-        default_value_t = 30
-    )]
-    pub http2_keepalive_interval_secs: u64,
-    /// A PING not acknowledged within this closes the connection.
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_HTTP2_KEEPALIVE_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub http2_keepalive_timeout_secs: u64,
-    /// How long a call waits for a pooled database connection (then UNAVAILABLE).
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_DB_ACQUIRE_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub db_acquire_timeout_ms: u64,
-    /// PostgreSQL `statement_timeout` of every pooled session (then UNAVAILABLE).
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_DB_STATEMENT_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub db_statement_timeout_ms: u64,
-    /// PostgreSQL `lock_timeout` of every pooled session (then UNAVAILABLE).
-    #[arg(long, env = "DISPUTE_CORE_DB_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
-    pub db_lock_timeout_ms: u64,
-    /// How often readiness checks the database (`select 1`); health of
-    /// disputes.v1.DisputeService is NOT_SERVING while the check fails.
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_HEALTH_PROBE_INTERVAL_MS",
-        default_value_t = 2_000
-    )]
-    pub health_probe_interval_ms: u64,
-    /// A readiness check taking longer than this counts as failed.
-    #[arg(
-        long,
-        env = "DISPUTE_CORE_HEALTH_PROBE_TIMEOUT_MS",
-        default_value_t = 1_000
-    )]
-    pub health_probe_timeout_ms: u64,
-}
-
-impl Default for Resilience {
-    /// The same values as the flags' defaults.
-    fn default() -> Self {
-        Self {
-            max_concurrent_calls: 64,
-            call_timeout_ms: 30_000,
-            http2_keepalive_interval_secs: 30,
-            http2_keepalive_timeout_secs: 10,
-            db_acquire_timeout_ms: 5_000,
-            db_statement_timeout_ms: 5_000,
-            db_lock_timeout_ms: 2_000,
-            health_probe_interval_ms: 2_000,
-            health_probe_timeout_ms: 1_000,
-        }
-    }
-}
-
 impl Config {
     /// The money rules of the flags.
     pub fn money_policy(&self) -> MoneyPolicy {
@@ -336,39 +267,7 @@ impl Config {
     }
 
     pub fn database_settings(&self) -> DatabaseSettings {
-        DatabaseSettings::from_millis(
-            self.db_max_connections,
-            self.resilience.db_acquire_timeout_ms,
-            self.resilience.db_statement_timeout_ms,
-            self.resilience.db_lock_timeout_ms,
-        )
-    }
-}
-
-impl Resilience {
-    pub fn call_limits(&self) -> CallLimits {
-        // A stream of events lives as long as its client wants: neither counted nor timed.
-        CallLimits::from_flags(
-            self.max_concurrent_calls,
-            self.call_timeout_ms,
-            vec!["/disputes.v1.EventService/StreamEvents"],
-        )
-    }
-
-    /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.
-    pub fn http2_keepalive(&self) -> (Option<Duration>, Option<Duration>) {
-        service_kit::server::http2_keepalive(
-            self.http2_keepalive_interval_secs,
-            self.http2_keepalive_timeout_secs,
-        )
-    }
-
-    pub fn health_probe_interval(&self) -> Duration {
-        Duration::from_millis(self.health_probe_interval_ms.max(10))
-    }
-
-    pub fn health_probe_timeout(&self) -> Duration {
-        Duration::from_millis(self.health_probe_timeout_ms.max(10))
+        self.resilience.database_settings(&self.database)
     }
 }
 
@@ -376,12 +275,8 @@ impl Resilience {
 /// certificate and key the server speaks plaintext HTTP/2 (behind a mesh or on loopback).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Tls {
-    /// PEM certificate chain of the gRPC server; with `--tls-key-file` it serves TLS only.
-    #[arg(long, env = "DISPUTE_CORE_TLS_CERT_FILE")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of the gRPC server.
-    #[arg(long, env = "DISPUTE_CORE_TLS_KEY_FILE")]
-    pub tls_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: TlsFlags<DisputeCore>,
     /// PEM CA bundle trusted, besides the system roots, when `--document-store-url` is
     /// https:// (e.g. the cluster's private CA).
     #[arg(long, env = "DISPUTE_CORE_DOCUMENT_STORE_CA_FILE")]
@@ -391,7 +286,7 @@ pub struct Tls {
 impl Tls {
     /// The server's TLS configuration, `None` for plaintext.
     pub fn server_config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        service_kit::tls::server_config(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
+        self.server.server_config()
     }
 
     /// The CA bundle for the channel to document-store, if one is set.

@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use disputes_proto::disputes_v1::event_service_server::EventServiceServer;
-use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use service_kit::database::{DatabaseProbe, DatabaseSettings};
+use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
@@ -45,27 +44,12 @@ pub async fn connect_database_with(
 
 /// `dispute-core migrate`: applies the migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    service_kit::database::migrate(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-        "dispute-core-migrate",
-        &MIGRATIONS,
-    )
-    .await?;
+    config
+        .database
+        .migrate(&config.database_settings(), &MIGRATIONS)
+        .await?;
     tracing::info!(migrations = MIGRATIONS.iter().count(), "schema up to date");
     Ok(())
-}
-
-/// The serving pool: migrates first unless `migrate_on_start` is off.
-async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    service_kit::database::connect_for_serving(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-        "dispute-core",
-        &MIGRATIONS,
-        config.migrate_on_start,
-    )
-    .await
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
@@ -77,7 +61,11 @@ pub async fn run(
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
-    let pool = connect_for_serving(&config).await?;
+    // The serving pool: migrated first unless `migrate_on_start` is off.
+    let pool = config
+        .database
+        .connect_for_serving(&config.database_settings(), &MIGRATIONS)
+        .await?;
     let app = app::Disputes {
         pool,
         documents: documents::DocumentsClient::connect_lazy_with_tls(
@@ -137,16 +125,14 @@ pub async fn run(
         "dispute-core serving"
     );
     let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
-    let database_probe = DatabaseProbe::new(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-        "dispute-core-readiness",
-    )?;
+    let database_probe = config
+        .database
+        .readiness_probe(&config.database_settings())?;
     let settings = ServeSettings {
-        call_limits: config.resilience.call_limits(),
+        call_limits: config.call_limits(),
         http2_keepalive_interval,
         http2_keepalive_timeout,
-        access_log: config.access_log,
+        access_log: config.telemetry.access_log,
         tls: config.tls.server_config()?,
         readiness: Some(ReadinessProbe::new(
             config.resilience.health_probe_interval(),
@@ -157,7 +143,11 @@ pub async fn run(
             },
         )),
         other_service_names: &[EVENT_SERVICE_NAME],
-        ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
+        ..ServeSettings::new(
+            SERVICE_NAME,
+            disputes_proto::FILE_DESCRIPTOR_SET,
+            config.drain_timeout(),
+        )
     };
     let served = serve(
         tonic::service::Routes::new(service).add_service(event_service),

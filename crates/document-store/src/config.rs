@@ -1,11 +1,11 @@
 //! Flags with environment fallbacks; defaults run on a dev box.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::call_limit::CallLimits;
+use service_kit::config::{DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags};
 use service_kit::database::DatabaseSettings;
 
 use crate::store::s3::{ChecksumMode, S3Settings, S3Timeouts};
@@ -34,21 +34,8 @@ pub struct Config {
         default_value = "127.0.0.1:50052"
     )]
     pub listen_addr: SocketAddr,
-    /// PostgreSQL URL of document-store's own database.
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/documents",
-        hide_env_values = true
-    )]
-    pub database_url: SecretString,
-    #[arg(long, env = "DOCUMENT_STORE_DB_MAX_CONNECTIONS", default_value_t = 10)]
-    pub db_max_connections: u32,
-    /// Apply the schema migrations at start-up. Turn it off when a `document-store migrate` Job
-    /// applies them, so the service's own database role needs no DDL rights; start-up then
-    /// refuses a schema that lacks one of this binary's migrations.
-    #[arg(long, env = "DOCUMENT_STORE_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
-    pub migrate_on_start: bool,
+    #[command(flatten)]
+    pub database: DatabaseFlags<DocumentStore>,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// S3-compatible endpoint (MinIO, s3s-fs); empty for AWS S3's regional endpoint.
@@ -158,82 +145,49 @@ pub struct Config {
         default_value = ""
     )]
     pub jwt_secret: SecretString,
-    /// One log line per RPC (method, status, duration, tenant; target `access`).
-    #[arg(long, env = "DOCUMENT_STORE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
-    pub access_log: bool,
-    /// Serve the metrics for Prometheus on `http://ADDR/metrics` (e.g. 0.0.0.0:9464), for
-    /// clusters without an OpenTelemetry Collector. OTLP export follows the standard
-    /// `OTEL_EXPORTER_OTLP_*` variables, like the spans.
-    #[arg(long, env = "DOCUMENT_STORE_METRICS_ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: TelemetryFlags<DocumentStore>,
     #[command(flatten)]
     pub resilience: Resilience,
     #[command(flatten)]
     pub tls: Tls,
 }
 
+/// document-store in the flag groups of the kit: `DOCUMENT_STORE_…` variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DocumentStore;
+
+impl ServiceFlags for DocumentStore {
+    const NAME: &'static str = "document-store";
+    const ENV_PREFIX: &'static str = "DOCUMENT_STORE_";
+    const DATABASE_NAME: &'static str = "documents";
+    const MAX_CONCURRENT_CALLS_HELP: &'static str = "Unary calls allowed in flight; beyond it \
+        calls are shed at once with RESOURCE_EXHAUSTED (RetryInfo). UploadDocument and \
+        DownloadDocument are not counted (uploads have their own admission limit), nor are \
+        health and reflection";
+    const CALL_TIMEOUT_HELP: &'static str = "Server-side limit of one unary call; past it the \
+        call answers DEADLINE_EXCEEDED. Streaming calls are not cut by it";
+    const HEALTH_PROBE_INTERVAL_HELP: &'static str = "How often readiness checks the database \
+        (`select 1`) and the bucket (HeadBucket); health of documents.v1.DocumentService is \
+        NOT_SERVING while the check fails";
+}
+
+/// TLS of the gRPC server.
+pub type Tls = TlsFlags<DocumentStore>;
+
 impl Config {
     /// Telemetry of this service as the flags ask.
     pub fn telemetry_options(&self) -> service_kit::telemetry::TelemetryOptions {
-        service_kit::telemetry::TelemetryOptions {
-            prometheus_addr: self.metrics_addr,
-            ..service_kit::telemetry::TelemetryOptions::for_service("document-store")
-        }
+        self.telemetry.telemetry_options()
     }
 }
 
-/// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2
-/// keepalive, database and S3 timeouts and the readiness probe.
+/// Overload and dependency-failure settings: the kit's (unary call limit and timeout,
+/// HTTP/2 keepalive, database timeouts and the readiness probe) and the S3 timeouts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Resilience {
-    /// Unary calls allowed in flight; beyond it calls are shed at once with
-    /// RESOURCE_EXHAUSTED (RetryInfo). UploadDocument and DownloadDocument are not counted
-    /// (uploads have their own admission limit), nor are health and reflection.
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_MAX_CONCURRENT_CALLS",
-        default_value_t = 64
-    )]
-    pub max_concurrent_calls: usize,
-    /// Server-side limit of one unary call; past it the call answers DEADLINE_EXCEEDED.
-    /// Streaming calls are not cut by it.
-    #[arg(long, env = "DOCUMENT_STORE_CALL_TIMEOUT_MS", default_value_t = 30_000)]
-    pub call_timeout_ms: u64,
-    /// HTTP/2 PING interval on idle connections (0 = off).
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_HTTP2_KEEPALIVE_INTERVAL_SECS",
-        default_value_t = 30
-    )]
-    pub http2_keepalive_interval_secs: u64,
-    /// A PING not acknowledged within this closes the connection.
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_HTTP2_KEEPALIVE_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub http2_keepalive_timeout_secs: u64,
-    /// How long a call waits for a pooled database connection (then UNAVAILABLE).
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_DB_ACQUIRE_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub db_acquire_timeout_ms: u64,
-    /// PostgreSQL `statement_timeout` of every pooled session (then UNAVAILABLE).
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_DB_STATEMENT_TIMEOUT_MS",
-        default_value_t = 5_000
-    )]
-    pub db_statement_timeout_ms: u64,
-    /// PostgreSQL `lock_timeout` of every pooled session (then UNAVAILABLE).
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_DB_LOCK_TIMEOUT_MS",
-        default_value_t = 2_000
-    )]
-    pub db_lock_timeout_ms: u64,
+    #[command(flatten)]
+    pub common: ResilienceFlags<DocumentStore>,
     /// S3 TCP/TLS connect timeout.
     #[arg(
         long,
@@ -258,69 +212,22 @@ pub struct Resilience {
     /// Attempts per S3 operation (standard retry with backoff; 1 = no retry).
     #[arg(long, env = "DOCUMENT_STORE_S3_MAX_ATTEMPTS", default_value_t = 3)]
     pub s3_max_attempts: u32,
-    /// How often readiness checks the database (`select 1`) and the bucket (HeadBucket);
-    /// health of documents.v1.DocumentService is NOT_SERVING while the check fails.
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_HEALTH_PROBE_INTERVAL_MS",
-        default_value_t = 2_000
-    )]
-    pub health_probe_interval_ms: u64,
-    /// A readiness check taking longer than this counts as failed.
-    #[arg(
-        long,
-        env = "DOCUMENT_STORE_HEALTH_PROBE_TIMEOUT_MS",
-        default_value_t = 1_000
-    )]
-    pub health_probe_timeout_ms: u64,
 }
 
 impl Default for Resilience {
     /// The same values as the flags' defaults.
     fn default() -> Self {
         Self {
-            max_concurrent_calls: 64,
-            call_timeout_ms: 30_000,
-            http2_keepalive_interval_secs: 30,
-            http2_keepalive_timeout_secs: 10,
-            db_acquire_timeout_ms: 5_000,
-            db_statement_timeout_ms: 5_000,
-            db_lock_timeout_ms: 2_000,
+            common: ResilienceFlags::default(),
             s3_connect_timeout_ms: 3_000,
             s3_attempt_timeout_ms: 60_000,
             s3_operation_timeout_ms: 120_000,
             s3_max_attempts: 3,
-            health_probe_interval_ms: 2_000,
-            health_probe_timeout_ms: 1_000,
         }
     }
 }
 
 impl Resilience {
-    pub fn call_limits(&self, exempt_methods: Vec<&'static str>) -> CallLimits {
-        CallLimits::from_flags(
-            self.max_concurrent_calls,
-            self.call_timeout_ms,
-            exempt_methods,
-        )
-    }
-
-    /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.
-    pub fn http2_keepalive(&self) -> (Option<Duration>, Option<Duration>) {
-        service_kit::server::http2_keepalive(
-            self.http2_keepalive_interval_secs,
-            self.http2_keepalive_timeout_secs,
-        )
-    }
-
-    pub fn health_probe_interval(&self) -> Duration {
-        Duration::from_millis(self.health_probe_interval_ms.max(10))
-    }
-
-    pub fn health_probe_timeout(&self) -> Duration {
-        Duration::from_millis(self.health_probe_timeout_ms.max(10))
-    }
-
     pub fn s3_timeouts(&self) -> S3Timeouts {
         S3Timeouts {
             connect: Duration::from_millis(self.s3_connect_timeout_ms.max(1)),
@@ -379,12 +286,12 @@ impl Config {
     }
 
     pub fn database_settings(&self) -> DatabaseSettings {
-        DatabaseSettings::from_millis(
-            self.db_max_connections,
-            self.resilience.db_acquire_timeout_ms,
-            self.resilience.db_statement_timeout_ms,
-            self.resilience.db_lock_timeout_ms,
-        )
+        self.resilience.common.database_settings(&self.database)
+    }
+
+    /// The unary call limit and timeout; `exempt_methods` are neither counted nor timed.
+    pub fn call_limits(&self, exempt_methods: Vec<&'static str>) -> CallLimits {
+        self.resilience.common.call_limits(exempt_methods)
     }
 
     pub fn drain_timeout(&self) -> Duration {
@@ -393,24 +300,5 @@ impl Config {
 
     pub fn upload_cleanup_timeout(&self) -> Duration {
         Duration::from_secs(self.upload_cleanup_timeout_secs)
-    }
-}
-
-/// TLS of the gRPC server. Without a
-/// certificate and key the server speaks plaintext HTTP/2 (behind a mesh or on loopback).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Tls {
-    /// PEM certificate chain of the gRPC server; with `--tls-key-file` it serves TLS only.
-    #[arg(long, env = "DOCUMENT_STORE_TLS_CERT_FILE")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of the gRPC server.
-    #[arg(long, env = "DOCUMENT_STORE_TLS_KEY_FILE")]
-    pub tls_key_file: Option<PathBuf>,
-}
-
-impl Tls {
-    /// The server's TLS configuration, `None` for plaintext.
-    pub fn server_config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        service_kit::tls::server_config(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
     }
 }

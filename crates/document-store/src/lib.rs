@@ -10,9 +10,8 @@ pub mod store;
 use std::time::Duration;
 
 use disputes_proto::documents_v1::document_service_server::DocumentServiceServer;
-use secrecy::ExposeSecret;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use service_kit::database::{DatabaseProbe, DatabaseSettings};
+use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
 use tokio::net::TcpListener;
@@ -54,39 +53,22 @@ pub async fn connect_database_with(
 
 /// `document-store migrate`: applies the migrations and returns.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    service_kit::database::migrate(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-        "document-store-migrate",
-        &MIGRATIONS,
-    )
-    .await?;
+    config
+        .database
+        .migrate(&config.database_settings(), &MIGRATIONS)
+        .await?;
     tracing::info!(migrations = MIGRATIONS.iter().count(), "schema up to date");
     Ok(())
 }
 
-/// The serving pool: migrates first unless `migrate_on_start` is off.
-async fn connect_for_serving(config: &Config) -> anyhow::Result<sqlx::PgPool> {
-    service_kit::database::connect_for_serving(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-        "document-store",
-        &MIGRATIONS,
-        config.migrate_on_start,
-    )
-    .await
-}
-
 /// Readiness: the database answers `select 1` and the bucket answers HeadBucket.
 fn readiness_probe(config: &Config, objects: ObjectStore) -> anyhow::Result<ReadinessProbe> {
-    let database = DatabaseProbe::new(
-        config.database_url.expose_secret(),
-        &config.database_settings(),
-        "document-store-readiness",
-    )?;
+    let database = config
+        .database
+        .readiness_probe(&config.database_settings())?;
     Ok(ReadinessProbe::new(
-        config.resilience.health_probe_interval(),
-        config.resilience.health_probe_timeout(),
+        config.resilience.common.health_probe_interval(),
+        config.resilience.common.health_probe_timeout(),
         move || {
             let database = database.clone();
             let objects = objects.clone();
@@ -108,7 +90,11 @@ pub async fn run(
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
-    let pool = connect_for_serving(&config).await?;
+    // The serving pool: migrated first unless `migrate_on_start` is off.
+    let pool = config
+        .database
+        .connect_for_serving(&config.database_settings(), &MIGRATIONS)
+        .await?;
     let objects = ObjectStore::new(
         connect_client(&config.s3_settings()).await,
         config.s3_bucket.clone(),
@@ -158,17 +144,22 @@ pub async fn run(
         max_concurrent_uploads = config.max_concurrent_uploads,
         "document-store serving"
     );
-    let (http2_keepalive_interval, http2_keepalive_timeout) = config.resilience.http2_keepalive();
+    let (http2_keepalive_interval, http2_keepalive_timeout) =
+        config.resilience.common.http2_keepalive();
     let settings = ServeSettings {
         initial_stream_window_size: Some(STREAM_WINDOW_BYTES),
         initial_connection_window_size: Some(CONNECTION_WINDOW_BYTES),
-        call_limits: config.resilience.call_limits(STREAMING_METHODS.to_vec()),
+        call_limits: config.call_limits(STREAMING_METHODS.to_vec()),
         http2_keepalive_interval,
         http2_keepalive_timeout,
-        access_log: config.access_log,
+        access_log: config.telemetry.access_log,
         tls: config.tls.server_config()?,
         readiness: Some(readiness_probe(&config, probe_objects)?),
-        ..ServeSettings::new(SERVICE_NAME, config.drain_timeout())
+        ..ServeSettings::new(
+            SERVICE_NAME,
+            disputes_proto::FILE_DESCRIPTOR_SET,
+            config.drain_timeout(),
+        )
     };
     let served = serve(Routes::new(service), listener, settings, shutdown.clone()).await;
     // Whatever ended the server, stop the cleaner too.

@@ -1,11 +1,20 @@
-//! Pieces both services share at their edges: telemetry, W3C trace propagation over gRPC,
-//! JWT auth, server bootstrap (health, reflection, graceful shutdown), periodic workers,
-//! timestamps and google.rpc error details.
+//! What both services share around their domains: the gRPC edge and the runtime wiring.
 //!
-//! The pure types the domains use (ids, violations, page tokens) live in `domain-kit`.
+//! - **gRPC edge**: server bootstrap with health, reflection (each service passes its own
+//!   descriptor set) and a bounded drain ([`server`]), the unary call limit ([`call_limit`]),
+//!   JWT auth ([`auth`]), W3C trace propagation and the access log ([`propagation`]),
+//!   google.rpc error details ([`errors`], [`dependency`]), TLS ([`tls`]) and timestamps
+//!   ([`time`]).
+//! - **Runtime wiring**: the flag groups both services take ([`config`]), telemetry
+//!   ([`telemetry`]) and the kit's metrics ([`metrics`]), PostgreSQL pools and migrations
+//!   ([`database`]), readiness ([`readiness`]) and periodic workers ([`worker`]).
+//!
+//! The kit knows no product proto and no service's own metrics. The pure types the domains
+//! use (ids, violations, page tokens) live in `domain-kit`.
 
 pub mod auth;
 pub mod call_limit;
+pub mod config;
 pub mod database;
 pub mod dependency;
 pub mod errors;

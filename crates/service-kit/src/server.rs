@@ -21,6 +21,9 @@ pub struct ServeSettings {
     /// Further services served beside `service_name`, advertised by reflection; health
     /// reports the process under `service_name` (and `""`) only.
     pub other_service_names: &'static [&'static str],
+    /// Encoded `FileDescriptorSet` holding these services (e.g. the product's proto crate's
+    /// `FILE_DESCRIPTOR_SET`), for reflection.
+    pub file_descriptor_set: &'static [u8],
     /// How long in-flight calls may run after shutdown starts.
     pub drain: Duration,
     /// HTTP/2 flow-control windows; `None` keeps tonic's defaults.
@@ -43,10 +46,15 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
-    pub fn new(service_name: &'static str, drain: Duration) -> Self {
+    pub fn new(
+        service_name: &'static str,
+        file_descriptor_set: &'static [u8],
+        drain: Duration,
+    ) -> Self {
         Self {
             service_name,
             other_service_names: &[],
+            file_descriptor_set,
             drain,
             initial_stream_window_size: None,
             initial_connection_window_size: None,
@@ -67,11 +75,6 @@ impl ServeSettings {
     }
 }
 
-/// Serves `service` on `listener` together with grpc.health.v1 and reflection, behind the
-/// trace layer and the unary call limit, until `shutdown` is cancelled. While it runs,
-/// `settings.readiness` drives the service name's health. On shutdown health turns
-/// NOT_SERVING (whatever the probe says), in-flight calls get `settings.drain` to finish,
-/// and `shutdown` stays cancelled so workers stop too.
 /// (interval, timeout) of HTTP/2 keepalive from the services' flags; `None` when the
 /// interval is 0.
 pub fn http2_keepalive(
@@ -87,6 +90,11 @@ pub fn http2_keepalive(
     }
 }
 
+/// Serves `service` on `listener` together with grpc.health.v1 and reflection, behind the
+/// trace layer and the unary call limit, until `shutdown` is cancelled. While it runs,
+/// `settings.readiness` drives the service name's health. On shutdown health turns
+/// NOT_SERVING (whatever the probe says), in-flight calls get `settings.drain` to finish,
+/// and `shutdown` stays cancelled so workers stop too.
 pub async fn serve(
     service: tonic::service::Routes,
     listener: TcpListener,
@@ -97,8 +105,11 @@ pub async fn serve(
     health_reporter
         .set_service_status(settings.service_name, ServingStatus::Serving)
         .await;
-    let (reflection_v1, reflection_v1alpha) =
-        reflection_services(settings.service_name, settings.other_service_names)?;
+    let (reflection_v1, reflection_v1alpha) = reflection_services(
+        settings.file_descriptor_set,
+        settings.service_name,
+        settings.other_service_names,
+    )?;
     let routes = service
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -153,8 +164,10 @@ pub fn accept_incoming(listener: TcpListener) -> TcpIncoming {
 }
 
 /// The reflection services (v1 and v1alpha) advertising `service_name`, `other_service_names`
-/// and health, with our descriptors plus health's registered.
+/// and health, with `file_descriptor_set` (the services' protos) plus health's and the
+/// google.rpc error details' registered.
 pub fn reflection_services(
+    file_descriptor_set: &'static [u8],
     service_name: &'static str,
     other_service_names: &'static [&'static str],
 ) -> anyhow::Result<(
@@ -167,11 +180,11 @@ pub fn reflection_services(
 )> {
     let builder = || {
         let builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(disputes_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(file_descriptor_set)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             // google.rpc error details, so grpcurl can print BadRequest and ErrorInfo.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            // Only what this server serves; the descriptor set holds both packages.
+            // Only what this server serves; the descriptor set may hold more services.
             .with_service_name(service_name)
             .with_service_name("grpc.health.v1.Health");
         other_service_names

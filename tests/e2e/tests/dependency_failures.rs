@@ -186,12 +186,18 @@ async fn an_unreachable_database_answers_unavailable_and_recovers_without_restar
     };
     for resilience in [
         &mut options.dispute_core_resilience.db_acquire_timeout_ms,
-        &mut options.document_store_resilience.db_acquire_timeout_ms,
+        &mut options
+            .document_store_resilience
+            .common
+            .db_acquire_timeout_ms,
     ] {
         *resilience = 500;
     }
     options.dispute_core_resilience.health_probe_timeout_ms = 300;
-    options.document_store_resilience.health_probe_timeout_ms = 300;
+    options
+        .document_store_resilience
+        .common
+        .health_probe_timeout_ms = 300;
     let stack = stack_with(options).await;
     let mut disputes = stack.disputes_of("acct_db_down").await;
     let mut documents = stack.documents_of("acct_db_down").await;
@@ -268,7 +274,7 @@ async fn an_unreachable_object_store_answers_unavailable_and_recovers_without_re
     resilience.s3_attempt_timeout_ms = 500;
     resilience.s3_operation_timeout_ms = 1_000;
     resilience.s3_max_attempts = 1;
-    resilience.health_probe_timeout_ms = 300;
+    resilience.common.health_probe_timeout_ms = 300;
     let stack = stack_with(options).await;
     let mut documents = stack.documents_of("acct_s3_down").await;
     let bytes = pdf_of_size(64 * 1024);

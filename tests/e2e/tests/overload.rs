@@ -150,8 +150,11 @@ async fn a_call_past_the_server_timeout_answers_deadline_exceeded_and_changes_no
 #[tokio::test]
 async fn uploads_are_neither_counted_nor_cut_by_the_unary_limits() {
     let mut options = StackOptions::default();
-    options.document_store_resilience.max_concurrent_calls = 1;
-    options.document_store_resilience.call_timeout_ms = 200;
+    options
+        .document_store_resilience
+        .common
+        .max_concurrent_calls = 1;
+    options.document_store_resilience.common.call_timeout_ms = 200;
     let stack = stack_with(options).await;
     let mut documents = stack.documents_of("acct_upload_limits").await;
 

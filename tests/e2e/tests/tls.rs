@@ -144,10 +144,14 @@ async fn grpc_servers_and_the_channel_between_them_speak_tls() {
         document_store_tls: document_store::config::Tls {
             tls_cert_file: Some(cert.clone()),
             tls_key_file: Some(key.clone()),
+            ..Default::default()
         },
         dispute_core_tls: dispute_core::config::Tls {
-            tls_cert_file: Some(cert),
-            tls_key_file: Some(key),
+            server: service_kit::config::TlsFlags {
+                tls_cert_file: Some(cert),
+                tls_key_file: Some(key),
+                ..Default::default()
+            },
             document_store_ca_file: Some(ca),
         },
         ..Default::default()

@@ -1,5 +1,6 @@
 //! Both services, their databases and the S3 server, in one process.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use dispute_core::domain::ledger::FeeSchedule;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use document_store::store::s3::ChecksumMode;
 use secrecy::SecretString;
+use service_kit::config::{DatabaseFlags, ResilienceFlags};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -105,7 +107,10 @@ impl Default for StackOptions {
                 ..Default::default()
             },
             document_store_resilience: document_store::config::Resilience {
-                health_probe_interval_ms: 100,
+                common: ResilienceFlags {
+                    health_probe_interval_ms: 100,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             database_addr: None,
@@ -210,12 +215,14 @@ impl Stack {
             None => Ok(url.to_owned()),
         };
         let document_config = document_store::Config {
-            access_log: true,
-            metrics_addr: None,
+            telemetry: Default::default(),
             listen_addr: document_store_addr,
-            database_url: SecretString::from(service_db_url(&document_db_url)?),
-            db_max_connections: 10,
-            migrate_on_start: true,
+            database: DatabaseFlags {
+                database_url: SecretString::from(service_db_url(&document_db_url)?),
+                db_max_connections: 10,
+                migrate_on_start: true,
+                service: PhantomData,
+            },
             command: None,
             s3_endpoint: options
                 .document_store_s3_endpoint
@@ -242,12 +249,14 @@ impl Stack {
             tls: options.document_store_tls.clone(),
         };
         let dispute_config = dispute_core::Config {
-            access_log: true,
-            metrics_addr: None,
+            telemetry: Default::default(),
             listen_addr: dispute_core_addr,
-            database_url: SecretString::from(service_db_url(&dispute_db_url)?),
-            db_max_connections: 10,
-            migrate_on_start: true,
+            database: DatabaseFlags {
+                database_url: SecretString::from(service_db_url(&dispute_db_url)?),
+                db_max_connections: 10,
+                migrate_on_start: true,
+                service: PhantomData,
+            },
             command: None,
             document_store_url: match options.document_store_tls.tls_cert_file {
                 Some(_) => format!("https://localhost:{}", document_store_addr.port()),
@@ -301,7 +310,7 @@ impl Stack {
             ),
             (
                 stack.dispute_core_addr,
-                &options.dispute_core_tls.tls_cert_file,
+                &options.dispute_core_tls.server.tls_cert_file,
             ),
         ]
         .into_iter()

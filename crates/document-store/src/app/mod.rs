@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod delete;
 pub mod download;
 pub mod lock;
+pub mod metrics;
 pub mod queries;
 pub mod upload;
 
@@ -50,7 +51,7 @@ pub struct Documents {
     /// One permit per running upload (`UploadSettings::max_concurrent_uploads`).
     upload_slots: Arc<Semaphore>,
     /// Upload sizes, durations and rejections.
-    upload_metrics: service_kit::metrics::UploadMetrics,
+    upload_metrics: metrics::UploadMetrics,
 }
 
 impl Documents {
@@ -62,7 +63,7 @@ impl Documents {
             abort: CancellationToken::new(),
             tasks: TaskTracker::new(),
             upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
-            upload_metrics: service_kit::metrics::UploadMetrics::new(),
+            upload_metrics: metrics::UploadMetrics::new(),
         }
     }
 
