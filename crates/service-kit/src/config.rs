@@ -7,6 +7,7 @@
 //! between services. Flag names, defaults and help are the same as when each service
 //! declared them itself.
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,22 @@ pub trait ServiceFlags {
         "Server-side limit of one unary call; past it the call answers DEADLINE_EXCEEDED";
     /// Help of `--health-probe-interval-ms`: what readiness checks.
     const HEALTH_PROBE_INTERVAL_HELP: &'static str;
+}
+
+/// The service a flag group belongs to; the logged configuration shows its name.
+#[derive(Clone, Copy)]
+pub struct ServiceOf<S>(PhantomData<S>);
+
+impl<S> Default for ServiceOf<S> {
+    fn default() -> Self {
+        ServiceOf(PhantomData)
+    }
+}
+
+impl<S: ServiceFlags> fmt::Debug for ServiceOf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(S::NAME)
+    }
 }
 
 /// The environment variable of flag `name` (its upper-case name) in service `S`.
@@ -68,7 +85,7 @@ pub struct DatabaseFlags<S: ServiceFlags> {
     )]
     pub migrate_on_start: bool,
     #[arg(skip)]
-    pub service: PhantomData<S>,
+    pub service: ServiceOf<S>,
 }
 
 /// Logs and metrics besides the OTLP export (which follows `OTEL_EXPORTER_OTLP_*`).
@@ -83,7 +100,7 @@ pub struct TelemetryFlags<S: ServiceFlags> {
     #[arg(long, env = env_var::<S>("METRICS_ADDR"))]
     pub metrics_addr: Option<SocketAddr>,
     #[arg(skip)]
-    pub service: PhantomData<S>,
+    pub service: ServiceOf<S>,
 }
 
 impl<S: ServiceFlags> Default for TelemetryFlags<S> {
@@ -92,7 +109,7 @@ impl<S: ServiceFlags> Default for TelemetryFlags<S> {
         Self {
             access_log: true,
             metrics_addr: None,
-            service: PhantomData,
+            service: ServiceOf::default(),
         }
     }
 }
@@ -151,7 +168,7 @@ pub struct ResilienceFlags<S: ServiceFlags> {
     #[arg(long, env = env_var::<S>("HEALTH_PROBE_TIMEOUT_MS"), default_value_t = 1_000)]
     pub health_probe_timeout_ms: u64,
     #[arg(skip)]
-    pub service: PhantomData<S>,
+    pub service: ServiceOf<S>,
 }
 
 impl<S: ServiceFlags> Default for ResilienceFlags<S> {
@@ -167,7 +184,7 @@ impl<S: ServiceFlags> Default for ResilienceFlags<S> {
             db_lock_timeout_ms: 2_000,
             health_probe_interval_ms: 2_000,
             health_probe_timeout_ms: 1_000,
-            service: PhantomData,
+            service: ServiceOf::default(),
         }
     }
 }
@@ -221,7 +238,7 @@ pub struct TlsFlags<S: ServiceFlags> {
     #[arg(long, env = env_var::<S>("TLS_KEY_FILE"))]
     pub tls_key_file: Option<PathBuf>,
     #[arg(skip)]
-    pub service: PhantomData<S>,
+    pub service: ServiceOf<S>,
 }
 
 impl<S: ServiceFlags> Default for TlsFlags<S> {
@@ -229,7 +246,7 @@ impl<S: ServiceFlags> Default for TlsFlags<S> {
         Self {
             tls_cert_file: None,
             tls_key_file: None,
-            service: PhantomData,
+            service: ServiceOf::default(),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Both services, their databases and the S3 server, in one process.
 
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -221,7 +220,7 @@ impl Stack {
                 database_url: SecretString::from(service_db_url(&document_db_url)?),
                 db_max_connections: 10,
                 migrate_on_start: true,
-                service: PhantomData,
+                service: Default::default(),
             },
             command: None,
             s3_endpoint: options
@@ -255,7 +254,7 @@ impl Stack {
                 database_url: SecretString::from(service_db_url(&dispute_db_url)?),
                 db_max_connections: 10,
                 migrate_on_start: true,
-                service: PhantomData,
+                service: Default::default(),
             },
             command: None,
             document_store_url: match options.document_store_tls.tls_cert_file {
