@@ -17,7 +17,10 @@ fn at(dispute: &dpb::Dispute) -> (Stage, Status) {
 
 /// An issuer-side Mastercard dispute reported today (every Reg E window open), without a
 /// network case id: the bank learns it only when it files the chargeback.
-async fn issuer_without_case(client: &mut harness::DisputesClient, transaction: &str) -> dpb::Dispute {
+async fn issuer_without_case(
+    client: &mut harness::DisputesClient,
+    transaction: &str,
+) -> dpb::Dispute {
     let mut request = issuer_dispute(transaction);
     request.date_customer_reported = today();
     create(client, request).await

@@ -211,7 +211,8 @@ impl Platform {
         .await
         .unwrap();
 
-        let token = harness::full_scope_token(&SecretString::from(JWT_SECRET), "e2e-faults", TENANT);
+        let token =
+            harness::full_scope_token(&SecretString::from(JWT_SECRET), "e2e-faults", TENANT);
         Platform {
             postgres,
             s3,

@@ -221,7 +221,9 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (dispute_db, document_db) = (format!("obs_core_{suffix}"), format!("obs_docs_{suffix}"));
     let dispute_db_url = harness::ensure_database(&admin, &dispute_db).await.unwrap();
-    let document_db_url = harness::ensure_database(&admin, &document_db).await.unwrap();
+    let document_db_url = harness::ensure_database(&admin, &document_db)
+        .await
+        .unwrap();
     let s3 = harness::S3Server::start(&work.path().join("s3"), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -283,7 +285,8 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
     .await
     .unwrap();
 
-    let token = harness::full_scope_token(&SecretString::from(JWT_SECRET), "e2e-observability", TENANT);
+    let token =
+        harness::full_scope_token(&SecretString::from(JWT_SECRET), "e2e-observability", TENANT);
     let mut disputes = dpb::dispute_service_client::DisputeServiceClient::with_interceptor(
         harness::connect(core_addr).await.unwrap(),
         harness::Bearer::new(Some(&token)).unwrap(),

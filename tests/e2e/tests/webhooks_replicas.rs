@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
+use futures::StreamExt;
 use harness::process::ServiceProcess;
 use harness::webhook_receiver::{Received, Receiver};
 use harness::{Bearer, Stack, StackOptions};
-use futures::StreamExt;
 use secrecy::ExposeSecret;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
@@ -272,7 +272,10 @@ async fn claims_of_a_replica_killed_with_sigkill_are_delivered_by_another() {
     create_endpoint(&mut events, &receiver.url(), &["dispute.created"]).await;
 
     let work = tempfile::tempdir().unwrap();
-    let b_addr = SocketAddr::from(([127, 0, 0, 1], harness::private_postgres::free_port().unwrap()));
+    let b_addr = SocketAddr::from((
+        [127, 0, 0, 1],
+        harness::private_postgres::free_port().unwrap(),
+    ));
     let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
         pairs
             .iter()

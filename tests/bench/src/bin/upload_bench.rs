@@ -31,8 +31,8 @@ use bytes::{Bytes, BytesMut};
 use clap::{Parser, ValueEnum};
 use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
-use harness::S3Server;
 use futures::{StreamExt, TryStreamExt, stream};
+use harness::S3Server;
 use secrecy::SecretString;
 
 const MIB: u64 = 1024 * 1024;
@@ -521,7 +521,10 @@ impl ChildService {
             .env("DOCUMENT_STORE_S3_BUCKET", BUCKET)
             .env("DOCUMENT_STORE_S3_REGION", harness::S3_REGION)
             .env("DOCUMENT_STORE_S3_ACCESS_KEY_ID", harness::S3_ACCESS_KEY)
-            .env("DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", harness::S3_SECRET_KEY)
+            .env(
+                "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
+                harness::S3_SECRET_KEY,
+            )
             .env("DOCUMENT_STORE_S3_CHECKSUM_MODE", checksum_mode.get_name())
             .env("DOCUMENT_STORE_S3_CREATE_BUCKET", "true")
             .env("AUTH_JWT_SECRET", JWT_SECRET)

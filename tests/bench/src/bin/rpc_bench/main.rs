@@ -240,7 +240,10 @@ async fn run(
         .env("DOCUMENT_STORE_S3_BUCKET", BUCKET)
         .env("DOCUMENT_STORE_S3_REGION", harness::S3_REGION)
         .env("DOCUMENT_STORE_S3_ACCESS_KEY_ID", harness::S3_ACCESS_KEY)
-        .env("DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", harness::S3_SECRET_KEY)
+        .env(
+            "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
+            harness::S3_SECRET_KEY,
+        )
         .env("DOCUMENT_STORE_S3_CREATE_BUCKET", "true")
         .env("AUTH_JWT_SECRET", JWT_SECRET);
     let document_store = Child::start(
