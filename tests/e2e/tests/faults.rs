@@ -33,8 +33,8 @@ use disputes_proto::documents_v1 as pb;
 use disputes_proto::documents_v1::document_service_client::DocumentServiceClient;
 use harness::fault_proxy::{FaultMode, FaultProxy};
 use harness::private_postgres::{PrivatePostgres, StopMode, free_port};
-use harness::process::{SERVICE_PROCESS_ENV, ServiceProcess};
-use harness::{Bearer, DisputesClient, DocumentsClient, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
+use harness::process::{SERVICE_PROCESS_ENV, ServiceCommand, ServiceProcess};
+use harness::{Bearer, DisputesClient, DocumentsClient};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -126,13 +126,6 @@ fn database_url(addr: SocketAddr, database: &str) -> String {
     format!("postgres://postgres@{addr}/{database}")
 }
 
-fn envs(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
 impl Platform {
     async fn start() -> Platform {
         let work = tempfile::tempdir().unwrap();
@@ -157,55 +150,27 @@ impl Platform {
 
         let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
         let docs = ServiceProcess::start(
-            "document-store",
-            ENTRY_TEST,
-            docs_addr,
-            envs(&[
-                ("DOCUMENT_STORE_LISTEN_ADDR", docs_addr.to_string()),
-                (
-                    "DOCUMENT_STORE_DATABASE_URL",
-                    database_url(docs_db.addr, "documents"),
-                ),
-                (
-                    "DOCUMENT_STORE_S3_ENDPOINT",
-                    format!("http://{}", docs_s3.addr),
-                ),
-                ("DOCUMENT_STORE_S3_REGION", S3_REGION.to_owned()),
-                ("DOCUMENT_STORE_S3_BUCKET", BUCKET.to_owned()),
-                ("DOCUMENT_STORE_S3_ACCESS_KEY_ID", S3_ACCESS_KEY.to_owned()),
-                (
-                    "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
-                    S3_SECRET_KEY.to_owned(),
-                ),
-                ("DOCUMENT_STORE_S3_CREATE_BUCKET", "true".to_owned()),
-                ("DOCUMENT_STORE_PART_SIZE_BYTES", PART_SIZE.to_string()),
-                ("DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", "1".to_owned()),
-                ("AUTH_JWT_SECRET", JWT_SECRET.to_owned()),
-                ("RUST_LOG", log_filter.clone()),
-            ]),
+            ServiceCommand::test_entry(harness::process::Service::DocumentStore, ENTRY_TEST)
+                .listen_addr(docs_addr)
+                .database_url(database_url(docs_db.addr, "documents"))
+                .s3(format!("http://{}", docs_s3.addr), BUCKET)
+                .env("DOCUMENT_STORE_PART_SIZE_BYTES", PART_SIZE.to_string())
+                .env("DOCUMENT_STORE_DRAIN_TIMEOUT_SECS", "1")
+                .jwt_secret(JWT_SECRET)
+                .log_filter(&log_filter),
             work.path().join("document-store.log"),
         )
         .await
         .unwrap();
         let core = ServiceProcess::start(
-            "dispute-core",
-            ENTRY_TEST,
-            core_addr,
-            envs(&[
-                ("DISPUTE_CORE_LISTEN_ADDR", core_addr.to_string()),
-                (
-                    "DISPUTE_CORE_DATABASE_URL",
-                    database_url(core_db.addr, "disputes"),
-                ),
-                (
-                    "DISPUTE_CORE_DOCUMENT_STORE_URL",
-                    format!("http://{}", core_docs.addr),
-                ),
-                ("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "1".to_owned()),
-                ("DISPUTE_CORE_DRAIN_TIMEOUT_SECS", "1".to_owned()),
-                ("AUTH_JWT_SECRET", JWT_SECRET.to_owned()),
-                ("RUST_LOG", log_filter),
-            ]),
+            ServiceCommand::test_entry(harness::process::Service::DisputeCore, ENTRY_TEST)
+                .listen_addr(core_addr)
+                .database_url(database_url(core_db.addr, "disputes"))
+                .document_store_url(format!("http://{}", core_docs.addr))
+                .env("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "1")
+                .env("DISPUTE_CORE_DRAIN_TIMEOUT_SECS", "1")
+                .jwt_secret(JWT_SECRET)
+                .log_filter(log_filter),
             work.path().join("dispute-core.log"),
         )
         .await

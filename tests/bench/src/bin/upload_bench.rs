@@ -33,6 +33,7 @@ use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
 use futures::{StreamExt, TryStreamExt, stream};
 use harness::S3Server;
+use harness::process::{Service, ServiceCommand};
 use secrecy::SecretString;
 
 const MIB: u64 = 1024 * 1024;
@@ -498,9 +499,9 @@ impl ChildService {
             .checksum_mode
             .to_possible_value()
             .context("checksum mode name")?;
-        let mut command = tokio::process::Command::new(&bench.binary);
+        let mut service = ServiceCommand::binary(Service::DocumentStore, &bench.binary);
         if let Some(size_mib) = size_mib {
-            command
+            service = service
                 .env(
                     "DOCUMENT_STORE_MAX_UPLOAD_BYTES",
                     ((size_mib + 1) * MIB).to_string(),
@@ -514,21 +515,14 @@ impl ChildService {
                     args.parts_in_flight.to_string(),
                 );
         }
-        let process = command
-            .env("DOCUMENT_STORE_LISTEN_ADDR", addr.to_string())
-            .env("DOCUMENT_STORE_DATABASE_URL", &bench.database_url)
-            .env("DOCUMENT_STORE_S3_ENDPOINT", &bench.s3.endpoint)
-            .env("DOCUMENT_STORE_S3_BUCKET", BUCKET)
-            .env("DOCUMENT_STORE_S3_REGION", harness::S3_REGION)
-            .env("DOCUMENT_STORE_S3_ACCESS_KEY_ID", harness::S3_ACCESS_KEY)
-            .env(
-                "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
-                harness::S3_SECRET_KEY,
-            )
+        let process = service
+            .listen_addr(addr)
+            .database_url(&bench.database_url)
+            .s3(&bench.s3.endpoint, BUCKET)
             .env("DOCUMENT_STORE_S3_CHECKSUM_MODE", checksum_mode.get_name())
-            .env("DOCUMENT_STORE_S3_CREATE_BUCKET", "true")
-            .env("AUTH_JWT_SECRET", JWT_SECRET)
-            .envs(args.child_env.iter().map(|(k, v)| (k, v)))
+            .jwt_secret(JWT_SECRET)
+            .envs(args.child_env.iter().cloned())
+            .command()?
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

@@ -32,6 +32,7 @@ use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use disputes_proto::documents_v1 as docpb;
+use harness::process::{Service, ServiceCommand};
 use harness::{Bearer, DisputesClient, S3Server};
 use secrecy::SecretString;
 
@@ -232,20 +233,12 @@ async fn run(
     let s3 = S3Server::start(&work.join("s3"), "127.0.0.1:0".parse()?).await?;
 
     let documents_addr = free_addr()?;
-    let mut command = tokio::process::Command::new(document_store_bin);
-    command
-        .env("DOCUMENT_STORE_LISTEN_ADDR", documents_addr.to_string())
-        .env("DOCUMENT_STORE_DATABASE_URL", documents_url)
-        .env("DOCUMENT_STORE_S3_ENDPOINT", &s3.endpoint)
-        .env("DOCUMENT_STORE_S3_BUCKET", BUCKET)
-        .env("DOCUMENT_STORE_S3_REGION", harness::S3_REGION)
-        .env("DOCUMENT_STORE_S3_ACCESS_KEY_ID", harness::S3_ACCESS_KEY)
-        .env(
-            "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
-            harness::S3_SECRET_KEY,
-        )
-        .env("DOCUMENT_STORE_S3_CREATE_BUCKET", "true")
-        .env("AUTH_JWT_SECRET", JWT_SECRET);
+    let command = ServiceCommand::binary(Service::DocumentStore, document_store_bin)
+        .listen_addr(documents_addr)
+        .database_url(documents_url)
+        .s3(&s3.endpoint, BUCKET)
+        .jwt_secret(JWT_SECRET)
+        .command()?;
     let document_store = Child::start(
         "document-store",
         command,
@@ -255,15 +248,12 @@ async fn run(
     .await?;
 
     let core_addr = free_addr()?;
-    let mut command = tokio::process::Command::new(dispute_core_bin);
-    command
-        .env("DISPUTE_CORE_LISTEN_ADDR", core_addr.to_string())
-        .env("DISPUTE_CORE_DATABASE_URL", disputes_url)
-        .env(
-            "DISPUTE_CORE_DOCUMENT_STORE_URL",
-            format!("http://{documents_addr}"),
-        )
-        .env("AUTH_JWT_SECRET", JWT_SECRET);
+    let command = ServiceCommand::binary(Service::DisputeCore, dispute_core_bin)
+        .listen_addr(core_addr)
+        .database_url(disputes_url)
+        .document_store_url(format!("http://{documents_addr}"))
+        .jwt_secret(JWT_SECRET)
+        .command()?;
     let dispute_core = Child::start(
         "dispute-core",
         command,
