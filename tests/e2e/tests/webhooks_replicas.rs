@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fixtures::{act, create, merchant_dispute, stack, stack_with};
 use crate::webhooks::{create_endpoint, events_of};
 
-/// The ignored test of this binary that runs a service child process (faults.rs).
+/// The ignored test of this binary that runs a service child process (faults/mod.rs).
 const ENTRY_TEST: &str = "faults::service_process";
 
 /// Disputes driven through the three replicas: issue 12's 500 (about 13 s on a 2-core
