@@ -50,7 +50,7 @@ impl Service {
 }
 
 /// The program of a service child process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Program {
     /// This test binary again, running its ignored entry test (see the module docs).
     TestEntry(String),
@@ -62,7 +62,7 @@ enum Program {
 /// configures it. Typed setters for the settings every caller gives, [`ServiceCommand::env`]
 /// for the rest; [`ServiceCommand::command`] makes the process command (the child inherits
 /// this process's environment as well), [`ServiceProcess::start`] runs it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServiceCommand {
     service: Service,
     program: Program,
@@ -305,5 +305,89 @@ impl ServiceProcess {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn envs(command: &ServiceCommand) -> BTreeMap<String, String> {
+        let command = command.command().unwrap();
+        command
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| {
+                let value = v.unwrap_or_default().to_string_lossy().into_owned();
+                (k.to_string_lossy().into_owned(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn typed_settings_name_the_services_variables() {
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let docs = ServiceCommand::binary(Service::DocumentStore, "/bin/document-store")
+            .listen_addr(addr)
+            .database_url("postgres://db/documents")
+            .s3("http://127.0.0.1:9000", "bucket")
+            .jwt_secret("secret")
+            .log_filter("warn")
+            .env("DOCUMENT_STORE_ACCESS_LOG", "false");
+        let expected: BTreeMap<String, String> = [
+            ("DOCUMENT_STORE_LISTEN_ADDR", "127.0.0.1:7001"),
+            ("DOCUMENT_STORE_DATABASE_URL", "postgres://db/documents"),
+            ("DOCUMENT_STORE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("DOCUMENT_STORE_S3_REGION", S3_REGION),
+            ("DOCUMENT_STORE_S3_BUCKET", "bucket"),
+            ("DOCUMENT_STORE_S3_ACCESS_KEY_ID", S3_ACCESS_KEY),
+            ("DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+            ("DOCUMENT_STORE_S3_CREATE_BUCKET", "true"),
+            ("AUTH_JWT_SECRET", "secret"),
+            ("RUST_LOG", "warn"),
+            ("DOCUMENT_STORE_ACCESS_LOG", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(envs(&docs), expected);
+        assert_eq!(docs.addr(), Some(addr));
+        assert_eq!(
+            docs.command().unwrap().as_std().get_program(),
+            "/bin/document-store"
+        );
+    }
+
+    #[test]
+    fn a_test_entry_reruns_this_binary_with_the_service_named() {
+        let core = ServiceCommand::test_entry(Service::DisputeCore, "faults::service_process")
+            .document_store_url("http://127.0.0.1:7001")
+            .otlp_endpoint("http://127.0.0.1:4317")
+            .env("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "1")
+            .env("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "2");
+        let command = core.command().unwrap();
+        let args: Vec<_> = command.as_std().get_args().collect();
+        assert_eq!(
+            args,
+            [
+                "--exact",
+                "faults::service_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1"
+            ]
+        );
+        let envs = envs(&core);
+        assert_eq!(envs[SERVICE_PROCESS_ENV], "dispute-core");
+        assert_eq!(
+            envs["DISPUTE_CORE_DOCUMENT_STORE_URL"],
+            "http://127.0.0.1:7001"
+        );
+        assert_eq!(envs["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://127.0.0.1:4317");
+        // A later value of a key wins.
+        assert_eq!(envs["DISPUTE_CORE_SWEEP_INTERVAL_SECS"], "2");
     }
 }
