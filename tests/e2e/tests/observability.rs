@@ -20,8 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use harness::private_postgres::free_port;
-use harness::process::{SERVICE_PROCESS_ENV, ServiceProcess};
-use harness::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
+use harness::process::{SERVICE_PROCESS_ENV, Service, ServiceCommand, ServiceProcess};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -159,13 +158,6 @@ fn point_attributes(metric: &Metric) -> Vec<Vec<KeyValue>> {
     }
 }
 
-fn envs(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
 /// The JSON lines of a service's log (other output, e.g. the test harness's, skipped).
 fn json_lines(path: &Path) -> Vec<serde_json::Map<String, Value>> {
     std::fs::read_to_string(path)
@@ -230,56 +222,38 @@ async fn logs_carry_trace_ids_access_log_and_metrics_arrive() {
     let docs_addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let core_addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let telemetry_env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "300".to_owned()),
-        // Store code's statements are logged at debug (sqlx).
-        ("RUST_LOG", "info,sqlx::query=debug".to_owned()),
-        ("AUTH_JWT_SECRET", JWT_SECRET.to_owned()),
-    ];
+    let telemetry = |command: ServiceCommand| {
+        command
+            .otlp_endpoint(&otlp)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
+            // Store code's statements are logged at debug (sqlx).
+            .log_filter("info,sqlx::query=debug")
+            .jwt_secret(JWT_SECRET)
+    };
     let docs_log = work.path().join("document-store.log");
-    let mut docs_env = envs(&[
-        ("DOCUMENT_STORE_LISTEN_ADDR", docs_addr.to_string()),
-        ("DOCUMENT_STORE_DATABASE_URL", document_db_url.clone()),
-        ("DOCUMENT_STORE_S3_ENDPOINT", s3.endpoint.clone()),
-        ("DOCUMENT_STORE_S3_REGION", S3_REGION.to_owned()),
-        ("DOCUMENT_STORE_S3_BUCKET", BUCKET.to_owned()),
-        ("DOCUMENT_STORE_S3_ACCESS_KEY_ID", S3_ACCESS_KEY.to_owned()),
-        (
-            "DOCUMENT_STORE_S3_SECRET_ACCESS_KEY",
-            S3_SECRET_KEY.to_owned(),
-        ),
-        ("DOCUMENT_STORE_S3_CREATE_BUCKET", "true".to_owned()),
-        ("DOCUMENT_STORE_ACCESS_LOG", "false".to_owned()),
-        ("DOCUMENT_STORE_METRICS_ADDR", metrics_addr.to_string()),
-    ]);
-    docs_env.extend(envs(&telemetry_env));
     let mut docs = ServiceProcess::start(
-        "document-store",
-        ENTRY_TEST,
-        docs_addr,
-        docs_env,
+        telemetry(
+            ServiceCommand::test_entry(Service::DocumentStore, ENTRY_TEST)
+                .listen_addr(docs_addr)
+                .database_url(&document_db_url)
+                .s3(&s3.endpoint, BUCKET)
+                .env("DOCUMENT_STORE_ACCESS_LOG", "false")
+                .env("DOCUMENT_STORE_METRICS_ADDR", metrics_addr.to_string()),
+        ),
         docs_log.clone(),
     )
     .await
     .unwrap();
     let core_log = work.path().join("dispute-core.log");
-    let mut core_env = envs(&[
-        ("DISPUTE_CORE_LISTEN_ADDR", core_addr.to_string()),
-        ("DISPUTE_CORE_DATABASE_URL", dispute_db_url.clone()),
-        (
-            "DISPUTE_CORE_DOCUMENT_STORE_URL",
-            format!("http://{docs_addr}"),
-        ),
-        ("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "1".to_owned()),
-    ]);
-    core_env.extend(envs(&telemetry_env));
     let mut core = ServiceProcess::start(
-        "dispute-core",
-        ENTRY_TEST,
-        core_addr,
-        core_env,
+        telemetry(
+            ServiceCommand::test_entry(Service::DisputeCore, ENTRY_TEST)
+                .listen_addr(core_addr)
+                .database_url(&dispute_db_url)
+                .document_store_url(format!("http://{docs_addr}"))
+                .env("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "1"),
+        ),
         core_log.clone(),
     )
     .await

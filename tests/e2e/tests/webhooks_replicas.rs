@@ -11,7 +11,7 @@ use std::time::Duration;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use futures::StreamExt;
-use harness::process::ServiceProcess;
+use harness::process::{Service, ServiceCommand, ServiceProcess};
 use harness::webhook_receiver::{Received, Receiver};
 use harness::{Bearer, Stack, StackOptions};
 use secrecy::ExposeSecret;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fixtures::{act, create, merchant_dispute, stack, stack_with};
 use crate::webhooks::{create_endpoint, events_of};
 
-/// The ignored test of this binary that runs a service child process (faults.rs).
+/// The ignored test of this binary that runs a service child process (faults/mod.rs).
 const ENTRY_TEST: &str = "faults::service_process";
 
 /// Disputes driven through the three replicas: issue 12's 500 (about 13 s on a 2-core
@@ -276,41 +276,19 @@ async fn claims_of_a_replica_killed_with_sigkill_are_delivered_by_another() {
         [127, 0, 0, 1],
         harness::private_postgres::free_port().unwrap(),
     ));
-    let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect()
-    };
     let mut b = ServiceProcess::start(
-        "dispute-core",
-        ENTRY_TEST,
-        b_addr,
-        env(&[
-            ("DISPUTE_CORE_LISTEN_ADDR", b_addr.to_string()),
-            ("DISPUTE_CORE_DATABASE_URL", stack.dispute_db_url.clone()),
-            (
-                "DISPUTE_CORE_DOCUMENT_STORE_URL",
-                format!("http://{}", stack.document_store_addr),
-            ),
-            (
-                "AUTH_JWT_SECRET",
-                stack.jwt_secret.expose_secret().to_owned(),
-            ),
-            ("DISPUTE_CORE_WEBHOOK_ALLOW_HTTP", "true".to_owned()),
-            (
-                "DISPUTE_CORE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
-                "true".to_owned(),
-            ),
-            ("DISPUTE_CORE_WEBHOOK_TIME_SCALE", "1000".to_owned()),
-            ("DISPUTE_CORE_WEBHOOK_LEASE_MS", "3000".to_owned()),
+        ServiceCommand::test_entry(Service::DisputeCore, ENTRY_TEST)
+            .listen_addr(b_addr)
+            .database_url(&stack.dispute_db_url)
+            .document_store_url(format!("http://{}", stack.document_store_addr))
+            .jwt_secret(stack.jwt_secret.expose_secret())
+            .env("DISPUTE_CORE_WEBHOOK_ALLOW_HTTP", "true")
+            .env("DISPUTE_CORE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true")
+            .env("DISPUTE_CORE_WEBHOOK_TIME_SCALE", "1000")
+            .env("DISPUTE_CORE_WEBHOOK_LEASE_MS", "3000")
             // B waits on the held POSTs until it is killed.
-            (
-                "DISPUTE_CORE_WEBHOOK_ATTEMPT_TIMEOUT_MS",
-                "120000".to_owned(),
-            ),
-            ("DISPUTE_CORE_WEBHOOK_POLL_INTERVAL_MS", "20".to_owned()),
-        ]),
+            .env("DISPUTE_CORE_WEBHOOK_ATTEMPT_TIMEOUT_MS", "120000")
+            .env("DISPUTE_CORE_WEBHOOK_POLL_INTERVAL_MS", "20"),
         work.path().join("replica-b.log"),
     )
     .await

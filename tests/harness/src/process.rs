@@ -1,11 +1,14 @@
-//! Services in child processes, so a test can `kill -9` one and start it again on the
-//! same port.
+//! Services in child processes, wired through one builder, [`ServiceCommand`]: which
+//! service, which program, and its settings as environment variables (the services read
+//! their configuration from the environment, as deployed).
 //!
-//! The child is the test binary itself, re-run with `--exact <entry test> --ignored` and
-//! the service's settings in its environment: an ignored test of the binary (see
-//! `tests/e2e/tests/faults.rs`) runs the service exactly as its `main.rs` does (config from
-//! the environment, telemetry, `run` until SIGTERM). The service code is therefore always
-//! the code this test binary was built from, and no other binary has to be built or found.
+//! The program is either a service binary (the benchmarks run the release builds) or the
+//! test binary itself, re-run with `--exact <entry test> --ignored`: an ignored test of the
+//! binary (see `tests/e2e/tests/faults/mod.rs`) runs the service exactly as its `main.rs`
+//! does (config from the environment, telemetry, `run` until SIGTERM). The service code is
+//! then always the code this test binary was built from, and no other binary has to be
+//! built or found. [`ServiceProcess`] runs such a child so a test can `kill -9` it and
+//! start it again on the same port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,16 +19,193 @@ use anyhow::Context;
 use tokio::process::{Child, Command};
 
 use crate::clients::tonic_health_client::health_check;
+use crate::s3::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
 
-/// Set in the child's environment: which service the entry test runs.
+/// Set in the child's environment when it is the test binary: which service the entry test
+/// runs.
 pub const SERVICE_PROCESS_ENV: &str = "E2E_SERVICE_PROCESS";
+
+/// A service a child process runs; its settings' environment variables carry its prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    DisputeCore,
+    DocumentStore,
+}
+
+impl Service {
+    /// `dispute-core` or `document-store`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::DisputeCore => "dispute-core",
+            Service::DocumentStore => "document-store",
+        }
+    }
+
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Service::DisputeCore => "DISPUTE_CORE_",
+            Service::DocumentStore => "DOCUMENT_STORE_",
+        }
+    }
+}
+
+/// The program of a service child process.
+#[derive(Clone)]
+enum Program {
+    /// This test binary again, running its ignored entry test (see the module docs).
+    TestEntry(String),
+    /// A service binary.
+    Binary(PathBuf),
+}
+
+/// How to start one service as a child process: the program and the environment that
+/// configures it. Typed setters for the settings every caller gives, [`ServiceCommand::env`]
+/// for the rest; [`ServiceCommand::command`] makes the process command (the child inherits
+/// this process's environment as well), [`ServiceProcess::start`] runs it.
+#[derive(Clone)]
+pub struct ServiceCommand {
+    service: Service,
+    program: Program,
+    listen_addr: Option<SocketAddr>,
+    envs: Vec<(String, String)>,
+}
+
+impl ServiceCommand {
+    /// `service` run by this test binary's ignored test `entry_test` (its full path, as
+    /// `--exact` takes it).
+    pub fn test_entry(service: Service, entry_test: &str) -> ServiceCommand {
+        ServiceCommand::new(service, Program::TestEntry(entry_test.to_owned()))
+    }
+
+    /// `service` run by its binary at `path`.
+    pub fn binary(service: Service, path: impl Into<PathBuf>) -> ServiceCommand {
+        ServiceCommand::new(service, Program::Binary(path.into()))
+    }
+
+    fn new(service: Service, program: Program) -> ServiceCommand {
+        ServiceCommand {
+            service,
+            program,
+            listen_addr: None,
+            envs: Vec::new(),
+        }
+    }
+
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// The address given to [`ServiceCommand::listen_addr`].
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    /// `<SERVICE>_LISTEN_ADDR`: the service binds it itself.
+    pub fn listen_addr(mut self, addr: SocketAddr) -> ServiceCommand {
+        self.listen_addr = Some(addr);
+        self.service_env("LISTEN_ADDR", addr.to_string())
+    }
+
+    /// `<SERVICE>_DATABASE_URL`.
+    pub fn database_url(self, url: impl Into<String>) -> ServiceCommand {
+        self.service_env("DATABASE_URL", url)
+    }
+
+    /// `DISPUTE_CORE_DOCUMENT_STORE_URL`: where dispute-core reaches document-store.
+    pub fn document_store_url(self, url: impl Into<String>) -> ServiceCommand {
+        assert_eq!(
+            self.service,
+            Service::DisputeCore,
+            "only dispute-core calls document-store"
+        );
+        self.service_env("DOCUMENT_STORE_URL", url)
+    }
+
+    /// `DOCUMENT_STORE_S3_*`: the harness's S3 server (its region and keys) at `endpoint`,
+    /// `bucket` created at start-up when missing.
+    pub fn s3(self, endpoint: impl Into<String>, bucket: &str) -> ServiceCommand {
+        assert_eq!(
+            self.service,
+            Service::DocumentStore,
+            "only document-store uses S3"
+        );
+        self.service_env("S3_ENDPOINT", endpoint)
+            .service_env("S3_REGION", S3_REGION)
+            .service_env("S3_BUCKET", bucket)
+            .service_env("S3_ACCESS_KEY_ID", S3_ACCESS_KEY)
+            .service_env("S3_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+            .service_env("S3_CREATE_BUCKET", "true")
+    }
+
+    /// `AUTH_JWT_SECRET`: the key access tokens are checked with.
+    pub fn jwt_secret(self, secret: impl Into<String>) -> ServiceCommand {
+        self.env("AUTH_JWT_SECRET", secret)
+    }
+
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans and metrics are exported.
+    pub fn otlp_endpoint(self, url: impl Into<String>) -> ServiceCommand {
+        self.env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    }
+
+    /// `RUST_LOG`: the log filter.
+    pub fn log_filter(self, filter: impl Into<String>) -> ServiceCommand {
+        self.env("RUST_LOG", filter)
+    }
+
+    /// Any other variable of the child's environment; a later value of a key wins.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> ServiceCommand {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// [`ServiceCommand::env`] for each pair.
+    pub fn envs<K, V>(self, pairs: impl IntoIterator<Item = (K, V)>) -> ServiceCommand
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        pairs
+            .into_iter()
+            .fold(self, |command, (k, v)| command.env(k, v))
+    }
+
+    /// `<SERVICE>_<name>`.
+    fn service_env(self, name: &str, value: impl Into<String>) -> ServiceCommand {
+        let key = format!("{}{name}", self.service.env_prefix());
+        self.env(key, value)
+    }
+
+    /// The command that starts the service: program, arguments and environment. Output,
+    /// input and what happens on drop are the caller's.
+    pub fn command(&self) -> anyhow::Result<Command> {
+        let mut command = match &self.program {
+            Program::TestEntry(entry_test) => {
+                let exe = std::env::current_exe().context("locate the test binary")?;
+                let mut command = Command::new(exe);
+                command
+                    .args([
+                        "--exact",
+                        entry_test,
+                        "--ignored",
+                        "--nocapture",
+                        "--test-threads",
+                        "1",
+                    ])
+                    .env(SERVICE_PROCESS_ENV, self.service.name());
+                command
+            }
+            Program::Binary(path) => Command::new(path),
+        };
+        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        Ok(command)
+    }
+}
 
 /// A service running in a child process.
 pub struct ServiceProcess {
     pub name: String,
     pub addr: SocketAddr,
-    entry_test: String,
-    envs: Vec<(String, String)>,
+    command: ServiceCommand,
     log: PathBuf,
     child: Option<Child>,
     /// How many times it was started.
@@ -33,21 +213,16 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `name` (passed to the child as `E2E_SERVICE_PROCESS`) by re-running this test
-    /// binary's ignored test `entry_test` with `envs`; its output goes to `log`. Returns
-    /// once the service's health check answers SERVING on `addr`.
-    pub async fn start(
-        name: &str,
-        entry_test: &str,
-        addr: SocketAddr,
-        envs: Vec<(String, String)>,
-        log: PathBuf,
-    ) -> anyhow::Result<ServiceProcess> {
+    /// Starts `command` (which must name its listen address); its output goes to `log`.
+    /// Returns once the service's health check answers SERVING on that address.
+    pub async fn start(command: ServiceCommand, log: PathBuf) -> anyhow::Result<ServiceProcess> {
+        let addr = command
+            .addr()
+            .context("a service process needs its listen address")?;
         let mut process = ServiceProcess {
-            name: name.to_owned(),
+            name: command.service().name().to_owned(),
             addr,
-            entry_test: entry_test.to_owned(),
-            envs,
+            command,
             log,
             child: None,
             starts: 0,
@@ -59,23 +234,14 @@ impl ServiceProcess {
     /// Starts the (killed or stopped) service again on the same address.
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "{} is still running", self.name);
-        let exe = std::env::current_exe().context("locate the test binary")?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("open {}", self.log.display()))?;
-        let child = Command::new(exe)
-            .args([
-                "--exact",
-                &self.entry_test,
-                "--ignored",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(SERVICE_PROCESS_ENV, &self.name)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+        let child = self
+            .command
+            .command()?
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -139,5 +305,89 @@ impl ServiceProcess {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn envs(command: &ServiceCommand) -> BTreeMap<String, String> {
+        let command = command.command().unwrap();
+        command
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| {
+                let value = v.unwrap_or_default().to_string_lossy().into_owned();
+                (k.to_string_lossy().into_owned(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn typed_settings_name_the_services_variables() {
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let docs = ServiceCommand::binary(Service::DocumentStore, "/bin/document-store")
+            .listen_addr(addr)
+            .database_url("postgres://db/documents")
+            .s3("http://127.0.0.1:9000", "bucket")
+            .jwt_secret("secret")
+            .log_filter("warn")
+            .env("DOCUMENT_STORE_ACCESS_LOG", "false");
+        let expected: BTreeMap<String, String> = [
+            ("DOCUMENT_STORE_LISTEN_ADDR", "127.0.0.1:7001"),
+            ("DOCUMENT_STORE_DATABASE_URL", "postgres://db/documents"),
+            ("DOCUMENT_STORE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("DOCUMENT_STORE_S3_REGION", S3_REGION),
+            ("DOCUMENT_STORE_S3_BUCKET", "bucket"),
+            ("DOCUMENT_STORE_S3_ACCESS_KEY_ID", S3_ACCESS_KEY),
+            ("DOCUMENT_STORE_S3_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+            ("DOCUMENT_STORE_S3_CREATE_BUCKET", "true"),
+            ("AUTH_JWT_SECRET", "secret"),
+            ("RUST_LOG", "warn"),
+            ("DOCUMENT_STORE_ACCESS_LOG", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(envs(&docs), expected);
+        assert_eq!(docs.addr(), Some(addr));
+        assert_eq!(
+            docs.command().unwrap().as_std().get_program(),
+            "/bin/document-store"
+        );
+    }
+
+    #[test]
+    fn a_test_entry_reruns_this_binary_with_the_service_named() {
+        let core = ServiceCommand::test_entry(Service::DisputeCore, "faults::service_process")
+            .document_store_url("http://127.0.0.1:7001")
+            .otlp_endpoint("http://127.0.0.1:4317")
+            .env("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "1")
+            .env("DISPUTE_CORE_SWEEP_INTERVAL_SECS", "2");
+        let command = core.command().unwrap();
+        let args: Vec<_> = command.as_std().get_args().collect();
+        assert_eq!(
+            args,
+            [
+                "--exact",
+                "faults::service_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1"
+            ]
+        );
+        let envs = envs(&core);
+        assert_eq!(envs[SERVICE_PROCESS_ENV], "dispute-core");
+        assert_eq!(
+            envs["DISPUTE_CORE_DOCUMENT_STORE_URL"],
+            "http://127.0.0.1:7001"
+        );
+        assert_eq!(envs["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://127.0.0.1:4317");
+        // A later value of a key wins.
+        assert_eq!(envs["DISPUTE_CORE_SWEEP_INTERVAL_SECS"], "2");
     }
 }

@@ -23,6 +23,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
+use harness::process::{Service, ServiceCommand};
 use harness::{Bearer, DisputesClient};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
@@ -91,22 +92,22 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Result<()> {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .env("DISPUTE_CORE_LISTEN_ADDR", addr.to_string())
-        .env("DISPUTE_CORE_DATABASE_URL", database_url)
+    let mut service = ServiceCommand::binary(Service::DisputeCore, binary)
+        .listen_addr(addr)
+        .database_url(database_url)
         // ListDisputes never calls document-store; nothing listens here.
-        .env("DISPUTE_CORE_DOCUMENT_STORE_URL", "http://127.0.0.1:9")
-        .env("AUTH_JWT_SECRET", JWT_SECRET)
-        .env("RUST_LOG", "error")
+        .document_store_url("http://127.0.0.1:9")
+        .jwt_secret(JWT_SECRET)
+        .log_filter("error");
+    if let Some(limit) = args.max_concurrent_calls {
+        service = service.env("DISPUTE_CORE_MAX_CONCURRENT_CALLS", limit.to_string());
+    }
+    let mut child = service
+        .command()?
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if let Some(limit) = args.max_concurrent_calls {
-        command.env("DISPUTE_CORE_MAX_CONCURRENT_CALLS", limit.to_string());
-    }
-    let mut child = command
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start {}", binary.display()))?;
     let deadline = Instant::now() + Duration::from_secs(30);

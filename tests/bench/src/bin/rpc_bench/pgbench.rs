@@ -12,7 +12,8 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 
-use crate::{Args, Seed};
+use crate::Args;
+use crate::seed::Seed;
 
 /// Copies of the issuer dispute the CreateAction transaction picks from at random.
 const ACTION_COPIES: u32 = 2_000;
