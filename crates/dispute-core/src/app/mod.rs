@@ -8,7 +8,7 @@
 mod create_action;
 mod create_dispute;
 mod deadline_sweep;
-mod event_feed;
+pub mod events;
 mod evidence_documents;
 mod mutation;
 mod persist;
@@ -16,20 +16,16 @@ mod queries;
 mod record_network_event;
 mod staged_holds;
 mod update_dispute;
-mod webhook_fanout;
-mod webhook_worker;
 pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 pub use deadline_sweep::{DueSoonReport, SweepReport};
-pub use event_feed::{
-    DEFAULT_STREAM_HEARTBEAT_MS, EventHub, EventPage, FeedItem, FollowSettings, StoredEvent,
-};
+pub use events::DEFAULT_STREAM_HEARTBEAT_MS;
 pub use webhooks::{WebhookSettings, Webhooks};
 
-use crate::documents::DocumentsClient;
+use crate::clients::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;
 use crate::domain::evidence::DisputeDocument;
 use crate::domain::lifecycle::{self, AvailableAction};

@@ -16,9 +16,7 @@ use crate::domain::{
 
 /// A dispute id, or INVALID_ARGUMENT naming `field`.
 pub fn dispute_id(field: &str, value: &str) -> Result<DisputeId, DisputeError> {
-    let nul = nul_violations([(field, value)]);
-    refuse_nul(nul, Ok(()))?;
-    DisputeId::parse(field, value).map_err(|violation| DisputeError::Validation(vec![violation]))
+    checked_id(field, value, DisputeId::parse)
 }
 
 /// A new dispute as it arrived: the draft, and its due time, which may not have decoded.

@@ -106,9 +106,7 @@ pub struct StreamEvents {
 
 /// An event id, or INVALID_ARGUMENT naming `field`.
 pub fn event_id(field: &str, value: &str) -> Result<EventId, DisputeError> {
-    let nul = nul_violations([(field, value)]);
-    refuse_nul(nul, Ok(()))?;
-    EventId::parse(field, value).map_err(|violation| DisputeError::Validation(vec![violation]))
+    checked_id(field, value, EventId::parse)
 }
 
 /// Checks ListEvents: known types, a `dsp_` id, a time range in order and paging.

@@ -21,6 +21,7 @@ mod events;
 mod history;
 mod network_events;
 mod shared;
+mod webhooks;
 
 pub use actions::*;
 pub use disputes::*;
@@ -28,3 +29,4 @@ pub use events::*;
 pub use history::*;
 pub use network_events::*;
 pub use shared::{Decoded, MAX_DOCUMENT_IDS, fingerprint};
+pub use webhooks::*;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use domain_kit::ids::DocumentId;
-use domain_kit::violation::{Violation, merge_nul};
+use domain_kit::violation::{Violation, merge_nul, nul_violations};
 use sha2::{Digest, Sha256};
 
 use crate::domain::dispute::{MAX_MEMO_CHARS, validate_request_id};
@@ -95,6 +95,18 @@ pub fn fingerprint(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A prefixed id (`dsp_…`, `evt_…`, `whe_…`) parsed with `parse`, or INVALID_ARGUMENT naming
+/// `field` (for NUL first, like every string).
+pub(super) fn checked_id<T>(
+    field: &str,
+    value: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T, Violation>,
+) -> Result<T, DisputeError> {
+    let nul = nul_violations([(field, value)]);
+    refuse_nul(nul, Ok(()))?;
+    parse(field, value).map_err(|violation| DisputeError::Validation(vec![violation]))
 }
 
 /// The value, or `None` after adding the violation of a value that did not decode.
