@@ -3,11 +3,25 @@
 //! (grpc/) maps requests in and results out; the domain never sees a clock, a connection or
 //! a wire type.
 //!
-//! This file holds what the use cases share; none of it imports a use-case file.
+//! - Disputes (DisputeService): `create_dispute`, `update_dispute`, `create_action`,
+//!   `record_network_event`, `queries`, with what they share in `mutation`, `persist`,
+//!   `evidence_documents` and `staged_holds`.
+//! - Events (EventService's feed): `events/` (the reads, the hub that wakes streams, the
+//!   sequencer that numbers events). Events are recorded by `persist` and the sweeper, each
+//!   with its webhook deliveries in the same statement.
+//! - Webhooks (EventService's endpoints and deliveries): `webhooks/` ([`Webhooks`], with the
+//!   delivery worker).
+//! - Background workers, all started through `service_kit::worker::Workers` by `lib.rs`:
+//!   `deadline_sweep` ([`App::start_workers`]: the sweeper, key purger and lock repairer),
+//!   `events::start_event_workers` (listener and sequencer) and
+//!   [`Webhooks::start_worker`].
+//!
+//! This file holds what the use cases share; none of it imports a use-case file (it only
+//! re-exports `events`' and `webhooks`' settings, which import nothing from here).
 
 mod create_action;
 mod create_dispute;
-mod deadline_sweep;
+pub mod deadline_sweep;
 pub mod events;
 mod evidence_documents;
 mod mutation;
@@ -21,7 +35,6 @@ pub mod webhooks;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-pub use deadline_sweep::{DueSoonReport, SweepReport};
 pub use events::DEFAULT_STREAM_HEARTBEAT_MS;
 pub use webhooks::{WebhookSettings, Webhooks};
 

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use dispute_core::app::{App, Disputes, SweepReport};
+use dispute_core::app::deadline_sweep::SweepReport;
+use dispute_core::app::{App, Disputes};
 use dispute_core::clients::documents::DocumentsClient;
 use dispute_core::domain::MoneyPolicy;
 use dispute_core::store::deadlines::find_sweep_failure;
