@@ -3,9 +3,9 @@
 //! gRPC (`clients::documents`) and sends the events to webhook endpoints
 //! (`clients::webhook_http`).
 //!
-//! Layers, each depending only on those after it: `grpc` (transport) → `app` (use cases and
-//! background workers) → `domain` (pure rules) ← `store` (PostgreSQL); `clients` are the
-//! outbound calls the app makes.
+//! Layers: `grpc` (transport) → `app` (use cases and background workers) → `store`
+//! (PostgreSQL) and `clients` (outbound calls), all over `domain` (pure rules, which uses
+//! none of them). No arrow runs the other way.
 
 pub mod app;
 pub mod clients;
