@@ -12,7 +12,6 @@
 //! was lost. A stream never trusts a notification to carry anything: a notification (or a
 //! heartbeat tick, or the listener reconnecting) only makes it read again after its last
 //! position.
-
 //!
 //! This file holds what the others share; `feed` uses it and `hub`, and it uses only `hub`
 //! and `sequencer`, which use nothing else here.
