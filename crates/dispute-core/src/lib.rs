@@ -1,9 +1,15 @@
-//! dispute-core: `disputes.v1.DisputeService`. Owns disputes, their history and money in
-//! PostgreSQL, and reads documents from document-store over gRPC.
+//! dispute-core: `disputes.v1.DisputeService` and `disputes.v1.EventService`. Owns disputes,
+//! their history, money and events in PostgreSQL, reads documents from document-store over
+//! gRPC (`clients::documents`) and sends the events to webhook endpoints
+//! (`clients::webhook_http`).
+//!
+//! Layers: `grpc` (transport) → `app` (use cases and background workers) → `store`
+//! (PostgreSQL) and `clients` (outbound calls), all over `domain` (pure rules, which uses
+//! none of them). No arrow runs the other way.
 
 pub mod app;
+pub mod clients;
 pub mod config;
-pub mod documents;
 pub mod domain;
 pub mod grpc;
 pub mod store;
@@ -16,6 +22,7 @@ use service_kit::auth::{AuthInterceptor, TokenVerifier};
 use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
+use service_kit::worker::Workers;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
@@ -68,7 +75,7 @@ pub async fn run(
         .await?;
     let app = app::Disputes {
         pool,
-        documents: documents::DocumentsClient::connect_lazy_with_tls(
+        documents: clients::documents::DocumentsClient::connect_lazy_with_tls(
             &config.document_store_url,
             config.tls.document_store_ca(),
         )?
@@ -77,13 +84,6 @@ pub async fn run(
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal)
     .with_due_soon_lead(config.due_soon_lead());
-    let mut workers = app.spawn_workers(
-        Duration::from_secs(config.sweep_interval_secs.max(1)),
-        &shutdown,
-    );
-    // One LISTEN connection wakes every StreamEvents stream of this process.
-    let (event_hub, event_listener) = app::EventHub::spawn(app.pool().clone(), shutdown.clone());
-    workers.push(event_listener);
     let webhook_settings = app::WebhookSettings {
         // Attempts in flight at SIGTERM get half the worker stop timeout, then their claims
         // are released.
@@ -93,10 +93,20 @@ pub async fn run(
     let webhooks = app::Webhooks::new(
         app.pool().clone(),
         webhook_settings,
-        grpc::webhook_json::render,
+        grpc::event_service::webhook_json::render,
     )?;
+    // The background workers, each started through the kit and stopped with the service:
+    // the deadline sweeper and its fellow periodic jobs, the event listener (one LISTEN
+    // connection wakes every StreamEvents stream of this process) and sequencer, and the
+    // webhook delivery worker.
+    let mut workers = Workers::new(&shutdown);
+    app.start_workers(
+        &mut workers,
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+    );
+    let event_hub = app::events::start_event_workers(&mut workers, app.pool().clone());
     if config.webhooks.webhook_worker {
-        workers.push(webhooks.spawn_worker(&shutdown));
+        webhooks.start_worker(&mut workers);
     }
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
@@ -104,16 +114,14 @@ pub async fn run(
         AuthInterceptor::new(verifier.clone()),
     );
     let event_service = InterceptedService::new(
-        EventServiceServer::new(grpc::events::EventServiceHandler::new(
-            grpc::event_feed::EventFeedRpcs::new(
-                app.clone(),
-                event_hub,
-                grpc::event_feed::FeedSettings {
-                    heartbeat: config.event_stream_heartbeat(),
-                    shutdown: shutdown.clone(),
-                },
-            ),
-            grpc::webhooks::WebhookRpcs::new(webhooks),
+        EventServiceServer::new(grpc::event_service::EventServiceHandler::new(
+            app.clone(),
+            event_hub,
+            grpc::event_service::FeedSettings {
+                heartbeat: config.event_stream_heartbeat(),
+                shutdown: shutdown.clone(),
+            },
+            webhooks,
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier),
@@ -158,7 +166,7 @@ pub async fn run(
     .await;
     // `serve` leaves `shutdown` cancelled, so the workers stop too; on an error, stop them.
     shutdown.cancel();
-    if !service_kit::worker::stop_workers(workers, config.worker_stop_timeout()).await {
+    if !workers.stop(config.worker_stop_timeout()).await {
         tracing::warn!(
             "a background worker run was cut off at exit; it is retried at the next start"
         );

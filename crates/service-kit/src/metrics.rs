@@ -3,7 +3,9 @@
 //! Instruments come from the global meter provider that [`crate::telemetry::init`] installs
 //! (OTLP and/or a Prometheus scrape endpoint); without one they record nothing. Create them
 //! after telemetry is set up (a service's `run` does). Names follow the OpenTelemetry
-//! semantic conventions where one exists (`rpc.*`, `db.client.connections.*`).
+//! semantic conventions where one exists (`rpc.*`, `db.client.connections.*`). A service's
+//! own metrics live with it (dispute-core's `webhooks.*` in `app/webhooks/metrics.rs`) and
+//! use [`meter`].
 //!
 //! A service's own instruments live in that service, on [`meter`]: document-store's
 //! `documents.upload.*` in `document_store::app::metrics`.
@@ -18,9 +20,6 @@
 //! | `db.client.connections.usage` | gauge | {connection} | pool.name, state (`used`, `idle`) |
 //! | `db.client.connections.max` | gauge | {connection} | pool.name |
 //! | `db.client.connections.timeouts` | counter | {timeout} | (none) |
-//! | `webhooks.deliveries` | counter | {delivery} | outcome |
-//! | `webhooks.delivery.duration` | histogram | ms | outcome |
-//! | `webhooks.backlog` | gauge | {delivery} | (none) |
 
 use std::time::Duration;
 
@@ -210,55 +209,4 @@ pub fn pool_acquire_timed_out() {
         .with_description("Calls that gave up waiting for a pooled database connection")
         .build()
         .add(1, &[]);
-}
-
-/// Webhook delivery metrics, for the webhook dispatcher to call.
-#[derive(Clone, Debug)]
-pub struct WebhookMetrics {
-    deliveries: Counter<u64>,
-    duration: Histogram<f64>,
-}
-
-impl WebhookMetrics {
-    pub fn new() -> Self {
-        let meter = meter();
-        Self {
-            deliveries: meter
-                .u64_counter("webhooks.deliveries")
-                .with_unit("{delivery}")
-                .with_description("Webhook delivery attempts, by outcome")
-                .build(),
-            duration: meter
-                .f64_histogram("webhooks.delivery.duration")
-                .with_unit("ms")
-                .with_description("Latency of webhook delivery attempts")
-                .build(),
-        }
-    }
-
-    /// One delivery attempt that ended with `outcome` (e.g. `delivered`, `failed`,
-    /// `gave_up`) after `elapsed`.
-    pub fn attempt(&self, outcome: &'static str, elapsed: Duration) {
-        let outcome = [KeyValue::new("outcome", outcome)];
-        self.deliveries.add(1, &outcome);
-        self.duration
-            .record(elapsed.as_secs_f64() * 1000.0, &outcome);
-    }
-
-    /// Observes the backlog (deliveries waiting) with `backlog`, called at each collection;
-    /// it must not block (e.g. read an atomic the dispatcher updates).
-    pub fn observe_backlog(backlog: impl Fn() -> u64 + Send + Sync + 'static) {
-        meter()
-            .u64_observable_gauge("webhooks.backlog")
-            .with_unit("{delivery}")
-            .with_description("Webhook deliveries waiting to be sent")
-            .with_callback(move |observer| observer.observe(backlog(), &[]))
-            .build();
-    }
-}
-
-impl Default for WebhookMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }

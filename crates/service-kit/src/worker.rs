@@ -1,5 +1,8 @@
-//! Periodic background workers (deadline sweeper, key purger, abandoned-upload cleaner):
-//! one loop that runs a job, logs what it did, and stops with the service.
+//! Background workers, started one way: [`Workers`] (or [`spawn_worker`]) starts each as a
+//! named task that gets the service's shutdown token and returns once it is cancelled;
+//! [`Workers::spawn_periodic`] (or [`spawn_periodic`]) is that for a job run every interval
+//! (deadline sweeper, key purger, abandoned-upload cleaner), which logs what each run did.
+//! At exit [`Workers::stop`] waits for them within a budget, then cuts off the rest.
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,6 +33,80 @@ impl RunReport {
     }
 }
 
+/// The background workers of a service: each started the same way, and all stopped
+/// together at exit.
+#[derive(Debug)]
+pub struct Workers {
+    shutdown: CancellationToken,
+    running: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Workers {
+    /// No workers yet; those started will stop when `shutdown` is cancelled.
+    pub fn new(shutdown: &CancellationToken) -> Self {
+        Self {
+            shutdown: shutdown.clone(),
+            running: Vec::new(),
+        }
+    }
+
+    /// Starts worker `name` (see [`spawn_worker`]).
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, body: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handle = spawn_worker(name, &self.shutdown, body);
+        self.running.push((name, handle));
+    }
+
+    /// Starts worker `name` running `job` every `every` (see [`spawn_periodic`]).
+    pub fn spawn_periodic<F, Fut, E>(&mut self, name: &'static str, every: Duration, job: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<RunReport, E>> + Send,
+        E: std::fmt::Debug,
+    {
+        let handle = spawn_periodic(name, every, self.shutdown.clone(), job);
+        self.running.push((name, handle));
+    }
+
+    /// The names of the workers started, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.running.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// Cancels the shutdown token (if not yet) and waits up to `within` for every worker
+    /// to stop (see [`stop_workers`]). Returns whether all stopped in time.
+    pub async fn stop(self, within: Duration) -> bool {
+        self.shutdown.cancel();
+        let (names, handles): (Vec<_>, Vec<_>) = self.running.into_iter().unzip();
+        let all_stopped = stop_workers(handles, within).await;
+        if !all_stopped {
+            tracing::debug!(workers = ?names, "not every worker stopped in time");
+        }
+        all_stopped
+    }
+}
+
+/// Starts worker `name`: `body` gets the service's shutdown token and must return once it
+/// is cancelled (finishing, or giving back, the work in hand).
+pub fn spawn_worker<F, Fut>(
+    name: &'static str,
+    shutdown: &CancellationToken,
+    body: F,
+) -> JoinHandle<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let run = body(shutdown.clone());
+    tokio::spawn(async move {
+        run.await;
+        tracing::debug!(worker = name, "worker stopped");
+    })
+}
+
 /// Runs `job` now and then every `every` until `shutdown` is cancelled. A run that reports
 /// `more` is followed by the next one at once; a failed run is logged and retried at the
 /// next tick, so a database blip never stops the worker. `name` names the worker in logs
@@ -47,7 +124,7 @@ where
     E: std::fmt::Debug,
 {
     let metrics = crate::metrics::WorkerMetrics::new();
-    tokio::spawn(async move {
+    spawn_worker(name, &shutdown, move |shutdown| async move {
         loop {
             let span = tracing::info_span!(
                 parent: None,
@@ -190,6 +267,32 @@ mod tests {
             .await
             .expect("the worker stops on shutdown")
             .expect("the worker does not panic");
+    }
+
+    #[tokio::test]
+    async fn workers_start_one_way_and_stop_together() {
+        let shutdown = CancellationToken::new();
+        let mut workers = Workers::new(&shutdown);
+        let runs = Arc::new(AtomicU64::new(0));
+        let counter = runs.clone();
+        workers.spawn(
+            "waits",
+            |shutdown| async move { shutdown.cancelled().await },
+        );
+        workers.spawn_periodic("counts", Duration::from_millis(5), move || {
+            let counter = counter.clone();
+            async move { Ok::<_, &str>(RunReport::done(counter.fetch_add(1, Ordering::SeqCst))) }
+        });
+        assert_eq!(workers.names(), ["waits", "counts"]);
+        while runs.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stopped =
+            tokio::time::timeout(Duration::from_secs(5), workers.stop(Duration::from_secs(5)))
+                .await
+                .expect("stop returns");
+        assert!(stopped, "every worker observed the cancelled token");
+        assert!(shutdown.is_cancelled());
     }
 
     #[tokio::test]

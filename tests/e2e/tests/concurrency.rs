@@ -160,7 +160,7 @@ async fn sweeper_replicas_apply_each_deadline_once() {
             pool: dispute_core::connect_database(&stack.dispute_db_url, 5)
                 .await
                 .unwrap(),
-            documents: dispute_core::documents::DocumentsClient::connect_lazy(&format!(
+            documents: dispute_core::clients::documents::DocumentsClient::connect_lazy(&format!(
                 "http://{}",
                 stack.document_store_addr
             ))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dispute_core::app::{App, Disputes};
-use dispute_core::documents::DocumentsClient;
+use dispute_core::clients::documents::DocumentsClient;
 use dispute_core::domain::requests::CreateAction;
 use dispute_core::domain::{
     ActionType, DisputeError, EnumInput, MoneyPolicy, Network, NewDispute, NewDisputeDraft, Reason,

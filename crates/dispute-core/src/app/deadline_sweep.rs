@@ -1,5 +1,6 @@
-//! The background jobs: the deadline sweeper (M14, I14, H1) and the purge of old
-//! idempotency keys, each a periodic worker that stops with the service.
+//! The background jobs: the deadline sweeper (M14, I14, H1), the purge of old idempotency
+//! keys and the repair of document locks, each a periodic worker that stops with the
+//! service (started by [`App::start_workers`], like the event and webhook workers).
 //!
 //! The sweeper applies each due dispute in its own transaction: a dispute that fails is
 //! logged, counted and pushed back with a growing backoff (`deadline_sweep_failures`), and
@@ -10,16 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use service_kit::worker::{RunReport, spawn_periodic};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use service_kit::worker::{RunReport, Workers};
 
 use super::persist::reload;
-use super::{App, DisputeView, webhook_fanout};
+use super::{App, DisputeView};
 use crate::domain::deadlines as deadlines_rule;
 use crate::domain::lifecycle;
 use crate::domain::{DisputeError, DisputeEvent, Trigger};
-use crate::store::{deadlines, idempotency};
+use crate::store::{deadlines, events, idempotency};
 
 /// Disputes one sweeper run handles (each in its own transaction) before it reports that
 /// more remain.
@@ -68,61 +67,48 @@ enum Swept {
 impl App {
     /// Starts the sweeper (every `sweep_every`, and at once again while a backlog remains),
     /// the idempotency-key purger and the repair worker that releases document locks of
-    /// submissions that did not happen; all stop when `shutdown` is cancelled.
-    pub fn spawn_workers(
-        &self,
-        sweep_every: Duration,
-        shutdown: &CancellationToken,
-    ) -> Vec<JoinHandle<()>> {
+    /// submissions that did not happen, among `workers`; all stop with them.
+    pub fn start_workers(&self, workers: &mut Workers, sweep_every: Duration) {
         let sweeper = self.clone();
         let purger = self.clone();
         let repairer = self.clone();
-        vec![
-            spawn_periodic(
-                "deadline sweeper",
-                sweep_every,
-                shutdown.clone(),
-                move || {
-                    let app = sweeper.clone();
-                    async move {
-                        let now = Utc::now();
-                        let report = app.sweep_deadline_batch(now).await?;
-                        let due_soon = app.announce_due_soon_batch(now).await?;
-                        Ok::<RunReport, DisputeError>(RunReport {
-                            handled: report.applied + report.unchanged + due_soon.announced,
-                            failed: report.failed + due_soon.failed,
-                            more: report.more || due_soon.more,
-                        })
-                    }
-                },
-            ),
-            spawn_periodic(
-                "idempotency key purger",
-                IDEMPOTENCY_PURGE_EVERY,
-                shutdown.clone(),
-                move || {
-                    let app = purger.clone();
-                    async move { app.purge_old_idempotency_keys().await.map(RunReport::done) }
-                },
-            ),
-            spawn_periodic(
-                "document lock repairer",
-                STALE_LOCK_REPAIR_EVERY,
-                shutdown.clone(),
-                move || {
-                    let app = repairer.clone();
-                    async move {
-                        let (released, failed) =
-                            app.release_stale_document_locks(STALE_LOCK_AGE).await?;
-                        Ok::<RunReport, DisputeError>(RunReport {
-                            handled: released,
-                            failed,
-                            more: false,
-                        })
-                    }
-                },
-            ),
-        ]
+        workers.spawn_periodic("deadline sweeper", sweep_every, move || {
+            let app = sweeper.clone();
+            async move {
+                let now = Utc::now();
+                let report = app.sweep_deadline_batch(now).await?;
+                let due_soon = app.announce_due_soon_batch(now).await?;
+                Ok::<RunReport, DisputeError>(RunReport {
+                    handled: report.applied + report.unchanged + due_soon.announced,
+                    failed: report.failed + due_soon.failed,
+                    more: report.more || due_soon.more,
+                })
+            }
+        });
+        workers.spawn_periodic(
+            "idempotency key purger",
+            IDEMPOTENCY_PURGE_EVERY,
+            move || {
+                let app = purger.clone();
+                async move { app.purge_old_idempotency_keys().await.map(RunReport::done) }
+            },
+        );
+        workers.spawn_periodic(
+            "document lock repairer",
+            STALE_LOCK_REPAIR_EVERY,
+            move || {
+                let app = repairer.clone();
+                async move {
+                    let (released, failed) =
+                        app.release_stale_document_locks(STALE_LOCK_AGE).await?;
+                    Ok::<RunReport, DisputeError>(RunReport {
+                        handled: released,
+                        failed,
+                        more: false,
+                    })
+                }
+            },
+        );
     }
 
     /// Applies every deadline passed at `now`, batch after batch until none is left (or only
@@ -302,7 +288,8 @@ impl App {
             shown.action_history.clear();
             let payload = self.snapshot(&DisputeView::at(shown, now));
             let event_type = DisputeEvent::DueSoon.as_str();
-            webhook_fanout::record_events(tx, tenant_id, id, &[event_type], &payload).await?;
+            // With one webhook delivery per endpoint that takes it, in one statement.
+            events::insert_event(tx, tenant_id, id, event_type, &payload).await?;
         }
         deadlines::mark_due_soon_sent(tx, tenant_id, id, dispute.due_time).await?;
         Ok(due.is_some())

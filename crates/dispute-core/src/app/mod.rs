@@ -3,12 +3,26 @@
 //! (grpc/) maps requests in and results out; the domain never sees a clock, a connection or
 //! a wire type.
 //!
-//! This file holds what the use cases share; none of it imports a use-case file.
+//! - Disputes (DisputeService): `create_dispute`, `update_dispute`, `create_action`,
+//!   `record_network_event`, `queries`, with what they share in `mutation`, `persist`,
+//!   `evidence_documents` and `staged_holds`.
+//! - Events (EventService's feed): `events/` (the reads, the hub that wakes streams, the
+//!   sequencer that numbers events). Events are recorded by `persist` and the sweeper, each
+//!   with its webhook deliveries in the same statement.
+//! - Webhooks (EventService's endpoints and deliveries): `webhooks/` ([`Webhooks`], with the
+//!   delivery worker).
+//! - Background workers, all started through `service_kit::worker::Workers` by `lib.rs`:
+//!   `deadline_sweep` ([`App::start_workers`]: the sweeper, key purger and lock repairer),
+//!   `events::start_event_workers` (listener and sequencer) and
+//!   [`Webhooks::start_worker`].
+//!
+//! This file holds what the use cases share; none of it imports a use-case file (it only
+//! re-exports `events`' and `webhooks`' settings, which import nothing from here).
 
 mod create_action;
 mod create_dispute;
-mod deadline_sweep;
-mod event_feed;
+pub mod deadline_sweep;
+pub mod events;
 mod evidence_documents;
 mod mutation;
 mod persist;
@@ -16,20 +30,15 @@ mod queries;
 mod record_network_event;
 mod staged_holds;
 mod update_dispute;
-mod webhook_fanout;
-mod webhook_worker;
 pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-pub use deadline_sweep::{DueSoonReport, SweepReport};
-pub use event_feed::{
-    DEFAULT_STREAM_HEARTBEAT_MS, EventHub, EventPage, FeedItem, FollowSettings, StoredEvent,
-};
+pub use events::DEFAULT_STREAM_HEARTBEAT_MS;
 pub use webhooks::{WebhookSettings, Webhooks};
 
-use crate::documents::DocumentsClient;
+use crate::clients::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;
 use crate::domain::evidence::DisputeDocument;
 use crate::domain::lifecycle::{self, AvailableAction};

@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use domain_kit::ids::{ActionId, DisputeId};
 use sqlx::PgConnection;
 
-use super::{App, DisputeView, webhook_fanout};
+use super::{App, DisputeView};
 use crate::domain::dispute::LATEST_HISTORY_ENTRIES;
 use crate::domain::ledger;
 use crate::domain::lifecycle::{CaseFacts, Transition};
 use crate::domain::{Dispute, DisputeError, NewDispute, Side};
 use crate::store::disputed_totals::{self, ReferenceColumn};
 use crate::store::disputes::{self, StateUpdate};
+use crate::store::events;
 use crate::store::history::{self, AppendedAction, NewActionRecord};
 use crate::store::ledger as ledger_store;
 use crate::store::ledger::NewBalanceTransaction;
@@ -238,8 +239,15 @@ impl App {
         let appended = history::insert_action_record(tx, tenant_id, record).await?;
         let after = with_appended_entry(dispute, appended);
         let payload = self.snapshot(&DisputeView::at(with_only_newest_entry(&after), now));
-        webhook_fanout::record_events(tx, tenant_id, record.dispute_id, event_types, &payload)
-            .await?;
+        // With one webhook delivery of each per endpoint that takes it, in one statement.
+        events::insert_events_with_deliveries(
+            tx,
+            tenant_id,
+            record.dispute_id,
+            event_types,
+            &payload,
+        )
+        .await?;
         Ok(after)
     }
 }

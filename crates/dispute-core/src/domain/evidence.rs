@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use domain_kit::ids::DocumentId;
 use domain_kit::violation::Violation;
 
-use super::{Network, Reason};
+use super::enums::{Network, Reason};
 
 /// Whether an evidence field holds text or the id of a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

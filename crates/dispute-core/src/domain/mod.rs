@@ -2,10 +2,14 @@
 //!
 //! Dependency order (a file uses only files before it; no cycles):
 //! `enums`, `currency`, `error` → `deadlines`, `ledger` (money, balance transactions) →
-//! `lifecycle/`: `inputs` → `state` → `errors` → `outcome` → `amounts` → `change` →
+//! `lifecycle/`: `inputs` → `state` → `errors` → `outcome` (the decisions, and
+//! `DisputeEvent`: the one list of event types) → `amounts` → `change` →
 //! `tenant_actions`, `network_events`, `deadline_sweep` → `opening` → `lifecycle/mod.rs` →
 //! `dispute` (the stored dispute and its bridge to the lifecycle: `Dispute::lifecycle_state`,
 //! `LifecycleState::from_dispute`, `Transition::apply_to_dispute`). `evidence` uses `enums`.
+//! Then `webhooks/` (endpoints, deliveries and attempts; URL, retry and signature rules; it
+//! uses `DisputeEvent`) → `requests/` (every RPC's request checked, by family; it uses all
+//! of the above).
 
 pub mod currency;
 pub mod deadlines;

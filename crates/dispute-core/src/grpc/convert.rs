@@ -15,6 +15,7 @@ use crate::domain::requests::{
     CreateActionDraft, CreateDisputeDraft, Decoded, DisputeDraft, ListDisputesDraft,
     NetworkEventDraft, UpdateDisputeDraft,
 };
+use crate::domain::webhooks::DeliveryStatus;
 use crate::domain::*;
 
 /// Maps generated enums (i32 on the wire) to domain enums and back.
@@ -60,6 +61,9 @@ enum_mapping!(Status, pb::DisputeStatus, {
 enum_mapping!(Network, pb::CardNetwork, {
     Visa <=> Visa, Mastercard <=> Mastercard, Amex <=> Amex, Discover <=> Discover, Jcb <=> Jcb,
     Unionpay <=> Unionpay, Diners <=> Diners, Other <=> Other,
+});
+enum_mapping!(DeliveryStatus, pb::WebhookDeliveryStatus, {
+    Pending <=> Pending, Succeeded <=> Succeeded, Failed <=> Failed,
 });
 enum_mapping!(PaymentMethodType, pb::PaymentMethodType, { Card <=> Card, BankAccount <=> BankAccount });
 enum_mapping!(Reason, pb::DisputeReason, {

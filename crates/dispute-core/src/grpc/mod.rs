@@ -1,13 +1,12 @@
-//! disputes.v1.DisputeService over gRPC. Each handler reads the caller, maps the request to
-//! a draft (convert), checks it (domain::requests), calls one use case (app) and maps the
-//! result back; errors become statuses in status.rs.
+//! The gRPC transport: disputes.v1.DisputeService (here, [`DisputeServiceHandler`]) and
+//! disputes.v1.EventService (`event_service`: the event feed and webhooks). Each handler
+//! reads the caller, maps the request to a draft (`convert`), checks it
+//! (`domain::requests`), calls one use case (`app`) and maps the result back; errors become
+//! statuses in `status.rs`, the one mapping of both services.
 
 pub mod convert;
-pub mod event_feed;
-pub mod events;
+pub mod event_service;
 pub mod status;
-pub mod webhook_json;
-pub mod webhooks;
 
 use chrono::Utc;
 use disputes_proto::disputes_v1 as pb;

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use domain_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 
+use crate::domain::webhooks::{DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
+
 /// An endpoint as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EndpointRow {
-    pub tenant_id: String,
+struct EndpointRow {
     pub id: String,
     pub url: String,
     pub event_types: Vec<String>,
@@ -45,7 +46,7 @@ pub async fn insert_endpoint(
     conn: &mut PgConnection,
     tenant_id: &str,
     new: &NewEndpoint<'_>,
-) -> anyhow::Result<EndpointRow> {
+) -> anyhow::Result<WebhookEndpoint> {
     let inserted: Option<EndpointRow> = sqlx::query_as(&format!(
         "insert into webhook_endpoints (tenant_id, id, url, event_types, description, secret,
             request_id)
@@ -64,9 +65,9 @@ pub async fn insert_endpoint(
     .await
     .context("insert webhook endpoint")?;
     if let Some(row) = inserted {
-        return Ok(row);
+        return Ok(row.into());
     }
-    sqlx::query_as(&format!(
+    let made: EndpointRow = sqlx::query_as(&format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints
           where tenant_id = $1 and request_id = $2"
     ))
@@ -74,7 +75,8 @@ pub async fn insert_endpoint(
     .bind(new.request_id)
     .fetch_one(&mut *conn)
     .await
-    .context("read webhook endpoint by request id")
+    .context("read webhook endpoint by request id")?;
+    Ok(made.into())
 }
 
 /// An endpoint that is not deleted.
@@ -82,8 +84,8 @@ pub async fn find_endpoint(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
-) -> anyhow::Result<Option<EndpointRow>> {
-    sqlx::query_as(&format!(
+) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let found: Option<EndpointRow> = sqlx::query_as(&format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints
           where tenant_id = $1 and id = $2 and deleted_at is null"
     ))
@@ -91,7 +93,8 @@ pub async fn find_endpoint(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await
-    .context("read webhook endpoint")
+    .context("read webhook endpoint")?;
+    Ok(found.map(WebhookEndpoint::from))
 }
 
 /// An endpoint, deleted or not (the worker reads it for each attempt).
@@ -99,15 +102,16 @@ pub async fn find_endpoint_any(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
-) -> anyhow::Result<Option<EndpointRow>> {
-    sqlx::query_as(&format!(
+) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let found: Option<EndpointRow> = sqlx::query_as(&format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints where tenant_id = $1 and id = $2"
     ))
     .bind(tenant_id)
     .bind(id)
     .fetch_optional(&mut *conn)
     .await
-    .context("read webhook endpoint")
+    .context("read webhook endpoint")?;
+    Ok(found.map(WebhookEndpoint::from))
 }
 
 /// Endpoints newest first, after `after`.
@@ -116,8 +120,8 @@ pub async fn list_endpoints(
     tenant_id: &str,
     after: Option<&PageCursor>,
     limit: i64,
-) -> anyhow::Result<Vec<EndpointRow>> {
-    sqlx::query_as(&format!(
+) -> anyhow::Result<Vec<WebhookEndpoint>> {
+    let found: Vec<EndpointRow> = sqlx::query_as(&format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints
           where tenant_id = $1 and deleted_at is null
             and ($2::timestamptz is null or (created_at, id) < ($2, $3))
@@ -130,7 +134,8 @@ pub async fn list_endpoints(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
-    .context("list webhook endpoints")
+    .context("list webhook endpoints")?;
+    Ok(found.into_iter().map(WebhookEndpoint::from).collect())
 }
 
 /// What UpdateWebhookEndpoint changes (`None`: unchanged).
@@ -147,8 +152,8 @@ pub async fn update_endpoint(
     tenant_id: &str,
     id: &str,
     changes: &EndpointChanges<'_>,
-) -> anyhow::Result<Option<EndpointRow>> {
-    sqlx::query_as(&format!(
+) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let found: Option<EndpointRow> = sqlx::query_as(&format!(
         "update webhook_endpoints set
             event_types = coalesce($3, event_types),
             description = coalesce($4, description),
@@ -165,7 +170,8 @@ pub async fn update_endpoint(
     .bind(changes.enabled)
     .fetch_optional(&mut *conn)
     .await
-    .context("update webhook endpoint")
+    .context("update webhook endpoint")?;
+    Ok(found.map(WebhookEndpoint::from))
 }
 
 /// Marks an endpoint deleted and fails its pending deliveries; false when there was none.
@@ -218,8 +224,8 @@ pub async fn rotate_secret(
     id: &str,
     secret: &str,
     previous_until: DateTime<Utc>,
-) -> anyhow::Result<Option<EndpointRow>> {
-    sqlx::query_as(&format!(
+) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let found: Option<EndpointRow> = sqlx::query_as(&format!(
         "update webhook_endpoints
             set previous_secret = secret, previous_secret_expires_at = $4, secret = $3
           where tenant_id = $1 and id = $2 and deleted_at is null
@@ -231,13 +237,13 @@ pub async fn rotate_secret(
     .bind(previous_until)
     .fetch_optional(&mut *conn)
     .await
-    .context("rotate webhook secret")
+    .context("rotate webhook secret")?;
+    Ok(found.map(WebhookEndpoint::from))
 }
 
 /// A delivery as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DeliveryRow {
-    pub tenant_id: String,
+struct DeliveryRow {
     pub id: String,
     pub endpoint_id: String,
     pub event_id: String,
@@ -253,7 +259,7 @@ const DELIVERY_COLUMNS: &str = "tenant_id, id, endpoint_id, event_id, event_type
 
 /// An attempt as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AttemptRow {
+struct AttemptRow {
     pub delivery_id: String,
     pub number: i32,
     pub started_at: DateTime<Utc>,
@@ -269,7 +275,7 @@ pub struct AttemptRow {
 pub struct DeliveryFilter<'a> {
     pub endpoint_id: Option<&'a str>,
     pub event_id: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub status: Option<DeliveryStatus>,
 }
 
 /// Deliveries newest first, after `after`.
@@ -279,8 +285,8 @@ pub async fn list_deliveries(
     filter: &DeliveryFilter<'_>,
     after: Option<&PageCursor>,
     limit: i64,
-) -> anyhow::Result<Vec<DeliveryRow>> {
-    sqlx::query_as(&format!(
+) -> anyhow::Result<Vec<WebhookDelivery>> {
+    let found: Vec<DeliveryRow> = sqlx::query_as(&format!(
         "select {DELIVERY_COLUMNS} from webhook_deliveries
           where tenant_id = $1
             and ($2::text is null or endpoint_id = $2)
@@ -293,13 +299,14 @@ pub async fn list_deliveries(
     .bind(tenant_id)
     .bind(filter.endpoint_id)
     .bind(filter.event_id)
-    .bind(filter.status)
+    .bind(filter.status.map(DeliveryStatus::as_str))
     .bind(after.map(|c| c.create_time))
     .bind(after.map(|c| c.id.as_str()))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
-    .context("list webhook deliveries")
+    .context("list webhook deliveries")?;
+    found.into_iter().map(WebhookDelivery::try_from).collect()
 }
 
 /// The attempts of these deliveries, oldest first.
@@ -307,8 +314,8 @@ pub async fn attempts_of(
     conn: &mut PgConnection,
     tenant_id: &str,
     delivery_ids: &[String],
-) -> anyhow::Result<Vec<AttemptRow>> {
-    sqlx::query_as(
+) -> anyhow::Result<Vec<WebhookAttempt>> {
+    let found: Vec<AttemptRow> = sqlx::query_as(
         "select delivery_id, number, started_at, response_status, error, latency_us,
                 response_body_prefix, replica
            from webhook_attempts
@@ -319,7 +326,8 @@ pub async fn attempts_of(
     .bind(delivery_ids)
     .fetch_all(&mut *conn)
     .await
-    .context("read webhook attempts")
+    .context("read webhook attempts")?;
+    Ok(found.into_iter().map(WebhookAttempt::from).collect())
 }
 
 /// Schedules a delivery's next attempt now, whatever its status.
@@ -327,8 +335,8 @@ pub async fn retry_delivery(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
-) -> anyhow::Result<Option<DeliveryRow>> {
-    let row = sqlx::query_as(&format!(
+) -> anyhow::Result<Option<WebhookDelivery>> {
+    let row: Option<DeliveryRow> = sqlx::query_as(&format!(
         "update webhook_deliveries set status = 'pending', next_attempt_at = now()
           where tenant_id = $1 and id = $2
           returning {DELIVERY_COLUMNS}"
@@ -342,7 +350,62 @@ pub async fn retry_delivery(
         .execute(&mut *conn)
         .await
         .context("wake webhook workers")?;
-    Ok(row)
+    row.map(WebhookDelivery::try_from).transpose()
+}
+
+impl From<EndpointRow> for WebhookEndpoint {
+    fn from(row: EndpointRow) -> Self {
+        WebhookEndpoint {
+            id: row.id,
+            url: row.url,
+            event_types: row.event_types,
+            description: row.description,
+            enabled: row.enabled,
+            disabled_reason: row.disabled_reason,
+            secret: row.secret,
+            previous_secret: row.previous_secret,
+            previous_secret_expires_at: row.previous_secret_expires_at,
+            failing_since: row.failing_since,
+            deleted_at: row.deleted_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl TryFrom<DeliveryRow> for WebhookDelivery {
+    type Error = anyhow::Error;
+
+    /// The status column only holds the three names (a check constraint).
+    fn try_from(row: DeliveryRow) -> anyhow::Result<Self> {
+        let status = DeliveryStatus::from_name(&row.status)
+            .with_context(|| format!("unknown webhook delivery status {:?}", row.status))?;
+        Ok(WebhookDelivery {
+            id: row.id,
+            endpoint_id: row.endpoint_id,
+            event_id: row.event_id,
+            event_type: row.event_type,
+            status,
+            attempt_count: row.attempt_count,
+            next_attempt_at: row.next_attempt_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+impl From<AttemptRow> for WebhookAttempt {
+    fn from(row: AttemptRow) -> Self {
+        WebhookAttempt {
+            delivery_id: row.delivery_id,
+            number: row.number,
+            started_at: row.started_at,
+            response_status: row.response_status,
+            error: row.error,
+            latency_us: row.latency_us,
+            response_body_prefix: row.response_body_prefix,
+            replica: row.replica,
+        }
+    }
 }
 
 /// A delivery a worker claimed.

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use dispute_core::app::{App, Disputes, SweepReport};
-use dispute_core::documents::DocumentsClient;
+use dispute_core::app::deadline_sweep::SweepReport;
+use dispute_core::app::{App, Disputes};
+use dispute_core::clients::documents::DocumentsClient;
 use dispute_core::domain::MoneyPolicy;
 use dispute_core::store::deadlines::find_sweep_failure;
+use service_kit::worker::Workers;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -102,7 +104,8 @@ async fn the_sweeper_worker_drains_a_backlog_within_one_interval(pool: PgPool) {
     insert_overdue(&mut conn, 600).await;
     let shutdown = CancellationToken::new();
     // An hour between runs: only the "more remains" path can drain 600 disputes (6 batches).
-    let workers = app(&pool).spawn_workers(Duration::from_secs(3600), &shutdown);
+    let mut workers = Workers::new(&shutdown);
+    app(&pool).start_workers(&mut workers, Duration::from_secs(3600));
 
     let drained = tokio::time::timeout(Duration::from_secs(120), async {
         while count_due(&pool, Utc::now()).await > 0 {
@@ -111,9 +114,10 @@ async fn the_sweeper_worker_drains_a_backlog_within_one_interval(pool: PgPool) {
     })
     .await;
     shutdown.cancel();
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    assert!(
+        workers.stop(Duration::from_secs(60)).await,
+        "the workers stop on shutdown"
+    );
     assert!(
         drained.is_ok(),
         "the backlog is still due after the first interval began"

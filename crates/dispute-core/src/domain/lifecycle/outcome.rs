@@ -20,62 +20,56 @@ pub struct AvailableAction {
     pub valid_until: Option<DateTime<Utc>>,
 }
 
-/// Event names to record with a transition (docs/api.md, "Events").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DisputeEvent {
-    Created,
-    Updated,
-    FundsWithdrawn,
-    FundsReinstated,
-    EvidenceSubmitted,
-    Won,
-    Lost,
-    Closed,
-    DefensePeriodEnded,
-    Reopened,
-    Overdue,
+/// Declares [`DisputeEvent`] from one list: each variant with its wire name, in the order
+/// docs/api.md lists them. [`DisputeEvent::ALL`], [`DisputeEvent::as_str`] and
+/// [`DisputeEvent::from_name`] follow from it, and so does every other list of event types
+/// (the webhook endpoints' and the feed's filters check names against it).
+macro_rules! dispute_events {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)+) => {
+        /// Event names to record with a transition (docs/api.md, "Events").
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DisputeEvent {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl DisputeEvent {
+            /// Every event type, in the order docs/api.md lists them.
+            pub const ALL: &[DisputeEvent] = &[$(DisputeEvent::$variant,)+];
+
+            /// The wire name (`dispute.won`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(DisputeEvent::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+dispute_events! {
+    Created = "dispute.created",
+    Updated = "dispute.updated",
+    FundsWithdrawn = "dispute.funds_withdrawn",
+    FundsReinstated = "dispute.funds_reinstated",
+    EvidenceSubmitted = "dispute.evidence_submitted",
+    Won = "dispute.won",
+    Lost = "dispute.lost",
+    Closed = "dispute.closed",
+    DefensePeriodEnded = "dispute.defense_period_ended",
+    Reopened = "dispute.reopened",
+    Overdue = "dispute.overdue",
     /// The response is due within the configured lead time (recorded by the deadline
     /// sweeper, once per `due_by`; no history entry causes it).
-    DueSoon,
+    DueSoon = "dispute.due_soon",
 }
 
 impl DisputeEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisputeEvent::Created => "dispute.created",
-            DisputeEvent::Updated => "dispute.updated",
-            DisputeEvent::FundsWithdrawn => "dispute.funds_withdrawn",
-            DisputeEvent::FundsReinstated => "dispute.funds_reinstated",
-            DisputeEvent::EvidenceSubmitted => "dispute.evidence_submitted",
-            DisputeEvent::Won => "dispute.won",
-            DisputeEvent::Lost => "dispute.lost",
-            DisputeEvent::Closed => "dispute.closed",
-            DisputeEvent::DefensePeriodEnded => "dispute.defense_period_ended",
-            DisputeEvent::Reopened => "dispute.reopened",
-            DisputeEvent::Overdue => "dispute.overdue",
-            DisputeEvent::DueSoon => "dispute.due_soon",
-        }
-    }
-
-    /// Every event type, in the order docs/api.md lists them.
-    pub const ALL: [DisputeEvent; 12] = [
-        DisputeEvent::Created,
-        DisputeEvent::Updated,
-        DisputeEvent::FundsWithdrawn,
-        DisputeEvent::FundsReinstated,
-        DisputeEvent::EvidenceSubmitted,
-        DisputeEvent::Won,
-        DisputeEvent::Lost,
-        DisputeEvent::Closed,
-        DisputeEvent::DefensePeriodEnded,
-        DisputeEvent::Reopened,
-        DisputeEvent::Overdue,
-        DisputeEvent::DueSoon,
-    ];
-
     /// The event type named `name` (`dispute.won`), if there is one.
     pub fn from_name(name: &str) -> Option<DisputeEvent> {
-        DisputeEvent::ALL.into_iter().find(|e| e.as_str() == name)
+        DisputeEvent::ALL
+            .iter()
+            .copied()
+            .find(|e| e.as_str() == name)
     }
 }
 

@@ -4,95 +4,37 @@
 //! delivery). New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
 //! found by polling. It claims only as many deliveries as it has free slots, each attempted
 //! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
-//! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and gives back every claim it still holds;
-//! the claims of a replica that died are taken by another once their lease ran out.
+//! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
+//! gives back every claim it still holds; the claims of a replica that died are taken by
+//! another once their lease ran out.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
 use rand::Rng;
+use service_kit::worker::Workers;
 use sqlx::postgres::PgListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::webhooks::{WebhookSettings, Webhooks};
-use crate::domain::webhooks::{self as rules, UrlPolicy};
+use super::Webhooks;
+use crate::domain::webhooks::{retry_delay, scaled, should_disable, signature_header};
 use crate::store::events;
 use crate::store::webhooks::{self as store, AfterAttempt, ClaimedDelivery, NewAttempt};
 
 /// The channel new deliveries are announced on (migration 0013).
 const CHANNEL: &str = "webhook_deliveries";
 
-/// Resolves receiver names and keeps only addresses the policy allows, so a name that
-/// points to a private address is refused at delivery time too.
-struct CheckedResolver {
-    policy: UrlPolicy,
-}
-
-impl reqwest::dns::Resolve for CheckedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|addr| policy.address_allowed(addr.ip()))
-                .collect();
-            if found.is_empty() {
-                return Err(format!("{host} resolves to no allowed (public) address").into());
-            }
-            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The HTTP client of deliveries: rustls, no redirects, no proxy, checked resolution.
-pub(super) fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent("dispute-core-webhooks/1")
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.attempt_timeout)
-        .connect_timeout(settings.attempt_timeout)
-        .dns_resolver(Arc::new(CheckedResolver {
-            policy: settings.url_policy,
-        }))
-        .build()
-        .context("build webhook HTTP client")
-}
-
-/// What one POST gave.
-struct Response {
-    status: u16,
-    error: String,
-    body_prefix: String,
-}
-
-impl Response {
-    fn succeeded(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    fn failed(error: impl Into<String>) -> Self {
-        Response {
-            status: 0,
-            error: error.into(),
-            body_prefix: String::new(),
-        }
-    }
-}
-
 impl Webhooks {
-    /// Starts this replica's delivery worker; it stops when `shutdown` is cancelled.
-    pub fn spawn_worker(&self, shutdown: &CancellationToken) -> JoinHandle<()> {
+    /// Starts this replica's delivery worker among `workers`; it stops with them.
+    pub fn start_worker(&self, workers: &mut Workers) {
         let worker = self.clone();
-        let shutdown = shutdown.clone();
         let replica = domain_kit::ids::new_id("rpl");
-        tokio::spawn(async move { worker.run_worker(&replica, shutdown).await })
+        workers.spawn("webhook worker", move |shutdown| async move {
+            worker.run_worker(&replica, shutdown).await
+        });
     }
 
     async fn run_worker(&self, replica: &str, shutdown: CancellationToken) {
@@ -253,16 +195,13 @@ impl Webhooks {
         )?;
         let started_at = Utc::now();
         let timestamp = started_at.timestamp();
-        let previous = endpoint.previous_secret.as_deref().filter(|_| {
-            endpoint
-                .previous_secret_expires_at
-                .is_some_and(|t| t > started_at)
-        });
+        let previous = endpoint.previous_secret_at(started_at);
         let signature =
-            rules::signature_header(&endpoint.secret, previous, &delivery.id, timestamp, &body)
+            signature_header(&endpoint.secret, previous, &delivery.id, timestamp, &body)
                 .context("endpoint secret is not valid base64")?;
         let clock = Instant::now();
         let response = self
+            .client
             .post(&endpoint.url, &delivery.id, timestamp, &signature, body)
             .await;
         let latency = clock.elapsed();
@@ -272,7 +211,7 @@ impl Webhooks {
             AfterAttempt::Succeeded
         } else {
             let jitter: f64 = rand::rng().random();
-            match rules::retry_delay(number, self.settings.time_scale, jitter) {
+            match retry_delay(number, self.settings.time_scale, jitter) {
                 Some(delay) => AfterAttempt::RetryAt(
                     Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
                 ),
@@ -313,9 +252,8 @@ impl Webhooks {
             store::endpoint_failed(&mut tx, tenant_id, &endpoint.id, started_at).await?
         {
             let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
-            let disable_after =
-                rules::scaled(self.settings.disable_after, self.settings.time_scale);
-            if rules::should_disable(failing_for, disable_after)
+            let disable_after = scaled(self.settings.disable_after, self.settings.time_scale);
+            if should_disable(failing_for, disable_after)
                 && store::disable_failing(&mut tx, tenant_id, &endpoint.id).await?
             {
                 let failed =
@@ -341,79 +279,6 @@ impl Webhooks {
         );
         Ok(())
     }
-
-    /// POSTs `body`; a private address is refused unless allowed (literal IPs here, names
-    /// by the resolver).
-    async fn post(
-        &self,
-        url: &str,
-        id: &str,
-        timestamp: i64,
-        signature: &str,
-        body: Vec<u8>,
-    ) -> Response {
-        let parsed = match url::Url::parse(url) {
-            Ok(parsed) => parsed,
-            Err(error) => return Response::failed(format!("invalid URL: {error}")),
-        };
-        let literal: Option<IpAddr> = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-            _ => None,
-        };
-        if let Some(ip) = literal
-            && !self.settings.url_policy.address_allowed(ip)
-        {
-            return Response::failed(format!("{ip} is not an allowed (public) address"));
-        }
-        let sent = self
-            .client
-            .post(parsed)
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => return Response::failed(describe(&error)),
-        };
-        let status = response.status().as_u16();
-        // Only a prefix of the body is read and kept.
-        let mut prefix = Vec::new();
-        while prefix.len() < rules::RESPONSE_BODY_PREFIX_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        Response {
-            status,
-            error: String::new(),
-            body_prefix: rules::body_prefix(&prefix),
-        }
-    }
-}
-
-/// A short reason for a failed request.
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connect"
-    } else {
-        "request"
-    };
-    let mut text = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.chars().take(500).collect()
 }
 
 /// Waits for a notification; false when the listener is gone (then only polling wakes).

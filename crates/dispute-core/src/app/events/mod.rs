@@ -1,0 +1,110 @@
+//! The event feed: ListEvents, GetEvent and StreamEvents' reads (`feed`), the hub that wakes
+//! streams when events commit (`hub`: one LISTEN connection per process) and the sequencer
+//! that numbers committed events (`sequencer`). The hub's listener and the sequencer are
+//! background workers, started with the others by [`start_event_workers`].
+//!
+//! Positions (`dispute_events.position`, migration 0012) are given to committed events by
+//! the sequencer (one round at a time in the whole database, see
+//! `store::events::number_committed_events`), so they are dense per tenant and become
+//! visible in order: a reader that remembers the last position it read and reads
+//! `position > last` never skips or repeats an event. Every process runs the sequencer;
+//! the insert trigger wakes it on commit, and it also runs every second in case a wake-up
+//! was lost. A stream never trusts a notification to carry anything: a notification (or a
+//! heartbeat tick, or the listener reconnecting) only makes it read again after its last
+//! position.
+//!
+//! This file holds what the others share; `feed` uses it and `hub`, and it uses only `hub`
+//! and `sequencer`, which use nothing else here.
+
+mod feed;
+mod hub;
+mod sequencer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use service_kit::worker::Workers;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+pub use hub::EventHub;
+
+use crate::domain::requests::EventFilter;
+use crate::store::events::EventRow;
+
+/// Default heartbeat interval of StreamEvents (`--event-stream-heartbeat-ms`).
+pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
+
+/// Starts this process's event workers among `workers`: the listener, whose one LISTEN
+/// connection wakes every StreamEvents stream of the process (through the returned hub),
+/// and the sequencer, which the listener wakes when events are inserted.
+pub fn start_event_workers(workers: &mut Workers, pool: PgPool) -> EventHub {
+    let hub = EventHub::new();
+    let inserted = Arc::new(Notify::new());
+    workers.spawn("event listener", {
+        let hub = hub.clone();
+        let pool = pool.clone();
+        let inserted = inserted.clone();
+        move |shutdown| async move { hub.listen(pool, inserted, shutdown).await }
+    });
+    workers.spawn("event sequencer", move |shutdown| async move {
+        sequencer::sequence(pool, inserted, shutdown).await
+    });
+    hub
+}
+
+/// An event as stored; the transport decodes its payload.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: String,
+    pub event_type: String,
+    pub dispute_id: String,
+    pub create_time: DateTime<Utc>,
+    pub position: i64,
+    /// The dispute after the change, encoded as `disputes.v1.Dispute`.
+    pub payload: Vec<u8>,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(row: EventRow) -> Self {
+        StoredEvent {
+            id: row.id,
+            event_type: row.event_type,
+            dispute_id: row.dispute_id,
+            create_time: row.create_time,
+            position: row.position,
+            payload: row.payload,
+        }
+    }
+}
+
+/// One page of ListEvents.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// Oldest first (commit order).
+    pub events: Vec<StoredEvent>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// What a stream sends.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    Event(StoredEvent),
+    /// Nothing was sent for a heartbeat interval; `position` is where the stream stands.
+    Heartbeat {
+        time: DateTime<Utc>,
+        position: i64,
+    },
+}
+
+/// How a stream runs.
+#[derive(Debug, Clone)]
+pub struct FollowSettings {
+    pub tenant_id: String,
+    pub filter: EventFilter,
+    /// The position after which the stream starts.
+    pub after_position: i64,
+    pub heartbeat: Duration,
+}

@@ -1,0 +1,148 @@
+//! CreateWebhookEndpoint, GetWebhookEndpoint, ListWebhookEndpoints, UpdateWebhookEndpoint,
+//! DeleteWebhookEndpoint and RotateWebhookSecret.
+
+use anyhow::Context;
+use chrono::Utc;
+use domain_kit::ids::WebhookEndpointId;
+use domain_kit::page_token::PageCursor;
+use rand::RngCore;
+
+use super::{Page, Webhooks};
+use crate::domain::DisputeError;
+use crate::domain::requests::{
+    CreateWebhookEndpoint, ListWebhookEndpoints, RotateWebhookSecret, UpdateWebhookEndpoint,
+};
+use crate::domain::webhooks::{SECRET_KEY_BYTES, WebhookEndpoint, secret_from_key};
+use crate::store::webhooks::{self as store, EndpointChanges, NewEndpoint};
+
+fn endpoint_not_found(id: &str) -> DisputeError {
+    DisputeError::NotFound {
+        kind: "webhook_endpoint",
+        id: id.to_owned(),
+    }
+}
+
+/// A fresh `whsec_` secret.
+fn new_secret() -> String {
+    let mut key = [0u8; SECRET_KEY_BYTES];
+    rand::rng().fill_bytes(&mut key);
+    secret_from_key(&key)
+}
+
+impl Webhooks {
+    /// A new endpoint with a fresh secret; with a request id already used, the endpoint
+    /// made then.
+    pub async fn create_endpoint(
+        &self,
+        tenant_id: &str,
+        input: CreateWebhookEndpoint,
+    ) -> Result<WebhookEndpoint, DisputeError> {
+        let id = WebhookEndpointId::generate();
+        let secret = new_secret();
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        Ok(store::insert_endpoint(
+            &mut conn,
+            tenant_id,
+            &NewEndpoint {
+                id: id.as_str(),
+                url: &input.url,
+                event_types: &input.event_types,
+                description: &input.description,
+                secret: &secret,
+                request_id: input.request_id.as_deref(),
+            },
+        )
+        .await?)
+    }
+
+    pub async fn get_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &WebhookEndpointId,
+    ) -> Result<WebhookEndpoint, DisputeError> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        store::find_endpoint(&mut conn, tenant_id, id.as_str())
+            .await?
+            .ok_or_else(|| endpoint_not_found(id.as_str()))
+    }
+
+    /// The tenant's endpoints, newest first.
+    pub async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        request: &ListWebhookEndpoints,
+    ) -> Result<Page<WebhookEndpoint>, DisputeError> {
+        let page = &request.page;
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        let rows = store::list_endpoints(
+            &mut conn,
+            tenant_id,
+            page.after.as_ref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (items, next_page_token) = page.cut(rows, |last| PageCursor {
+            create_time: last.created_at,
+            id: last.id.clone(),
+        });
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    pub async fn update_endpoint(
+        &self,
+        tenant_id: &str,
+        update: UpdateWebhookEndpoint,
+    ) -> Result<WebhookEndpoint, DisputeError> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        let changes = &update.changes;
+        store::update_endpoint(
+            &mut conn,
+            tenant_id,
+            update.id.as_str(),
+            &EndpointChanges {
+                event_types: changes.event_types.as_deref(),
+                description: changes.description.as_deref(),
+                enabled: changes.enabled,
+            },
+        )
+        .await?
+        .ok_or_else(|| endpoint_not_found(update.id.as_str()))
+    }
+
+    /// Deletes an endpoint and fails its pending deliveries.
+    pub async fn delete_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &WebhookEndpointId,
+    ) -> Result<(), DisputeError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        if !store::delete_endpoint(&mut tx, tenant_id, id.as_str()).await? {
+            return Err(endpoint_not_found(id.as_str()));
+        }
+        tx.commit().await.context("commit")?;
+        Ok(())
+    }
+
+    /// A new secret; the current one signs alongside it for the overlap.
+    pub async fn rotate_secret(
+        &self,
+        tenant_id: &str,
+        request: &RotateWebhookSecret,
+    ) -> Result<WebhookEndpoint, DisputeError> {
+        let until = Utc::now()
+            + chrono::Duration::from_std(request.overlap).context("overlap out of range")?;
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        store::rotate_secret(
+            &mut conn,
+            tenant_id,
+            request.id.as_str(),
+            &new_secret(),
+            until,
+        )
+        .await?
+        .ok_or_else(|| endpoint_not_found(request.id.as_str()))
+    }
+}

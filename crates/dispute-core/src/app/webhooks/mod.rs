@@ -1,0 +1,118 @@
+//! Webhooks: endpoints (`endpoints`: create, read, list, update, delete, rotate the secret),
+//! deliveries (`deliveries`: list with their attempts, retry) and the delivery worker of
+//! each replica (`worker`), with its metrics (`metrics`).
+//!
+//! Deliveries are made in the transaction that records their event, by the same statement
+//! (`store::events::insert_events_with_deliveries`, called where the app records events):
+//! none is lost and none is made twice. The worker then POSTs them through the outbound
+//! client in `clients::webhook_http`.
+//!
+//! This file holds what the others share; of them it uses only `metrics`, which uses
+//! nothing else here, so no file imports one that imports it back.
+
+mod deliveries;
+mod endpoints;
+mod metrics;
+mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::clients::webhook_http::WebhookHttpClient;
+use crate::domain::webhooks::UrlPolicy;
+
+/// How deliveries are made: the deployment's flags.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url_policy: UrlPolicy,
+    /// Divides every delay of the retry schedule and the disable period (tests: e.g. 1000).
+    pub time_scale: f64,
+    /// One POST's limit, connection included.
+    pub attempt_timeout: Duration,
+    /// How long a claim lasts; another replica takes a delivery whose lease ran out.
+    pub lease: Duration,
+    /// How often workers look for due deliveries besides being woken by new ones.
+    pub poll_interval: Duration,
+    /// An endpoint all of whose attempts failed for this long (before scaling) is disabled.
+    pub disable_after: Duration,
+    /// POSTs in flight per replica.
+    pub concurrency: usize,
+    /// At shutdown, how long attempts in flight may finish before they are cut off and
+    /// their claims released (within the worker stop timeout).
+    pub stop_grace: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            url_policy: UrlPolicy::default(),
+            time_scale: 1.0,
+            attempt_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            disable_after: Duration::from_secs(3 * 24 * 3600),
+            concurrency: 16,
+            stop_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How a delivery's JSON body is made from its event: the transport knows the dispute's
+/// wire form (`grpc::event_service::webhook_json::render`). Arguments: event id, type,
+/// encoded dispute, creation time.
+pub type WebhookBodyRenderer = fn(&str, &str, &[u8], DateTime<Utc>) -> anyhow::Result<Vec<u8>>;
+
+/// The webhook use cases and worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    pool: PgPool,
+    settings: WebhookSettings,
+    render: WebhookBodyRenderer,
+    client: WebhookHttpClient,
+    /// Attempts by outcome and their latency (`webhooks.deliveries`,
+    /// `webhooks.delivery.duration`).
+    metrics: metrics::WebhookMetrics,
+    /// Pending deliveries of every tenant as the worker last counted them
+    /// (`webhooks.backlog`).
+    backlog: Arc<AtomicU64>,
+}
+
+/// One page of endpoints or deliveries.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+impl Webhooks {
+    /// The use cases over `pool`, delivering with `settings` and rendering bodies with
+    /// `render`.
+    pub fn new(
+        pool: PgPool,
+        settings: WebhookSettings,
+        render: WebhookBodyRenderer,
+    ) -> anyhow::Result<Self> {
+        let client = WebhookHttpClient::new(settings.url_policy, settings.attempt_timeout)?;
+        let backlog = Arc::new(AtomicU64::new(0));
+        let observed = backlog.clone();
+        metrics::WebhookMetrics::observe_backlog(move || observed.load(Ordering::Relaxed));
+        Ok(Self {
+            pool,
+            settings,
+            render,
+            client,
+            metrics: metrics::WebhookMetrics::new(),
+            backlog,
+        })
+    }
+
+    /// Which endpoint URLs the deployment allows.
+    pub fn url_policy(&self) -> UrlPolicy {
+        self.settings.url_policy
+    }
+}
