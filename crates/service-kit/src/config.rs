@@ -11,12 +11,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 
 use crate::call_limit::CallLimits;
-use crate::database::DatabaseSettings;
+use crate::database::{self, DatabaseProbe, DatabaseSettings};
 use crate::telemetry::TelemetryOptions;
 
 /// What the flag groups need to know of the service that takes them; implemented by a
@@ -86,6 +88,52 @@ pub struct DatabaseFlags<S: ServiceFlags> {
     pub migrate_on_start: bool,
     #[arg(skip)]
     pub service: ServiceOf<S>,
+}
+
+impl<S: ServiceFlags> DatabaseFlags<S> {
+    /// `<service> migrate`: brings the schema up to date ([`migrate`]).
+    pub async fn migrate(
+        &self,
+        settings: &DatabaseSettings,
+        migrations: &sqlx::migrate::Migrator,
+    ) -> anyhow::Result<()> {
+        database::migrate(
+            self.database_url.expose_secret(),
+            settings,
+            &format!("{}-migrate", S::NAME),
+            migrations,
+        )
+        .await
+    }
+
+    /// The serving pool ([`connect_for_serving`]): migrated first unless
+    /// `--migrate-on-start` is off.
+    pub async fn connect_for_serving(
+        &self,
+        settings: &DatabaseSettings,
+        migrations: &sqlx::migrate::Migrator,
+    ) -> anyhow::Result<PgPool> {
+        database::connect_for_serving(
+            self.database_url.expose_secret(),
+            settings,
+            S::NAME,
+            migrations,
+            self.migrate_on_start,
+        )
+        .await
+    }
+
+    /// The readiness check's own connection ([`DatabaseProbe`]).
+    pub fn readiness_probe(
+        &self,
+        settings: &DatabaseSettings,
+    ) -> anyhow::Result<Arc<DatabaseProbe>> {
+        DatabaseProbe::new(
+            self.database_url.expose_secret(),
+            settings,
+            &format!("{}-readiness", S::NAME),
+        )
+    }
 }
 
 /// Logs and metrics besides the OTLP export (which follows `OTEL_EXPORTER_OTLP_*`).

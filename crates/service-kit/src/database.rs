@@ -5,12 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Mutex;
-
-use crate::config::{DatabaseFlags, ServiceFlags};
 
 /// Pool size and the timeouts that keep a stalled database from holding calls.
 #[derive(Debug, Clone)]
@@ -236,53 +233,4 @@ pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .context("ping database")?;
     Ok(())
-}
-
-/// A service's database from its flags. The pool, the migration and the readiness probe
-/// name the service in `pg_stat_activity`: `<service>`, `<service>-migrate`,
-/// `<service>-readiness`.
-impl<S: ServiceFlags> DatabaseFlags<S> {
-    /// `<service> migrate`: brings the schema up to date ([`migrate`]).
-    pub async fn migrate(
-        &self,
-        settings: &DatabaseSettings,
-        migrations: &sqlx::migrate::Migrator,
-    ) -> anyhow::Result<()> {
-        crate::database::migrate(
-            self.database_url.expose_secret(),
-            settings,
-            &format!("{}-migrate", S::NAME),
-            migrations,
-        )
-        .await
-    }
-
-    /// The serving pool ([`connect_for_serving`]): migrated first unless
-    /// `--migrate-on-start` is off.
-    pub async fn connect_for_serving(
-        &self,
-        settings: &DatabaseSettings,
-        migrations: &sqlx::migrate::Migrator,
-    ) -> anyhow::Result<PgPool> {
-        crate::database::connect_for_serving(
-            self.database_url.expose_secret(),
-            settings,
-            S::NAME,
-            migrations,
-            self.migrate_on_start,
-        )
-        .await
-    }
-
-    /// The readiness check's own connection ([`DatabaseProbe`]).
-    pub fn readiness_probe(
-        &self,
-        settings: &DatabaseSettings,
-    ) -> anyhow::Result<Arc<DatabaseProbe>> {
-        DatabaseProbe::new(
-            self.database_url.expose_secret(),
-            settings,
-            &format!("{}-readiness", S::NAME),
-        )
-    }
 }
