@@ -14,6 +14,7 @@ use service_kit::auth::{AuthInterceptor, TokenVerifier};
 use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
+use service_kit::worker::Workers;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -127,7 +128,8 @@ pub async fn run(
             max_concurrent_uploads: config.max_concurrent_uploads,
         },
     );
-    let cleaner = documents.spawn_abandoned_upload_cleaner(shutdown.clone());
+    let mut workers = Workers::new(&shutdown);
+    documents.start_abandoned_upload_cleaner(&mut workers);
     let service = InterceptedService::new(
         DocumentServiceServer::new(grpc::DocumentServiceHandler::new(documents.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -167,10 +169,8 @@ pub async fn run(
     // Uploads still running after the drain abort and remove what they created while the
     // cleaner stops; both within the upload cleanup budget.
     let budget = config.upload_cleanup_timeout();
-    let (uploads_clean, cleaner_stopped) = tokio::join!(
-        documents.abort_uploads(budget),
-        service_kit::worker::stop_workers(vec![cleaner], budget),
-    );
+    let (uploads_clean, cleaner_stopped) =
+        tokio::join!(documents.abort_uploads(budget), workers.stop(budget),);
     if !uploads_clean {
         tracing::warn!(
             "uploads still cleaning up at exit; the abandoned-upload sweeper will finish"

@@ -91,7 +91,7 @@ pub struct DatabaseFlags<S: ServiceFlags> {
 }
 
 impl<S: ServiceFlags> DatabaseFlags<S> {
-    /// `<service> migrate`: brings the schema up to date ([`migrate`]).
+    /// `<service> migrate`: brings the schema up to date ([`database::migrate`]).
     pub async fn migrate(
         &self,
         settings: &DatabaseSettings,
@@ -106,7 +106,7 @@ impl<S: ServiceFlags> DatabaseFlags<S> {
         .await
     }
 
-    /// The serving pool ([`connect_for_serving`]): migrated first unless
+    /// The serving pool ([`database::connect_for_serving`]): migrated first unless
     /// `--migrate-on-start` is off.
     pub async fn connect_for_serving(
         &self,

@@ -1,8 +1,8 @@
-//! Background workers, started one way: [`Workers`] (or [`spawn_worker`]) starts each as a
-//! named task that gets the service's shutdown token and returns once it is cancelled;
-//! [`Workers::spawn_periodic`] (or [`spawn_periodic`]) is that for a job run every interval
-//! (deadline sweeper, key purger, abandoned-upload cleaner), which logs what each run did.
-//! At exit [`Workers::stop`] waits for them within a budget, then cuts off the rest.
+//! Background workers, started one way: [`Workers`] starts each as a named task that gets
+//! the service's shutdown token and returns once it is cancelled;
+//! [`Workers::spawn_periodic`] is that for a job run every interval (deadline sweeper, key
+//! purger, lock repair, abandoned-upload cleaner), which logs what each run did. At exit
+//! [`Workers::stop`] waits for them within a budget, then cuts off the rest.
 
 use std::future::Future;
 use std::time::Duration;
@@ -50,7 +50,7 @@ impl Workers {
         }
     }
 
-    /// Starts worker `name` (see [`spawn_worker`]).
+    /// Starts worker `name` (see `spawn_worker`).
     pub fn spawn<F, Fut>(&mut self, name: &'static str, body: F)
     where
         F: FnOnce(CancellationToken) -> Fut,
@@ -60,7 +60,7 @@ impl Workers {
         self.running.push((name, handle));
     }
 
-    /// Starts worker `name` running `job` every `every` (see [`spawn_periodic`]).
+    /// Starts worker `name` running `job` every `every` (see `spawn_periodic`).
     pub fn spawn_periodic<F, Fut, E>(&mut self, name: &'static str, every: Duration, job: F)
     where
         F: FnMut() -> Fut + Send + 'static,
@@ -77,7 +77,7 @@ impl Workers {
     }
 
     /// Cancels the shutdown token (if not yet) and waits up to `within` for every worker
-    /// to stop (see [`stop_workers`]). Returns whether all stopped in time.
+    /// to stop (see `stop_workers`). Returns whether all stopped in time.
     pub async fn stop(self, within: Duration) -> bool {
         self.shutdown.cancel();
         let (names, handles): (Vec<_>, Vec<_>) = self.running.into_iter().unzip();
@@ -91,11 +91,7 @@ impl Workers {
 
 /// Starts worker `name`: `body` gets the service's shutdown token and must return once it
 /// is cancelled (finishing, or giving back, the work in hand).
-pub fn spawn_worker<F, Fut>(
-    name: &'static str,
-    shutdown: &CancellationToken,
-    body: F,
-) -> JoinHandle<()>
+fn spawn_worker<F, Fut>(name: &'static str, shutdown: &CancellationToken, body: F) -> JoinHandle<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -112,7 +108,7 @@ where
 /// next tick, so a database blip never stops the worker. `name` names the worker in logs
 /// and metrics. Each run is a root span of its own (`worker.run`), so its log lines carry
 /// their own trace id, and counts in the `worker.*` metrics.
-pub fn spawn_periodic<F, Fut, E>(
+fn spawn_periodic<F, Fut, E>(
     name: &'static str,
     every: Duration,
     shutdown: CancellationToken,
@@ -176,7 +172,7 @@ where
 /// Waits up to `within` for `workers` to stop (once shutdown is cancelled they stop after
 /// the run in progress), then cuts off any still running: dropping a run mid-way rolls its
 /// open transaction back, so nothing is half-applied. Returns whether all stopped in time.
-pub async fn stop_workers(workers: Vec<JoinHandle<()>>, within: Duration) -> bool {
+async fn stop_workers(workers: Vec<JoinHandle<()>>, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     let mut all_stopped = true;
     for mut worker in workers {

@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use service_kit::worker::{RunReport, spawn_periodic};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use service_kit::worker::{RunReport, Workers};
 
 use super::Documents;
 use crate::store::postgres::{self, AbandonedUpload};
@@ -36,13 +34,13 @@ pub struct CleanupReport {
 }
 
 impl Documents {
-    /// Runs the abandoned-upload cleaner now and every few minutes until `shutdown`.
-    pub fn spawn_abandoned_upload_cleaner(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+    /// Starts the abandoned-upload cleaner among `workers`: now and every few minutes until
+    /// the service stops.
+    pub fn start_abandoned_upload_cleaner(&self, workers: &mut Workers) {
         let documents = self.clone();
-        spawn_periodic(
+        workers.spawn_periodic(
             "abandoned-upload-cleaner",
             ABANDONED_UPLOAD_SWEEP_EVERY,
-            shutdown,
             move || {
                 let documents = documents.clone();
                 async move {
@@ -56,7 +54,7 @@ impl Documents {
                     })
                 }
             },
-        )
+        );
     }
 
     /// One cleaner run: removes up to [`ABANDONED_UPLOADS_PER_RUN`] uploads left pending
