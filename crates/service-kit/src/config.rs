@@ -205,6 +205,15 @@ pub struct ResilienceFlags<S: ServiceFlags> {
     /// PostgreSQL `lock_timeout` of every pooled session (then UNAVAILABLE).
     #[arg(long, env = env_var::<S>("DB_LOCK_TIMEOUT_MS"), default_value_t = 2_000)]
     pub db_lock_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout` of every pooled session: a session
+    /// idle inside a transaction this long (a frozen or partitioned replica) is ended and
+    /// its locks released (0 = off).
+    #[arg(
+        long,
+        env = env_var::<S>("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"),
+        default_value_t = 10_000
+    )]
+    pub db_idle_in_transaction_timeout_ms: u64,
     #[arg(
         long,
         env = env_var::<S>("HEALTH_PROBE_INTERVAL_MS"),
@@ -230,6 +239,7 @@ impl<S: ServiceFlags> Default for ResilienceFlags<S> {
             db_acquire_timeout_ms: 5_000,
             db_statement_timeout_ms: 5_000,
             db_lock_timeout_ms: 2_000,
+            db_idle_in_transaction_timeout_ms: 10_000,
             health_probe_interval_ms: 2_000,
             health_probe_timeout_ms: 1_000,
             service: ServiceOf::default(),
@@ -263,6 +273,7 @@ impl<S: ServiceFlags> ResilienceFlags<S> {
             self.db_acquire_timeout_ms,
             self.db_statement_timeout_ms,
             self.db_lock_timeout_ms,
+            self.db_idle_in_transaction_timeout_ms,
         )
     }
 

@@ -19,6 +19,11 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// Server-side `lock_timeout` of every pooled session (SQLSTATE 55P03).
     pub lock_timeout: Duration,
+    /// Server-side `idle_in_transaction_session_timeout` of every pooled session: a session
+    /// that sits inside a transaction without sending anything for this long (a frozen or
+    /// partitioned process) is ended by the server, so its locks (the event sequencer's
+    /// among them) are released within seconds rather than when TCP keepalive notices.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl DatabaseSettings {
@@ -28,22 +33,26 @@ impl DatabaseSettings {
         acquire_timeout_ms: u64,
         statement_timeout_ms: u64,
         lock_timeout_ms: u64,
+        idle_in_transaction_timeout_ms: u64,
     ) -> Self {
         Self {
             max_connections,
             acquire_timeout: Duration::from_millis(acquire_timeout_ms),
             statement_timeout: Duration::from_millis(statement_timeout_ms),
             lock_timeout: Duration::from_millis(lock_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(idle_in_transaction_timeout_ms),
         }
     }
 
-    /// Defaults: 5 s to acquire, 5 s per statement, 2 s per lock wait.
+    /// Defaults: 5 s to acquire, 5 s per statement, 2 s per lock wait, 10 s idle inside a
+    /// transaction.
     pub fn new(max_connections: u32) -> Self {
         Self {
             max_connections,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             lock_timeout: Duration::from_secs(2),
+            idle_in_transaction_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -54,7 +63,9 @@ fn base_options(url: &str, application_name: &str) -> anyhow::Result<PgConnectOp
         .application_name(application_name))
 }
 
-/// Sessions in UTC with the statement and lock timeouts of `settings`.
+/// Sessions in UTC with the statement, lock and idle-in-transaction timeouts of
+/// `settings` (startup parameters, so they hold from the first statement of every
+/// connection, the pool's and the listener's).
 fn session_options(
     url: &str,
     settings: &DatabaseSettings,
@@ -62,14 +73,20 @@ fn session_options(
 ) -> anyhow::Result<PgConnectOptions> {
     let statement_timeout = settings.statement_timeout.as_millis().to_string();
     let lock_timeout = settings.lock_timeout.as_millis().to_string();
+    let idle_in_transaction_timeout = settings.idle_in_transaction_timeout.as_millis().to_string();
     Ok(base_options(url, application_name)?.options([
         ("timezone", "UTC"),
         ("statement_timeout", statement_timeout.as_str()),
         ("lock_timeout", lock_timeout.as_str()),
+        (
+            "idle_in_transaction_session_timeout",
+            idle_in_transaction_timeout.as_str(),
+        ),
     ]))
 }
 
-/// A pool whose sessions run in UTC with `statement_timeout` and `lock_timeout` set, and
+/// A pool whose sessions run in UTC with `statement_timeout`, `lock_timeout` and
+/// `idle_in_transaction_session_timeout` set, and
 /// name the service in `pg_stat_activity`; acquiring a connection gives up after
 /// `acquire_timeout` rather than queueing a caller forever.
 pub async fn connect_pool(

@@ -18,6 +18,7 @@ fn short_timeouts() -> DatabaseSettings {
     DatabaseSettings {
         statement_timeout: Duration::from_millis(200),
         lock_timeout: Duration::from_millis(200),
+        idle_in_transaction_timeout: Duration::from_millis(1_500),
         ..DatabaseSettings::new(2)
     }
 }
@@ -36,6 +37,11 @@ async fn pooled_sessions_carry_the_timeouts() {
         .fetch_one(&pool)
         .await
         .unwrap();
+    let idle: String = sqlx::query_scalar("show idle_in_transaction_session_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(idle, "1500ms");
     let zone: String = sqlx::query_scalar("show timezone")
         .fetch_one(&pool)
         .await

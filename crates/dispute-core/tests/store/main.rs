@@ -8,6 +8,7 @@ mod disputes;
 mod events;
 mod history;
 mod idempotency;
+mod sequencer_stall;
 
 use chrono::{DateTime, Utc};
 use dispute_core::domain::{
