@@ -25,6 +25,7 @@ mod overload;
 mod regulation;
 mod scenarios;
 mod scopes;
+mod sequencer_stall;
 mod shutdown;
 mod stack_cleanup;
 mod startup;
