@@ -72,47 +72,24 @@ impl UrlPolicy {
 
 /// IPv4 ranges a delivery never connects to: the IANA IPv4 Special-Purpose Address Registry,
 /// plus multicast (not in that registry, and never a unicast receiver). One line a range.
+#[rustfmt::skip]
 pub const SPECIAL_IPV4: &[(Ipv4Addr, u8, &str)] = &[
     (Ipv4Addr::new(0, 0, 0, 0), 8, "this network"),
     (Ipv4Addr::new(10, 0, 0, 0), 8, "private-use"),
-    (
-        Ipv4Addr::new(100, 64, 0, 0),
-        10,
-        "shared address space (CGNAT)",
-    ),
+    (Ipv4Addr::new(100, 64, 0, 0), 10, "shared address space (CGNAT)"),
     (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
     (Ipv4Addr::new(169, 254, 0, 0), 16, "link-local"),
     (Ipv4Addr::new(172, 16, 0, 0), 12, "private-use"),
     (Ipv4Addr::new(192, 0, 0, 0), 24, "IETF protocol assignments"),
-    (
-        Ipv4Addr::new(192, 0, 2, 0),
-        24,
-        "documentation (TEST-NET-1)",
-    ),
+    (Ipv4Addr::new(192, 0, 2, 0), 24, "documentation (TEST-NET-1)"),
     (Ipv4Addr::new(192, 31, 196, 0), 24, "AS112-v4"),
     (Ipv4Addr::new(192, 52, 193, 0), 24, "AMT"),
-    (
-        Ipv4Addr::new(192, 88, 99, 0),
-        24,
-        "deprecated 6to4 relay anycast",
-    ),
+    (Ipv4Addr::new(192, 88, 99, 0), 24, "deprecated 6to4 relay anycast"),
     (Ipv4Addr::new(192, 168, 0, 0), 16, "private-use"),
-    (
-        Ipv4Addr::new(192, 175, 48, 0),
-        24,
-        "direct delegation AS112 service",
-    ),
+    (Ipv4Addr::new(192, 175, 48, 0), 24, "direct delegation AS112 service"),
     (Ipv4Addr::new(198, 18, 0, 0), 15, "benchmarking"),
-    (
-        Ipv4Addr::new(198, 51, 100, 0),
-        24,
-        "documentation (TEST-NET-2)",
-    ),
-    (
-        Ipv4Addr::new(203, 0, 113, 0),
-        24,
-        "documentation (TEST-NET-3)",
-    ),
+    (Ipv4Addr::new(198, 51, 100, 0), 24, "documentation (TEST-NET-2)"),
+    (Ipv4Addr::new(203, 0, 113, 0), 24, "documentation (TEST-NET-3)"),
     (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast"),
     (Ipv4Addr::new(240, 0, 0, 0), 4, "reserved"),
     (Ipv4Addr::new(255, 255, 255, 255), 32, "limited broadcast"),
@@ -122,102 +99,31 @@ pub const SPECIAL_IPV4: &[(Ipv4Addr, u8, &str)] = &[
 /// (more specific lines first, so a refusal names the narrowest range), site-local and
 /// multicast, and everything outside global unicast (2000::/3). `::ffff:0:0/96`
 /// (IPv4-mapped) is not here: its embedded IPv4 address is checked instead.
+#[rustfmt::skip]
 pub const SPECIAL_IPV6: &[(Ipv6Addr, u8, &str)] = &[
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 128, "unspecified"),
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1), 128, "loopback"),
-    (
-        Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0),
-        96,
-        "IPv4-compatible (deprecated)",
-    ),
-    (
-        Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0),
-        96,
-        "NAT64 well-known prefix",
-    ),
-    (
-        Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
-        48,
-        "NAT64 local-use prefix",
-    ),
-    (
-        Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
-        64,
-        "discard-only",
-    ),
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96, "IPv4-compatible (deprecated)"),
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96, "NAT64 well-known prefix"),
+    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "NAT64 local-use prefix"),
+    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64, "discard-only"),
     (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 32, "Teredo"),
-    (
-        Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0),
-        48,
-        "benchmarking",
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0x10, 0, 0, 0, 0, 0, 0),
-        28,
-        "deprecated ORCHID",
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0x20, 0, 0, 0, 0, 0, 0),
-        28,
-        "ORCHIDv2",
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0),
-        23,
-        "IETF protocol assignments",
-    ),
-    (
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
-        32,
-        "documentation",
-    ),
+    (Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0), 48, "benchmarking"),
+    (Ipv6Addr::new(0x2001, 0x10, 0, 0, 0, 0, 0, 0), 28, "deprecated ORCHID"),
+    (Ipv6Addr::new(0x2001, 0x20, 0, 0, 0, 0, 0, 0), 28, "ORCHIDv2"),
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23, "IETF protocol assignments"),
+    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, "documentation"),
     (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16, "6to4"),
-    (
-        Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0),
-        48,
-        "direct delegation AS112 service",
-    ),
-    (
-        Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0),
-        20,
-        "documentation",
-    ),
-    (
-        Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0),
-        16,
-        "segment routing (SRv6) SIDs",
-    ),
-    (
-        Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
-        7,
-        "unique-local",
-    ),
-    (
-        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
-        10,
-        "link-local unicast",
-    ),
-    (
-        Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0),
-        10,
-        "site-local (deprecated)",
-    ),
+    (Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0), 48, "direct delegation AS112 service"),
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, "documentation"),
+    (Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0), 16, "segment routing (SRv6) SIDs"),
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "unique-local"),
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "link-local unicast"),
+    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "site-local (deprecated)"),
     (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast"),
-    (
-        Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0),
-        3,
-        "not global unicast (outside 2000::/3)",
-    ),
-    (
-        Ipv6Addr::new(0x4000, 0, 0, 0, 0, 0, 0, 0),
-        2,
-        "not global unicast (outside 2000::/3)",
-    ),
-    (
-        Ipv6Addr::new(0x8000, 0, 0, 0, 0, 0, 0, 0),
-        1,
-        "not global unicast (outside 2000::/3)",
-    ),
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 3, "not global unicast (outside 2000::/3)"),
+    (Ipv6Addr::new(0x4000, 0, 0, 0, 0, 0, 0, 0), 2, "not global unicast (outside 2000::/3)"),
+    (Ipv6Addr::new(0x8000, 0, 0, 0, 0, 0, 0, 0), 1, "not global unicast (outside 2000::/3)"),
 ];
 
 /// The name of the special-purpose range `ip` is in (the first matching line of
@@ -325,126 +231,43 @@ mod tests {
     #[test]
     fn each_special_range_is_refused_and_its_neighbours_are_not() {
         // (range, an address inside, addresses just outside that are public)
+        #[rustfmt::skip]
         let cases: &[(&str, &str, &[&str])] = &[
             ("0.0.0.0/8", "0.255.255.255", &["1.0.0.0"]),
-            (
-                "10.0.0.0/8",
-                "10.255.255.255",
-                &["9.255.255.255", "11.0.0.0"],
-            ),
-            (
-                "100.64.0.0/10",
-                "100.127.255.255",
-                &["100.63.255.255", "100.128.0.0"],
-            ),
-            (
-                "127.0.0.0/8",
-                "127.255.255.254",
-                &["126.255.255.255", "128.0.0.0"],
-            ),
-            (
-                "169.254.0.0/16",
-                "169.254.169.254",
-                &["169.253.255.255", "169.255.0.0"],
-            ),
-            (
-                "172.16.0.0/12",
-                "172.31.255.255",
-                &["172.15.255.255", "172.32.0.0"],
-            ),
-            (
-                "192.0.0.0/24",
-                "192.0.0.170",
-                &["191.255.255.255", "192.0.1.0"],
-            ),
+            ("10.0.0.0/8", "10.255.255.255", &["9.255.255.255", "11.0.0.0"]),
+            ("100.64.0.0/10", "100.127.255.255", &["100.63.255.255", "100.128.0.0"]),
+            ("127.0.0.0/8", "127.255.255.254", &["126.255.255.255", "128.0.0.0"]),
+            ("169.254.0.0/16", "169.254.169.254", &["169.253.255.255", "169.255.0.0"]),
+            ("172.16.0.0/12", "172.31.255.255", &["172.15.255.255", "172.32.0.0"]),
+            ("192.0.0.0/24", "192.0.0.170", &["191.255.255.255", "192.0.1.0"]),
             ("192.0.2.0/24", "192.0.2.1", &["192.0.1.255", "192.0.3.0"]),
-            (
-                "192.31.196.0/24",
-                "192.31.196.1",
-                &["192.31.195.255", "192.31.197.0"],
-            ),
-            (
-                "192.52.193.0/24",
-                "192.52.193.1",
-                &["192.52.192.255", "192.52.194.0"],
-            ),
-            (
-                "192.88.99.0/24",
-                "192.88.99.1",
-                &["192.88.98.255", "192.88.100.0"],
-            ),
-            (
-                "192.168.0.0/16",
-                "192.168.255.255",
-                &["192.167.255.255", "192.169.0.0"],
-            ),
-            (
-                "192.175.48.0/24",
-                "192.175.48.1",
-                &["192.175.47.255", "192.175.49.0"],
-            ),
-            (
-                "198.18.0.0/15",
-                "198.19.255.255",
-                &["198.17.255.255", "198.20.0.0"],
-            ),
-            (
-                "198.51.100.0/24",
-                "198.51.100.7",
-                &["198.51.99.255", "198.51.101.0"],
-            ),
-            (
-                "203.0.113.0/24",
-                "203.0.113.9",
-                &["203.0.112.255", "203.0.114.0"],
-            ),
+            ("192.31.196.0/24", "192.31.196.1", &["192.31.195.255", "192.31.197.0"]),
+            ("192.52.193.0/24", "192.52.193.1", &["192.52.192.255", "192.52.194.0"]),
+            ("192.88.99.0/24", "192.88.99.1", &["192.88.98.255", "192.88.100.0"]),
+            ("192.168.0.0/16", "192.168.255.255", &["192.167.255.255", "192.169.0.0"]),
+            ("192.175.48.0/24", "192.175.48.1", &["192.175.47.255", "192.175.49.0"]),
+            ("198.18.0.0/15", "198.19.255.255", &["198.17.255.255", "198.20.0.0"]),
+            ("198.51.100.0/24", "198.51.100.7", &["198.51.99.255", "198.51.101.0"]),
+            ("203.0.113.0/24", "203.0.113.9", &["203.0.112.255", "203.0.114.0"]),
             ("224.0.0.0/4", "239.255.255.255", &["223.255.255.255"]),
             ("240.0.0.0/4", "255.255.255.254", &[]),
             ("255.255.255.255/32", "255.255.255.255", &[]),
             ("::/128", "::", &[]),
             ("::1/128", "::1", &[]),
-            (
-                "::ffff:0:0/96 (embedded 10/8)",
-                "::ffff:10.1.2.3",
-                &["::ffff:11.0.0.0"],
-            ),
+            ("::ffff:0:0/96 (embedded 10/8)", "::ffff:10.1.2.3", &["::ffff:11.0.0.0"]),
             ("::/96", "::8.8.8.8", &[]),
             ("64:ff9b::/96", "64:ff9b::8.8.8.8", &[]),
             ("64:ff9b:1::/48", "64:ff9b:1:ffff::1", &[]),
             ("100::/64", "100::ffff:ffff:ffff:ffff", &[]),
-            (
-                "2001::/32 (Teredo)",
-                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-                &[],
-            ),
+            ("2001::/32 (Teredo)", "2001:0:4136:e378:8000:63bf:3fff:fdd2", &[]),
             ("2001:2::/48", "2001:2:0:ffff::1", &[]),
             ("2001:10::/28", "2001:1f::1", &[]),
             ("2001:20::/28", "2001:2f::1", &[]),
-            (
-                "2001::/23",
-                "2001:1ff:ffff::1",
-                &["2001:200::1", "2000:ffff::1"],
-            ),
-            (
-                "2001:db8::/32",
-                "2001:db8:ffff::1",
-                &["2001:db7:ffff::1", "2001:db9::1"],
-            ),
-            (
-                "2002::/16",
-                "2002:c0a8:101::1",
-                &["2001:ffff::1", "2003::1"],
-            ),
-            (
-                "2620:4f:8000::/48",
-                "2620:4f:8000::1",
-                &["2620:4f:7fff::1", "2620:4f:8001::1"],
-            ),
-            (
-                "3fff::/20",
-                "3fff:fff::1",
-                &["3ffe:ffff::1", "3fff:1000::1"],
-            ),
+            ("2001::/23", "2001:1ff:ffff::1", &["2001:200::1", "2000:ffff::1"]),
+            ("2001:db8::/32", "2001:db8:ffff::1", &["2001:db7:ffff::1", "2001:db9::1"]),
+            ("2002::/16", "2002:c0a8:101::1", &["2001:ffff::1", "2003::1"]),
+            ("2620:4f:8000::/48", "2620:4f:8000::1", &["2620:4f:7fff::1", "2620:4f:8001::1"]),
+            ("3fff::/20", "3fff:fff::1", &["3ffe:ffff::1", "3fff:1000::1"]),
             ("5f00::/16", "5f00::1", &[]),
             ("fc00::/7", "fdff::1", &[]),
             ("fe80::/10", "febf::1", &[]),
