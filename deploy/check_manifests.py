@@ -6,6 +6,7 @@
 Run by deploy/validate.sh with SERVICE_BIN_DIR naming the directory of the built
 dispute-core and document-store binaries. Exits 1 and prints FAIL lines on a problem.
 """
+import ipaddress
 import os
 import re
 import subprocess
@@ -28,6 +29,26 @@ HEALTH_SERVICES = {"dispute-core": "disputes.v1.DisputeService",
 # in terminationGracePeriodSeconds.
 AFTER_DRAIN = {"dispute-core": {"DISPUTE_CORE_WORKER_STOP_TIMEOUT_SECS": 5},
                "document-store": {"DOCUMENT_STORE_UPLOAD_CLEANUP_TIMEOUT_SECS": 5}}
+# The special-purpose ranges webhook deliveries refuse, read from the Rust table so the
+# egress policy cannot drift from it: every egress ipBlock of dispute-core that allows
+# HTTPS must except each of them that it overlaps.
+URLS_RS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "crates/dispute-core/src/domain/webhooks/urls.rs")
+
+
+def special_ranges():
+    text = open(URLS_RS).read()
+    nets = []
+    for m in re.finditer(r"Ipv4Addr::new\(([\d, ]+)\), (\d+), \"", text):
+        octets = ".".join(x.strip() for x in m.group(1).split(","))
+        nets.append(ipaddress.ip_network(f"{octets}/{m.group(2)}"))
+    for m in re.finditer(r"Ipv6Addr::new\(([0-9a-fx, ]+)\), (\d+), \"", text):
+        groups = [int(x.strip(), 0) for x in m.group(1).split(",")]
+        addr = ipaddress.IPv6Address(sum(g << (16 * (7 - i)) for i, g in enumerate(groups)))
+        nets.append(ipaddress.ip_network(f"{addr}/{m.group(2)}"))
+    return nets
+
+
 DEFAULT_DRAIN_SECONDS = 20
 EXIT_MARGIN_SECONDS = 5
 
@@ -248,7 +269,38 @@ for arg in sys.argv[1:]:
             if isinstance(tp, str):
                 check(target, tp in named, f"Service/{name}: targetPort {tp!r} is not a container port name")
 
+    # dispute-core's egress (it runs the webhook worker): some policy limits it, and no
+    # rule that allows HTTPS reaches a special-purpose range.
+    core_labels = {"app.kubernetes.io/name": "dispute-core"}
+    egress = [o for (k, _), o in objs.items() if k == "NetworkPolicy"
+              and "Egress" in o["spec"].get("policyTypes", [])
+              and o["spec"]["podSelector"].get("matchLabels", {}).items() <= core_labels.items()]
+    if ("Deployment", "dispute-core") in objs:
+        check(target, egress, "no egress NetworkPolicy selects dispute-core")
+    special = special_ranges()
+    check(target, len(special) > 30, f"read only {len(special)} special ranges from {URLS_RS}")
+    for pol in egress:
+        where = f"NetworkPolicy/{pol['metadata']['name']}"
+        for rule in pol["spec"].get("egress", []):
+            ports = rule.get("ports")
+            https = not ports or any(p.get("port") in (443, None) for p in ports)
+            if not https:
+                continue
+            check(target, rule.get("to"), f"{where}: a rule allowing HTTPS to every destination")
+            for peer in rule.get("to", []):
+                block = peer.get("ipBlock")
+                if not block:
+                    continue
+                cidr = ipaddress.ip_network(block["cidr"])
+                excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                for net in special:
+                    if net.version != cidr.version or not net.overlaps(cidr):
+                        continue
+                    covered = any(net.version == e.version and net.subnet_of(e) for e in excepted)
+                    check(target, covered,
+                          f"{where}: ipBlock {cidr} allows HTTPS to special-purpose range {net}")
+
     if not failed:
-        print(f"ok   {target}: references, ports, probes and pod security ({len(docs)} objects)")
+        print(f"ok   {target}: references, ports, probes, pod security and egress ({len(docs)} objects)")
 
 sys.exit(1 if failed else 0)

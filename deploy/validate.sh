@@ -10,7 +10,8 @@
 # 3. cross-checks what schemas cannot see: Secret/ConfigMap references and
 #    keys, Service selectors and named ports, probe ports, the restricted Pod
 #    Security settings, and that the whole shutdown (preStop pause + drain + the
-#    budget after the drain + an exit margin) fits in the termination grace period.
+#    budget after the drain + an exit margin) fits in the termination grace period, and
+#    that dispute-core's egress allows HTTPS to no special-purpose address range.
 # Exits non-zero if anything fails.
 set -euo pipefail
 
@@ -75,6 +76,11 @@ for d in docs:
         d["spec"]["template"]["spec"]["containers"][0]["args"] = ["--no-such-flag=1"]
     if d["kind"] == "Deployment" and d["metadata"]["name"] == "document-store":
         d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 10
+    if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "dispute-core-egress":
+        for rule in d["spec"]["egress"]:
+            for peer in rule.get("to", []):
+                if peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0":
+                    peer["ipBlock"]["except"].remove("169.254.0.0/16")
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
 PY
   if negative=$("$KUBE_PYTHON" deploy/check_manifests.py "negative/base=$bad" 2>&1); then
@@ -82,7 +88,8 @@ PY
     status=1
   else
     for expected in "reads no environment variable DISPUTE_CORE_NO_SUCH_SETTING" \
-        "does not accept --no-such-flag" "exceeds terminationGracePeriodSeconds 10s"; do
+        "does not accept --no-such-flag" "exceeds terminationGracePeriodSeconds 10s" \
+        "allows HTTPS to special-purpose range 169.254.0.0/16"; do
       if grep -q "$expected" <<<"$negative"; then
         echo "ok   negative check: a broken render fails with '$expected'"
       else

@@ -35,5 +35,6 @@ mod tracing_propagation;
 mod upload_cleaner;
 mod uploads;
 mod validation;
+mod webhook_ssrf;
 mod webhooks;
 mod webhooks_replicas;
