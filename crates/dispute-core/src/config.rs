@@ -165,7 +165,8 @@ pub struct WebhookFlags {
     /// Accept `http://` endpoint URLs (receivers that are internal services).
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_http: bool,
-    /// Accept and deliver to loopback, private and link-local addresses.
+    /// Accept and deliver to every special-purpose address (loopback, private, link-local,
+    /// CGNAT, NAT64 and the other IANA special-purpose ranges), for tests and development.
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private_addresses: bool,
     /// Divides every delay of the retry schedule and the disable period (tests use e.g.
