@@ -64,34 +64,35 @@ pub const MAX_REPORTED_VIOLATIONS: usize = 20;
 /// The message names at most this many fields (the details name the others reported).
 pub const MAX_MESSAGE_FIELDS: usize = 5;
 
-/// A reported field path is cut to this many characters (a map key can be as long as the
-/// request).
-pub const MAX_FIELD_CHARS: usize = 96;
+/// A reported field path is cut to this many bytes of UTF-8 (a map key can be as long as
+/// the request).
+pub const MAX_FIELD_BYTES: usize = 96;
 
-/// A reported description is cut to this many characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 128;
+/// A reported description is cut to this many bytes of UTF-8.
+pub const MAX_DESCRIPTION_BYTES: usize = 128;
 
-/// The longest map key echoed in a field path (`metadata["<key>"]`).
-pub const MAX_ECHOED_KEY_CHARS: usize = 64;
+/// The longest map key echoed in a field path (`metadata["<key>"]`), in bytes of UTF-8.
+pub const MAX_ECHOED_KEY_BYTES: usize = 64;
 
-/// `text` cut to `max` characters, with `…` marking a cut.
+/// What ends a text that was cut.
+const CUT: &str = "…";
+
+/// `text` cut to at most `max` bytes on a character boundary, `…` ending a cut text.
 pub fn truncated(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_owned(),
-        Some((end, _)) => {
-            let keep = text[..end]
-                .char_indices()
-                .nth(max.saturating_sub(1))
-                .map_or(end, |(i, _)| i);
-            format!("{}…", &text[..keep])
-        }
+    if text.len() <= max {
+        return text.to_owned();
     }
+    let mut end = max.saturating_sub(CUT.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &text[..end])
 }
 
-/// The field path of a map entry, `{prefix}{map}["<key>"]`, its key cut to
-/// [`MAX_ECHOED_KEY_CHARS`] characters.
+/// The field path of a map entry, `{map}["<key>"]`, its key cut to
+/// [`MAX_ECHOED_KEY_BYTES`].
 pub fn map_entry_field(map: &str, key: &str) -> String {
-    let key = truncated(key, MAX_ECHOED_KEY_CHARS);
+    let key = truncated(key, MAX_ECHOED_KEY_BYTES);
     format!("{map}[{key:?}]")
 }
 
@@ -145,12 +146,13 @@ mod tests {
     #[test]
     fn caps_truncation_and_a_linear_merge() {
         assert_eq!(truncated("abc", 3), "abc");
-        assert_eq!(truncated("abcdef", 3), "ab…");
-        assert_eq!(truncated("ééééé", 2), "é…");
+        assert_eq!(truncated("abcdef", 5), "ab…");
+        assert_eq!(truncated("ééééé", 6), "é…");
+        assert_eq!(truncated("😀😀", 6), "…");
         let key = "k".repeat(1_000);
         assert_eq!(
-            map_entry_field("metadata", &key).chars().count(),
-            MAX_ECHOED_KEY_CHARS + "metadata[\"\"]".len()
+            map_entry_field("metadata", &key).len(),
+            MAX_ECHOED_KEY_BYTES + "metadata[\"\"]".len()
         );
         assert!(over_caps([("ids", 100, 100), ("types", 0, 10)]).is_empty());
         assert_eq!(
