@@ -7,21 +7,44 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::dependency::{Dependency, unavailable_dependency};
 pub use domain_kit::violation::Violation;
+use domain_kit::violation::{
+    MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_MESSAGE_FIELDS, MAX_REPORTED_VIOLATIONS, truncated,
+};
 
 /// RetryInfo delay sent with UNAVAILABLE when a dependency fails.
 pub const DEPENDENCY_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// INVALID_ARGUMENT with one BadRequest field violation per bad field and an ErrorInfo.
+/// At most [`MAX_REPORTED_VIOLATIONS`] violations are sent, each cut to
+/// [`MAX_FIELD_BYTES`] / [`MAX_DESCRIPTION_BYTES`]; the message names the first
+/// [`MAX_MESSAGE_FIELDS`] and counts the rest ("invalid request: a, b, c, d, e and 495 more"), and ErrorInfo's `violations` holds the
+/// total. So the details stay a few KiB whatever the request.
 pub fn invalid_argument(domain: &str, violations: &[Violation]) -> Status {
-    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-    let message = format!("invalid request: {}", fields.join(", "));
+    let reported = &violations[..violations.len().min(MAX_REPORTED_VIOLATIONS)];
+    let fields: Vec<String> = reported
+        .iter()
+        .map(|v| truncated(&v.field, MAX_FIELD_BYTES))
+        .collect();
+    let named = &fields[..fields.len().min(MAX_MESSAGE_FIELDS)];
+    let mut message = format!("invalid request: {}", named.join(", "));
+    let rest = violations.len() - named.len();
+    if rest > 0 {
+        message.push_str(&format!(" and {rest} more"));
+    }
     let mut details = ErrorDetails::with_bad_request(
-        violations
+        reported
             .iter()
-            .map(|v| FieldViolation::new(v.field.clone(), v.description.clone()))
+            .zip(fields)
+            .map(|(v, field)| {
+                FieldViolation::new(field, truncated(&v.description, MAX_DESCRIPTION_BYTES))
+            })
             .collect::<Vec<_>>(),
     );
-    details.set_error_info("INVALID_ARGUMENT", domain, []);
+    details.set_error_info(
+        "INVALID_ARGUMENT",
+        domain,
+        [("violations".to_owned(), violations.len().to_string())],
+    );
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
@@ -160,5 +183,30 @@ mod tests {
         let status = internal("disputes.v1", &anyhow::anyhow!("password=hunter2 leaked"));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn invalid_argument_reports_a_bounded_number_of_short_violations() {
+        // Four bytes a character: cut by bytes, not characters.
+        let violations: Vec<Violation> = (0..500)
+            .map(|i| Violation::new(format!("{}{i}", "😀".repeat(10_000)), "😀".repeat(10_000)))
+            .collect();
+        let status = invalid_argument("disputes.v1", &violations);
+        assert!(status.message().ends_with(" and 495 more"));
+        let details = status.get_error_details();
+        let reported = &details.bad_request().unwrap().field_violations;
+        assert_eq!(reported.len(), MAX_REPORTED_VIOLATIONS);
+        assert!(reported.iter().all(|v| v.field.len() <= MAX_FIELD_BYTES));
+        assert!(
+            reported
+                .iter()
+                .all(|v| v.description.len() <= MAX_DESCRIPTION_BYTES)
+        );
+        assert_eq!(
+            details.error_info().unwrap().metadata.get("violations"),
+            Some(&"500".to_owned())
+        );
+        let size = status.details().len() + status.message().len();
+        assert!(size < 6 * 1024, "{size} bytes");
     }
 }

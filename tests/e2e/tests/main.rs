@@ -23,6 +23,7 @@ mod money;
 mod observability;
 mod overload;
 mod regulation;
+mod request_limits;
 mod scenarios;
 mod scopes;
 mod sequencer_stall;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use domain_kit::violation::Violation;
+use domain_kit::violation::{Violation, map_entry_field, too_many};
 
 use super::currency::Currency;
 use super::deadlines::RegulationEFacts;
@@ -379,17 +379,16 @@ pub fn validate_request_id(request_id: &str) -> Result<Option<String>, Violation
     Ok(Some(request_id.to_owned()))
 }
 
-/// Checks metadata against Stripe's limits.
+/// Checks metadata against Stripe's limits. Over [`MAX_METADATA_KEYS`] keys is one
+/// violation, and the entries are not looked at.
 pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Vec<Violation> {
     let mut violations = Vec::new();
     if metadata.len() > MAX_METADATA_KEYS {
-        violations.push(Violation::new(
-            "metadata",
-            format!("must have at most {MAX_METADATA_KEYS} keys"),
-        ));
+        violations.push(too_many("metadata", MAX_METADATA_KEYS, metadata.len()));
+        return violations;
     }
     for (key, value) in metadata {
-        let field = format!("metadata[{key:?}]");
+        let field = map_entry_field("metadata", key);
         if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS {
             violations.push(Violation::new(
                 &field,

@@ -3,7 +3,9 @@
 
 use domain_kit::ids::{DisputeId, DocumentId, parse_optional};
 use domain_kit::page_token::PageRequest;
-use domain_kit::violation::{Violation, merge_nul, nul_violations};
+use std::collections::HashSet;
+
+use domain_kit::violation::{Violation, merge_nul, nul_violations, too_many};
 
 use super::document::Document;
 use super::error::DocumentError;
@@ -12,24 +14,33 @@ use super::error::DocumentError;
 pub const MAX_BATCH_IDS: usize = 100;
 
 /// Checks a batch of document ids: 1 to 100 well-formed ids, duplicates removed (the first
-/// occurrence keeps its place).
+/// occurrence keeps its place). More than 100 is one violation, found before any id is
+/// looked at.
 pub fn batch_ids(ids: &[String]) -> Result<Vec<DocumentId>, DocumentError> {
+    if ids.len() > MAX_BATCH_IDS {
+        return Err(DocumentError::Validation(vec![too_many(
+            "ids",
+            MAX_BATCH_IDS,
+            ids.len(),
+        )]));
+    }
     let nul = nul_violations(
         ids.iter()
             .enumerate()
             .map(|(i, id)| (format!("ids[{i}]"), id)),
     );
     let mut violations = Vec::new();
-    if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
+    if ids.is_empty() {
         violations.push(Violation::new(
             "ids",
             format!("must hold 1 to {MAX_BATCH_IDS} ids"),
         ));
     }
+    let mut seen = HashSet::with_capacity(ids.len());
     let mut unique = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         match DocumentId::parse(&format!("ids[{i}]"), id) {
-            Ok(id) if !unique.contains(&id) => unique.push(id),
+            Ok(id) if seen.insert(id.clone()) => unique.push(id),
             Ok(_) => {}
             Err(violation) => violations.push(violation),
         }
@@ -132,6 +143,8 @@ mod tests {
             batch_ids(&too_many).unwrap_err().violated_fields(),
             vec!["ids"]
         );
+        let nul = vec!["\0".to_owned(); 128_000];
+        assert_eq!(batch_ids(&nul).unwrap_err().violated_fields(), vec!["ids"]);
         let bad = vec![DocumentId::generate().to_string(), "dsp_x".to_owned()];
         assert_eq!(
             batch_ids(&bad).unwrap_err().violated_fields(),

@@ -91,6 +91,7 @@ fn network_identifier(field: &str, value: &str, violations: &mut Vec<Violation>)
 
 /// Checks a CreateAction.
 pub fn create_action(draft: CreateActionDraft) -> Result<CreateAction, DisputeError> {
+    refuse_over_caps([("document_ids", draft.document_ids.len(), MAX_DOCUMENT_IDS)])?;
     let mut texts = vec![
         ("dispute_id".to_owned(), draft.dispute_id.as_str()),
         ("request_id".to_owned(), draft.request_id.as_str()),

@@ -8,7 +8,7 @@ use domain_kit::page_token::PageRequest;
 use domain_kit::violation::{Violation, merge_nul, nul_violations};
 
 use super::shared::*;
-use crate::domain::dispute::{MAX_REFERENCE_CHARS, validate_metadata};
+use crate::domain::dispute::{MAX_METADATA_KEYS, MAX_REFERENCE_CHARS, validate_metadata};
 use crate::domain::{
     DisputeError, DisputeFilter, EnumInput, NewDispute, NewDisputeDraft, Side, Stage, Status,
     evidence,
@@ -46,6 +46,11 @@ pub fn create_dispute(
     draft: CreateDisputeDraft,
     now: DateTime<Utc>,
 ) -> Result<CreateDispute, DisputeError> {
+    refuse_over_caps([(
+        "metadata",
+        draft.dispute.fields.metadata.len(),
+        MAX_METADATA_KEYS,
+    )])?;
     let mut texts = vec![("request_id".to_owned(), draft.request_id.as_str())];
     new_dispute_texts("", &draft.dispute.fields, &mut texts);
     let nul = nul_violations(texts);
@@ -126,6 +131,7 @@ pub struct UpdateDispute {
 /// Checks an UpdateDispute as far as it can be judged without the stored dispute. A bad id
 /// fails at once; other problems travel in [`UpdateDispute::violations`].
 pub fn update_dispute(draft: UpdateDisputeDraft) -> Result<UpdateDispute, DisputeError> {
+    refuse_over_caps([("metadata", draft.metadata.len(), MAX_METADATA_KEYS)])?;
     let mut texts = vec![
         ("id".to_owned(), draft.id.as_str()),
         ("request_id".to_owned(), draft.request_id.as_str()),

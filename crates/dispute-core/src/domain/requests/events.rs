@@ -111,6 +111,7 @@ pub fn event_id(field: &str, value: &str) -> Result<EventId, DisputeError> {
 
 /// Checks ListEvents: known types, a `dsp_` id, a time range in order and paging.
 pub fn list_events(draft: ListEventsDraft) -> Result<ListEvents, DisputeError> {
+    refuse_over_caps([("types", draft.filter.types.len(), MAX_TYPE_FILTERS)])?;
     let mut nul = event_filter_nul(&draft.filter.types, &draft.filter.dispute_id);
     nul.extend(nul_violations([("page_token", draft.page_token.as_str())]));
     refuse_nul(nul, checked_list_events(draft))
@@ -134,6 +135,7 @@ fn checked_list_events(draft: ListEventsDraft) -> Result<ListEvents, DisputeErro
 
 /// Checks StreamEvents: filters as ListEvents, and an `evt_` id to continue after.
 pub fn stream_events(draft: StreamEventsDraft) -> Result<StreamEvents, DisputeError> {
+    refuse_over_caps([("types", draft.types.len(), MAX_TYPE_FILTERS)])?;
     let mut nul = event_filter_nul(&draft.types, &draft.dispute_id);
     nul.extend(nul_violations([(
         "after_event_id",
@@ -264,5 +266,33 @@ mod tests {
             stream_events(StreamEventsDraft::default()).unwrap().start,
             StreamStart::Now
         );
+    }
+
+    #[test]
+    fn a_types_filter_over_its_cap_is_one_violation_whatever_its_items() {
+        let types = vec!["\0".to_owned(); 128_000];
+        let listed = list_events(ListEventsDraft {
+            filter: EventFilterDraft {
+                types: types.clone(),
+                ..Default::default()
+            },
+            page_token: "\0".into(),
+            ..Default::default()
+        });
+        assert_eq!(fields(listed), vec!["types"]);
+        let streamed = stream_events(StreamEventsDraft {
+            types,
+            ..Default::default()
+        });
+        assert_eq!(fields(streamed), vec!["types"]);
+        let at_cap = vec!["dispute.won".to_owned(); MAX_TYPE_FILTERS];
+        let listed = list_events(ListEventsDraft {
+            filter: EventFilterDraft {
+                types: at_cap,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert_eq!(listed.unwrap().filter.types, vec![DisputeEvent::Won]);
     }
 }

@@ -28,5 +28,5 @@ pub use disputes::*;
 pub use events::*;
 pub use history::*;
 pub use network_events::*;
-pub use shared::{Decoded, MAX_DOCUMENT_IDS, fingerprint};
+pub use shared::{Decoded, MAX_DOCUMENT_IDS, MAX_MASK_PATHS, MAX_TYPE_FILTERS, fingerprint};
 pub use webhooks::*;

@@ -5,7 +5,9 @@ use domain_kit::violation::{Violation, nul_violations};
 
 use super::disputes::{DisputeDraft, new_dispute};
 use super::shared::*;
-use crate::domain::dispute::{MAX_NETWORK_REASON_CODE_CHARS, MAX_REFERENCE_CHARS};
+use crate::domain::dispute::{
+    MAX_METADATA_KEYS, MAX_NETWORK_REASON_CODE_CHARS, MAX_REFERENCE_CHARS,
+};
 use crate::domain::{DisputeError, EnumInput, Network, NetworkEvent, NetworkEventKind, NewDispute};
 
 /// How far ahead of our clock a network event's `occur_time` may be (the network's clock
@@ -51,6 +53,17 @@ pub fn record_network_event(
     draft: NetworkEventDraft,
     now: DateTime<Utc>,
 ) -> Result<RecordNetworkEvent, DisputeError> {
+    refuse_over_caps([
+        ("document_ids", draft.document_ids.len(), MAX_DOCUMENT_IDS),
+        (
+            "new_case.metadata",
+            draft
+                .new_case
+                .as_ref()
+                .map_or(0, |case| case.fields.metadata.len()),
+            MAX_METADATA_KEYS,
+        ),
+    ])?;
     let mut texts = vec![
         ("network_case_id".to_owned(), draft.network_case_id.as_str()),
         ("event_id".to_owned(), draft.event_id.as_str()),

@@ -6,13 +6,27 @@
 use std::collections::BTreeMap;
 
 use domain_kit::ids::DocumentId;
-use domain_kit::violation::{Violation, merge_nul, nul_violations};
+use domain_kit::violation::{Violation, map_entry_field, merge_nul, nul_violations, over_caps};
 use sha2::{Digest, Sha256};
 
 use crate::domain::dispute::{MAX_MEMO_CHARS, validate_request_id};
 use crate::domain::{DisputeError, EnumInput, NewDisputeDraft};
 
 pub(super) type Texts<'a> = Vec<(String, &'a str)>;
+
+/// Refuses at once a request holding a list or map over its cap (`(field, length, cap)`):
+/// one violation per such list, found before any of its items is looked at, so that the
+/// work a request costs stays small whatever its size.
+pub(super) fn refuse_over_caps<'a>(
+    lists: impl IntoIterator<Item = (&'a str, usize, usize)>,
+) -> Result<(), DisputeError> {
+    let over = over_caps(lists);
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(DisputeError::Validation(over))
+    }
+}
 
 /// Refuses a request whose strings hold NUL (`\0`; PostgreSQL text cannot store it): `nul`
 /// names those fields (every request below lists all its strings), reported together with
@@ -66,7 +80,7 @@ pub(super) fn metadata_texts<'a>(
     texts: &mut Texts<'a>,
 ) {
     for (key, value) in metadata {
-        let field = format!("{prefix}metadata[{key:?}]");
+        let field = map_entry_field(&format!("{prefix}metadata"), key);
         texts.push((field.clone(), key));
         texts.push((field, value));
     }
@@ -87,6 +101,13 @@ pub type Decoded<T> = Result<T, Violation>;
 
 /// At most this many document ids in one list.
 pub const MAX_DOCUMENT_IDS: usize = 100;
+
+/// At most this many entries in the `types` filter of ListEvents and StreamEvents (a type
+/// may be repeated).
+pub const MAX_TYPE_FILTERS: usize = 100;
+
+/// At most this many paths in an update mask.
+pub const MAX_MASK_PATHS: usize = 10;
 
 /// Hex SHA-256: what "the same request" (idempotency) and "the same filters" (page tokens)
 /// mean.
@@ -183,14 +204,9 @@ pub(super) fn memo_text(field: &str, value: &str, violations: &mut Vec<Violation
     }
 }
 
-/// A list of document ids, naming each bad entry.
+/// A list of document ids (at most [`MAX_DOCUMENT_IDS`], see `refuse_over_caps`), naming
+/// each bad entry.
 pub(super) fn document_ids(field: &str, ids: &[String], violations: &mut Vec<Violation>) {
-    if ids.len() > MAX_DOCUMENT_IDS {
-        violations.push(Violation::new(
-            field,
-            format!("must hold at most {MAX_DOCUMENT_IDS} ids"),
-        ));
-    }
     for (i, id) in ids.iter().enumerate() {
         if let Err(violation) = DocumentId::parse(&format!("{field}[{i}]"), id) {
             violations.push(violation);

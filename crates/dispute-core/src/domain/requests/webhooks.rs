@@ -14,7 +14,7 @@ use crate::domain::webhooks::{
     DEFAULT_ROTATION_OVERLAP, DeliveryStatus, MAX_ROTATION_OVERLAP, UrlPolicy, check_description,
     check_event_types, check_url,
 };
-use crate::domain::{DisputeError, EnumInput};
+use crate::domain::{DisputeError, DisputeEvent, EnumInput};
 
 /// A `whe_` endpoint id, or INVALID_ARGUMENT naming `field`.
 pub fn webhook_endpoint_id(field: &str, value: &str) -> Result<WebhookEndpointId, DisputeError> {
@@ -61,6 +61,11 @@ pub fn create_webhook_endpoint(
     draft: CreateWebhookEndpointDraft,
     policy: UrlPolicy,
 ) -> Result<CreateWebhookEndpoint, DisputeError> {
+    refuse_over_caps([(
+        "event_types",
+        draft.event_types.len(),
+        DisputeEvent::ALL.len(),
+    )])?;
     let mut texts = vec![
         ("url".to_owned(), draft.url.as_str()),
         ("description".to_owned(), draft.description.as_str()),
@@ -138,6 +143,14 @@ pub fn update_webhook_endpoint(
         )]));
     };
     let id = webhook_endpoint_id("endpoint.id", &endpoint.id)?;
+    refuse_over_caps([
+        ("update_mask.paths", draft.paths.len(), MAX_MASK_PATHS),
+        (
+            "endpoint.event_types",
+            endpoint.event_types.len(),
+            DisputeEvent::ALL.len(),
+        ),
+    ])?;
     let mut texts = Texts::new();
     for path in &draft.paths {
         match path.as_str() {
