@@ -17,8 +17,9 @@ pub const DEPENDENCY_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// INVALID_ARGUMENT with one BadRequest field violation per bad field and an ErrorInfo.
 /// At most [`MAX_REPORTED_VIOLATIONS`] violations are sent, each cut to
 /// [`MAX_FIELD_BYTES`] / [`MAX_DESCRIPTION_BYTES`]; the message names the first
-/// [`MAX_MESSAGE_FIELDS`] and counts the rest ("invalid request: a, b, c, d, e and 495 more"), and ErrorInfo's `violations` holds the
-/// total. So the details stay a few KiB whatever the request.
+/// [`MAX_MESSAGE_FIELDS`] and counts the rest ("invalid request: a, b, c, d, e and 495
+/// more"), and ErrorInfo's `violations` holds the total. So the details stay a few KiB
+/// whatever the request.
 pub fn invalid_argument(domain: &str, violations: &[Violation]) -> Status {
     let reported = &violations[..violations.len().min(MAX_REPORTED_VIOLATIONS)];
     let fields: Vec<String> = reported

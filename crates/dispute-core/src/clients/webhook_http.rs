@@ -6,13 +6,15 @@
 //! few fixed phrases ([`AttemptError`]) and never carries resolver text, addresses or OS
 //! error strings; the full cause is logged here, once per failed attempt.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::domain::webhooks::{RESPONSE_BODY_PREFIX_BYTES, UrlPolicy, body_prefix, special_range};
+use crate::domain::webhooks::{
+    RESPONSE_BODY_PREFIX_BYTES, UrlPolicy, body_prefix, literal_ip, special_range,
+};
 
 /// Resolves receiver names and keeps only addresses the policy allows.
 struct CheckedResolver {
@@ -137,12 +139,7 @@ impl WebhookHttpClient {
                 return PostResponse::failed(AttemptError::InvalidUrl);
             }
         };
-        let literal: Option<IpAddr> = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-            _ => None,
-        };
-        if let Some(ip) = literal
+        if let Some(ip) = literal_ip(&parsed)
             && !self.policy.address_allowed(ip)
         {
             tracing::warn!(

@@ -52,8 +52,7 @@ pub fn check_url(policy: UrlPolicy, raw: &str) -> Result<url::Url, Violation> {
             }
             None
         }
-        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(_) => literal_ip(&url),
     };
     if let Some(ip) = ip
         && !policy.address_allowed(ip)
@@ -61,6 +60,15 @@ pub fn check_url(policy: UrlPolicy, raw: &str) -> Result<url::Url, Violation> {
         return Err(bad("must not point to a private or loopback address"));
     }
     Ok(url)
+}
+
+/// The address of a URL whose host is a literal IP (`https://10.0.0.1/`), `None` for a name.
+pub fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
 }
 
 impl UrlPolicy {
