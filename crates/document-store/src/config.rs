@@ -8,6 +8,12 @@ use service_kit::call_limit::CallLimits;
 use service_kit::config::{DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags};
 use service_kit::database::DatabaseSettings;
 
+use crate::app::{
+    DEFAULT_DOWNLOAD_STALL_TIMEOUT, DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+    DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_SEC, DEFAULT_UPLOAD_RATE_GRACE, DEFAULT_UPLOAD_RATE_WINDOW,
+    FairnessSettings,
+};
+use crate::domain::{RateFloor, SlotLimits};
 use crate::store::s3::{ChecksumMode, S3Settings, S3Timeouts};
 
 /// S3 rejects parts below 5 MiB (except the last one).
@@ -163,8 +169,8 @@ impl ServiceFlags for DocumentStore {
     const DATABASE_NAME: &'static str = "documents";
     const MAX_CONCURRENT_CALLS_HELP: &'static str = "Unary calls allowed in flight; beyond it \
         calls are shed at once with RESOURCE_EXHAUSTED (RetryInfo). UploadDocument and \
-        DownloadDocument are not counted (uploads have their own admission limit), nor are \
-        health and reflection";
+        DownloadDocument are not counted (each has its own per-replica and per-tenant caps), \
+        nor are health and reflection";
     const CALL_TIMEOUT_HELP: &'static str = "Server-side limit of one unary call; past it the \
         call answers DEADLINE_EXCEEDED. Streaming calls are not cut by it";
     const HEALTH_PROBE_INTERVAL_HELP: &'static str = "How often readiness checks the database \
@@ -212,6 +218,128 @@ pub struct Resilience {
     /// Attempts per S3 operation (standard retry with backoff; 1 = no retry).
     #[arg(long, env = "DOCUMENT_STORE_S3_MAX_ATTEMPTS", default_value_t = 3)]
     pub s3_max_attempts: u32,
+    #[command(flatten)]
+    pub fairness: Fairness,
+}
+
+/// How a replica shares uploads and downloads between tenants.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Fairness {
+    /// Uploads one tenant may run at once on a replica; one more is refused at once with
+    /// RESOURCE_EXHAUSTED (TENANT_UPLOAD_CAPACITY, RetryInfo 1 s). Default: a quarter of
+    /// --max-concurrent-uploads, at least 1.
+    #[arg(long, env = "DOCUMENT_STORE_MAX_UPLOADS_PER_TENANT")]
+    pub max_uploads_per_tenant: Option<usize>,
+    /// Slowest data rate an upload may keep, averaged over the rate window once the grace
+    /// period is over; below it the upload fails with DEADLINE_EXCEEDED (UPLOAD_TOO_SLOW).
+    /// 0 disables the check.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_MIN_UPLOAD_RATE_BYTES_PER_SEC",
+        default_value_t = DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_SEC
+    )]
+    pub min_upload_rate_bytes_per_sec: u64,
+    /// The sliding window over which an upload's rate is averaged.
+    #[arg(long, env = "DOCUMENT_STORE_UPLOAD_RATE_WINDOW_MS", default_value_t = DEFAULT_UPLOAD_RATE_WINDOW.as_millis() as u64)]
+    pub upload_rate_window_ms: u64,
+    /// How long an upload may send below the minimum rate at its start (time spent waiting
+    /// for the client, from the header on).
+    #[arg(long, env = "DOCUMENT_STORE_UPLOAD_RATE_GRACE_MS", default_value_t = DEFAULT_UPLOAD_RATE_GRACE.as_millis() as u64)]
+    pub upload_rate_grace_ms: u64,
+    /// DownloadDocument streams one replica serves at once; one more is refused at once
+    /// with RESOURCE_EXHAUSTED (DOWNLOAD_CAPACITY, RetryInfo 1 s).
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_MAX_CONCURRENT_DOWNLOADS",
+        default_value_t = DEFAULT_MAX_CONCURRENT_DOWNLOADS
+    )]
+    pub max_concurrent_downloads: usize,
+    /// DownloadDocument streams one tenant may have open on a replica; one more is refused
+    /// with RESOURCE_EXHAUSTED (TENANT_DOWNLOAD_CAPACITY, RetryInfo 1 s). Default: a quarter
+    /// of --max-concurrent-downloads, at least 1.
+    #[arg(long, env = "DOCUMENT_STORE_MAX_DOWNLOADS_PER_TENANT")]
+    pub max_downloads_per_tenant: Option<usize>,
+    /// A download whose client takes no data for this long ends with DEADLINE_EXCEEDED
+    /// (DOWNLOAD_STALLED) and gives its slot back.
+    #[arg(long, env = "DOCUMENT_STORE_DOWNLOAD_STALL_TIMEOUT_MS", default_value_t = DEFAULT_DOWNLOAD_STALL_TIMEOUT.as_millis() as u64)]
+    pub download_stall_timeout_ms: u64,
+}
+
+impl Default for Fairness {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        Self {
+            max_uploads_per_tenant: None,
+            min_upload_rate_bytes_per_sec: DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_SEC,
+            upload_rate_window_ms: DEFAULT_UPLOAD_RATE_WINDOW.as_millis() as u64,
+            upload_rate_grace_ms: DEFAULT_UPLOAD_RATE_GRACE.as_millis() as u64,
+            max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+            max_downloads_per_tenant: None,
+            download_stall_timeout_ms: DEFAULT_DOWNLOAD_STALL_TIMEOUT.as_millis() as u64,
+        }
+    }
+}
+
+impl Fairness {
+    /// The settings for a replica running at most `max_concurrent_uploads` uploads.
+    pub fn settings(&self, max_concurrent_uploads: usize) -> FairnessSettings {
+        FairnessSettings {
+            uploads: SlotLimits::with_default_tenant_share(
+                max_concurrent_uploads,
+                self.max_uploads_per_tenant,
+            ),
+            upload_rate: RateFloor {
+                bytes_per_sec: self.min_upload_rate_bytes_per_sec,
+                window: Duration::from_millis(self.upload_rate_window_ms),
+                grace: Duration::from_millis(self.upload_rate_grace_ms),
+            },
+            downloads: SlotLimits::with_default_tenant_share(
+                self.max_concurrent_downloads,
+                self.max_downloads_per_tenant,
+            ),
+            download_stall_timeout: Duration::from_millis(self.download_stall_timeout_ms),
+        }
+    }
+
+    fn validate(&self, max_concurrent_uploads: usize) -> anyhow::Result<()> {
+        let caps = [
+            (
+                "uploads",
+                self.max_uploads_per_tenant,
+                max_concurrent_uploads,
+            ),
+            (
+                "downloads",
+                self.max_downloads_per_tenant,
+                self.max_concurrent_downloads,
+            ),
+        ];
+        for (what, per_tenant, per_process) in caps {
+            if let Some(per_tenant) = per_tenant {
+                anyhow::ensure!(
+                    (1..=per_process).contains(&per_tenant),
+                    "max {what} per tenant must be between 1 and the replica's cap ({per_process})"
+                );
+            }
+        }
+        anyhow::ensure!(
+            self.max_concurrent_downloads >= 1,
+            "max concurrent downloads must be at least 1"
+        );
+        anyhow::ensure!(
+            (100..=3_600_000).contains(&self.upload_rate_window_ms),
+            "upload rate window must be between 100 ms and 1 hour"
+        );
+        anyhow::ensure!(
+            self.upload_rate_grace_ms <= 3_600_000,
+            "upload rate grace must be at most 1 hour"
+        );
+        anyhow::ensure!(
+            self.download_stall_timeout_ms >= 100,
+            "download stall timeout must be at least 100 ms"
+        );
+        Ok(())
+    }
 }
 
 impl Default for Resilience {
@@ -223,6 +351,7 @@ impl Default for Resilience {
             s3_attempt_timeout_ms: 60_000,
             s3_operation_timeout_ms: 120_000,
             s3_max_attempts: 3,
+            fairness: Fairness::default(),
         }
     }
 }
@@ -269,6 +398,9 @@ impl Config {
             self.max_concurrent_uploads >= 1,
             "max concurrent uploads must be at least 1"
         );
+        self.resilience
+            .fairness
+            .validate(self.max_concurrent_uploads)?;
         Ok(())
     }
 
@@ -292,6 +424,13 @@ impl Config {
     /// The unary call limit and timeout; `exempt_methods` are neither counted nor timed.
     pub fn call_limits(&self, exempt_methods: Vec<&'static str>) -> CallLimits {
         self.resilience.common.call_limits(exempt_methods)
+    }
+
+    /// How uploads and downloads are shared between tenants.
+    pub fn fairness(&self) -> FairnessSettings {
+        self.resilience
+            .fairness
+            .settings(self.max_concurrent_uploads)
     }
 
     pub fn drain_timeout(&self) -> Duration {

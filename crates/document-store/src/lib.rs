@@ -25,8 +25,8 @@ pub use config::{Command, Config};
 use store::s3::{ObjectStore, connect_client};
 
 const SERVICE_NAME: &str = "documents.v1.DocumentService";
-/// Streaming calls outside the unary call limit and timeout: uploads have their own
-/// admission limit and deadline; a download is bounded by its client's flow control.
+/// Streaming calls outside the unary call limit and timeout: uploads have their own caps,
+/// minimum rate and deadline; downloads their own caps and stall timeout.
 const STREAMING_METHODS: [&str; 2] = [
     "/documents.v1.DocumentService/UploadDocument",
     "/documents.v1.DocumentService/DownloadDocument",
@@ -127,7 +127,8 @@ pub async fn run(
             upload_deadline: Duration::from_secs(config.upload_deadline_secs),
             max_concurrent_uploads: config.max_concurrent_uploads,
         },
-    );
+    )
+    .with_fairness(config.fairness());
     let mut workers = Workers::new(&shutdown);
     documents.start_abandoned_upload_cleaner(&mut workers);
     let service = InterceptedService::new(
@@ -144,6 +145,7 @@ pub async fn run(
         max_upload_bytes = config.max_upload_bytes,
         part_size_bytes = config.part_size_bytes,
         max_concurrent_uploads = config.max_concurrent_uploads,
+        fairness = ?config.fairness(),
         "document-store serving"
     );
     let (http2_keepalive_interval, http2_keepalive_timeout) =

@@ -1,6 +1,8 @@
 //! The upload pipeline: chunks stream into S3 parts while they are hashed and sniffed.
 //! Memory stays bounded by `part_size * (max_parts_in_flight + 1)` per upload whatever the
-//! file or chunk size, and by `max_concurrent_uploads` uploads per replica. Any failure, cap
+//! file or chunk size, and by `max_concurrent_uploads` uploads per replica (fewer per
+//! tenant, see [`FairnessSettings`](super::FairnessSettings)). A client sending below the
+//! minimum data rate is cut off like an idle one. Any failure, cap
 //! breach or cancellation removes everything the upload created: the multipart upload, the
 //! object and the metadata row (the row stays for the abandoned-upload cleaner when a
 //! CreateMultipartUpload went unanswered, see [`Written`]).
@@ -23,16 +25,18 @@ use domain_kit::ids::DocumentId;
 use futures::{Stream, StreamExt};
 use service_kit::dependency::unavailable_dependency;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Documents;
+use super::slots::Slot;
 use crate::domain::content::SNIFF_LEN;
 use crate::domain::{
-    ContentType, Document, DocumentError, UploadHeader, check_content, object_key,
+    ContentType, Document, DocumentError, RateWindow, Refusal, UploadHeader, check_content,
+    object_key,
 };
 use crate::store::postgres::{self, PendingDocument, StoredContent};
 
@@ -67,10 +71,10 @@ enum ObjectState {
     Stored,
 }
 
-/// An admitted upload: holds one of the replica's upload slots until the upload, cleanup
-/// included, is over, and carries the upload's overall deadline.
+/// An admitted upload: holds one of the replica's upload slots (and of its tenant's share)
+/// until the upload, cleanup included, is over, and carries the upload's overall deadline.
 pub struct UploadAdmission {
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
     started: Instant,
     deadline: Instant,
 }
@@ -86,19 +90,30 @@ struct Caller {
 }
 
 impl Documents {
-    /// Takes one of this replica's upload slots, or refuses at once with
-    /// [`DocumentError::UploadCapacity`]: called before anything of the stream is read, so
-    /// a refused upload buffers nothing.
-    pub fn admit_upload(&self) -> Result<UploadAdmission, DocumentError> {
-        let slot = self.upload_slots.clone().try_acquire_owned().map_err(|_| {
-            let error = DocumentError::UploadCapacity {
-                limit: self.settings.max_concurrent_uploads,
-                retry_after: UPLOAD_RETRY_AFTER,
-            };
-            self.upload_metrics
-                .rejected(error.upload_rejection_reason(), None);
-            error
-        })?;
+    /// Takes one of this replica's upload slots for `tenant_id`, or refuses at once with
+    /// [`DocumentError::TenantUploadCapacity`] (the tenant has its share in flight) or
+    /// [`DocumentError::UploadCapacity`] (the replica is full): called before anything of
+    /// the stream is read, so a refused upload buffers nothing.
+    pub fn admit_upload(&self, tenant_id: &str) -> Result<UploadAdmission, DocumentError> {
+        let slot = self
+            .upload_slots
+            .try_acquire(tenant_id)
+            .map_err(|refusal| {
+                let limits = self.fairness.uploads;
+                let error = match refusal {
+                    Refusal::Tenant => DocumentError::TenantUploadCapacity {
+                        limit: limits.per_tenant,
+                        retry_after: UPLOAD_RETRY_AFTER,
+                    },
+                    Refusal::Process => DocumentError::UploadCapacity {
+                        limit: limits.per_process,
+                        retry_after: UPLOAD_RETRY_AFTER,
+                    },
+                };
+                self.upload_metrics
+                    .rejected(error.upload_rejection_reason(), None);
+                error
+            })?;
         Ok(UploadAdmission {
             _slot: slot,
             started: Instant::now(),
@@ -271,6 +286,8 @@ impl Documents {
             chunks,
             deadline,
             caller_gone,
+            rate: RateWindow::new(self.fairness.upload_rate),
+            waited: Duration::ZERO,
         };
         let result = self
             .stream_to_storage(
@@ -561,6 +578,17 @@ struct Receiving<'a, S> {
     chunks: S,
     deadline: Instant,
     caller_gone: &'a CancellationToken,
+    /// Bytes received over the last window, against the minimum data rate.
+    rate: RateWindow,
+    /// Time spent waiting for the client so far: the rate's clock. Time spent on storage
+    /// (parts in flight, completion) is not the client's and does not count.
+    waited: Duration,
+}
+
+/// What ended one wait inside [`Receiving::next_chunk`].
+enum Wake<T> {
+    Done(T),
+    CheckRate,
 }
 
 impl<S> Receiving<'_, S>
@@ -568,29 +596,45 @@ where
     S: Stream<Item = Result<Bytes, DocumentError>> + Unpin,
 {
     /// The next chunk, `None` at the end of the stream, or why the upload stops: the caller
-    /// is gone, shutdown, the upload deadline passed, or the client was idle too long.
+    /// is gone, shutdown, the upload deadline passed, the client was idle too long, or it
+    /// sends below the minimum data rate.
     async fn next_chunk(
         &mut self,
         documents: &Documents,
         settings: super::UploadSettings,
     ) -> Result<Option<Bytes>, DocumentError> {
-        tokio::select! {
-            biased;
-            _ = self.caller_gone.cancelled() => Err(DocumentError::Cancelled),
-            _ = documents.abort.cancelled() => Err(DocumentError::ShuttingDown),
-            _ = tokio::time::sleep_until(self.deadline) => Err(DocumentError::UploadDeadline {
-                secs: settings.upload_deadline.as_secs(),
-            }),
-            next = tokio::time::timeout(settings.chunk_idle_timeout, self.chunks.next()) => {
-                match next {
-                    Err(_) => Err(DocumentError::IdleTimeout {
-                        secs: settings.chunk_idle_timeout.as_secs(),
-                    }),
-                    Ok(None) => Ok(None),
-                    Ok(Some(chunk)) => chunk.map(Some),
+        let entered = Instant::now();
+        let idle_at = entered + settings.chunk_idle_timeout;
+        let check_interval = self.rate.check_interval();
+        let next = loop {
+            // Without a floor, the deadline (already a branch) stands in for the check.
+            let check_at = check_interval.map_or(self.deadline, |every| Instant::now() + every);
+            let wake = tokio::select! {
+                biased;
+                _ = self.caller_gone.cancelled() => Wake::Done(Err(DocumentError::Cancelled)),
+                _ = documents.abort.cancelled() => Wake::Done(Err(DocumentError::ShuttingDown)),
+                _ = tokio::time::sleep_until(self.deadline) => Wake::Done(Err(DocumentError::UploadDeadline {
+                    secs: settings.upload_deadline.as_secs(),
+                })),
+                _ = tokio::time::sleep_until(idle_at) => Wake::Done(Err(DocumentError::IdleTimeout {
+                    secs: settings.chunk_idle_timeout.as_secs(),
+                })),
+                _ = tokio::time::sleep_until(check_at) => Wake::CheckRate,
+                next = self.chunks.next() => Wake::Done(next.transpose()),
+            };
+            match wake {
+                Wake::Done(next) => break next,
+                Wake::CheckRate => {
+                    self.rate.check(self.waited + entered.elapsed())?;
                 }
             }
+        };
+        self.waited += entered.elapsed();
+        if let Ok(Some(chunk)) = &next {
+            self.rate.record(self.waited, chunk.len() as u64);
+            self.rate.check(self.waited)?;
         }
+        next
     }
 }
 

@@ -50,6 +50,31 @@ pub enum DocumentError {
         /// How long the client should wait before retrying.
         retry_after: std::time::Duration,
     },
+    #[error("this tenant already runs {limit} uploads on this replica; retry later")]
+    TenantUploadCapacity {
+        limit: usize,
+        retry_after: std::time::Duration,
+    },
+    #[error(
+        "the upload sent {measured_bytes_per_sec} bytes/s over the last {window:?}, below the required {required_bytes_per_sec} bytes/s"
+    )]
+    UploadTooSlow {
+        measured_bytes_per_sec: u64,
+        required_bytes_per_sec: u64,
+        window: std::time::Duration,
+    },
+    #[error("this replica already serves {limit} downloads; retry later")]
+    DownloadCapacity {
+        limit: usize,
+        retry_after: std::time::Duration,
+    },
+    #[error("this tenant already has {limit} downloads open on this replica; retry later")]
+    TenantDownloadCapacity {
+        limit: usize,
+        retry_after: std::time::Duration,
+    },
+    #[error("the client took no data of the download for {timeout:?}")]
+    DownloadStalled { timeout: std::time::Duration },
     #[error("the client cancelled the upload")]
     Cancelled,
     #[error("document-store is shutting down")]
@@ -77,9 +102,24 @@ impl DocumentError {
             DocumentError::HeaderTimeout { .. } => "header_timeout",
             DocumentError::UploadDeadline { .. } => "deadline",
             DocumentError::UploadCapacity { .. } => "capacity",
+            DocumentError::TenantUploadCapacity { .. } => "tenant_capacity",
+            DocumentError::UploadTooSlow { .. } => "too_slow",
+            DocumentError::DownloadCapacity { .. } => "download_capacity",
+            DocumentError::TenantDownloadCapacity { .. } => "tenant_download_capacity",
+            DocumentError::DownloadStalled { .. } => "download_stalled",
             DocumentError::Cancelled => "cancelled",
             DocumentError::ShuttingDown => "shutting_down",
             DocumentError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<crate::domain::TooSlow> for DocumentError {
+    fn from(slow: crate::domain::TooSlow) -> Self {
+        DocumentError::UploadTooSlow {
+            measured_bytes_per_sec: slow.measured_bytes_per_sec,
+            required_bytes_per_sec: slow.required_bytes_per_sec,
+            window: slow.window,
         }
     }
 }

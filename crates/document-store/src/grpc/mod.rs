@@ -44,7 +44,7 @@ impl DocumentService for DocumentServiceHandler {
     ) -> Result<Response<pb::UploadDocumentResponse>, Status> {
         let caller = authorize(&request, Scope::DocumentsWrite)?;
         // Admission first: a refused upload has not read (or buffered) any of its stream.
-        let admission = self.documents.admit_upload()?;
+        let admission = self.documents.admit_upload(&caller.tenant_id)?;
         let mut stream = request.into_inner();
         let header = self
             .documents

@@ -86,6 +86,40 @@ impl From<DocumentError> for Status {
                 details.set_retry_info(Some(retry_after));
                 Status::with_error_details(Code::ResourceExhausted, e.to_string(), details)
             }
+            e @ DocumentError::TenantUploadCapacity { retry_after, .. } => retryable(
+                Code::ResourceExhausted,
+                e.to_string(),
+                "TENANT_UPLOAD_CAPACITY",
+                DOMAIN,
+                retry_after,
+            ),
+            e @ DocumentError::DownloadCapacity { retry_after, .. } => retryable(
+                Code::ResourceExhausted,
+                e.to_string(),
+                "DOWNLOAD_CAPACITY",
+                DOMAIN,
+                retry_after,
+            ),
+            e @ DocumentError::TenantDownloadCapacity { retry_after, .. } => retryable(
+                Code::ResourceExhausted,
+                e.to_string(),
+                "TENANT_DOWNLOAD_CAPACITY",
+                DOMAIN,
+                retry_after,
+            ),
+            // The same code as an idle client: the client did not send (or take) data in time.
+            e @ DocumentError::UploadTooSlow { .. } => status_with_reason(
+                Code::DeadlineExceeded,
+                e.to_string(),
+                "UPLOAD_TOO_SLOW",
+                DOMAIN,
+            ),
+            e @ DocumentError::DownloadStalled { .. } => status_with_reason(
+                Code::DeadlineExceeded,
+                e.to_string(),
+                "DOWNLOAD_STALLED",
+                DOMAIN,
+            ),
             e @ DocumentError::Cancelled => {
                 status_with_reason(Code::Cancelled, e.to_string(), "UPLOAD_CANCELLED", DOMAIN)
             }

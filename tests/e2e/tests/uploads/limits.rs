@@ -13,13 +13,13 @@ use super::{PART, assert_tenant_left_nothing, options, sized_header, tenant_rows
 use crate::fixtures::*;
 
 /// An upload of `tenant` whose messages the test feeds one by one.
-struct OpenUpload {
-    tx: tokio::sync::mpsc::Sender<pb::UploadDocumentRequest>,
-    call:
+pub(super) struct OpenUpload {
+    pub(super) tx: tokio::sync::mpsc::Sender<pb::UploadDocumentRequest>,
+    pub(super) call:
         tokio::task::JoinHandle<Result<tonic::Response<pb::UploadDocumentResponse>, tonic::Status>>,
 }
 
-async fn open_upload(stack: &Stack, tenant: &str) -> OpenUpload {
+pub(super) async fn open_upload(stack: &Stack, tenant: &str) -> OpenUpload {
     let mut client = stack.documents_of(tenant).await;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let call = tokio::spawn(async move {
@@ -30,7 +30,7 @@ async fn open_upload(stack: &Stack, tenant: &str) -> OpenUpload {
     OpenUpload { tx, call }
 }
 
-fn chunk_message(bytes: &[u8]) -> pb::UploadDocumentRequest {
+pub(super) fn chunk_message(bytes: &[u8]) -> pb::UploadDocumentRequest {
     pb::UploadDocumentRequest {
         payload: Some(pb::upload_document_request::Payload::Chunk(
             Bytes::copy_from_slice(bytes),
@@ -38,7 +38,7 @@ fn chunk_message(bytes: &[u8]) -> pb::UploadDocumentRequest {
     }
 }
 
-fn header_message(header: pb::DocumentHeader) -> pb::UploadDocumentRequest {
+pub(super) fn header_message(header: pb::DocumentHeader) -> pb::UploadDocumentRequest {
     pb::UploadDocumentRequest {
         payload: Some(pb::upload_document_request::Payload::Header(header)),
     }

@@ -1,5 +1,6 @@
 //! Uploads that do not go as planned leave nothing behind and hold nothing: uploads cancelled
-//! or cut short mid-file (`cancel`), and the bounds on an upload's memory and time (`limits`).
+//! or cut short mid-file (`cancel`), the bounds on an upload's memory and time (`limits`),
+//! and the fair sharing of uploads and downloads between tenants (`fairness`).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use harness::{Stack, StackOptions};
 use crate::fixtures::*;
 
 mod cancel;
+mod fairness;
 mod limits;
 
 const PART: usize = 5 * MIB;
