@@ -131,11 +131,11 @@ pub async fn run(
     .with_fairness(config.fairness());
     let mut workers = Workers::new(&shutdown);
     documents.start_abandoned_upload_cleaner(&mut workers);
-    let service = InterceptedService::new(
+    let service = grpc::received::CountUploadBytes::new(InterceptedService::new(
         DocumentServiceServer::new(grpc::DocumentServiceHandler::new(documents.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier),
-    );
+    ));
 
     tracing::info!(
         listen_addr = %listener.local_addr()?,

@@ -17,6 +17,8 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::types::CompletedPart;
@@ -77,6 +79,32 @@ pub struct UploadAdmission {
     _slot: Slot,
     started: Instant,
     deadline: Instant,
+    received: Option<ReceivedBytes>,
+}
+
+impl UploadAdmission {
+    /// Measures the upload's data rate on `received` (bytes as the transport delivers them)
+    /// instead of on whole chunks.
+    pub fn measuring(self, received: ReceivedBytes) -> Self {
+        Self {
+            received: Some(received),
+            ..self
+        }
+    }
+}
+
+/// Bytes of an upload's request as the transport receives them, shared with the transport.
+#[derive(Clone, Debug, Default)]
+pub struct ReceivedBytes(Arc<AtomicU64>);
+
+impl ReceivedBytes {
+    pub fn add(&self, bytes: u64) {
+        self.0.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// What the upload task needs to know about its caller.
@@ -118,6 +146,7 @@ impl Documents {
             _slot: slot,
             started: Instant::now(),
             deadline: Instant::now() + self.settings.upload_deadline,
+            received: None,
         })
     }
 
@@ -231,7 +260,7 @@ impl Documents {
                 document_id.as_str(),
                 header,
                 chunks,
-                admission.deadline,
+                &admission,
                 &caller.gone,
             )
             .await;
@@ -257,7 +286,7 @@ impl Documents {
         document_id: &str,
         header: UploadHeader,
         chunks: S,
-        deadline: Instant,
+        admission: &UploadAdmission,
         caller_gone: &CancellationToken,
     ) -> Result<Document, DocumentError>
     where
@@ -284,10 +313,12 @@ impl Documents {
         };
         let receiving = Receiving {
             chunks,
-            deadline,
+            deadline: admission.deadline,
             caller_gone,
             rate: RateWindow::new(self.fairness.upload_rate),
             waited: Duration::ZERO,
+            received: admission.received.clone(),
+            counted: 0,
         };
         let result = self
             .stream_to_storage(
@@ -583,6 +614,11 @@ struct Receiving<'a, S> {
     /// Time spent waiting for the client so far: the rate's clock. Time spent on storage
     /// (parts in flight, completion) is not the client's and does not count.
     waited: Duration,
+    /// The transport's count of the request's bytes, if it keeps one; else whole chunks
+    /// are counted as they arrive.
+    received: Option<ReceivedBytes>,
+    /// How much of `received` the rate window has seen.
+    counted: u64,
 }
 
 /// What ended one wait inside [`Receiving::next_chunk`].
@@ -624,17 +660,31 @@ where
             };
             match wake {
                 Wake::Done(next) => break next,
-                Wake::CheckRate => {
-                    self.rate.check(self.waited + entered.elapsed())?;
-                }
+                Wake::CheckRate => self.measure(self.waited + entered.elapsed(), 0)?,
             }
         };
         self.waited += entered.elapsed();
         if let Ok(Some(chunk)) = &next {
-            self.rate.record(self.waited, chunk.len() as u64);
-            self.rate.check(self.waited)?;
+            self.measure(self.waited, chunk.len() as u64)?;
         }
         next
+    }
+
+    /// Records what arrived by `now` (on the rate's clock), `chunk_bytes` being a chunk just
+    /// received, and checks the rate.
+    fn measure(&mut self, now: Duration, chunk_bytes: u64) -> Result<(), DocumentError> {
+        let arrived = match &self.received {
+            Some(received) => {
+                let total = received.total();
+                let new = total.saturating_sub(self.counted);
+                self.counted = total;
+                new
+            }
+            None => chunk_bytes,
+        };
+        self.rate.record(now, arrived);
+        self.rate.check(now)?;
+        Ok(())
     }
 }
 

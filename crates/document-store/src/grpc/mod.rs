@@ -3,6 +3,7 @@
 //! (`status.rs`).
 
 pub mod convert;
+pub mod received;
 pub mod status;
 pub mod upload_stream;
 
@@ -15,6 +16,7 @@ use service_kit::auth::{Caller, Scope};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::Documents;
+use crate::app::upload::ReceivedBytes;
 
 pub struct DocumentServiceHandler {
     documents: Documents,
@@ -44,7 +46,10 @@ impl DocumentService for DocumentServiceHandler {
     ) -> Result<Response<pb::UploadDocumentResponse>, Status> {
         let caller = authorize(&request, Scope::DocumentsWrite)?;
         // Admission first: a refused upload has not read (or buffered) any of its stream.
-        let admission = self.documents.admit_upload(&caller.tenant_id)?;
+        let mut admission = self.documents.admit_upload(&caller.tenant_id)?;
+        if let Some(received) = request.extensions().get::<ReceivedBytes>() {
+            admission = admission.measuring(received.clone());
+        }
         let mut stream = request.into_inner();
         let header = self
             .documents

@@ -14,10 +14,10 @@ use tokio::net::TcpStream;
 use super::{PART, assert_tenant_left_nothing, options, sized_header, tenant_rows, wait_until};
 use crate::fixtures::*;
 
-const UPLOAD_PATH: &str = "/documents.v1.DocumentService/UploadDocument";
+pub(super) const UPLOAD_PATH: &str = "/documents.v1.DocumentService/UploadDocument";
 
 /// One gRPC message on the wire: uncompressed flag, big-endian length, protobuf bytes.
-fn grpc_frame(message: &pb::UploadDocumentRequest) -> Bytes {
+pub(super) fn grpc_frame(message: &pb::UploadDocumentRequest) -> Bytes {
     let body = message.encode_to_vec();
     let mut frame = BytesMut::with_capacity(5 + body.len());
     frame.put_u8(0);
@@ -27,7 +27,7 @@ fn grpc_frame(message: &pb::UploadDocumentRequest) -> Bytes {
 }
 
 /// Sends `data` on `stream` as the peer's flow control allows.
-async fn send_within_window(stream: &mut h2::SendStream<Bytes>, mut data: Bytes) {
+pub(super) async fn send_within_window(stream: &mut h2::SendStream<Bytes>, mut data: Bytes) {
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
         let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx))

@@ -10,6 +10,7 @@ use disputes_proto::documents_v1::document_service_client::DocumentServiceClient
 use harness::{Bearer, DocumentsClient, Stack, StackOptions};
 use tonic_types::StatusExt;
 
+use super::cancel::{UPLOAD_PATH, grpc_frame, send_within_window};
 use super::limits::{chunk_message, header_message, open_upload};
 use super::{assert_tenant_left_nothing, options, tenant_rows, wait_until};
 use crate::fixtures::*;
@@ -213,6 +214,83 @@ async fn an_upload_below_the_minimum_rate_is_ended_and_stores_nothing() {
         "trickling upload ({sent} bytes sent at ~1000 bytes/s) ended after {} ms: {}",
         ended_after.as_millis(),
         status.message()
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_chunk_arriving_slowly_but_above_the_floor_is_not_cut() {
+    use bytes::Bytes;
+    use prost::Message;
+
+    let stack = stack_with(fair_options(document_store::config::Fairness {
+        min_upload_rate_bytes_per_sec: 16 * 1024,
+        upload_rate_window_ms: 1_000,
+        upload_rate_grace_ms: 1_000,
+        ..Default::default()
+    }))
+    .await;
+    // One 256 KiB chunk message sent 8 KiB every 100 ms (about 80 KiB/s): no message
+    // completes for about 3 s, yet the bytes flow at five times the floor.
+    let bytes = pdf_of_size(256 * 1024);
+    let tcp = tokio::net::TcpStream::connect(stack.document_store_addr)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("http://{}{UPLOAD_PATH}", stack.document_store_addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header(
+            "authorization",
+            format!("Bearer {}", stack.full_token("acme")),
+        )
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let started = tokio::time::Instant::now();
+    send_within_window(
+        &mut stream,
+        grpc_frame(&header_message(header("big-chunk.pdf", "application/pdf"))),
+    )
+    .await;
+    let mut chunk = grpc_frame(&chunk_message(&bytes));
+    while !chunk.is_empty() {
+        let piece = chunk.split_to(chunk.len().min(8 * 1024));
+        send_within_window(&mut stream, piece).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stream.send_data(Bytes::new(), true).unwrap();
+    let sending = started.elapsed();
+
+    let response = response.await.unwrap();
+    let mut body = response.into_body();
+    let mut answer = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+        answer.extend_from_slice(&data);
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "{trailers:?}"
+    );
+    let document = pb::UploadDocumentResponse::decode(&answer[5..])
+        .unwrap()
+        .document
+        .unwrap();
+    assert_eq!(document.size_bytes, bytes.len() as i64);
+    assert!(sending > Duration::from_secs(2), "{sending:?}");
+    println!(
+        "one 256 KiB chunk sent over {} ms (window 1 s, floor 16 KiB/s): stored",
+        sending.as_millis()
     );
     stack.stop().await;
 }
