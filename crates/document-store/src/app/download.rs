@@ -95,11 +95,6 @@ impl Documents {
                 }
             })
     }
-
-    /// Downloads open on this replica, and tenants with any open.
-    pub fn downloads_in_flight(&self) -> (usize, usize) {
-        self.download_slots.usage()
-    }
 }
 
 /// The reader task of one download: hands `chunks` over until the end, the client going, or

@@ -9,6 +9,7 @@ pub mod download;
 pub mod lock;
 pub mod metrics;
 pub mod queries;
+mod receiving;
 pub mod slots;
 pub mod upload;
 

@@ -24,10 +24,6 @@ impl SlotPool {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn limits(&self) -> SlotLimits {
-        self.lock().limits()
-    }
-
     /// A slot for `tenant`, held until the returned guard is dropped.
     pub fn try_acquire(&self, tenant: &str) -> Result<Slot, Refusal> {
         self.lock().try_take(tenant)?;
