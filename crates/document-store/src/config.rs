@@ -441,3 +441,84 @@ impl Config {
         Duration::from_secs(self.upload_cleanup_timeout_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["document-store"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("flags parse")
+    }
+
+    #[test]
+    fn the_default_shares_are_a_quarter_of_each_cap() {
+        let config = parse(&[]);
+        config.validate().expect("defaults are valid");
+        let fairness = config.fairness();
+        assert_eq!(
+            fairness.uploads,
+            SlotLimits {
+                per_process: 8,
+                per_tenant: 2
+            }
+        );
+        assert_eq!(
+            fairness.downloads,
+            SlotLimits {
+                per_process: 64,
+                per_tenant: 16
+            }
+        );
+        assert_eq!(fairness.upload_rate.bytes_per_sec, 16 * 1024);
+        assert_eq!(fairness.upload_rate.window, Duration::from_secs(10));
+        assert_eq!(fairness.download_stall_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn explicit_shares_and_a_zero_floor_are_taken_as_given() {
+        let config = parse(&[
+            "--max-concurrent-uploads",
+            "3",
+            "--max-uploads-per-tenant",
+            "3",
+            "--max-downloads-per-tenant",
+            "1",
+            "--min-upload-rate-bytes-per-sec",
+            "0",
+        ]);
+        config.validate().expect("valid");
+        let fairness = config.fairness();
+        assert_eq!(
+            fairness.uploads,
+            SlotLimits {
+                per_process: 3,
+                per_tenant: 3
+            }
+        );
+        assert_eq!(fairness.downloads.per_tenant, 1);
+        assert!(!fairness.upload_rate.is_enabled());
+    }
+
+    #[test]
+    fn shares_beyond_the_replica_cap_and_tiny_timeouts_are_refused() {
+        for args in [
+            &["--max-uploads-per-tenant", "9"][..],
+            &["--max-uploads-per-tenant", "0"],
+            &[
+                "--max-concurrent-downloads",
+                "4",
+                "--max-downloads-per-tenant",
+                "5",
+            ],
+            &["--max-concurrent-downloads", "0"],
+            &["--upload-rate-window-ms", "10"],
+            &["--download-stall-timeout-ms", "0"],
+        ] {
+            assert!(parse(args).validate().is_err(), "{args:?} accepted");
+        }
+    }
+}
