@@ -417,7 +417,7 @@ async fn download_caps_refuse_the_next_stream_and_free_a_slot_when_its_client_go
 async fn a_download_whose_client_takes_nothing_is_ended_and_frees_its_slot() {
     let stack = stack_with(fair_options(document_store::config::Fairness {
         max_downloads_per_tenant: Some(1),
-        download_stall_timeout_ms: 1_000,
+        download_stall_timeout_ms: 2_000,
         ..Default::default()
     }))
     .await;
