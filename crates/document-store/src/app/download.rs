@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use domain_kit::ids::DocumentId;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::Documents;
 use super::slots::Slot;
@@ -55,13 +56,17 @@ impl Documents {
         // One chunk waits in the channel: the reader is at most one chunk ahead of hyper.
         let (chunks_tx, mut chunks_rx) = mpsc::channel(1);
         let (stalled_tx, stalled_rx) = oneshot::channel();
-        tokio::spawn(feed_download(
-            rechunk(body),
-            chunks_tx,
-            stalled_tx,
-            self.fairness.download_stall_timeout,
-            slot,
-        ));
+        // Reading the object stays inside the call's span.
+        tokio::spawn(
+            feed_download(
+                rechunk(body),
+                chunks_tx,
+                stalled_tx,
+                self.fairness.download_stall_timeout,
+                slot,
+            )
+            .instrument(tracing::Span::current()),
+        );
         let chunks = async_stream::stream! {
             while let Some(chunk) = chunks_rx.recv().await {
                 yield chunk;
