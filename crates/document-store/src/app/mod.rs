@@ -92,6 +92,7 @@ pub struct Documents {
     abort: CancellationToken,
     /// Upload tasks, so shutdown can wait for their cleanup.
     tasks: TaskTracker,
+    /// How uploads and downloads are shared between tenants.
     fairness: FairnessSettings,
     /// One slot per running upload, capped per replica and per tenant.
     upload_slots: SlotPool,
