@@ -1,6 +1,11 @@
-//! Overload protection for unary calls: a per-process concurrency limit that sheds at once
-//! (RESOURCE_EXHAUSTED with RetryInfo, no queue) and a per-call server timeout
-//! (DEADLINE_EXCEEDED).
+//! Overload protection for unary calls: a per-process concurrency limit shared fairly
+//! between tenants ([`crate::fair_share`]) that sheds at once (RESOURCE_EXHAUSTED with
+//! RetryInfo, no queue) and a per-call server timeout (DEADLINE_EXCEEDED).
+//!
+//! To know the tenant before admission the layer verifies the bearer token itself (with the
+//! verifier [`CallLimits::per_tenant`] gives it) and hands the [`Caller`] on in the request's
+//! extensions, where [`crate::auth::AuthInterceptor`] takes it instead of verifying again.
+//! A call without a valid token takes no slot: it is refused UNAUTHENTICATED here.
 //!
 //! Health and reflection are never limited, and a service can exempt its streaming methods:
 //! a permit held for a whole upload would starve unary calls, and tonic's own
@@ -13,11 +18,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tonic::Code;
 use tower::{Layer, Service};
 
+use crate::auth::{Caller, TokenVerifier};
 use crate::errors::{retryable, status_with_reason};
+use crate::fair_share::{ShareLimits, TenantLedger};
 
 /// RetryInfo delay sent with a shed call.
 pub const OVERLOAD_RETRY_DELAY: Duration = Duration::from_millis(250);
@@ -28,8 +34,17 @@ const ALWAYS_EXEMPT_PREFIXES: [&str; 2] = ["/grpc.health.v1.Health/", "/grpc.ref
 /// How many unary calls may run at once and for how long.
 #[derive(Debug, Clone)]
 pub struct CallLimits {
-    /// Calls beyond this many in flight are shed with RESOURCE_EXHAUSTED.
+    /// Calls beyond this many in flight are shed with RESOURCE_EXHAUSTED, except those of
+    /// a tenant within its fair share (up to twice this many).
     pub max_concurrent_calls: usize,
+    /// Most calls one tenant may have in flight; `None`: `max_concurrent_calls`.
+    pub max_concurrent_calls_per_tenant: Option<usize>,
+    /// Most calls of one tenant running at once (the others wait in the tenant's own
+    /// queue); `None`: no such bound.
+    pub running_calls_per_tenant: Option<usize>,
+    /// Verifies each call's bearer token before admission, so the limit knows its tenant;
+    /// `None`: every caller counts as one tenant.
+    pub verifier: Option<TokenVerifier>,
     /// A call still running after this long answers DEADLINE_EXCEEDED.
     pub call_timeout: Duration,
     /// Full method paths (`/pkg.Service/Method`) neither counted nor timed: streaming RPCs
@@ -48,6 +63,20 @@ impl CallLimits {
             max_concurrent_calls: max_concurrent_calls.max(1),
             call_timeout: Duration::from_millis(call_timeout_ms.max(1)),
             exempt_methods,
+            ..Self::default()
+        }
+    }
+
+    /// Shares the limit fairly between tenants: each call's token is verified with
+    /// `verifier` before admission, and at most half of the database pool's
+    /// `pool_connections` (at least 1) calls of one tenant run at once, so one tenant's
+    /// calls cannot fill the pool's queue ahead of everyone else's.
+    pub fn per_tenant(self, verifier: TokenVerifier, pool_connections: u32) -> Self {
+        let pool_connections = usize::try_from(pool_connections).unwrap_or(usize::MAX);
+        Self {
+            verifier: Some(verifier),
+            running_calls_per_tenant: Some((pool_connections / 2).max(1)),
+            ..self
         }
     }
 }
@@ -56,6 +85,9 @@ impl Default for CallLimits {
     fn default() -> Self {
         Self {
             max_concurrent_calls: 64,
+            max_concurrent_calls_per_tenant: None,
+            running_calls_per_tenant: None,
+            verifier: None,
             call_timeout: Duration::from_secs(30),
             exempt_methods: Vec::new(),
         }
@@ -65,7 +97,8 @@ impl Default for CallLimits {
 /// Tower layer applying [`CallLimits`]; ErrorInfo carries `domain`.
 #[derive(Clone)]
 pub struct CallLimitLayer {
-    permits: Arc<Semaphore>,
+    ledger: Arc<TenantLedger>,
+    verifier: Option<TokenVerifier>,
     call_timeout: Duration,
     exempt_methods: Arc<[&'static str]>,
     domain: &'static str,
@@ -74,7 +107,14 @@ pub struct CallLimitLayer {
 impl CallLimitLayer {
     pub fn new(limits: &CallLimits, domain: &'static str) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(limits.max_concurrent_calls.max(1))),
+            ledger: Arc::new(TenantLedger::new(
+                ShareLimits::new(
+                    limits.max_concurrent_calls,
+                    limits.max_concurrent_calls_per_tenant,
+                ),
+                limits.running_calls_per_tenant.unwrap_or(usize::MAX),
+            )),
+            verifier: limits.verifier.clone(),
             call_timeout: limits.call_timeout,
             exempt_methods: limits.exempt_methods.clone().into(),
             domain,
@@ -125,27 +165,60 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if self.is_exempt(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
-        let Ok(permit) = self.limits.permits.clone().try_acquire_owned() else {
-            tracing::debug!(path = request.uri().path(), "call shed: too many in flight");
-            let status = retryable(
-                Code::ResourceExhausted,
-                "too many calls in flight, retry later",
-                "OVERLOADED",
-                self.limits.domain,
-                OVERLOAD_RETRY_DELAY,
-            );
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+        let caller = match &self.limits.verifier {
+            Some(verifier) => {
+                let header = request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok());
+                match verifier.verify_header(header) {
+                    Ok(caller) => Some(caller),
+                    Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+                }
+            }
+            None => None,
         };
+        let tenant = caller
+            .as_ref()
+            .map_or("", |caller| caller.tenant_id.as_str());
+        let admitted = match self.limits.ledger.try_admit(tenant) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                tracing::debug!(
+                    path = request.uri().path(),
+                    tenant_id = tenant,
+                    reason = reason.as_str(),
+                    "call shed"
+                );
+                crate::metrics::call_shed(reason.as_str());
+                let status = retryable(
+                    Code::ResourceExhausted,
+                    reason.message(),
+                    reason.as_str(),
+                    self.limits.domain,
+                    OVERLOAD_RETRY_DELAY,
+                );
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+        };
+        if let Some(caller) = caller {
+            request.extensions_mut().insert::<Caller>(caller);
+        }
         let call_timeout = self.limits.call_timeout;
         let domain = self.limits.domain;
         let call = self.inner.call(request);
         Box::pin(async move {
-            let result = tokio::time::timeout(call_timeout, call).await;
-            drop(permit);
+            // The wait for a running slot counts against the call's timeout too.
+            let result = tokio::time::timeout(call_timeout, async {
+                let _running = admitted.running_slot().await;
+                call.await
+            })
+            .await;
+            drop(admitted);
             match result {
                 Ok(response) => response,
                 Err(_) => {
