@@ -229,7 +229,11 @@ async fn a_process_at_twice_its_limit_sheds_everyone_as_overloaded() {
         .list_disputes(dpb::ListDisputesRequest::default())
         .await
         .unwrap_err();
-    println!("hard bound: 4 calls in flight with a limit of 2; a fifth tenant's call: {fifth:?}");
+    println!(
+        "hard bound: 4 calls in flight with a limit of 2; a fifth tenant's call: {:?} {}",
+        fifth.code(),
+        error_reason(&fifth)
+    );
     assert!(is_shed_with_retry(&fifth, "OVERLOADED"), "{fifth:?}");
     for lock in locks {
         lock.close().await.unwrap();
