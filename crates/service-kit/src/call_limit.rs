@@ -24,6 +24,7 @@ use tower::{Layer, Service};
 use crate::auth::{Caller, TokenVerifier};
 use crate::errors::{retryable, status_with_reason};
 use crate::fair_share::{ShareLimits, TenantLedger};
+use crate::propagation::CallTenant;
 
 /// RetryInfo delay sent with a shed call.
 pub const OVERLOAD_RETRY_DELAY: Duration = Duration::from_millis(250);
@@ -188,6 +189,12 @@ where
         let admitted = match self.limits.ledger.try_admit(tenant) {
             Ok(admitted) => admitted,
             Err(reason) => {
+                // The access log names the tenant that was shed.
+                if let Some(call_tenant) = request.extensions().get::<CallTenant>()
+                    && !tenant.is_empty()
+                {
+                    call_tenant.set(tenant);
+                }
                 tracing::debug!(
                     path = request.uri().path(),
                     tenant_id = tenant,

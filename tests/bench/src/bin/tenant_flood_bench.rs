@@ -9,7 +9,8 @@
 //!    `--connections` HTTP/2 connections (closed loop, a new call as soon as one answers,
 //!    shed or not, like h2load) while B repeats its sequential calls on a connection of its
 //!    own; B's p50/p99, calls shed and failed, the ratio to the quiet p99, and A's calls
-//!    served and shed (by ErrorInfo reason).
+//!    served and shed (by ErrorInfo reason). `--flooder-backoff-ms` makes A wait after a shed
+//!    answer (by default it calls again at once).
 //!
 //! Everything it creates (children, databases, files) is removed at the end, on errors too.
 
@@ -50,6 +51,10 @@ struct Args {
     /// HTTP/2 connections tenant A floods over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// How long each of tenant A's callers waits after a shed answer before its next call
+    /// (0: at once, like h2load; 250 would follow the RetryInfo).
+    #[arg(long, default_value_t = 0)]
+    flooder_backoff_ms: u64,
     /// Disputes of tenant A (its ListDisputes returns a page of up to 50 of them).
     #[arg(long, default_value_t = 50)]
     flooder_disputes: usize,
@@ -170,6 +175,7 @@ async fn run(
     for n in 0..args.flood_in_flight {
         let mut client = flooders[n % flooders.len()].clone();
         let stop = stop.clone();
+        let backoff = Duration::from_millis(args.flooder_backoff_ms);
         flood.push(tokio::spawn(async move {
             let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
@@ -178,7 +184,12 @@ async fn run(
                     .await
                 {
                     Ok(_) => "ok".to_owned(),
-                    Err(status) => outcome_of(&status),
+                    Err(status) => {
+                        if !backoff.is_zero() && status.code() == Code::ResourceExhausted {
+                            tokio::time::sleep(backoff).await;
+                        }
+                        outcome_of(&status)
+                    }
                 };
                 *outcomes.entry(outcome).or_default() += 1;
             }
@@ -201,7 +212,7 @@ async fn run(
     }
 
     println!(
-        "dispute-core: max concurrent calls {}, per tenant {}; tenant A: {} ListDisputes in flight over {} connections, {} disputes",
+        "dispute-core: max concurrent calls {}, per tenant {}; tenant A: {} ListDisputes in flight over {} connections, {} disputes, {} ms back-off after a shed",
         args.max_concurrent_calls
             .map_or("default (64)".to_owned(), |n| n.to_string()),
         args.max_concurrent_calls_per_tenant
@@ -209,6 +220,7 @@ async fn run(
         args.flood_in_flight,
         args.connections,
         args.flooder_disputes,
+        args.flooder_backoff_ms,
     );
     for (method, quiet_ms) in &quiet.latencies {
         let flood_ms = flooded.latencies.get(method).map_or(&[][..], Vec::as_slice);
