@@ -245,3 +245,98 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use secrecy::SecretString;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::mint_token;
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+    const METHOD: &str = "/disputes.v1.DisputeService/GetDispute";
+
+    /// The limit in front of a service that records the tenant of the `Caller` it was
+    /// handed.
+    fn limited(
+        seen: Arc<Mutex<Vec<Option<String>>>>,
+    ) -> impl Service<http::Request<()>, Response = http::Response<String>, Error = Infallible> + Clone
+    {
+        let verifier = TokenVerifier::new(&SecretString::from(SECRET)).expect("key");
+        let limits = CallLimits::from_flags(1, 1_000, Vec::new()).per_tenant(verifier, 10);
+        CallLimitLayer::new(&limits, "disputes.v1").layer(tower::service_fn(
+            move |request: http::Request<()>| {
+                let tenant = request
+                    .extensions()
+                    .get::<Caller>()
+                    .map(|caller| caller.tenant_id.clone());
+                seen.lock().expect("lock").push(tenant);
+                std::future::ready(Ok::<_, Infallible>(http::Response::new(String::new())))
+            },
+        ))
+    }
+
+    fn request(path: &str, authorization: Option<String>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri(path);
+        if let Some(value) = authorization {
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+        builder.body(()).expect("request")
+    }
+
+    fn grpc_status(response: &http::Response<String>) -> Option<&str> {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok())
+    }
+
+    #[tokio::test]
+    async fn the_verified_caller_is_handed_on_and_a_bad_token_never_reaches_the_service() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let service = limited(seen.clone());
+        let token = mint_token(
+            &SecretString::from(SECRET),
+            "tester",
+            "acme",
+            &["disputes:read"],
+            chrono::Duration::seconds(60),
+        )
+        .expect("token");
+
+        let refused = service
+            .clone()
+            .oneshot(request(METHOD, Some("Bearer not.a.jwt".to_owned())))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&refused), Some("16"), "UNAUTHENTICATED");
+        let missing = service
+            .clone()
+            .oneshot(request(METHOD, None))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&missing), Some("16"));
+
+        // A valid call runs with its verified caller.
+        let served = service
+            .clone()
+            .oneshot(request(METHOD, Some(format!("Bearer {token}"))))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&served), None);
+        // Health is neither verified nor counted.
+        let health = service
+            .oneshot(request("/grpc.health.v1.Health/Check", None))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&health), None);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![Some("acme".to_owned()), None]
+        );
+    }
+}
