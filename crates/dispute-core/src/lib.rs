@@ -113,6 +113,7 @@ pub async fn run(
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
         AuthInterceptor::new(verifier.clone()),
     );
+    let call_verifier = verifier.clone();
     let event_service = InterceptedService::new(
         EventServiceServer::new(grpc::event_service::EventServiceHandler::new(
             app.clone(),
@@ -137,7 +138,9 @@ pub async fn run(
         .database
         .readiness_probe(&config.database_settings())?;
     let settings = ServeSettings {
-        call_limits: config.call_limits(),
+        call_limits: config
+            .call_limits()
+            .per_tenant(call_verifier, config.database.db_max_connections),
         http2_keepalive_interval,
         http2_keepalive_timeout,
         access_log: config.telemetry.access_log,

@@ -134,7 +134,7 @@ pub async fn run(
     let service = grpc::received::CountUploadBytes::new(InterceptedService::new(
         DocumentServiceServer::new(grpc::DocumentServiceHandler::new(documents.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        AuthInterceptor::new(verifier),
+        AuthInterceptor::new(verifier.clone()),
     ));
 
     tracing::info!(
@@ -153,7 +153,9 @@ pub async fn run(
     let settings = ServeSettings {
         initial_stream_window_size: Some(STREAM_WINDOW_BYTES),
         initial_connection_window_size: Some(CONNECTION_WINDOW_BYTES),
-        call_limits: config.call_limits(STREAMING_METHODS.to_vec()),
+        call_limits: config
+            .call_limits(STREAMING_METHODS.to_vec())
+            .per_tenant(verifier, config.database.db_max_connections),
         http2_keepalive_interval,
         http2_keepalive_timeout,
         access_log: config.telemetry.access_log,

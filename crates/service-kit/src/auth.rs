@@ -145,6 +145,12 @@ pub struct TokenVerifier {
     validation: Arc<Validation>,
 }
 
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenVerifier").finish_non_exhaustive()
+    }
+}
+
 impl TokenVerifier {
     pub fn new(secret: &SecretString) -> Result<Self, KeyError> {
         let bytes = secret.expose_secret().as_bytes();
@@ -237,8 +243,9 @@ fn unauthenticated(message: &str) -> Status {
     )
 }
 
-/// Interceptor for our own services (not health or reflection): verifies the bearer token
-/// and attaches the [`Caller`].
+/// Interceptor for our own services (not health or reflection): attaches the [`Caller`],
+/// the one the call limit already verified (it puts it into the request's extensions) or,
+/// for calls the limit leaves out (streams), the bearer token's.
 #[derive(Clone)]
 pub struct AuthInterceptor {
     verifier: TokenVerifier,
@@ -252,11 +259,16 @@ impl AuthInterceptor {
 
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let caller = self.verifier.verify_header(header)?;
+        let caller = match request.extensions().get::<Caller>() {
+            Some(verified) => verified.clone(),
+            None => {
+                let header = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                self.verifier.verify_header(header)?
+            }
+        };
         tracing::Span::current().record("tenant_id", caller.tenant_id.as_str());
         if let Some(tenant) = request.extensions().get::<crate::propagation::CallTenant>() {
             tenant.set(&caller.tenant_id);

@@ -172,6 +172,15 @@ impl<S: ServiceFlags> TelemetryFlags<S> {
     }
 }
 
+/// A count flag of at least 1.
+fn positive_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Overload and dependency-failure settings: unary call limit and timeout, HTTP/2
 /// keepalive, database timeouts and the readiness probe.
 #[derive(Debug, Clone, clap::Args)]
@@ -183,6 +192,16 @@ pub struct ResilienceFlags<S: ServiceFlags> {
         help = S::MAX_CONCURRENT_CALLS_HELP
     )]
     pub max_concurrent_calls: usize,
+    /// Most unary calls one tenant may have in flight (at least 1, at most
+    /// --max-concurrent-calls, its default). Whatever it is, a tenant within its fair share
+    /// (the limit divided by the tenants with calls in flight) is admitted while another
+    /// floods; beyond it calls answer RESOURCE_EXHAUSTED (TENANT_OVER_SHARE).
+    #[arg(
+        long,
+        env = env_var::<S>("MAX_CONCURRENT_CALLS_PER_TENANT"),
+        value_parser = positive_count
+    )]
+    pub max_concurrent_calls_per_tenant: Option<usize>,
     #[arg(
         long,
         env = env_var::<S>("CALL_TIMEOUT_MS"),
@@ -233,6 +252,7 @@ impl<S: ServiceFlags> Default for ResilienceFlags<S> {
     fn default() -> Self {
         Self {
             max_concurrent_calls: 64,
+            max_concurrent_calls_per_tenant: None,
             call_timeout_ms: 30_000,
             http2_keepalive_interval_secs: 30,
             http2_keepalive_timeout_secs: 10,
@@ -251,11 +271,14 @@ impl<S: ServiceFlags> ResilienceFlags<S> {
     /// The unary call limit and timeout; `exempt_methods` (full paths, e.g. streams) are
     /// neither counted nor timed.
     pub fn call_limits(&self, exempt_methods: Vec<&'static str>) -> CallLimits {
-        CallLimits::from_flags(
-            self.max_concurrent_calls,
-            self.call_timeout_ms,
-            exempt_methods,
-        )
+        CallLimits {
+            max_concurrent_calls_per_tenant: self.max_concurrent_calls_per_tenant,
+            ..CallLimits::from_flags(
+                self.max_concurrent_calls,
+                self.call_timeout_ms,
+                exempt_methods,
+            )
+        }
     }
 
     /// (interval, timeout) of HTTP/2 keepalive; `None` when the interval is 0.

@@ -1,10 +1,10 @@
 //! What both services share around their domains: the gRPC edge and the runtime wiring.
 //!
 //! - **gRPC edge**: server bootstrap with health, reflection (each service passes its own
-//!   descriptor set) and a bounded drain ([`server`]), the unary call limit ([`call_limit`]),
-//!   JWT auth ([`auth`]), W3C trace propagation and the access log ([`propagation`]),
-//!   google.rpc error details ([`errors`], [`dependency`]), TLS ([`tls`]) and timestamps
-//!   ([`time`]).
+//!   descriptor set) and a bounded drain ([`server`]), the unary call limit
+//!   ([`call_limit`]) with each tenant's fair share of it ([`fair_share`]), JWT auth
+//!   ([`auth`]), W3C trace propagation and the access log ([`propagation`]), google.rpc
+//!   error details ([`errors`], [`dependency`]), TLS ([`tls`]) and timestamps ([`time`]).
 //! - **Runtime wiring**: the flag groups both services take ([`config`]), telemetry
 //!   ([`telemetry`]) and the kit's metrics ([`metrics`]), PostgreSQL pools and migrations
 //!   ([`database`]), readiness ([`readiness`]) and periodic workers ([`worker`]).
@@ -18,6 +18,7 @@ pub mod config;
 pub mod database;
 pub mod dependency;
 pub mod errors;
+pub mod fair_share;
 pub mod metrics;
 mod prometheus;
 pub mod propagation;

@@ -14,6 +14,7 @@
 //! | --- | --- | --- | --- |
 //! | `rpc.server.duration` | histogram | ms | rpc.system, rpc.service, rpc.method, rpc.grpc.status_code |
 //! | `rpc.server.active_requests` | up-down counter | {request} | rpc.system, rpc.service, rpc.method |
+//! | `rpc.server.calls.shed` | counter | {call} | reason (`OVERLOADED`, `TENANT_OVER_SHARE`) |
 //! | `worker.runs` | counter | {run} | worker, outcome (`ok`, `error`) |
 //! | `worker.items.handled` | counter | {item} | worker (the deadline sweeper: disputes applied) |
 //! | `worker.items.failed` | counter | {item} | worker |
@@ -21,6 +22,7 @@
 //! | `db.client.connections.max` | gauge | {connection} | pool.name |
 //! | `db.client.connections.timeouts` | counter | {timeout} | (none) |
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -209,4 +211,18 @@ pub fn pool_acquire_timed_out() {
         .with_description("Calls that gave up waiting for a pooled database connection")
         .build()
         .add(1, &[]);
+}
+
+/// Counts a unary call the call limit shed, by reason (`rpc.server.calls.shed`).
+pub fn call_shed(reason: &'static str) {
+    // Made once, at the first shed (after telemetry is set up): sheds come in floods.
+    static SHED: OnceLock<Counter<u64>> = OnceLock::new();
+    SHED.get_or_init(|| {
+        meter()
+            .u64_counter("rpc.server.calls.shed")
+            .with_unit("{call}")
+            .with_description("Unary calls shed by the call limit, by reason")
+            .build()
+    })
+    .add(1, &[KeyValue::new("reason", reason)]);
 }

@@ -13,6 +13,7 @@ mod document_locking;
 mod documents;
 mod events_feed;
 mod evidence;
+mod fair_admission;
 mod faults;
 mod field_formats;
 mod fixtures;
