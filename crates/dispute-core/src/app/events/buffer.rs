@@ -168,9 +168,31 @@ impl BufferSender {
         self.shared.state().waiting_since
     }
 
-    /// Bytes of this stream's budget not taken by buffered items.
+    /// Bytes free for this stream now: the smaller of its own budget's and the process's.
     pub fn free_bytes(&self) -> usize {
-        self.shared.stream_bytes.available_permits()
+        self.shared
+            .stream_bytes
+            .available_permits()
+            .min(self.shared.process_bytes.available_permits())
+    }
+
+    /// Waits until an item of `bytes` would fit (in this stream's budget and the
+    /// process's) without taking the room; the follower reads only then, so rows read are
+    /// not left waiting for room. Fails when the client side is gone. Cancel-safe.
+    pub async fn room_for(&self, bytes: usize) -> Result<(), ReceiverGone> {
+        let bytes = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.shared.stream_limit);
+        let _of_stream = self
+            .shared
+            .stream_bytes
+            .acquire_many(bytes)
+            .await
+            .map_err(|_| ReceiverGone)?;
+        tokio::select! {
+            acquired = self.shared.process_bytes.acquire_many(bytes) => acquired.map(drop).map_err(|_| ReceiverGone),
+            () = self.shared.receiver_gone.cancelled() => Err(ReceiverGone),
+        }
     }
 
     /// Whether the client side is gone.
@@ -292,6 +314,21 @@ mod tests {
         drop(sender);
         assert!(matches!(receiver.next().await, Next::Closed));
         assert_eq!(process.available_permits(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn room_is_awaited_without_being_taken() {
+        let process = Arc::new(Semaphore::new(1 << 20));
+        let (sender, mut receiver) = stream_buffer(1000, process);
+        sender.room_for(600).await.unwrap();
+        assert_eq!(sender.free_bytes(), 1000);
+        sender.send(event(1, 600)).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(50), sender.room_for(600));
+        assert!(waiting.await.is_err());
+        // Larger than the whole budget: room for it is an empty buffer.
+        receiver.next().await;
+        sender.room_for(150_000).await.unwrap();
+        assert_eq!(sender.free_bytes(), 1000);
     }
 
     #[tokio::test]

@@ -3,9 +3,9 @@
 //!
 //! Reads wait for one of the process's few catch-up read slots (`--event-stream-reads`),
 //! so however many streams a commit wakes, they hold at most that many pooled connections
-//! and unary calls keep the rest. A read asks for about as many rows as the buffer has room
-//! for (judged by the largest event seen so far), so rows read but not yet buffered stay
-//! within about one budget too.
+//! and unary calls keep the rest. A stream reads only when its buffer and the process's
+//! have room for the largest event it has seen, and asks for about as many rows as fit, so
+//! rows read are buffered at once instead of being held while the stream waits for room.
 //!
 //! The follower ends the stream when the client takes nothing of what is buffered for
 //! `--event-stream-slow-consumer-ms`, or when the caller's token expires.
@@ -96,6 +96,12 @@ impl App {
         loop {
             // Catch up: read after the last position until nothing more is committed.
             loop {
+                // Read only when the largest event seen would fit, and only about as many
+                // rows as fit: rows read are then buffered at once, not held waiting.
+                tokio::select! {
+                    room = sink.room_for(largest_event) => if room.is_err() { return Ok(None) },
+                    end = stop.interrupted(sink) => return Ok(end),
+                }
                 let limit = batch_rows(sink.free_bytes(), largest_event);
                 let rows = tokio::select! {
                     rows = self.read_after(limits, &settings.tenant_id, last, limit) => rows?,
