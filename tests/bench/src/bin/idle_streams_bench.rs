@@ -130,8 +130,16 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
-        "dispute-core (release, default flags), {} streams over {} tenants, {} events of a dispute with {} characters of evidence; 2 cores, client on the same machine",
-        args.streams, args.tenants, args.events, args.evidence_chars
+        "dispute-core ({} build, default flags), {} streams over {} tenants, {} events of a dispute with {} characters of evidence; client on the same machine",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        args.streams,
+        args.tenants,
+        args.events,
+        args.evidence_chars
     );
 
     // 1. Quiet.
