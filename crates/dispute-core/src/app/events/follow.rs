@@ -10,6 +10,7 @@
 //! The follower ends the stream when the client takes nothing of what is buffered for
 //! `--event-stream-slow-consumer-ms`, or when the caller's token expires.
 
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,6 +40,12 @@ pub fn batch_rows(free_bytes: usize, largest_event_bytes: usize) -> i64 {
         .clamp(1, STREAM_BATCH)
 }
 
+/// A random duration below `period` (std's randomly keyed hasher as the source).
+fn phase_within(period: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new().hash_one(());
+    period.mul_f64((random % 10_000) as f64 / 10_000.0)
+}
+
 /// The tokio instant of a wall-clock time (now if passed, about ten years ahead at most).
 fn instant_of(at: DateTime<Utc>) -> Instant {
     let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -47,9 +54,9 @@ fn instant_of(at: DateTime<Utc>) -> Instant {
 
 impl App {
     /// Follows the tenant's events after `settings.after_position` that pass the filter
-    /// into `sink`, in order, (woken by `hub`, and reading again at every heartbeat tick in
-    /// case a wake-up was lost), with a heartbeat after each interval in which nothing was
-    /// sent. Returns when the client side is gone or on `shutdown`; a slow consumer, an
+    /// into `sink`, in order, (woken by `hub`, and reading again once per heartbeat
+    /// interval in case a wake-up was lost), with a heartbeat after each interval in which
+    /// nothing was sent. Returns when the client side is gone or on `shutdown`; a slow consumer, an
     /// expired token or a database failure ends the stream through `sink`.
     pub async fn follow_events(
         &self,
@@ -89,9 +96,15 @@ impl App {
         let mut wakes = hub.subscribe();
         let mut last = settings.after_position;
         let mut largest_event = FIRST_ROW_GUESS_BYTES;
-        let mut ticks = tokio::time::interval(settings.heartbeat.max(Duration::from_millis(10)));
+        let every = settings.heartbeat.max(Duration::from_millis(10));
+        let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.reset();
+        // Reads in case a wake-up was lost, once per interval at a phase of this stream's
+        // own: streams opened together (a replica's clients reconnecting) do not all read
+        // at once, every interval.
+        let mut rereads = tokio::time::interval_at(Instant::now() + phase_within(every), every);
+        rereads.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sent_since_tick = false;
         loop {
             // Catch up: read after the last position until nothing more is committed.
@@ -131,20 +144,23 @@ impl App {
                     break;
                 }
             }
-            // Wait for a commit of this tenant, a tick, or an ending.
-            tokio::select! {
-                end = stop.interrupted(sink) => return Ok(end),
-                _ = ticks.tick() => {
-                    if !sent_since_tick {
-                        let beat = FeedItem::Heartbeat { time: Utc::now(), position: last };
-                        tokio::select! {
-                            sent = sink.send(beat) => if sent.is_err() { return Ok(None) },
-                            end = stop.interrupted(sink) => return Ok(end),
+            // Wait for a commit of this tenant or a re-read, sending heartbeats meanwhile.
+            loop {
+                tokio::select! {
+                    end = stop.interrupted(sink) => return Ok(end),
+                    _ = ticks.tick() => {
+                        if !sent_since_tick {
+                            let beat = FeedItem::Heartbeat { time: Utc::now(), position: last };
+                            tokio::select! {
+                                sent = sink.send(beat) => if sent.is_err() { return Ok(None) },
+                                end = stop.interrupted(sink) => return Ok(end),
+                            }
                         }
+                        sent_since_tick = false;
                     }
-                    sent_since_tick = false;
+                    _ = rereads.tick() => break,
+                    () = wakes.next_for(&settings.tenant_id) => break,
                 }
-                () = wakes.next_for(&settings.tenant_id) => {}
             }
         }
     }
@@ -228,6 +244,14 @@ mod tests {
                 proptest::prop_assert!(rows as usize * largest.max(1) <= free);
             }
         }
+    }
+
+    #[test]
+    fn phases_fall_within_the_period_and_differ() {
+        let period = Duration::from_secs(15);
+        let phases: Vec<Duration> = (0..50).map(|_| phase_within(period)).collect();
+        assert!(phases.iter().all(|phase| *phase < period));
+        assert!(phases.iter().any(|phase| *phase != phases[0]));
     }
 
     #[test]
