@@ -210,14 +210,17 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         let stop = stop_measuring.clone();
         async move {
             let mut latencies = Vec::new();
+            let mut failures: BTreeMap<String, usize> = BTreeMap::new();
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                if get_dispute(&mut reader, &reader_dispute).await.is_err() {
-                    break;
+                match get_dispute(&mut reader, &reader_dispute).await {
+                    Ok(()) => latencies.push(started.elapsed()),
+                    Err(status) => {
+                        *failures.entry(format!("{:?}", status.code())).or_default() += 1
+                    }
                 }
-                latencies.push(started.elapsed());
             }
-            latencies
+            (latencies, failures)
         }
     });
     let started = Instant::now();
@@ -261,7 +264,7 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     }
     let delivered = started.elapsed();
     stop_measuring.store(true, Ordering::SeqCst);
-    let during = measuring.await.unwrap_or_default();
+    let (during, failures) = measuring.await.unwrap_or_default();
     let rss_after = memory(pid)?;
     println!(
         "events: {} events × {} streams of {} ({} KB each) written in {:.2} s, all delivered after {:.2} s",
@@ -273,6 +276,7 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         delivered.as_secs_f64()
     );
     print_phase("during the events", &during, rss_after);
+    println!("  GetDispute failures during the events: {failures:?}");
     println!(
         "  RSS sampled every 20 ms during delivery: peak {:.1} MiB; after: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
         mib(peak_rss.rss_kib),
