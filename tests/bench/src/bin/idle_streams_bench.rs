@@ -60,6 +60,15 @@ struct Args {
     /// Characters of evidence text of that dispute (150,000 is the most a dispute holds).
     #[arg(long, default_value_t = 150_000)]
     evidence_chars: usize,
+    /// The first tenant's clients never read (default HTTP/2 windows): its streams fill
+    /// their buffers and, after dispute-core's slow-consumer time (30 s), are ended. The
+    /// event phase then lasts `--stall-seconds` instead of "until every stream has every
+    /// event".
+    #[arg(long)]
+    stalled: bool,
+    /// How long the event phase lasts with `--stalled`.
+    #[arg(long, default_value_t = 5)]
+    stall_seconds: u64,
     /// Sequential GetDispute calls of the quiet and idle phases.
     #[arg(long, default_value_t = 500)]
     calls: usize,
@@ -167,9 +176,19 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     for (index, tenant) in tenants.iter().enumerate() {
         let token = token(tenant, &["events:read"])?;
         let mut clients = Vec::new();
+        let stalled = args.stalled && index == 0;
         for _ in 0..streams_of[index].div_ceil(STREAMS_PER_CONNECTION) {
+            let channel = if stalled {
+                // tonic's default 64 KiB stream window: a client that does not read
+                // stops the server after that much.
+                Channel::from_shared(format!("http://{addr}"))?
+                    .connect()
+                    .await?
+            } else {
+                harness::connect(addr).await?
+            };
             clients.push(EventServiceClient::with_interceptor(
-                harness::connect(addr).await?,
+                channel,
                 Bearer::new(Some(&token))?,
             ));
         }
@@ -177,6 +196,7 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
             let client = clients[stream / STREAMS_PER_CONNECTION].clone();
             tokio::spawn(follow(
                 client,
+                !stalled,
                 received[index].clone(),
                 opened.clone(),
                 refused.clone(),
@@ -251,8 +271,13 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     let per_stream = args.events + 3;
     let expected = per_stream * streams_of[0];
     let deadline = Instant::now() + Duration::from_secs(300);
+    let stall_end = Instant::now() + Duration::from_secs(args.stall_seconds);
     let mut peak_rss = memory(pid)?;
-    while received[0].load(Ordering::SeqCst) < expected {
+    while if args.stalled {
+        Instant::now() < stall_end
+    } else {
+        received[0].load(Ordering::SeqCst) < expected
+    } {
         ensure!(
             Instant::now() < deadline,
             "streams got {} of {expected} events after 300 s",
@@ -266,8 +291,14 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     stop_measuring.store(true, Ordering::SeqCst);
     let (during, failures) = measuring.await.unwrap_or_default();
     let rss_after = memory(pid)?;
+    if args.stalled {
+        println!(
+            "  the {} streams of {} never read: their events wait in dispute-core's buffers (1 MiB each) and HTTP/2",
+            streams_of[0], tenants[0]
+        );
+    }
     println!(
-        "events: {} events × {} streams of {} ({} KB each) written in {:.2} s, all delivered after {:.2} s",
+        "events: {} events × {} streams of {} ({} KB each) written in {:.2} s, phase over after {:.2} s",
         per_stream,
         streams_of[0],
         tenants[0],
@@ -298,9 +329,11 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// Opens one stream from now and reads it to its end, counting events in `received`.
+/// Opens one stream from now and, when `read`, reads it to its end, counting events in
+/// `received`; otherwise holds it open without reading.
 async fn follow(
     mut client: EventsClient,
+    read: bool,
     received: Arc<AtomicUsize>,
     opened: Arc<AtomicUsize>,
     refused: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
@@ -318,6 +351,9 @@ async fn follow(
         }
     };
     opened.fetch_add(1, Ordering::SeqCst);
+    if !read {
+        std::future::pending::<()>().await;
+    }
     while let Ok(Some(message)) = stream.message().await {
         if let Some(dpb::stream_events_response::Kind::Event(_)) = message.kind {
             received.fetch_add(1, Ordering::SeqCst);
