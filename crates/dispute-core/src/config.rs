@@ -118,6 +118,8 @@ pub struct Config {
     pub tls: Tls,
     #[command(flatten)]
     pub webhooks: WebhookFlags,
+    #[command(flatten)]
+    pub event_streams: EventStreamFlags,
 }
 
 /// dispute-core in the flag groups of the kit: `DISPUTE_CORE_…` variables.
@@ -240,7 +242,92 @@ impl WebhookFlags {
     }
 }
 
+/// StreamEvents admission and buffering (docs/api.md, "Limits").
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventStreamFlags {
+    /// StreamEvents streams open in this process; beyond it a new stream is refused with
+    /// RESOURCE_EXHAUSTED (RetryInfo, reason EVENT_STREAMS_PER_PROCESS).
+    #[arg(long, env = "DISPUTE_CORE_MAX_EVENT_STREAMS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams: u32,
+    /// StreamEvents streams one tenant may have open in this process; beyond it a new
+    /// stream is refused with RESOURCE_EXHAUSTED (RetryInfo, reason EVENT_STREAMS_PER_TENANT).
+    #[arg(long, env = "DISPUTE_CORE_MAX_EVENT_STREAMS_PER_TENANT", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams_per_tenant: u32,
+    /// Bytes one stream may buffer for its client, counted on the events' encoded size; an
+    /// event larger than this is still sent, alone.
+    #[arg(long, env = "DISPUTE_CORE_EVENT_STREAM_BUFFER_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(4096..=(64 << 20)))]
+    pub event_stream_buffer_bytes: u32,
+    /// Bytes all streams of this process may buffer together; a stream waits for room.
+    #[arg(long, env = "DISPUTE_CORE_EVENT_STREAM_PROCESS_BUFFER_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u32).range(4096..=(2048 << 20)))]
+    pub event_stream_process_buffer_bytes: u32,
+    /// A stream whose client takes nothing of what is buffered for this long is ended with
+    /// ABORTED (reason SLOW_CONSUMER) naming the last event delivered.
+    #[arg(long, env = "DISPUTE_CORE_EVENT_STREAM_SLOW_CONSUMER_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub event_stream_slow_consumer_ms: u64,
+    /// Catch-up reads of all streams at once: the pooled connections streams may hold
+    /// together. Must be below --db-max-connections, so unary calls keep the rest.
+    #[arg(long, env = "DISPUTE_CORE_EVENT_STREAM_READS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_stream_reads: u32,
+}
+
+impl Default for EventStreamFlags {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        Self {
+            max_event_streams: 4096,
+            max_event_streams_per_tenant: 128,
+            event_stream_buffer_bytes: 1 << 20,
+            event_stream_process_buffer_bytes: 256 << 20,
+            event_stream_slow_consumer_ms: 30_000,
+            event_stream_reads: 2,
+        }
+    }
+}
+
+impl EventStreamFlags {
+    /// The limits of the flags, checked against each other and against the pool of
+    /// `db_max_connections`.
+    pub fn settings(
+        &self,
+        db_max_connections: u32,
+    ) -> anyhow::Result<crate::app::events::StreamLimitSettings> {
+        anyhow::ensure!(
+            self.event_stream_reads < db_max_connections,
+            "--event-stream-reads ({}) must be below --db-max-connections ({db_max_connections})",
+            self.event_stream_reads
+        );
+        anyhow::ensure!(
+            self.event_stream_process_buffer_bytes >= self.event_stream_buffer_bytes,
+            "--event-stream-process-buffer-bytes must be at least --event-stream-buffer-bytes"
+        );
+        anyhow::ensure!(
+            self.max_event_streams_per_tenant <= self.max_event_streams,
+            "--max-event-streams-per-tenant must be at most --max-event-streams"
+        );
+        Ok(crate::app::events::StreamLimitSettings {
+            max_streams: self.max_event_streams as usize,
+            max_streams_per_tenant: self.max_event_streams_per_tenant as usize,
+            stream_buffer_bytes: self.event_stream_buffer_bytes,
+            process_buffer_bytes: self.event_stream_process_buffer_bytes,
+            slow_consumer_after: Duration::from_millis(self.event_stream_slow_consumer_ms),
+            concurrent_reads: self.event_stream_reads as usize,
+        })
+    }
+}
+
 impl Config {
+    /// StreamEvents' limits (`--max-event-streams` and the `--event-stream-…` flags).
+    pub fn event_stream_limits(&self) -> anyhow::Result<crate::app::events::StreamLimitSettings> {
+        self.event_streams
+            .settings(self.database.db_max_connections)
+    }
+
     /// The money rules of the flags.
     pub fn money_policy(&self) -> MoneyPolicy {
         MoneyPolicy {

@@ -66,6 +66,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let verifier = TokenVerifier::new(&config.jwt_secret)?;
+    let stream_limits = app::events::StreamLimits::new(config.event_stream_limits()?);
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
     // The serving pool: migrated first unless `migrate_on_start` is off.
@@ -121,6 +122,7 @@ pub async fn run(
             grpc::event_service::FeedSettings {
                 heartbeat: config.event_stream_heartbeat(),
                 shutdown: shutdown.clone(),
+                limits: stream_limits,
             },
             webhooks,
         ))

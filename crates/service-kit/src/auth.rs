@@ -90,6 +90,8 @@ pub struct Caller {
     scopes: Vec<String>,
     /// The raw token, forwarded when we call another service on the caller's behalf.
     bearer_token: Arc<str>,
+    /// When the token expires (its `exp`): a long-lived call (a stream) ends then.
+    expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl fmt::Debug for Caller {
@@ -129,6 +131,11 @@ impl Caller {
     /// `Bearer <token>`, to forward the caller's identity.
     pub fn authorization_header(&self) -> String {
         format!("Bearer {}", self.bearer_token)
+    }
+
+    /// When the caller's token expires (its `exp` claim).
+    pub fn expires_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.expires_at
     }
 }
 
@@ -186,6 +193,9 @@ impl TokenVerifier {
             subject: claims.sub,
             scopes: claims.scopes,
             bearer_token: Arc::from(token),
+            // `exp` beyond chrono's range is as good as never.
+            expires_at: chrono::DateTime::from_timestamp(claims.exp, 0)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
         })
     }
 }
@@ -334,6 +344,8 @@ mod tests {
         assert_eq!(missing_scope_of(&denied), Some(Scope::DisputesWrite));
         assert!(!caller.has(Scope::DisputesNetwork));
         assert_eq!(caller.authorization_header(), header);
+        let left = caller.expires_at() - chrono::Utc::now();
+        assert!(left > chrono::Duration::seconds(50) && left <= chrono::Duration::seconds(60));
     }
 
     #[test]

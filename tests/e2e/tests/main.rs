@@ -31,6 +31,7 @@ mod sequencer_stall;
 mod shutdown;
 mod stack_cleanup;
 mod startup;
+mod stream_limits;
 mod submission;
 mod tls;
 mod tracing_propagation;

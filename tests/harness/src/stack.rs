@@ -274,6 +274,7 @@ impl Stack {
             resilience: options.dispute_core_resilience.clone(),
             tls: options.dispute_core_tls.clone(),
             webhooks: options.webhooks.clone(),
+            event_streams: Default::default(),
         };
         let services = vec![
             tokio::spawn(document_store::run(

@@ -13,10 +13,17 @@
 //! heartbeat tick, or the listener reconnecting) only makes it read again after its last
 //! position.
 //!
-//! This file holds what the others share; `feed` uses it and `hub`, and it uses only `hub`
-//! and `sequencer`, which use nothing else here.
+//! StreamEvents streams are admitted against per-process and per-tenant caps
+//! (`admission`); each one's follower (`follow`) reads into a buffer bounded in bytes
+//! (`buffer`) that its client takes from.
+//!
+//! This file holds what the others share; `feed` and `follow` use it, `hub` and `buffer`;
+//! it uses only `hub`, `sequencer`, `admission` and `buffer`.
 
+pub mod admission;
+pub mod buffer;
 mod feed;
+mod follow;
 mod hub;
 mod sequencer;
 
@@ -26,8 +33,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use service_kit::worker::Workers;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
+pub use admission::{StreamAdmission, StreamCap, StreamPermit};
 pub use hub::EventHub;
 
 use crate::domain::requests::EventFilter;
@@ -35,6 +43,47 @@ use crate::store::events::EventRow;
 
 /// Default heartbeat interval of StreamEvents (`--event-stream-heartbeat-ms`).
 pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
+
+/// The process-wide limits of StreamEvents (flags `--max-event-streams` and the other
+/// `--event-stream-…` ones; docs/api.md "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimitSettings {
+    /// Streams open in the process.
+    pub max_streams: usize,
+    /// Streams open per tenant in the process.
+    pub max_streams_per_tenant: usize,
+    /// Bytes one stream may buffer for its client (one event always fits).
+    pub stream_buffer_bytes: u32,
+    /// Bytes all streams of the process may buffer together.
+    pub process_buffer_bytes: u32,
+    /// A client that takes nothing of what is buffered for this long is ended.
+    pub slow_consumer_after: Duration,
+    /// Catch-up reads of all streams at once (pooled connections they may hold).
+    pub concurrent_reads: usize,
+}
+
+/// The shared state behind [`StreamLimitSettings`]: one per process, cloned into every
+/// stream.
+#[derive(Clone)]
+pub struct StreamLimits {
+    pub admission: StreamAdmission,
+    pub stream_buffer_bytes: u32,
+    pub process_buffer: Arc<Semaphore>,
+    pub slow_consumer_after: Duration,
+    pub catch_up_reads: Arc<Semaphore>,
+}
+
+impl StreamLimits {
+    pub fn new(settings: StreamLimitSettings) -> StreamLimits {
+        StreamLimits {
+            admission: StreamAdmission::new(settings.max_streams, settings.max_streams_per_tenant),
+            stream_buffer_bytes: settings.stream_buffer_bytes.max(1),
+            process_buffer: Arc::new(Semaphore::new(settings.process_buffer_bytes.max(1) as usize)),
+            slow_consumer_after: settings.slow_consumer_after,
+            catch_up_reads: Arc::new(Semaphore::new(settings.concurrent_reads.max(1))),
+        }
+    }
+}
 
 /// Starts this process's event workers among `workers`: the listener, whose one LISTEN
 /// connection wakes every StreamEvents stream of the process (through the returned hub),
@@ -107,4 +156,6 @@ pub struct FollowSettings {
     /// The position after which the stream starts.
     pub after_position: i64,
     pub heartbeat: Duration,
+    /// When the caller's token expires: the stream ends then (UNAUTHENTICATED).
+    pub expires_at: DateTime<Utc>,
 }

@@ -18,7 +18,7 @@ pub use feed::{EventStream, FeedSettings};
 
 use crate::app::events::{EventHub, FollowSettings};
 use crate::app::{App, Webhooks};
-use crate::domain::requests;
+use crate::domain::requests::{self, StreamStart};
 
 pub struct EventServiceHandler {
     app: App,
@@ -75,22 +75,36 @@ impl EventService for EventServiceHandler {
         let caller = Caller::of(&request)?;
         caller.require(Scope::EventsRead)?;
         let input = requests::stream_events(feed::stream_events_draft(request.get_ref()))?;
+        // Admitted before any read; the permit lives as long as the stream.
+        let permit = self
+            .feed
+            .limits
+            .admission
+            .admit(&caller.tenant_id)
+            .map_err(feed::stream_refused)?;
         // Resolved before answering: an unknown `after_event_id` is NOT_FOUND, not a stream.
         let after_position = self
             .app
             .stream_start_position(&caller.tenant_id, &input.start)
             .await?;
+        let resume_from = match &input.start {
+            StreamStart::After(id) => Some(id.as_str().to_owned()),
+            StreamStart::Beginning | StreamStart::Now => None,
+        };
         let follow = FollowSettings {
-            tenant_id: caller.tenant_id,
+            tenant_id: caller.tenant_id.clone(),
             filter: input.filter,
             after_position,
             heartbeat: self.feed.heartbeat,
+            expires_at: caller.expires_at(),
         };
         Ok(Response::new(feed::follow(
             self.app.clone(),
             self.hub.clone(),
             follow,
-            self.feed.shutdown.clone(),
+            &self.feed,
+            permit,
+            resume_from,
         )))
     }
 
