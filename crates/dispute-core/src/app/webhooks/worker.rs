@@ -1,7 +1,9 @@
 //! The webhook delivery worker, one per replica. It claims due deliveries with
-//! `FOR UPDATE SKIP LOCKED` and a lease (owner = this replica's id), POSTs each with a
-//! per-attempt timeout, records the attempt and schedules the next one (or ends the
-//! delivery). New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
+//! `FOR UPDATE SKIP LOCKED` and a lease (owner = this replica's id), fairly (round-robin
+//! across tenants and endpoints, with caps on attempts in flight per endpoint and per
+//! tenant, skipping endpoints whose breaker is open), POSTs each with a per-attempt timeout,
+//! records the attempt and schedules the next one (or ends the delivery), then updates the
+//! endpoint's breaker. New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
 //! found by polling. It claims only as many deliveries as it has free slots, each attempted
 //! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
 //! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
@@ -20,9 +22,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Webhooks;
-use crate::domain::webhooks::{retry_delay, scaled, should_disable, signature_header};
+use crate::domain::webhooks::{
+    BreakerOutcome, retry_delay, scaled, should_disable, signature_header,
+};
 use crate::store::events;
-use crate::store::webhooks::{self as store, AfterAttempt, ClaimedDelivery, NewAttempt};
+use crate::store::webhooks::{self as store, AfterAttempt, ClaimCaps, ClaimedDelivery, NewAttempt};
 
 /// The channel new deliveries are announced on (migration 0013).
 const CHANNEL: &str = "webhook_deliveries";
@@ -141,8 +145,12 @@ impl Webhooks {
     }
 
     async fn claim(&self, replica: &str, batch: i64) -> anyhow::Result<Vec<ClaimedDelivery>> {
+        let caps = ClaimCaps {
+            per_endpoint: i32::try_from(self.settings.endpoint_concurrency).unwrap_or(i32::MAX),
+            per_tenant: i32::try_from(self.settings.tenant_concurrency).unwrap_or(i32::MAX),
+        };
         let mut conn = self.pool.acquire().await.context("acquire")?;
-        store::claim_due(&mut conn, replica, self.settings.lease, batch).await
+        store::claim_due(&mut conn, replica, self.settings.lease, batch, caps).await
     }
 
     async fn release(&self, replica: &str) -> anyhow::Result<u64> {
@@ -246,6 +254,29 @@ impl Webhooks {
         // The endpoint's bookkeeping in a transaction of its own: locks are taken endpoint
         // first, then deliveries, as DeleteWebhookEndpoint takes them (no deadlock).
         let mut tx = self.pool.begin().await.context("begin")?;
+        if let Some(breaker) = store::lock_breaker(&mut tx, tenant_id, &endpoint.id).await? {
+            let after = breaker.after_attempt(
+                BreakerOutcome::of_status(response.status),
+                Utc::now(),
+                &self.settings.breaker,
+                self.settings.time_scale,
+            );
+            if after != breaker {
+                store::save_breaker(&mut tx, tenant_id, &endpoint.id, &after).await?;
+            }
+            if let Some(until) = after.open_until
+                && after.opened_times > breaker.opened_times
+            {
+                tracing::info!(
+                    tenant_id,
+                    endpoint_id = %endpoint.id,
+                    consecutive_failures = after.consecutive_failures,
+                    openings_in_a_row = after.opened_times,
+                    open_until = %until,
+                    "webhook endpoint breaker opened"
+                );
+            }
+        }
         if response.succeeded() {
             store::endpoint_succeeded(&mut tx, tenant_id, &endpoint.id).await?;
         } else if let Some(since) =
