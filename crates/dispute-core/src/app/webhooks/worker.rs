@@ -3,8 +3,8 @@
 //! across tenants and endpoints, with caps on attempts in flight per endpoint and per
 //! tenant, skipping endpoints whose breaker is open), POSTs each with a per-attempt timeout,
 //! records the attempt and schedules the next one (or ends the delivery), then updates the
-//! endpoint's breaker. New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
-//! found by polling. It claims only as many deliveries as it has free slots, each attempted
+//! endpoint's breaker. New deliveries wake it at once (LISTEN `webhook_deliveries`); retries
+//! are found by polling. It claims only as many deliveries as it has free slots, each attempted
 //! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
 //! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
 //! gives back every claim it still holds; the claims of a replica that died are taken by

@@ -222,7 +222,11 @@ mod tests {
             let mut state = BreakerState::default();
             for (i, failed) in outcomes.into_iter().enumerate() {
                 let now = at(i64::try_from(i).unwrap() * 100);
-                let outcome = if failed { BreakerOutcome::Failed } else { BreakerOutcome::Answered };
+                let outcome = if failed {
+                    BreakerOutcome::Failed
+                } else {
+                    BreakerOutcome::Answered
+                };
                 let before = state;
                 state = state.after_attempt(outcome, now, &policy, 1.0);
                 if !failed {
@@ -231,7 +235,8 @@ mod tests {
                 if let Some(until) = state.open_until {
                     prop_assert!(until - now <= chrono::Duration::seconds(600));
                 }
-                if failed && before.open_until.is_none() && state.consecutive_failures < policy.threshold {
+                let below_threshold = state.consecutive_failures < policy.threshold;
+                if failed && before.open_until.is_none() && below_threshold {
                     prop_assert_eq!(state.admission(now), Admission::Closed);
                 }
             }
