@@ -47,7 +47,7 @@ const ENDPOINT_COLUMNS: &str = "tenant_id, id, url, event_types, description, en
 #[derive(Debug)]
 pub enum EndpointInsert {
     /// Made now, or made before under the same request id (a replay).
-    Made(WebhookEndpoint),
+    Made(Box<WebhookEndpoint>),
     /// The tenant already has this many endpoints (not deleted): none was made.
     LimitReached(u64),
 }
@@ -70,7 +70,7 @@ pub async fn insert_endpoint(
     if let Some(request_id) = new.request_id
         && let Some(made) = find_endpoint_by_request_id(conn, tenant_id, request_id).await?
     {
-        return Ok(EndpointInsert::Made(made));
+        return Ok(EndpointInsert::Made(Box::new(made)));
     }
     let live: i64 = sqlx::query_scalar(
         "select count(*) from webhook_endpoints where tenant_id = $1 and deleted_at is null",
@@ -99,7 +99,7 @@ pub async fn insert_endpoint(
     .fetch_one(&mut *conn)
     .await
     .context("insert webhook endpoint")?;
-    Ok(EndpointInsert::Made(inserted.into()))
+    Ok(EndpointInsert::Made(Box::new(inserted.into())))
 }
 
 async fn find_endpoint_by_request_id(

@@ -59,7 +59,7 @@ impl Webhooks {
         .await?;
         tx.commit().await.context("commit")?;
         match inserted {
-            EndpointInsert::Made(endpoint) => Ok(endpoint),
+            EndpointInsert::Made(endpoint) => Ok(*endpoint),
             EndpointInsert::LimitReached(_) => Err(DisputeError::LimitReached {
                 reason: "WEBHOOK_ENDPOINT_LIMIT",
                 message: format!(
