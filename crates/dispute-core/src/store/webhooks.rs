@@ -526,11 +526,11 @@ pub async fn claim_due(
 const CLAIM_DUE: &str = include_str!("queries/claim_due_webhook_deliveries.sql");
 
 /// When something next becomes claimable (for the worker's sleep): a retry falling due, a
-/// breaker letting its probe through or a lease running out; and how many deliveries are
-/// pending in all (the backlog metric). Deliveries due now but held back by a cap become
-/// claimable when an attempt ends, which wakes the worker itself (or its next poll).
-pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<(Option<DateTime<Utc>>, i64)> {
-    sqlx::query_as(
+/// breaker letting its probe through or a lease running out. Deliveries due now but held
+/// back by a cap become claimable when an attempt ends, which wakes the worker itself (or
+/// its next poll). Three index lookups, whatever the backlog.
+pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
         "select least(
                     (select min(next_attempt_at) from webhook_deliveries
                       where status = 'pending' and next_attempt_at > now()),
@@ -538,12 +538,19 @@ pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<(Option<DateTim
                       where breaker_open_until > now()),
                     (select min(lease_expires_at) from webhook_deliveries
                       where status = 'pending' and lease_owner is not null
-                        and lease_expires_at > now())),
-                (select count(*) from webhook_deliveries where status = 'pending')",
+                        and lease_expires_at > now()))",
     )
     .fetch_one(&mut *conn)
     .await
     .context("next due webhook delivery")
+}
+
+/// How many deliveries are pending in all (the backlog metric).
+pub async fn pending_count(conn: &mut PgConnection) -> anyhow::Result<i64> {
+    sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'pending'")
+        .fetch_one(&mut *conn)
+        .await
+        .context("count pending webhook deliveries")
 }
 
 /// Gives back every claim `owner` still holds (at shutdown).
@@ -653,7 +660,9 @@ pub async fn fail_claimed(
 }
 
 /// The endpoint's breaker, its row locked until the transaction ends (attempts ending at
-/// once update it one after the other); `None` when there is no such endpoint.
+/// once update it one after the other); `None` when there is no such endpoint. The lock is
+/// FOR NO KEY UPDATE: the fan-out's inserts of new deliveries take KEY SHARE on the
+/// endpoint (their foreign key) and must not wait for it.
 pub async fn lock_breaker(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -662,7 +671,7 @@ pub async fn lock_breaker(
     let row: Option<(i32, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
         "select consecutive_failures, breaker_opened_times, breaker_open_until
            from webhook_endpoints where tenant_id = $1 and id = $2
-            for update",
+            for no key update",
     )
     .bind(tenant_id)
     .bind(endpoint_id)
@@ -676,6 +685,29 @@ pub async fn lock_breaker(
             open_until,
         },
     ))
+}
+
+/// Closes the endpoint's breaker after an answer; touches (and locks) the row only when
+/// the breaker is not closed already, so answered attempts of a healthy endpoint write
+/// nothing.
+pub async fn close_breaker(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update webhook_endpoints
+            set consecutive_failures = 0, breaker_opened_times = 0, breaker_open_until = null
+          where tenant_id = $1 and id = $2
+            and (consecutive_failures <> 0 or breaker_opened_times <> 0
+                 or breaker_open_until is not null)",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await
+    .context("close endpoint breaker")?;
+    Ok(())
 }
 
 /// Stores the endpoint's breaker.

@@ -49,6 +49,7 @@ impl Webhooks {
         // as many as it has free slots, so a slow receiver never holds up the others and
         // nothing claimed waits unstarted.
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut backlog_counted = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -86,7 +87,7 @@ impl Webhooks {
                 }
                 continue;
             }
-            let wait = self.until_next_due().await;
+            let wait = self.until_next_due(&mut backlog_counted).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {},
@@ -159,18 +160,23 @@ impl Webhooks {
     }
 
     /// How long to sleep: until the next delivery is due, at most the poll interval.
-    async fn until_next_due(&self) -> Duration {
+    async fn until_next_due(&self, backlog_counted: &mut Option<Instant>) -> Duration {
         let poll = self.settings.poll_interval;
+        // The backlog metric counts every pending delivery: at most once per poll interval,
+        // not at each wake-up (a backlog held back by the caps would make every new
+        // delivery's wake-up count it).
+        let count_backlog = backlog_counted.is_none_or(|at| at.elapsed() >= poll);
         let next = async {
             let mut conn = self.pool.acquire().await.context("acquire")?;
+            if count_backlog {
+                let pending = store::pending_count(&mut conn).await?;
+                self.backlog
+                    .store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
+                *backlog_counted = Some(Instant::now());
+            }
             store::next_due(&mut conn).await
         };
-        let next = next.await.map(|(due, pending)| {
-            self.backlog
-                .store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
-            due
-        });
-        match next {
+        match next.await {
             Ok(Some(due)) => (due - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -254,27 +260,35 @@ impl Webhooks {
         // The endpoint's bookkeeping in a transaction of its own: locks are taken endpoint
         // first, then deliveries, as DeleteWebhookEndpoint takes them (no deadlock).
         let mut tx = self.pool.begin().await.context("begin")?;
-        if let Some(breaker) = store::lock_breaker(&mut tx, tenant_id, &endpoint.id).await? {
-            let after = breaker.after_attempt(
-                BreakerOutcome::of_status(response.status),
-                Utc::now(),
-                &self.settings.breaker,
-                self.settings.time_scale,
-            );
-            if after != breaker {
-                store::save_breaker(&mut tx, tenant_id, &endpoint.id, &after).await?;
+        match BreakerOutcome::of_status(response.status) {
+            // An answer closes the breaker (`BreakerState::after_attempt`), a write only when
+            // it was not closed.
+            BreakerOutcome::Answered => {
+                store::close_breaker(&mut tx, tenant_id, &endpoint.id).await?;
             }
-            if let Some(until) = after.open_until
-                && after.opened_times > breaker.opened_times
-            {
-                tracing::info!(
-                    tenant_id,
-                    endpoint_id = %endpoint.id,
-                    consecutive_failures = after.consecutive_failures,
-                    openings_in_a_row = after.opened_times,
-                    open_until = %until,
-                    "webhook endpoint breaker opened"
-                );
+            BreakerOutcome::Failed => {
+                if let Some(breaker) = store::lock_breaker(&mut tx, tenant_id, &endpoint.id).await?
+                {
+                    let after = breaker.after_attempt(
+                        BreakerOutcome::Failed,
+                        Utc::now(),
+                        &self.settings.breaker,
+                        self.settings.time_scale,
+                    );
+                    store::save_breaker(&mut tx, tenant_id, &endpoint.id, &after).await?;
+                    if let Some(until) = after.open_until
+                        && after.opened_times > breaker.opened_times
+                    {
+                        tracing::info!(
+                            tenant_id,
+                            endpoint_id = %endpoint.id,
+                            consecutive_failures = after.consecutive_failures,
+                            openings_in_a_row = after.opened_times,
+                            open_until = %until,
+                            "webhook endpoint breaker opened"
+                        );
+                    }
+                }
             }
         }
         if response.succeeded() {
