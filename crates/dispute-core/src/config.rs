@@ -204,6 +204,59 @@ pub struct WebhookFlags {
     /// Delivery attempts in flight per replica.
     #[arg(long, env = "DISPUTE_CORE_WEBHOOK_CONCURRENCY", default_value_t = 16)]
     pub webhook_concurrency: usize,
+    /// Attempts in flight per endpoint, counted across replicas (one while its breaker is
+    /// half-open): a slow endpoint holds at most this many slots.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_ENDPOINT_CONCURRENCY",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    pub webhook_endpoint_concurrency: u32,
+    /// Attempts in flight per tenant on one replica; unset: half of
+    /// `--webhook-concurrency` (at least 1). A value above `--webhook-concurrency` counts
+    /// as it.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_TENANT_CONCURRENCY",
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub webhook_tenant_concurrency: Option<u32>,
+    /// Failed attempts in a row (no answer, 5xx, 429) that open an endpoint's breaker.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_BREAKER_THRESHOLD",
+        default_value_t = crate::domain::webhooks::DEFAULT_BREAKER_THRESHOLD,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    pub webhook_breaker_threshold: u32,
+    /// How long a breaker's first opening lasts (doubled at each opening in a row); divided
+    /// by the time scale.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_BREAKER_BACKOFF_MS",
+        default_value_t = crate::domain::webhooks::DEFAULT_BREAKER_BACKOFF_MS,
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000)
+    )]
+    pub webhook_breaker_backoff_ms: u64,
+    /// The longest a breaker stays open before its next probe (at least the first
+    /// opening); divided by the time scale.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_BREAKER_MAX_BACKOFF_MS",
+        default_value_t = crate::domain::webhooks::DEFAULT_BREAKER_MAX_BACKOFF_MS,
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000)
+    )]
+    pub webhook_breaker_max_backoff_ms: u64,
+    /// Webhook endpoints a tenant may have (deleted ones do not count); one more is
+    /// RESOURCE_EXHAUSTED (`WEBHOOK_ENDPOINT_LIMIT`).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_MAX_ENDPOINTS_PER_TENANT",
+        default_value_t = crate::domain::webhooks::DEFAULT_MAX_ENDPOINTS_PER_TENANT,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    pub webhook_max_endpoints_per_tenant: u32,
 }
 
 impl Default for WebhookFlags {
@@ -219,6 +272,13 @@ impl Default for WebhookFlags {
             webhook_poll_interval_ms: 1_000,
             webhook_disable_after_secs: 259_200,
             webhook_concurrency: 16,
+            webhook_endpoint_concurrency: 2,
+            webhook_tenant_concurrency: None,
+            webhook_breaker_threshold: crate::domain::webhooks::DEFAULT_BREAKER_THRESHOLD,
+            webhook_breaker_backoff_ms: crate::domain::webhooks::DEFAULT_BREAKER_BACKOFF_MS,
+            webhook_breaker_max_backoff_ms: crate::domain::webhooks::DEFAULT_BREAKER_MAX_BACKOFF_MS,
+            webhook_max_endpoints_per_tenant:
+                crate::domain::webhooks::DEFAULT_MAX_ENDPOINTS_PER_TENANT,
         }
     }
 }
@@ -226,6 +286,13 @@ impl Default for WebhookFlags {
 impl WebhookFlags {
     /// The worker's settings.
     pub fn settings(&self) -> crate::app::WebhookSettings {
+        let concurrency = self.webhook_concurrency.max(1);
+        let tenant_concurrency = match self.webhook_tenant_concurrency {
+            Some(cap) => usize::try_from(cap).unwrap_or(concurrency),
+            None => concurrency / 2,
+        }
+        .clamp(1, concurrency);
+        let base_backoff = Duration::from_millis(self.webhook_breaker_backoff_ms.max(1));
         crate::app::WebhookSettings {
             url_policy: crate::domain::webhooks::UrlPolicy {
                 allow_http: self.webhook_allow_http,
@@ -236,7 +303,17 @@ impl WebhookFlags {
             lease: Duration::from_millis(self.webhook_lease_ms.max(1)),
             poll_interval: Duration::from_millis(self.webhook_poll_interval_ms.max(5)),
             disable_after: Duration::from_secs(self.webhook_disable_after_secs),
-            concurrency: self.webhook_concurrency.max(1),
+            concurrency,
+            endpoint_concurrency: usize::try_from(self.webhook_endpoint_concurrency.max(1))
+                .unwrap_or(1),
+            tenant_concurrency,
+            breaker: crate::domain::webhooks::BreakerPolicy {
+                threshold: self.webhook_breaker_threshold.max(1),
+                base_backoff,
+                max_backoff: Duration::from_millis(self.webhook_breaker_max_backoff_ms)
+                    .max(base_backoff),
+            },
+            max_endpoints_per_tenant: self.webhook_max_endpoints_per_tenant.max(1),
             stop_grace: Duration::from_secs(2),
         }
     }
@@ -380,5 +457,61 @@ impl Tls {
     /// The CA bundle for the channel to document-store, if one is set.
     pub fn document_store_ca(&self) -> Option<&Path> {
         self.document_store_ca_file.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod webhook_flag_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from([&["dispute-core"], args].concat())
+    }
+
+    #[test]
+    fn fairness_defaults_and_the_tenant_cap_follow_the_concurrency() {
+        let settings = WebhookFlags::default().settings();
+        assert_eq!(settings.endpoint_concurrency, 2);
+        assert_eq!(settings.tenant_concurrency, 8);
+        assert_eq!(settings.max_endpoints_per_tenant, 16);
+        assert_eq!(settings.breaker.threshold, 3);
+
+        let config = parse(&["--webhook-concurrency", "5"]).unwrap();
+        assert_eq!(config.webhooks.settings().tenant_concurrency, 2);
+        let config = parse(&["--webhook-concurrency", "1"]).unwrap();
+        assert_eq!(config.webhooks.settings().tenant_concurrency, 1);
+        let config = parse(&[
+            "--webhook-concurrency",
+            "4",
+            "--webhook-tenant-concurrency",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(config.webhooks.settings().tenant_concurrency, 4);
+        let config = parse(&[
+            "--webhook-breaker-backoff-ms",
+            "5000",
+            "--webhook-breaker-max-backoff-ms",
+            "10",
+        ])
+        .unwrap();
+        let breaker = config.webhooks.settings().breaker;
+        assert_eq!(breaker.max_backoff, breaker.base_backoff);
+    }
+
+    #[test]
+    fn out_of_range_fairness_flags_are_refused() {
+        for args in [
+            ["--webhook-endpoint-concurrency", "0"],
+            ["--webhook-tenant-concurrency", "0"],
+            ["--webhook-breaker-threshold", "0"],
+            ["--webhook-breaker-backoff-ms", "0"],
+            ["--webhook-max-endpoints-per-tenant", "0"],
+            ["--webhook-max-endpoints-per-tenant", "1001"],
+        ] {
+            assert!(parse(&args).is_err(), "{args:?}");
+        }
     }
 }

@@ -38,6 +38,7 @@ mod tracing_propagation;
 mod upload_cleaner;
 mod uploads;
 mod validation;
+mod webhook_fairness;
 mod webhook_ssrf;
 mod webhooks;
 mod webhooks_replicas;

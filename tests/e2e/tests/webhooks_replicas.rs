@@ -286,8 +286,10 @@ async fn claims_of_a_replica_killed_with_sigkill_are_delivered_by_another() {
             .env("DISPUTE_CORE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true")
             .env("DISPUTE_CORE_WEBHOOK_TIME_SCALE", "1000")
             .env("DISPUTE_CORE_WEBHOOK_LEASE_MS", "3000")
-            // B waits on the held POSTs until it is killed.
+            // B waits on the held POSTs until it is killed, all N of them at once on the
+            // one endpoint (above the per-endpoint cap of 2).
             .env("DISPUTE_CORE_WEBHOOK_ATTEMPT_TIMEOUT_MS", "120000")
+            .env("DISPUTE_CORE_WEBHOOK_ENDPOINT_CONCURRENCY", "16")
             .env("DISPUTE_CORE_WEBHOOK_POLL_INTERVAL_MS", "20"),
         work.path().join("replica-b.log"),
     )
@@ -379,9 +381,11 @@ async fn sigterm_releases_the_claims_of_a_replica() {
     receiver.set_hold(true);
     let mut events = events_of(&stack, "acme").await;
     create_endpoint(&mut events, &receiver.url(), &["dispute.created"]).await;
+    // All N held at once on the one endpoint: above the per-endpoint cap of 2.
     let long_lease = dispute_core::config::WebhookFlags {
         webhook_lease_ms: 600_000,
         webhook_attempt_timeout_ms: 600_000,
+        webhook_endpoint_concurrency: 16,
         ..harness::test_webhook_flags()
     };
     let r_shutdown = CancellationToken::new();

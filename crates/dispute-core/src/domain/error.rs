@@ -18,6 +18,14 @@ pub enum DisputeError {
         reason: &'static str,
         message: String,
     },
+    /// A cap on what a tenant may hold is reached (e.g. webhook endpoints): retrying does not
+    /// help until it holds less. `reason` is an UPPER_SNAKE ErrorInfo reason.
+    #[error("{message}")]
+    LimitReached {
+        reason: &'static str,
+        message: String,
+        limit: u64,
+    },
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionConflict { expected: i64, current: i64 },
     #[error("the token lacks scope {scope}, needed to {purpose}")]

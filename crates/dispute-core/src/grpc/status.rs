@@ -55,6 +55,19 @@ pub fn status_of(error: &DisputeError) -> Status {
         DisputeError::FailedPrecondition { reason, message } => {
             service_kit::errors::failed_precondition(DOMAIN, reason, "dispute", message.clone())
         }
+        // No RetryInfo: a retry fails the same way until the tenant holds less.
+        DisputeError::LimitReached {
+            reason,
+            message,
+            limit,
+        } => {
+            let details = ErrorDetails::with_error_info(
+                *reason,
+                DOMAIN,
+                [("limit".to_owned(), limit.to_string())],
+            );
+            Status::with_error_details(Code::ResourceExhausted, message.clone(), details)
+        }
         e @ DisputeError::VersionConflict { .. } => {
             status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
         }

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use domain_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 
-use crate::domain::webhooks::{DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
+use crate::domain::webhooks::{
+    BreakerState, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
+};
 
 /// An endpoint as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -41,17 +43,50 @@ const ENDPOINT_COLUMNS: &str = "tenant_id, id, url, event_types, description, en
     disabled_reason, secret, previous_secret, previous_secret_expires_at, failing_since,
     deleted_at, created_at, updated_at";
 
-/// Inserts an endpoint; with a request id already used, returns the endpoint made then.
+/// What inserting an endpoint did.
+#[derive(Debug)]
+pub enum EndpointInsert {
+    /// Made now, or made before under the same request id (a replay).
+    Made(Box<WebhookEndpoint>),
+    /// The tenant already has this many endpoints (not deleted): none was made.
+    LimitReached(u64),
+}
+
+/// Inserts an endpoint unless the tenant's live endpoints are `limit_reached` (given their
+/// count); with a request id already used, returns the endpoint made then, at the limit
+/// or not. Call it in a transaction: a lock per tenant, held until it ends, orders
+/// concurrent creates so that two cannot both pass the count.
 pub async fn insert_endpoint(
     conn: &mut PgConnection,
     tenant_id: &str,
     new: &NewEndpoint<'_>,
-) -> anyhow::Result<WebhookEndpoint> {
-    let inserted: Option<EndpointRow> = sqlx::query_as(&format!(
+    limit_reached: impl Fn(u64) -> bool,
+) -> anyhow::Result<EndpointInsert> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('webhook_endpoints/' || $1, 0))")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await
+        .context("lock the tenant's webhook endpoints")?;
+    if let Some(request_id) = new.request_id
+        && let Some(made) = find_endpoint_by_request_id(conn, tenant_id, request_id).await?
+    {
+        return Ok(EndpointInsert::Made(Box::new(made)));
+    }
+    let live: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_endpoints where tenant_id = $1 and deleted_at is null",
+    )
+    .bind(tenant_id)
+    .fetch_one(&mut *conn)
+    .await
+    .context("count webhook endpoints")?;
+    let live = u64::try_from(live).unwrap_or(0);
+    if limit_reached(live) {
+        return Ok(EndpointInsert::LimitReached(live));
+    }
+    let inserted: EndpointRow = sqlx::query_as(&format!(
         "insert into webhook_endpoints (tenant_id, id, url, event_types, description, secret,
             request_id)
          values ($1, $2, $3, $4, $5, $6, $7)
-         on conflict (tenant_id, request_id) do nothing
          returning {ENDPOINT_COLUMNS}"
     ))
     .bind(tenant_id)
@@ -61,22 +96,27 @@ pub async fn insert_endpoint(
     .bind(new.description)
     .bind(new.secret)
     .bind(new.request_id)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .context("insert webhook endpoint")?;
-    if let Some(row) = inserted {
-        return Ok(row.into());
-    }
-    let made: EndpointRow = sqlx::query_as(&format!(
+    Ok(EndpointInsert::Made(Box::new(inserted.into())))
+}
+
+async fn find_endpoint_by_request_id(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    request_id: &str,
+) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let made: Option<EndpointRow> = sqlx::query_as(&format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints
           where tenant_id = $1 and request_id = $2"
     ))
     .bind(tenant_id)
-    .bind(new.request_id)
-    .fetch_one(&mut *conn)
+    .bind(request_id)
+    .fetch_optional(&mut *conn)
     .await
     .context("read webhook endpoint by request id")?;
-    Ok(made.into())
+    Ok(made.map(WebhookEndpoint::from))
 }
 
 /// An endpoint that is not deleted.
@@ -146,7 +186,8 @@ pub struct EndpointChanges<'a> {
     pub enabled: Option<bool>,
 }
 
-/// Applies `changes`; enabling clears the disabled reason and the failing time.
+/// Applies `changes`; enabling clears the disabled reason, the failing time and closes the
+/// breaker.
 pub async fn update_endpoint(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -159,7 +200,10 @@ pub async fn update_endpoint(
             description = coalesce($4, description),
             enabled = coalesce($5, enabled),
             disabled_reason = case when $5 is null then disabled_reason else '' end,
-            failing_since = case when $5 then null else failing_since end
+            failing_since = case when $5 then null else failing_since end,
+            consecutive_failures = case when $5 then 0 else consecutive_failures end,
+            breaker_opened_times = case when $5 then 0 else breaker_opened_times end,
+            breaker_open_until = case when $5 then null else breaker_open_until end
           where tenant_id = $1 and id = $2 and deleted_at is null
           returning {ENDPOINT_COLUMNS}"
     ))
@@ -286,16 +330,23 @@ pub async fn list_deliveries(
     after: Option<&PageCursor>,
     limit: i64,
 ) -> anyhow::Result<Vec<WebhookDelivery>> {
-    let found: Vec<DeliveryRow> = sqlx::query_as(&format!(
-        "select {DELIVERY_COLUMNS} from webhook_deliveries
-          where tenant_id = $1
-            and ($2::text is null or endpoint_id = $2)
-            and ($3::text is null or event_id = $3)
-            and ($4::text is null or status = $4)
-            and ($5::timestamptz is null or (created_at, id) < ($5, $6))
-          order by created_at desc, id desc
-          limit $7"
-    ))
+    // A pending delivery of an endpoint whose breaker is open is due when the breaker
+    // lets a probe through, if that is later than its own next attempt.
+    let found: Vec<DeliveryRow> = sqlx::query_as(
+        "select d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.status,
+                d.attempt_count, d.created_at,
+                case when d.status = 'pending' and e.breaker_open_until > d.next_attempt_at
+                     then e.breaker_open_until else d.next_attempt_at end as next_attempt_at
+           from webhook_deliveries d
+           join webhook_endpoints e on e.tenant_id = d.tenant_id and e.id = d.endpoint_id
+          where d.tenant_id = $1
+            and ($2::text is null or d.endpoint_id = $2)
+            and ($3::text is null or d.event_id = $3)
+            and ($4::text is null or d.status = $4)
+            and ($5::timestamptz is null or (d.created_at, d.id) < ($5, $6))
+          order by d.created_at desc, d.id desc
+          limit $7",
+    )
     .bind(tenant_id)
     .bind(filter.endpoint_id)
     .bind(filter.event_id)
@@ -330,12 +381,26 @@ pub async fn attempts_of(
     Ok(found.into_iter().map(WebhookAttempt::from).collect())
 }
 
-/// Schedules a delivery's next attempt now, whatever its status.
+/// Schedules a delivery's next attempt now, whatever its status; an open breaker of its
+/// endpoint becomes half-open, so that one probe goes now. The endpoint is locked before
+/// the delivery, the order the worker and DeleteWebhookEndpoint use.
 pub async fn retry_delivery(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
 ) -> anyhow::Result<Option<WebhookDelivery>> {
+    sqlx::query(
+        "update webhook_endpoints e set breaker_open_until = now()
+           from webhook_deliveries d
+          where d.tenant_id = $1 and d.id = $2
+            and e.tenant_id = d.tenant_id and e.id = d.endpoint_id
+            and e.breaker_open_until > now()",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("half-open the endpoint's breaker")?;
     let row: Option<DeliveryRow> = sqlx::query_as(&format!(
         "update webhook_deliveries set status = 'pending', next_attempt_at = now()
           where tenant_id = $1 and id = $2
@@ -419,49 +484,73 @@ pub struct ClaimedDelivery {
     pub attempt_count: i32,
 }
 
-/// Claims up to `limit` due deliveries for `owner` until `lease` from now, skipping rows
-/// another replica holds (locked now, or leased and not expired).
+/// The caps a claim respects.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimCaps {
+    /// Attempts in flight per endpoint, across replicas (live leases); 1 while its breaker
+    /// is half-open.
+    pub per_endpoint: i32,
+    /// Attempts in flight per tenant on this replica (its live leases).
+    pub per_tenant: i32,
+}
+
+/// Claims up to `limit` due deliveries for `owner` until `lease` from now, fairly: it walks
+/// the endpoints with pending deliveries (a skip scan, one index probe per endpoint),
+/// leaves out those disabled, deleted or with an open breaker, gives each at most its free
+/// slots under `caps.per_endpoint` (oldest due first), and each tenant at most its free
+/// slots under `caps.per_tenant`; then takes round-robin: every tenant's first pick (oldest
+/// due first), then every tenant's second, where a tenant's picks go through its endpoints'
+/// oldest due deliveries before their next ones. Rows another replica holds (locked now, or
+/// leased and not expired) are skipped.
 pub async fn claim_due(
     conn: &mut PgConnection,
     owner: &str,
     lease: std::time::Duration,
     limit: i64,
+    caps: ClaimCaps,
 ) -> anyhow::Result<Vec<ClaimedDelivery>> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    sqlx::query_as(
-        "with due as (
-            select tenant_id, id from webhook_deliveries
-             where status = 'pending' and next_attempt_at <= now()
-               and (lease_expires_at is null or lease_expires_at < now())
-             order by next_attempt_at
-             limit $3
-             for update skip locked)
-         update webhook_deliveries d
-            set lease_owner = $1,
-                lease_expires_at = now() + make_interval(secs => $2::double precision / 1000)
-           from due
-          where d.tenant_id = due.tenant_id and d.id = due.id
-         returning d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.attempt_count",
-    )
-    .bind(owner)
-    .bind(lease_ms)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("claim webhook deliveries")
+    sqlx::query_as(CLAIM_DUE)
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(limit)
+        .bind(caps.per_endpoint)
+        .bind(caps.per_tenant)
+        .fetch_all(&mut *conn)
+        .await
+        .context("claim webhook deliveries")
 }
 
-/// When the earliest pending delivery is due (for the worker's sleep), and how many are
-/// pending in all (the backlog metric).
-pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<(Option<DateTime<Utc>>, i64)> {
-    sqlx::query_as(
-        "select min(greatest(next_attempt_at, coalesce(lease_expires_at, next_attempt_at))),
-                count(*)
-           from webhook_deliveries where status = 'pending'",
+/// `claim_due`'s statement: $1 owner, $2 lease in ms, $3 limit, $4 per-endpoint cap, $5
+/// per-tenant cap.
+const CLAIM_DUE: &str = include_str!("queries/claim_due_webhook_deliveries.sql");
+
+/// When something next becomes claimable (for the worker's sleep): a retry falling due, a
+/// breaker letting its probe through or a lease running out. Deliveries due now but held
+/// back by a cap become claimable when an attempt ends, which wakes the worker itself (or
+/// its next poll). Three index lookups, whatever the backlog.
+pub async fn next_due(conn: &mut PgConnection) -> anyhow::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "select least(
+                    (select min(next_attempt_at) from webhook_deliveries
+                      where status = 'pending' and next_attempt_at > now()),
+                    (select min(breaker_open_until) from webhook_endpoints
+                      where breaker_open_until > now()),
+                    (select min(lease_expires_at) from webhook_deliveries
+                      where status = 'pending' and lease_owner is not null
+                        and lease_expires_at > now()))",
     )
     .fetch_one(&mut *conn)
     .await
     .context("next due webhook delivery")
+}
+
+/// How many deliveries are pending in all (the backlog metric).
+pub async fn pending_count(conn: &mut PgConnection) -> anyhow::Result<i64> {
+    sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'pending'")
+        .fetch_one(&mut *conn)
+        .await
+        .context("count pending webhook deliveries")
 }
 
 /// Gives back every claim `owner` still holds (at shutdown).
@@ -567,6 +656,80 @@ pub async fn fail_claimed(
     .execute(&mut *conn)
     .await
     .context("fail webhook delivery")?;
+    Ok(())
+}
+
+/// The endpoint's breaker, its row locked until the transaction ends (attempts ending at
+/// once update it one after the other); `None` when there is no such endpoint. The lock is
+/// FOR NO KEY UPDATE: the fan-out's inserts of new deliveries take KEY SHARE on the
+/// endpoint (their foreign key) and must not wait for it.
+pub async fn lock_breaker(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+) -> anyhow::Result<Option<BreakerState>> {
+    let row: Option<(i32, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "select consecutive_failures, breaker_opened_times, breaker_open_until
+           from webhook_endpoints where tenant_id = $1 and id = $2
+            for no key update",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("lock endpoint breaker")?;
+    Ok(row.map(
+        |(consecutive_failures, opened_times, open_until)| BreakerState {
+            consecutive_failures: u32::try_from(consecutive_failures).unwrap_or(0),
+            opened_times: u32::try_from(opened_times).unwrap_or(0),
+            open_until,
+        },
+    ))
+}
+
+/// Closes the endpoint's breaker after an answer; touches (and locks) the row only when
+/// the breaker is not closed already, so answered attempts of a healthy endpoint write
+/// nothing.
+pub async fn close_breaker(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update webhook_endpoints
+            set consecutive_failures = 0, breaker_opened_times = 0, breaker_open_until = null
+          where tenant_id = $1 and id = $2
+            and (consecutive_failures <> 0 or breaker_opened_times <> 0
+                 or breaker_open_until is not null)",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .execute(&mut *conn)
+    .await
+    .context("close endpoint breaker")?;
+    Ok(())
+}
+
+/// Stores the endpoint's breaker.
+pub async fn save_breaker(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    endpoint_id: &str,
+    breaker: &BreakerState,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update webhook_endpoints
+            set consecutive_failures = $3, breaker_opened_times = $4, breaker_open_until = $5
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(endpoint_id)
+    .bind(i32::try_from(breaker.consecutive_failures).unwrap_or(i32::MAX))
+    .bind(i32::try_from(breaker.opened_times).unwrap_or(i32::MAX))
+    .bind(breaker.open_until)
+    .execute(&mut *conn)
+    .await
+    .context("save endpoint breaker")?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod events;
 mod history;
 mod idempotency;
 mod sequencer_stall;
+mod webhook_claims;
 
 use chrono::{DateTime, Utc};
 use dispute_core::domain::{

@@ -12,8 +12,10 @@ use crate::domain::DisputeError;
 use crate::domain::requests::{
     CreateWebhookEndpoint, ListWebhookEndpoints, RotateWebhookSecret, UpdateWebhookEndpoint,
 };
-use crate::domain::webhooks::{SECRET_KEY_BYTES, WebhookEndpoint, secret_from_key};
-use crate::store::webhooks::{self as store, EndpointChanges, NewEndpoint};
+use crate::domain::webhooks::{
+    SECRET_KEY_BYTES, WebhookEndpoint, endpoint_limit_reached, secret_from_key,
+};
+use crate::store::webhooks::{self as store, EndpointChanges, EndpointInsert, NewEndpoint};
 
 fn endpoint_not_found(id: &str) -> DisputeError {
     DisputeError::NotFound {
@@ -31,7 +33,7 @@ fn new_secret() -> String {
 
 impl Webhooks {
     /// A new endpoint with a fresh secret; with a request id already used, the endpoint
-    /// made then.
+    /// made then. A tenant that has the most endpoints allowed gets `LimitReached`.
     pub async fn create_endpoint(
         &self,
         tenant_id: &str,
@@ -39,9 +41,10 @@ impl Webhooks {
     ) -> Result<WebhookEndpoint, DisputeError> {
         let id = WebhookEndpointId::generate();
         let secret = new_secret();
-        let mut conn = self.pool.acquire().await.context("acquire")?;
-        Ok(store::insert_endpoint(
-            &mut conn,
+        let limit = self.settings.max_endpoints_per_tenant;
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let inserted = store::insert_endpoint(
+            &mut tx,
             tenant_id,
             &NewEndpoint {
                 id: id.as_str(),
@@ -51,8 +54,20 @@ impl Webhooks {
                 secret: &secret,
                 request_id: input.request_id.as_deref(),
             },
+            |live| endpoint_limit_reached(live, limit),
         )
-        .await?)
+        .await?;
+        tx.commit().await.context("commit")?;
+        match inserted {
+            EndpointInsert::Made(endpoint) => Ok(*endpoint),
+            EndpointInsert::LimitReached(_) => Err(DisputeError::LimitReached {
+                reason: "WEBHOOK_ENDPOINT_LIMIT",
+                message: format!(
+                    "a tenant may have at most {limit} webhook endpoints; delete one first"
+                ),
+                limit: u64::from(limit),
+            }),
+        }
     }
 
     pub async fn get_endpoint(

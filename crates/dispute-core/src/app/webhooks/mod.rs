@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::clients::webhook_http::WebhookHttpClient;
-use crate::domain::webhooks::UrlPolicy;
+use crate::domain::webhooks::{BreakerPolicy, DEFAULT_MAX_ENDPOINTS_PER_TENANT, UrlPolicy};
 
 /// How deliveries are made: the deployment's flags.
 #[derive(Debug, Clone)]
@@ -41,6 +41,14 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     /// POSTs in flight per replica.
     pub concurrency: usize,
+    /// Attempts in flight per endpoint, across replicas (one while its breaker is half-open).
+    pub endpoint_concurrency: usize,
+    /// Attempts in flight per tenant on one replica (at most `concurrency`).
+    pub tenant_concurrency: usize,
+    /// When an endpoint's breaker opens and for how long (before the time scale).
+    pub breaker: BreakerPolicy,
+    /// Endpoints a tenant may have (deleted ones do not count).
+    pub max_endpoints_per_tenant: u32,
     /// At shutdown, how long attempts in flight may finish before they are cut off and
     /// their claims released (within the worker stop timeout).
     pub stop_grace: Duration,
@@ -56,6 +64,10 @@ impl Default for WebhookSettings {
             poll_interval: Duration::from_secs(1),
             disable_after: Duration::from_secs(3 * 24 * 3600),
             concurrency: 16,
+            endpoint_concurrency: 2,
+            tenant_concurrency: 8,
+            breaker: BreakerPolicy::default(),
+            max_endpoints_per_tenant: DEFAULT_MAX_ENDPOINTS_PER_TENANT,
             stop_grace: Duration::from_secs(2),
         }
     }

@@ -1,8 +1,10 @@
 //! The webhook delivery worker, one per replica. It claims due deliveries with
-//! `FOR UPDATE SKIP LOCKED` and a lease (owner = this replica's id), POSTs each with a
-//! per-attempt timeout, records the attempt and schedules the next one (or ends the
-//! delivery). New deliveries wake it at once (LISTEN `webhook_deliveries`); retries are
-//! found by polling. It claims only as many deliveries as it has free slots, each attempted
+//! `FOR UPDATE SKIP LOCKED` and a lease (owner = this replica's id), fairly (round-robin
+//! across tenants and endpoints, with caps on attempts in flight per endpoint and per
+//! tenant, skipping endpoints whose breaker is open), POSTs each with a per-attempt timeout,
+//! records the attempt and schedules the next one (or ends the delivery), then updates the
+//! endpoint's breaker. New deliveries wake it at once (LISTEN `webhook_deliveries`); retries
+//! are found by polling. It claims only as many deliveries as it has free slots, each attempted
 //! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
 //! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
 //! gives back every claim it still holds; the claims of a replica that died are taken by
@@ -20,9 +22,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Webhooks;
-use crate::domain::webhooks::{retry_delay, scaled, should_disable, signature_header};
+use crate::domain::webhooks::{
+    BreakerOutcome, retry_delay, scaled, should_disable, signature_header,
+};
 use crate::store::events;
-use crate::store::webhooks::{self as store, AfterAttempt, ClaimedDelivery, NewAttempt};
+use crate::store::webhooks::{self as store, AfterAttempt, ClaimCaps, ClaimedDelivery, NewAttempt};
 
 /// The channel new deliveries are announced on (migration 0013).
 const CHANNEL: &str = "webhook_deliveries";
@@ -45,6 +49,7 @@ impl Webhooks {
         // as many as it has free slots, so a slow receiver never holds up the others and
         // nothing claimed waits unstarted.
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut backlog_counted = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -82,7 +87,7 @@ impl Webhooks {
                 }
                 continue;
             }
-            let wait = self.until_next_due().await;
+            let wait = self.until_next_due(&mut backlog_counted).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {},
@@ -141,8 +146,12 @@ impl Webhooks {
     }
 
     async fn claim(&self, replica: &str, batch: i64) -> anyhow::Result<Vec<ClaimedDelivery>> {
+        let caps = ClaimCaps {
+            per_endpoint: i32::try_from(self.settings.endpoint_concurrency).unwrap_or(i32::MAX),
+            per_tenant: i32::try_from(self.settings.tenant_concurrency).unwrap_or(i32::MAX),
+        };
         let mut conn = self.pool.acquire().await.context("acquire")?;
-        store::claim_due(&mut conn, replica, self.settings.lease, batch).await
+        store::claim_due(&mut conn, replica, self.settings.lease, batch, caps).await
     }
 
     async fn release(&self, replica: &str) -> anyhow::Result<u64> {
@@ -151,18 +160,23 @@ impl Webhooks {
     }
 
     /// How long to sleep: until the next delivery is due, at most the poll interval.
-    async fn until_next_due(&self) -> Duration {
+    async fn until_next_due(&self, backlog_counted: &mut Option<Instant>) -> Duration {
         let poll = self.settings.poll_interval;
+        // The backlog metric counts every pending delivery: at most once per poll interval,
+        // not at each wake-up (a backlog held back by the caps would make every new
+        // delivery's wake-up count it).
+        let count_backlog = backlog_counted.is_none_or(|at| at.elapsed() >= poll);
         let next = async {
             let mut conn = self.pool.acquire().await.context("acquire")?;
+            if count_backlog {
+                let pending = store::pending_count(&mut conn).await?;
+                self.backlog
+                    .store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
+                *backlog_counted = Some(Instant::now());
+            }
             store::next_due(&mut conn).await
         };
-        let next = next.await.map(|(due, pending)| {
-            self.backlog
-                .store(u64::try_from(pending).unwrap_or(0), Ordering::Relaxed);
-            due
-        });
-        match next {
+        match next.await {
             Ok(Some(due)) => (due - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -246,6 +260,37 @@ impl Webhooks {
         // The endpoint's bookkeeping in a transaction of its own: locks are taken endpoint
         // first, then deliveries, as DeleteWebhookEndpoint takes them (no deadlock).
         let mut tx = self.pool.begin().await.context("begin")?;
+        match BreakerOutcome::of_status(response.status) {
+            // An answer closes the breaker (`BreakerState::after_attempt`), a write only when
+            // it was not closed.
+            BreakerOutcome::Answered => {
+                store::close_breaker(&mut tx, tenant_id, &endpoint.id).await?;
+            }
+            BreakerOutcome::Failed => {
+                if let Some(breaker) = store::lock_breaker(&mut tx, tenant_id, &endpoint.id).await?
+                {
+                    let after = breaker.after_attempt(
+                        BreakerOutcome::Failed,
+                        Utc::now(),
+                        &self.settings.breaker,
+                        self.settings.time_scale,
+                    );
+                    store::save_breaker(&mut tx, tenant_id, &endpoint.id, &after).await?;
+                    if let Some(until) = after.open_until
+                        && after.opened_times > breaker.opened_times
+                    {
+                        tracing::info!(
+                            tenant_id,
+                            endpoint_id = %endpoint.id,
+                            consecutive_failures = after.consecutive_failures,
+                            openings_in_a_row = after.opened_times,
+                            open_until = %until,
+                            "webhook endpoint breaker opened"
+                        );
+                    }
+                }
+            }
+        }
         if response.succeeded() {
             store::endpoint_succeeded(&mut tx, tenant_id, &endpoint.id).await?;
         } else if let Some(since) =

@@ -15,6 +15,14 @@ pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// The longest overlap accepted.
 pub const MAX_ROTATION_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Endpoints a tenant may have (deleted ones do not count), by default.
+pub const DEFAULT_MAX_ENDPOINTS_PER_TENANT: u32 = 16;
+
+/// Whether a tenant with `live_endpoints` (not deleted) may not add another under `limit`.
+pub fn endpoint_limit_reached(live_endpoints: u64, limit: u32) -> bool {
+    live_endpoints >= u64::from(limit)
+}
+
 /// A receiver of a tenant's events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEndpoint {
@@ -81,6 +89,14 @@ pub fn check_event_types(field: &str, types: &[String]) -> Vec<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_limit_counts_live_endpoints() {
+        assert!(!endpoint_limit_reached(0, 16));
+        assert!(!endpoint_limit_reached(15, 16));
+        assert!(endpoint_limit_reached(16, 16));
+        assert!(endpoint_limit_reached(17, 16));
+    }
 
     #[test]
     fn event_types_known_and_unique() {

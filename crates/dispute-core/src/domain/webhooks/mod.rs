@@ -1,14 +1,17 @@
 //! Pure rules of webhooks: what endpoints, deliveries and attempts are, which URLs and event
 //! types an endpoint may have (`urls`, `endpoints`), the retry schedule and when a failing
-//! endpoint is disabled (`deliveries`), and the Standard Webhooks signature (`signatures`).
+//! endpoint is disabled (`deliveries`), an endpoint's circuit breaker (`breaker`), and the
+//! Standard Webhooks signature (`signatures`).
 //! The event types themselves are [`DisputeEvent`](crate::domain::DisputeEvent)'s one list.
 //! Checking the webhook RPCs' requests is in `requests::webhooks`.
 
+mod breaker;
 mod deliveries;
 mod endpoints;
 mod signatures;
 mod urls;
 
+pub use breaker::*;
 pub use deliveries::*;
 pub use endpoints::*;
 pub use signatures::*;
