@@ -209,7 +209,7 @@ pub struct WebhookFlags {
     #[arg(
         long,
         env = "DISPUTE_CORE_WEBHOOK_ENDPOINT_CONCURRENCY",
-        default_value_t = 8,
+        default_value_t = 16,
         value_parser = clap::value_parser!(u32).range(1..=1_000)
     )]
     pub webhook_endpoint_concurrency: u32,
@@ -272,7 +272,7 @@ impl Default for WebhookFlags {
             webhook_poll_interval_ms: 1_000,
             webhook_disable_after_secs: 259_200,
             webhook_concurrency: 16,
-            webhook_endpoint_concurrency: 8,
+            webhook_endpoint_concurrency: 16,
             webhook_tenant_concurrency: None,
             webhook_breaker_threshold: crate::domain::webhooks::DEFAULT_BREAKER_THRESHOLD,
             webhook_breaker_backoff_ms: crate::domain::webhooks::DEFAULT_BREAKER_BACKOFF_MS,
@@ -473,7 +473,7 @@ mod webhook_flag_tests {
     #[test]
     fn fairness_defaults_and_the_tenant_cap_follow_the_concurrency() {
         let settings = WebhookFlags::default().settings();
-        assert_eq!(settings.endpoint_concurrency, 8);
+        assert_eq!(settings.endpoint_concurrency, 16);
         assert_eq!(settings.tenant_concurrency, 8);
         assert_eq!(settings.max_endpoints_per_tenant, 16);
         assert_eq!(settings.breaker.threshold, 3);

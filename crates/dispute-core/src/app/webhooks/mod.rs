@@ -64,7 +64,7 @@ impl Default for WebhookSettings {
             poll_interval: Duration::from_secs(1),
             disable_after: Duration::from_secs(3 * 24 * 3600),
             concurrency: 16,
-            endpoint_concurrency: 8,
+            endpoint_concurrency: 16,
             tenant_concurrency: 8,
             breaker: BreakerPolicy::default(),
             max_endpoints_per_tenant: DEFAULT_MAX_ENDPOINTS_PER_TENANT,
