@@ -32,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         // Chunks stay zero-copy `Bytes` from the HTTP/2 frame to S3.
         .bytes(".")
+        // Requests with absurdly many repeated entries are refused before decoding.
+        .codec_path("crate::guard::GuardedCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

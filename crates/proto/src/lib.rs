@@ -15,6 +15,8 @@ pub mod documents {
     }
 }
 
+pub mod guard;
+
 pub use disputes::v1 as disputes_v1;
 pub use documents::v1 as documents_v1;
 
