@@ -247,8 +247,11 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
+        // Once per call, not per message of a stream.
+        let name = full_name::<U>();
         GuardedDecoder {
             inner: self.inner.decoder(),
+            checked_request: name.ends_with("Request").then_some(name),
             _message: PhantomData,
         }
     }
@@ -258,6 +261,8 @@ where
 #[derive(Debug, Clone)]
 pub struct GuardedDecoder<U> {
     inner: tonic_prost::ProstDecoder<U>,
+    /// The message's full name when it is a request (the guard checks only those).
+    checked_request: Option<String>,
     _message: PhantomData<U>,
 }
 
@@ -266,15 +271,14 @@ impl<U: Message + Default> Decoder for GuardedDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        let name = full_name::<U>();
-        if name.ends_with("Request") {
+        if let Some(name) = &self.checked_request {
             // A gRPC message arrives whole in one contiguous buffer.
             let bytes = buf.chunk();
             if bytes.len() == buf.remaining()
-                && let Some(hit) = too_many_entries(&name, bytes, MAX_REPEATED_ENTRIES)
+                && let Some(hit) = too_many_entries(name, bytes, MAX_REPEATED_ENTRIES)
             {
                 buf.advance(buf.remaining());
-                return Err(refusal(&name, &hit));
+                return Err(refusal(name, &hit));
             }
         }
         self.inner.decode(buf)

@@ -7,6 +7,7 @@
 mod clients;
 mod database;
 pub mod fault_proxy;
+pub mod figures;
 pub mod private_postgres;
 pub mod process;
 mod proxy;

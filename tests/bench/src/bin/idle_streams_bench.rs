@@ -29,6 +29,7 @@ use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use disputes_proto::disputes_v1::event_service_client::EventServiceClient;
+use harness::figures;
 use harness::process::{Service, ServiceCommand};
 use harness::{Bearer, DisputesClient};
 use secrecy::SecretString;
@@ -81,28 +82,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.streams >= 1 && args.tenants >= 1 && args.calls >= 1);
-    let binary = match &args.dispute_core_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locate this program")?
-            .with_file_name("dispute-core"),
-    };
-    ensure!(
-        binary.is_file(),
-        "no dispute-core binary at {} (cargo build --release -p dispute-core)",
-        binary.display()
-    );
-    let admin_url = harness::admin_database_url();
-    let database = format!("idle_streams_bench_{}", uuid::Uuid::new_v4().simple());
-    let database_url = harness::ensure_database(&admin_url, &database).await?;
-    let result = tokio::select! {
-        result = run(&args, &binary, &database_url) => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    if let Err(error) = harness::drop_database(&admin_url, &database).await {
-        eprintln!("could not drop database {database}: {error:#}");
-    }
-    result
+    let binary = figures::service_binary(args.dispute_core_bin.as_deref(), "dispute-core")?;
+    figures::with_scratch_database("idle_streams_bench", |database_url| async move {
+        run(&args, &binary, &database_url).await
+    })
+    .await
 }
 
 async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Result<()> {
@@ -321,9 +305,9 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         mib(rss_idle.rss_kib),
         mib(rss_after.rss_kib),
         mib(rss_after.hwm_kib),
-        percentile_ms(&quiet, 99.0),
-        percentile_ms(&idle, 99.0),
-        percentile_ms(&during, 99.0),
+        figures::percentile_ms(&quiet, 99.0),
+        figures::percentile_ms(&idle, 99.0),
+        figures::percentile_ms(&during, 99.0),
     );
     let _ = child.kill().await;
     Ok(())
@@ -460,19 +444,9 @@ fn print_phase(name: &str, latencies: &[Duration], memory: Memory) {
     println!(
         "{name}: {READER_TENANT} GetDispute ×{} p50 {:.2} ms, p99 {:.2} ms; dispute-core VmRSS {:.1} MiB, VmHWM {:.1} MiB",
         latencies.len(),
-        percentile_ms(latencies, 50.0),
-        percentile_ms(latencies, 99.0),
+        figures::percentile_ms(latencies, 50.0),
+        figures::percentile_ms(latencies, 99.0),
         mib(memory.rss_kib),
         mib(memory.hwm_kib),
     );
-}
-
-fn percentile_ms(samples: &[Duration], percentile: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let index = ((percentile / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }

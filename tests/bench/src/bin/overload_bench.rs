@@ -23,6 +23,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
+use harness::figures;
 use harness::process::{Service, ServiceCommand};
 use harness::{Bearer, DisputesClient};
 use secrecy::SecretString;
@@ -66,28 +67,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.seconds >= 1 && args.workers >= 1 && args.connections >= 1);
-    let binary = match &args.dispute_core_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locate this program")?
-            .with_file_name("dispute-core"),
-    };
-    ensure!(
-        binary.is_file(),
-        "no dispute-core binary at {} (cargo build --release -p dispute-core)",
-        binary.display()
-    );
-    let admin_url = harness::admin_database_url();
-    let database = format!("overload_bench_{}", uuid::Uuid::new_v4().simple());
-    let database_url = harness::ensure_database(&admin_url, &database).await?;
-    let result = tokio::select! {
-        result = run(&args, &binary, &database_url) => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    if let Err(error) = harness::drop_database(&admin_url, &database).await {
-        eprintln!("could not drop database {database}: {error:#}");
-    }
-    result
+    let binary = figures::service_binary(args.dispute_core_bin.as_deref(), "dispute-core")?;
+    figures::with_scratch_database("overload_bench", |database_url| async move {
+        run(&args, &binary, &database_url).await
+    })
+    .await
 }
 
 async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Result<()> {
@@ -154,8 +138,8 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         args.workers,
         args.seconds,
         peak_rate,
-        percentile_ms(&peak.ok_latencies, 50.0),
-        percentile_ms(&peak.ok_latencies, 99.0),
+        figures::percentile_ms(&peak.ok_latencies, 50.0),
+        figures::percentile_ms(&peak.ok_latencies, 99.0),
         peak.errors_total(),
         peak.errors,
     );
@@ -190,10 +174,10 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
     );
     println!(
         "  successes p50 {:.2} ms, p99 {:.2} ms; shed answers p50 {:.2} ms, p99 {:.2} ms",
-        percentile_ms(&overload.ok_latencies, 50.0),
-        percentile_ms(&overload.ok_latencies, 99.0),
-        percentile_ms(&overload.shed_latencies, 50.0),
-        percentile_ms(&overload.shed_latencies, 99.0),
+        figures::percentile_ms(&overload.ok_latencies, 50.0),
+        figures::percentile_ms(&overload.ok_latencies, 99.0),
+        figures::percentile_ms(&overload.shed_latencies, 50.0),
+        figures::percentile_ms(&overload.shed_latencies, 99.0),
     );
     let _ = child.kill().await;
     Ok(())
@@ -343,14 +327,4 @@ async fn offer_fixed_rate(
         tally.record(result, latency);
     }
     tally
-}
-
-fn percentile_ms(samples: &[Duration], percentile: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let index = ((percentile / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }

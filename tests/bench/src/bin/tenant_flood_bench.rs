@@ -25,6 +25,7 @@ use anyhow::{Context, ensure};
 use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
+use harness::figures::percentile_ms;
 use harness::process::{Service, ServiceCommand, ServiceProcess};
 use harness::{Bearer, DisputesClient, S3Server};
 use secrecy::SecretString;
@@ -332,14 +333,4 @@ async fn bystander_calls(client: &mut DisputesClient, dispute_id: &str, calls: u
         }
     }
     tally
-}
-
-fn percentile_ms(samples: &[Duration], percentile: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let index = ((percentile / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }

@@ -17,6 +17,7 @@ use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use disputes_proto::disputes_v1::event_service_client::EventServiceClient;
+use harness::figures::percentile;
 use harness::webhook_receiver::Receiver;
 use harness::{Bearer, Stack, StackOptions};
 use tokio_util::sync::CancellationToken;
@@ -68,14 +69,6 @@ fn dispute(i: usize, phase: &str) -> dpb::CreateDisputeRequest {
         reason: dpb::DisputeReason::Fraudulent.into(),
         ..Default::default()
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 async fn pending(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
