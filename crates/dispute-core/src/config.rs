@@ -110,6 +110,13 @@ pub struct Config {
         default_value = ""
     )]
     pub jwt_secret: SecretString,
+    /// File holding dispute-core's own token for background work (releasing the document
+    /// locks of submissions that did not happen): a token of the identity provider that
+    /// names no tenant and grants `documents:lock`, kept fresh by the platform (read at each
+    /// use). Without it, in development (HS256) dispute-core mints one with the development
+    /// key; with a JWKS provider, stale locks are then not released (a warning says so).
+    #[arg(long, env = "DISPUTE_CORE_BACKGROUND_TOKEN_FILE")]
+    pub background_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub telemetry: TelemetryFlags<DisputeCore>,
     #[command(flatten)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use disputes_proto::disputes_v1::event_service_server::EventServiceServer;
 use service_kit::auth::{AuthInterceptor, TokenVerifier};
+use clients::documents::BackgroundCredential;
 use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
@@ -59,6 +60,22 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// dispute-core's own credential for background calls to document-store: the token file
+/// when one is configured, else (development, HS256) tokens minted with the development key.
+fn background_credential(config: &Config) -> Option<BackgroundCredential> {
+    match (&config.background_token_file, config.auth.dev_secret()) {
+        (Some(path), _) => Some(BackgroundCredential::TokenFile(path.clone())),
+        (None, Some(secret)) => Some(BackgroundCredential::DevMinted(secret.clone())),
+        (None, None) => {
+            tracing::warn!(
+                "no --background-token-file: the locks of submissions that did not happen \
+                 are not released until one is configured"
+            );
+            None
+        }
+    }
+}
+
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: Config,
@@ -80,7 +97,7 @@ pub async fn run(
             &config.document_store_url,
             config.tls.document_store_ca(),
         )?
-        .with_service_identity(&config.jwt_secret)?,
+        .with_background(background_credential(&config)),
         policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal)

@@ -5,6 +5,7 @@
 
 mod architecture;
 mod auth;
+mod background_credential;
 mod card_network;
 mod concurrency;
 mod dependency_failures;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dispute_core::app::{App, Disputes};
-use dispute_core::clients::documents::DocumentsClient;
+use dispute_core::clients::documents::{BackgroundCredential, DocumentsClient};
 use dispute_core::domain::requests::CreateAction;
 use dispute_core::domain::{
     ActionType, DisputeError, EnumInput, MoneyPolicy, Network, NewDispute, NewDisputeDraft, Reason,
@@ -24,14 +24,23 @@ use crate::fixtures::*;
 
 const TENANT: &str = "acme";
 
-/// dispute-core's use cases over `pool`, calling document-store at `document_store_url`.
+/// dispute-core's use cases over `pool`, calling document-store at `document_store_url`;
+/// background work uses development tokens minted with the stack's key.
 fn app(stack: &harness::Stack, pool: PgPool, document_store_url: &str) -> App {
+    app_with(
+        BackgroundCredential::DevMinted(stack.jwt_secret.clone()),
+        pool,
+        document_store_url,
+    )
+}
+
+/// [`app`] with `background` as dispute-core's background credential.
+fn app_with(background: BackgroundCredential, pool: PgPool, document_store_url: &str) -> App {
     Disputes {
         pool,
         documents: DocumentsClient::connect_lazy(document_store_url)
             .unwrap()
-            .with_service_identity(&stack.jwt_secret)
-            .unwrap(),
+            .with_background_credential(background),
         policy: MoneyPolicy::default(),
     }
     .with_snapshots(
@@ -205,10 +214,36 @@ async fn the_repair_worker_releases_the_lock_of_a_crashed_submission() {
         .unwrap();
     assert!(lock_time(&mut documents, &receipt).await.is_some());
 
-    let repairer = app(
-        &stack,
+    // The repairer reads its background credential from a file, as in production (a
+    // token of the identity provider naming no tenant, with `documents:lock` only).
+    let credentials = tempfile::tempdir().unwrap();
+    let token_file = credentials.path().join("background-token");
+    let document_store_url = format!("http://{}", stack.document_store_addr);
+    let missing = app_with(
+        BackgroundCredential::TokenFile(token_file.clone()),
         db.clone(),
-        &format!("http://{}", stack.document_store_addr),
+        &document_store_url,
+    );
+    assert_eq!(
+        missing
+            .release_stale_document_locks(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        (0, 1),
+        "without its token the release fails and is retried later"
+    );
+    let token = service_kit::auth::mint_background_token(
+        &stack.jwt_secret,
+        "dispute-core",
+        &[service_kit::auth::Scope::DocumentsLock.as_str()],
+        chrono::Duration::minutes(5),
+    )
+    .unwrap();
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let repairer = app_with(
+        BackgroundCredential::TokenFile(token_file),
+        db.clone(),
+        &document_store_url,
     );
     // A young intent is left alone (its submission may still be running).
     assert_eq!(

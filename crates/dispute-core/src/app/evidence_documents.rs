@@ -291,9 +291,12 @@ impl App {
         let (mut released, mut failed) = (0, 0);
         for intent in stale {
             let result = async {
-                let caller = self.documents.service_caller(&intent.tenant_id)?;
                 self.documents
-                    .unlock_documents(&caller, &intent.document_ids, &intent.lock_id)
+                    .unlock_documents_in_background(
+                        &intent.tenant_id,
+                        &intent.document_ids,
+                        &intent.lock_id,
+                    )
                     .await?;
                 let mut conn = self.pool.acquire().await.context("acquire")?;
                 lock_intents::delete_lock_intent(&mut conn, &intent.tenant_id, &intent.lock_id)

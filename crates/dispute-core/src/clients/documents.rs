@@ -1,6 +1,10 @@
-//! The client to document-store. Calls carry the caller's bearer token (document-store
-//! scopes them to the same tenant) and the current trace context.
+//! The client to document-store. Calls carry the caller's own bearer token (document-store
+//! scopes them to the same tenant) and the current trace context. Background jobs, which
+//! have no caller, use dispute-core's own credential ([`BackgroundCredential`]): a token
+//! naming no tenant, with only `documents:lock`, plus the tenant in `x-act-for-tenant`;
+//! document-store accepts it for LockDocuments and UnlockDocuments alone.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -13,7 +17,9 @@ use disputes_proto::documents_v1::document_service_client::DocumentServiceClient
 use domain_kit::ids::DisputeId;
 use hyper_util::rt::TokioIo;
 use secrecy::SecretString;
-use service_kit::auth::{Caller, Scope, TokenVerifier, mint_token, missing_scope_of};
+use service_kit::auth::{
+    ACT_FOR_TENANT_HEADER, Caller, Scope, mint_background_token, missing_scope_of,
+};
 use service_kit::propagation::GrpcClientTrace;
 use service_kit::time::instant;
 use tokio::net::TcpStream;
@@ -35,18 +41,88 @@ pub struct DocumentsClient {
     /// Each call is a client span whose context document-store joins.
     client: DocumentServiceClient<GrpcClientTrace<Channel>>,
     /// How background jobs call for a tenant without a caller (the repair worker releasing
-    /// a lock): tokens minted with the shared key. `None`: they cannot.
-    service: Option<ServiceIdentity>,
+    /// a lock). `None`: they cannot.
+    background: Option<BackgroundCredential>,
 }
 
+/// dispute-core's own credential for background work: a token that names no tenant and
+/// grants only `documents:lock`. It cannot mint tokens, and document-store accepts it only
+/// for locking and unlocking, for the tenant each call names.
 #[derive(Clone)]
-struct ServiceIdentity {
-    secret: SecretString,
-    verifier: TokenVerifier,
+pub enum BackgroundCredential {
+    /// A token file kept fresh by the platform (an identity provider's client-credentials
+    /// token written by a sidecar or an agent, or a mounted Secret); read at each use, so
+    /// a renewed token is picked up without a restart.
+    TokenFile(std::path::PathBuf),
+    /// Local development (HS256) only: a short-lived token minted per use with the
+    /// development key.
+    DevMinted(SecretString),
 }
 
-/// Subject of the tokens dispute-core mints for its background jobs.
-const SERVICE_SUBJECT: &str = "dispute-core";
+impl fmt::Debug for BackgroundCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackgroundCredential::TokenFile(path) => {
+                f.debug_tuple("TokenFile").field(path).finish()
+            }
+            BackgroundCredential::DevMinted(_) => f.write_str("DevMinted(..)"),
+        }
+    }
+}
+
+/// Subject of the tokens dispute-core mints for its background jobs in development.
+const BACKGROUND_SUBJECT: &str = "dispute-core";
+/// Lifetime of a development background token.
+const DEV_BACKGROUND_TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(5);
+
+impl BackgroundCredential {
+    /// The bearer token, as of now.
+    async fn token(&self) -> Result<String, DisputeError> {
+        match self {
+            BackgroundCredential::TokenFile(path) => {
+                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+                    DisputeError::Internal(
+                        anyhow::Error::new(e)
+                            .context(format!("read the background token {}", path.display())),
+                    )
+                })?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(DisputeError::Internal(anyhow::anyhow!(
+                        "the background token file {} is empty",
+                        path.display()
+                    )));
+                }
+                Ok(token.to_owned())
+            }
+            BackgroundCredential::DevMinted(secret) => mint_background_token(
+                secret,
+                BACKGROUND_SUBJECT,
+                &[Scope::DocumentsLock.as_str()],
+                DEV_BACKGROUND_TOKEN_TTL,
+            )
+            .map_err(|e| {
+                DisputeError::Internal(anyhow::Error::new(e).context("mint a background token"))
+            }),
+        }
+    }
+}
+
+/// Who a call to document-store is made for: the bearer token it carries and, for
+/// background work, the tenant it acts for.
+struct OnBehalfOf {
+    authorization: String,
+    act_for_tenant: Option<String>,
+}
+
+impl OnBehalfOf {
+    fn caller(caller: &Caller) -> Self {
+        OnBehalfOf {
+            authorization: caller.authorization_header(),
+            act_for_tenant: None,
+        }
+    }
+}
 
 impl DocumentsClient {
     /// Connects lazily: dispute-core starts even while document-store is still starting.
@@ -74,53 +150,49 @@ impl DocumentsClient {
             .connect_with_connector_lazy(DocumentStoreConnector);
         Ok(Self {
             client: DocumentServiceClient::new(GrpcClientTrace::new(channel)),
-            service: None,
+            background: None,
         })
     }
 
-    /// Lets background jobs call for a tenant with short-lived tokens signed by `secret`
-    /// (the HS256 key shared with document-store).
-    pub fn with_service_identity(mut self, secret: &SecretString) -> anyhow::Result<Self> {
-        self.service = Some(ServiceIdentity {
-            secret: secret.clone(),
-            verifier: TokenVerifier::new(secret)?,
-        });
-        Ok(self)
+    /// Lets background jobs release locks with `credential`.
+    pub fn with_background_credential(self, credential: BackgroundCredential) -> Self {
+        self.with_background(Some(credential))
     }
 
-    /// A caller acting for `tenant_id` with `documents:write`, for background jobs.
-    pub fn service_caller(&self, tenant_id: &str) -> Result<Caller, DisputeError> {
-        let service = self.service.as_ref().ok_or_else(|| {
+    /// [`DocumentsClient::with_background_credential`], or none.
+    pub fn with_background(mut self, credential: Option<BackgroundCredential>) -> Self {
+        self.background = credential;
+        self
+    }
+
+    /// Background work for `tenant_id`: dispute-core's own credential, acting for the tenant.
+    async fn background_for(&self, tenant_id: &str) -> Result<OnBehalfOf, DisputeError> {
+        let credential = self.background.as_ref().ok_or_else(|| {
             DisputeError::Internal(anyhow::anyhow!(
-                "no service identity to call document-store"
+                "no background credential to call document-store (--background-token-file)"
             ))
         })?;
-        let token = mint_token(
-            &service.secret,
-            SERVICE_SUBJECT,
-            tenant_id,
-            &[Scope::DocumentsWrite.as_str()],
-            chrono::Duration::minutes(5),
-        )
-        .map_err(|e| DisputeError::Internal(anyhow::Error::new(e).context("mint service token")))?;
-        service
-            .verifier
-            .verify_header(Some(&format!("Bearer {token}")))
-            .map_err(|status| {
-                DisputeError::Internal(anyhow::anyhow!(
-                    "service token refused: {}",
-                    status.message()
-                ))
-            })
+        Ok(OnBehalfOf {
+            authorization: format!("Bearer {}", credential.token().await?),
+            act_for_tenant: Some(tenant_id.to_owned()),
+        })
     }
 
-    fn request<T>(caller: &Caller, message: T) -> Result<tonic::Request<T>, DisputeError> {
+    fn request<T>(on_behalf: &OnBehalfOf, message: T) -> Result<tonic::Request<T>, DisputeError> {
+        let header = |value: &str| {
+            MetadataValue::try_from(value).map_err(|e| {
+                DisputeError::Internal(anyhow::Error::new(e).context("request metadata"))
+            })
+        };
         let mut request = tonic::Request::new(message);
-        let authorization = MetadataValue::try_from(caller.authorization_header())
-            .map_err(|e| DisputeError::Internal(anyhow::Error::new(e).context("bearer header")))?;
         request
             .metadata_mut()
-            .insert("authorization", authorization);
+            .insert("authorization", header(&on_behalf.authorization)?);
+        if let Some(tenant) = &on_behalf.act_for_tenant {
+            request
+                .metadata_mut()
+                .insert(ACT_FOR_TENANT_HEADER, header(tenant)?);
+        }
         request.set_timeout(CALL_TIMEOUT);
         Ok(request)
     }
@@ -136,7 +208,7 @@ impl DocumentsClient {
         let mut page_token = String::new();
         for _ in 0..MAX_DOCUMENT_PAGES {
             let request = Self::request(
-                caller,
+                &OnBehalfOf::caller(caller),
                 pb::ListDocumentsRequest {
                     dispute_id: dispute_id.to_string(),
                     page_size: 100,
@@ -166,7 +238,10 @@ impl DocumentsClient {
         ids: &[String],
     ) -> Result<Vec<String>, DisputeError> {
         let mut client = self.client.clone();
-        let request = Self::request(caller, pb::BatchGetDocumentsRequest { ids: ids.to_vec() })?;
+        let request = Self::request(
+            &OnBehalfOf::caller(caller),
+            pb::BatchGetDocumentsRequest { ids: ids.to_vec() },
+        )?;
         let response = client
             .batch_get_documents(request)
             .await
@@ -185,7 +260,7 @@ impl DocumentsClient {
     ) -> Result<Vec<DisputeDocument>, DisputeError> {
         let mut client = self.client.clone();
         let request = Self::request(
-            caller,
+            &OnBehalfOf::caller(caller),
             pb::LockDocumentsRequest {
                 ids: ids.to_vec(),
                 lock_id: lock_id.to_owned(),
@@ -211,16 +286,38 @@ impl DocumentsClient {
         }
     }
 
-    /// Releases the lock `lock_id` holds on `ids` (idempotent).
+    /// Releases the lock `lock_id` holds on `ids` (idempotent), for the caller.
     pub async fn unlock_documents(
         &self,
         caller: &Caller,
         ids: &[String],
         lock_id: &str,
     ) -> Result<(), DisputeError> {
+        self.unlock_on_behalf_of(&OnBehalfOf::caller(caller), ids, lock_id)
+            .await
+    }
+
+    /// [`DocumentsClient::unlock_documents`] for background work (the repair worker), with
+    /// dispute-core's own credential acting for `tenant_id`.
+    pub async fn unlock_documents_in_background(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+        lock_id: &str,
+    ) -> Result<(), DisputeError> {
+        let on_behalf = self.background_for(tenant_id).await?;
+        self.unlock_on_behalf_of(&on_behalf, ids, lock_id).await
+    }
+
+    async fn unlock_on_behalf_of(
+        &self,
+        on_behalf: &OnBehalfOf,
+        ids: &[String],
+        lock_id: &str,
+    ) -> Result<(), DisputeError> {
         let mut client = self.client.clone();
         let request = Self::request(
-            caller,
+            on_behalf,
             pb::UnlockDocumentsRequest {
                 ids: ids.to_vec(),
                 lock_id: lock_id.to_owned(),
