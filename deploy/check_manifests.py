@@ -16,7 +16,7 @@ import yaml
 # The Secret the base references but never defines: the minio-test overlay generates it,
 # a production install brings it from its secret manager.
 EXTERNAL_SECRET = "dispute-platform-secrets"
-EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-database-url",
+EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-background-token", "dispute-core-database-url",
                  "document-store-database-url", "s3-access-key-id",
                  "s3-secret-access-key", "dispute-core-migration-database-url",
                  "document-store-migration-database-url"}
