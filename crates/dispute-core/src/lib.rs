@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use disputes_proto::disputes_v1::event_service_server::EventServiceServer;
-use service_kit::auth::{AuthInterceptor, TokenVerifier};
+use service_kit::auth::AuthInterceptor;
 use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
@@ -65,7 +65,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let verifier = TokenVerifier::new(&config.jwt_secret)?;
+    let verifier = config.auth.verifier()?;
     let stream_limits = app::events::StreamLimits::new(config.event_stream_limits()?);
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
@@ -74,13 +74,18 @@ pub async fn run(
         .database
         .connect_for_serving(&config.database_settings(), &MIGRATIONS)
         .await?;
+    let documents = clients::documents::DocumentsClient::connect_lazy_with_tls(
+        &config.document_store_url,
+        config.tls.document_store_ca(),
+    )?;
+    // Background calls to document-store: only with the development secret for now.
+    let documents = match config.auth.dev_secret() {
+        Some(secret) => documents.with_service_identity(secret)?,
+        None => documents,
+    };
     let app = app::Disputes {
         pool,
-        documents: clients::documents::DocumentsClient::connect_lazy_with_tls(
-            &config.document_store_url,
-            config.tls.document_store_ca(),
-        )?
-        .with_service_identity(&config.jwt_secret)?,
+        documents,
         policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal)
@@ -112,9 +117,8 @@ pub async fn run(
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        AuthInterceptor::new(verifier.clone()),
+        AuthInterceptor::new(),
     );
-    let call_verifier = verifier.clone();
     let event_service = InterceptedService::new(
         EventServiceServer::new(grpc::event_service::EventServiceHandler::new(
             app.clone(),
@@ -127,7 +131,7 @@ pub async fn run(
             webhooks,
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        AuthInterceptor::new(verifier),
+        AuthInterceptor::new(),
     );
 
     tracing::info!(
@@ -142,7 +146,7 @@ pub async fn run(
     let settings = ServeSettings {
         call_limits: config
             .call_limits()
-            .per_tenant(call_verifier, config.database.db_max_connections),
+            .per_tenant(verifier, config.database.db_max_connections),
         http2_keepalive_interval,
         http2_keepalive_timeout,
         access_log: config.telemetry.access_log,

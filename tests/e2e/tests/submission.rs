@@ -40,10 +40,11 @@ fn app(stack: &harness::Stack, pool: PgPool, document_store_url: &str) -> App {
     )
 }
 
-fn caller(stack: &harness::Stack) -> Caller {
+async fn caller(stack: &harness::Stack) -> Caller {
     TokenVerifier::new(&stack.jwt_secret)
         .unwrap()
         .verify_header(Some(&format!("Bearer {}", stack.full_token(TENANT))))
+        .await
         .unwrap()
 }
 
@@ -258,7 +259,7 @@ async fn a_stalled_document_store_does_not_hold_dispute_core_connections() {
         .await
         .unwrap();
     let app = app(&stack, pool.clone(), &black_hole_url);
-    let caller = caller(&stack);
+    let caller = caller(&stack).await;
     let new_dispute = || {
         NewDispute::parse(
             NewDisputeDraft {

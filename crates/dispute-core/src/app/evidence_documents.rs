@@ -291,7 +291,7 @@ impl App {
         let (mut released, mut failed) = (0, 0);
         for intent in stale {
             let result = async {
-                let caller = self.documents.service_caller(&intent.tenant_id)?;
+                let caller = self.documents.service_caller(&intent.tenant_id).await?;
                 self.documents
                     .unlock_documents(&caller, &intent.document_ids, &intent.lock_id)
                     .await?;

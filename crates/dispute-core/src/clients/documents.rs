@@ -89,7 +89,7 @@ impl DocumentsClient {
     }
 
     /// A caller acting for `tenant_id` with `documents:write`, for background jobs.
-    pub fn service_caller(&self, tenant_id: &str) -> Result<Caller, DisputeError> {
+    pub async fn service_caller(&self, tenant_id: &str) -> Result<Caller, DisputeError> {
         let service = self.service.as_ref().ok_or_else(|| {
             DisputeError::Internal(anyhow::anyhow!(
                 "no service identity to call document-store"
@@ -106,6 +106,7 @@ impl DocumentsClient {
         service
             .verifier
             .verify_header(Some(&format!("Bearer {token}")))
+            .await
             .map_err(|status| {
                 DisputeError::Internal(anyhow::anyhow!(
                     "service token refused: {}",
