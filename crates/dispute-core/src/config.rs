@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use service_kit::call_limit::CallLimits;
-use service_kit::config::{DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags};
+use service_kit::config::{
+    AuthFlags, DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags,
+};
 use service_kit::database::DatabaseSettings;
 
 use crate::domain::ledger::{FeeSchedule, MoneyPolicy};
@@ -101,15 +102,10 @@ pub struct Config {
         default_value_t = crate::domain::deadlines::DEFAULT_DUE_SOON_LEAD_SECS
     )]
     pub due_soon_lead_secs: u64,
-    /// HS256 key shared with document-store (at least 32 bytes).
-    /// Required to serve; `migrate` does without.
-    #[arg(
-        long,
-        env = "AUTH_JWT_SECRET",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    pub jwt_secret: SecretString,
+    /// Token verification (JWKS or, for development, a shared secret); required to serve,
+    /// `migrate` does without.
+    #[command(flatten)]
+    pub auth: AuthFlags,
     /// File holding dispute-core's own token for background work (releasing the document
     /// locks of submissions that did not happen): a token of the identity provider that
     /// names no tenant and grants `documents:lock`, kept fresh by the platform (read at each

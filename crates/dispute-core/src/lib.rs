@@ -16,10 +16,10 @@ pub mod store;
 
 use std::time::Duration;
 
+use clients::documents::BackgroundCredential;
 use disputes_proto::disputes_v1::dispute_service_server::DisputeServiceServer;
 use disputes_proto::disputes_v1::event_service_server::EventServiceServer;
-use service_kit::auth::{AuthInterceptor, TokenVerifier};
-use clients::documents::BackgroundCredential;
+use service_kit::auth::AuthInterceptor;
 use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
@@ -82,7 +82,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let verifier = TokenVerifier::new(&config.jwt_secret)?;
+    let verifier = config.auth.verifier()?;
     let stream_limits = app::events::StreamLimits::new(config.event_stream_limits()?);
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
@@ -129,9 +129,8 @@ pub async fn run(
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        AuthInterceptor::new(verifier.clone()),
+        AuthInterceptor::new(),
     );
-    let call_verifier = verifier.clone();
     let event_service = InterceptedService::new(
         EventServiceServer::new(grpc::event_service::EventServiceHandler::new(
             app.clone(),
@@ -144,7 +143,7 @@ pub async fn run(
             webhooks,
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        AuthInterceptor::new(verifier),
+        AuthInterceptor::new(),
     );
 
     tracing::info!(
@@ -159,7 +158,7 @@ pub async fn run(
     let settings = ServeSettings {
         call_limits: config
             .call_limits()
-            .per_tenant(call_verifier, config.database.db_max_connections),
+            .per_tenant(verifier, config.database.db_max_connections),
         http2_keepalive_interval,
         http2_keepalive_timeout,
         access_log: config.telemetry.access_log,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::call_limit::CallLimits;
-use service_kit::config::{DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags};
+use service_kit::config::{
+    AuthFlags, DatabaseFlags, ResilienceFlags, ServiceFlags, TelemetryFlags, TlsFlags,
+};
 use service_kit::database::DatabaseSettings;
 
 use crate::app::{
@@ -142,15 +144,10 @@ pub struct Config {
         default_value_t = 5
     )]
     pub upload_cleanup_timeout_secs: u64,
-    /// HS256 key shared with dispute-core (at least 32 bytes).
-    /// Required to serve; `migrate` does without.
-    #[arg(
-        long,
-        env = "AUTH_JWT_SECRET",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    pub jwt_secret: SecretString,
+    /// Token verification (JWKS or, for development, a shared secret); required to serve,
+    /// `migrate` does without.
+    #[command(flatten)]
+    pub auth: AuthFlags,
     #[command(flatten)]
     pub telemetry: TelemetryFlags<DocumentStore>,
     #[command(flatten)]

@@ -10,7 +10,7 @@ pub mod store;
 use std::time::Duration;
 
 use disputes_proto::documents_v1::document_service_server::DocumentServiceServer;
-use service_kit::auth::{AuthInterceptor, Scope, TokenVerifier};
+use service_kit::auth::{AuthInterceptor, Scope};
 use service_kit::database::DatabaseSettings;
 use service_kit::readiness::ReadinessProbe;
 use service_kit::server::{ServeSettings, serve};
@@ -90,9 +90,8 @@ pub async fn run(
     config.validate()?;
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
-    // dispute-core's background credential (no tenant, `documents:lock`) may act for the
-    // tenant a call names, for locking and unlocking only.
-    let verifier = TokenVerifier::new(&config.jwt_secret)?.delegating(&[Scope::DocumentsLock]);
+    // dispute-core's background credential acts for the tenant it names, for locks only.
+    let verifier = config.auth.verifier()?.delegating(&[Scope::DocumentsLock]);
     // The serving pool: migrated first unless `migrate_on_start` is off.
     let pool = config
         .database
@@ -136,7 +135,7 @@ pub async fn run(
     let service = grpc::received::CountUploadBytes::new(InterceptedService::new(
         DocumentServiceServer::new(grpc::DocumentServiceHandler::new(documents.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        AuthInterceptor::new(verifier.clone()),
+        AuthInterceptor::new(),
     ));
 
     tracing::info!(

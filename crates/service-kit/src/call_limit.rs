@@ -1,16 +1,18 @@
-//! Overload protection for unary calls: a per-process concurrency limit shared fairly
-//! between tenants ([`crate::fair_share`]) that sheds at once (RESOURCE_EXHAUSTED with
-//! RetryInfo, no queue) and a per-call server timeout (DEADLINE_EXCEEDED).
+//! Authentication and overload protection for unary calls: a per-process concurrency limit
+//! shared fairly between tenants ([`crate::fair_share`]) that sheds at once
+//! (RESOURCE_EXHAUSTED with RetryInfo, no queue) and a per-call server timeout
+//! (DEADLINE_EXCEEDED).
 //!
-//! To know the tenant before admission the layer verifies the bearer token itself (with the
-//! verifier [`CallLimits::per_tenant`] gives it) and hands the [`Caller`] on in the request's
-//! extensions, where [`crate::auth::AuthInterceptor`] takes it instead of verifying again.
-//! A call without a valid token takes no slot: it is refused UNAUTHENTICATED here.
+//! The layer verifies the bearer token of every call but health and reflection (with the
+//! verifier [`CallLimits::per_tenant`] gives it; verification may fetch the identity
+//! provider's keys) and hands the [`Caller`] on in the request's extensions, where
+//! [`crate::auth::AuthInterceptor`] takes it. A call without a valid token takes no slot:
+//! it is refused UNAUTHENTICATED here.
 //!
-//! Health and reflection are never limited, and a service can exempt its streaming methods:
-//! a permit held for a whole upload would starve unary calls, and tonic's own
-//! `Server::timeout` would cut a long upload (uploads have their own admission limit and
-//! deadline).
+//! Health and reflection are never limited, and a service can exempt its streaming methods
+//! from admission and the timeout (they are still verified): a permit held for a whole
+//! upload would starve unary calls, and tonic's own `Server::timeout` would cut a long
+//! upload (uploads have their own admission limit and deadline).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -141,11 +143,10 @@ pub struct CallLimit<S> {
 }
 
 impl<S> CallLimit<S> {
-    fn is_exempt(&self, path: &str) -> bool {
+    fn is_always_exempt(path: &str) -> bool {
         ALWAYS_EXEMPT_PREFIXES
             .iter()
             .any(|prefix| path.starts_with(prefix))
-            || self.limits.exempt_methods.contains(&path)
     }
 }
 
@@ -153,9 +154,10 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B, ResBody> Service<http::Request<B>> for CallLimit<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Send,
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: Send + 'static,
     ResBody: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -166,83 +168,100 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if self.is_exempt(request.uri().path()) {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if Self::is_always_exempt(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
-        let caller = match &self.limits.verifier {
-            Some(verifier) => {
-                let header = request
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|value| value.to_str().ok());
-                match verifier.verify_header(header) {
-                    Ok(caller) => Some(caller),
-                    Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
-                }
-            }
-            None => None,
-        };
-        let tenant = caller
-            .as_ref()
-            .map_or("", |caller| caller.tenant_id.as_str());
-        let admitted = match self.limits.ledger.try_admit(tenant) {
-            Ok(admitted) => admitted,
-            Err(reason) => {
-                // The access log names the tenant that was shed.
-                if let Some(call_tenant) = request.extensions().get::<CallTenant>()
-                    && !tenant.is_empty()
-                {
-                    call_tenant.set(tenant);
-                }
-                tracing::debug!(
-                    path = request.uri().path(),
-                    tenant_id = tenant,
-                    reason = reason.as_str(),
-                    "call shed"
-                );
-                crate::metrics::call_shed(reason.as_str());
-                let status = retryable(
-                    Code::ResourceExhausted,
-                    reason.message(),
-                    reason.as_str(),
-                    self.limits.domain,
-                    OVERLOAD_RETRY_DELAY,
-                );
-                return Box::pin(std::future::ready(Ok(status.into_http())));
-            }
-        };
+        // The service that was polled ready runs this call; a clone takes its place
+        // (verification may wait for the identity provider's keys).
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let limits = self.limits.clone();
+        Box::pin(limit_call(inner, limits, request))
+    }
+}
+
+/// Verifies the call's token, then (unless the method is exempt) admits it within the
+/// tenant's share and runs it under the call timeout.
+async fn limit_call<S, B, ResBody>(
+    mut inner: S,
+    limits: CallLimitLayer,
+    mut request: http::Request<B>,
+) -> Result<S::Response, S::Error>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+    ResBody: Default,
+{
+    let caller = match &limits.verifier {
+        Some(verifier) => match verifier.verify(request.headers()).await {
+            Ok(caller) => Some(caller),
+            Err(status) => return Ok(status.into_http()),
+        },
+        None => None,
+    };
+    if limits.exempt_methods.contains(&request.uri().path()) {
+        // Streams: verified, but neither counted nor timed.
         if let Some(caller) = caller {
             request.extensions_mut().insert::<Caller>(caller);
         }
-        let call_timeout = self.limits.call_timeout;
-        let domain = self.limits.domain;
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            // The wait for a running slot counts against the call's timeout too.
-            let result = tokio::time::timeout(call_timeout, async {
-                let _running = admitted.running_slot().await;
-                call.await
-            })
-            .await;
-            drop(admitted);
-            match result {
-                Ok(response) => response,
-                Err(_) => {
-                    tracing::warn!(
-                        timeout_ms = call_timeout.as_millis() as u64,
-                        "call timed out on the server"
-                    );
-                    Ok(status_with_reason(
-                        Code::DeadlineExceeded,
-                        "the call took longer than the server allows",
-                        "CALL_TIMEOUT",
-                        domain,
-                    )
-                    .into_http())
-                }
+        return inner.call(request).await;
+    }
+    let tenant = caller
+        .as_ref()
+        .map_or("", |caller| caller.tenant_id.as_str());
+    let admitted = match limits.ledger.try_admit(tenant) {
+        Ok(admitted) => admitted,
+        Err(reason) => {
+            // The access log names the tenant that was shed.
+            if let Some(call_tenant) = request.extensions().get::<CallTenant>()
+                && !tenant.is_empty()
+            {
+                call_tenant.set(tenant);
             }
-        })
+            tracing::debug!(
+                path = request.uri().path(),
+                tenant_id = tenant,
+                reason = reason.as_str(),
+                "call shed"
+            );
+            crate::metrics::call_shed(reason.as_str());
+            let status = retryable(
+                Code::ResourceExhausted,
+                reason.message(),
+                reason.as_str(),
+                limits.domain,
+                OVERLOAD_RETRY_DELAY,
+            );
+            return Ok(status.into_http());
+        }
+    };
+    if let Some(caller) = caller {
+        request.extensions_mut().insert::<Caller>(caller);
+    }
+    let call_timeout = limits.call_timeout;
+    let call = inner.call(request);
+    // The wait for a running slot counts against the call's timeout too.
+    let result = tokio::time::timeout(call_timeout, async {
+        let _running = admitted.running_slot().await;
+        call.await
+    })
+    .await;
+    drop(admitted);
+    match result {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = call_timeout.as_millis() as u64,
+                "call timed out on the server"
+            );
+            Ok(status_with_reason(
+                Code::DeadlineExceeded,
+                "the call took longer than the server allows",
+                "CALL_TIMEOUT",
+                limits.domain,
+            )
+            .into_http())
+        }
     }
 }
 

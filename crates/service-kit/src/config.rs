@@ -1,5 +1,6 @@
 //! Flag groups both services take, defined once: database, telemetry, resilience (call
-//! limit and timeout, HTTP/2 keepalive, database timeouts, readiness probe) and server TLS.
+//! limit and timeout, HTTP/2 keepalive, database timeouts, readiness probe), server TLS and
+//! token verification ([`AuthFlags`]).
 //!
 //! A service flattens each group into its `clap::Parser` with `#[command(flatten)]`. The
 //! groups are generic over the service ([`ServiceFlags`]): it spells their environment
@@ -14,9 +15,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
+use crate::auth::jwks::{DEFAULT_FETCH_TIMEOUT, JwksSettings};
+use crate::auth::{self, TokenRules, TokenVerifier};
 use crate::call_limit::CallLimits;
 use crate::database::{self, DatabaseProbe, DatabaseSettings};
 use crate::telemetry::TelemetryOptions;
@@ -337,5 +341,217 @@ impl<S: ServiceFlags> TlsFlags<S> {
     /// The server's TLS configuration, `None` for plaintext.
     pub fn server_config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
         crate::tls::server_config(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())
+    }
+}
+
+/// How both services verify bearer tokens: exactly one of an identity provider's JWKS
+/// (production) or a shared HS256 secret (local development). The environment variables
+/// carry no service prefix: both services read the same ones.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthFlags {
+    /// HS256 key shared by both services (at least 32 bytes): LOCAL DEVELOPMENT ONLY.
+    /// Exactly one of this and --jwks-url is required to serve; `migrate` does without.
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// JWKS URL of the identity provider (e.g. Keycloak's
+    /// `…/realms/<realm>/protocol/openid-connect/certs`); RS256, ES256 and EdDSA tokens are
+    /// verified with its keys. Requires --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// `iss` every token must carry (required with --jwks-url; checked when set).
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// A value the token's `aud` must contain (required with --jwks-url; checked when set).
+    #[arg(long, env = "AUTH_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Claim naming the tenant: a top-level claim taken literally (e.g.
+    /// `https://example.com/tenant`), or a JSON Pointer when it starts with `/` (e.g.
+    /// `/org/tenant_id`).
+    #[arg(long, env = "AUTH_JWT_TENANT_CLAIM", default_value = auth::DEFAULT_TENANT_CLAIM)]
+    pub jwt_tenant_claim: String,
+    /// Claim naming the scopes (an array of strings or one space-separated string), e.g.
+    /// `scope`, `scp` or `permissions`; named like --jwt-tenant-claim.
+    #[arg(long, env = "AUTH_JWT_SCOPE_CLAIM", default_value = auth::DEFAULT_SCOPE_CLAIM)]
+    pub jwt_scope_claim: String,
+    /// Longest accepted token lifetime (`exp - iat`), in seconds.
+    #[arg(long, env = "AUTH_JWT_MAX_LIFETIME_SECS", default_value_t = auth::DEFAULT_MAX_LIFETIME_SECS)]
+    pub jwt_max_lifetime_secs: u64,
+    /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds.
+    #[arg(long, env = "AUTH_JWT_LEEWAY_SECS", default_value_t = auth::DEFAULT_LEEWAY_SECS)]
+    pub jwt_leeway_secs: u64,
+    /// Signing keys older than this are fetched again, in seconds.
+    #[arg(long, env = "AUTH_JWKS_REFRESH_SECS", default_value_t = 300)]
+    pub jwks_refresh_secs: u64,
+    /// At most one JWKS fetch for an unknown `kid` (or after a failed fetch) per this many
+    /// milliseconds.
+    #[arg(long, env = "AUTH_JWKS_MIN_REFETCH_MS", default_value_t = 10_000)]
+    pub jwks_min_refetch_ms: u64,
+}
+
+impl Default for AuthFlags {
+    /// The flags' defaults: no secret and no JWKS (enough for `migrate`, not to serve).
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_tenant_claim: auth::DEFAULT_TENANT_CLAIM.to_owned(),
+            jwt_scope_claim: auth::DEFAULT_SCOPE_CLAIM.to_owned(),
+            jwt_max_lifetime_secs: auth::DEFAULT_MAX_LIFETIME_SECS,
+            jwt_leeway_secs: auth::DEFAULT_LEEWAY_SECS,
+            jwks_refresh_secs: 300,
+            jwks_min_refetch_ms: 10_000,
+        }
+    }
+}
+
+impl AuthFlags {
+    /// HS256 with `secret` and otherwise the defaults (development and tests).
+    pub fn shared_secret(secret: SecretString) -> Self {
+        Self {
+            jwt_secret: Some(secret),
+            ..Self::default()
+        }
+    }
+
+    /// The shared secret in HS256 (development) mode; `None` with a JWKS.
+    pub fn dev_secret(&self) -> Option<&SecretString> {
+        self.jwt_secret
+            .as_ref()
+            .filter(|secret| !secret.expose_secret().is_empty())
+    }
+
+    fn jwks_url(&self) -> Option<&str> {
+        self.jwks_url.as_deref().filter(|url| !url.is_empty())
+    }
+
+    fn rules(&self) -> TokenRules {
+        let set = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        TokenRules {
+            issuer: set(&self.jwt_issuer),
+            audience: set(&self.jwt_audience),
+            tenant_claim: self.jwt_tenant_claim.clone(),
+            scope_claim: self.jwt_scope_claim.clone(),
+            leeway_secs: self.jwt_leeway_secs,
+            max_lifetime_secs: self.jwt_max_lifetime_secs.max(1),
+        }
+    }
+
+    /// The token verifier the flags describe. Refused: neither or both of a secret and a
+    /// JWKS URL, a JWKS without issuer or audience, a short secret. The shared-secret mode
+    /// warns that it is for local development.
+    pub fn verifier(&self) -> anyhow::Result<TokenVerifier> {
+        match (self.dev_secret(), self.jwks_url()) {
+            (None, None) => anyhow::bail!(
+                "no token verification configured: set AUTH_JWKS_URL (with AUTH_JWT_ISSUER and \
+                 AUTH_JWT_AUDIENCE) or, for local development, AUTH_JWT_SECRET"
+            ),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "AUTH_JWT_SECRET and AUTH_JWKS_URL are both set; configure exactly one"
+            ),
+            (Some(secret), None) => {
+                let verifier = TokenVerifier::shared_secret(secret, self.rules())
+                    .context("AUTH_JWT_SECRET")?;
+                tracing::warn!(
+                    "tokens are verified with the shared HS256 secret AUTH_JWT_SECRET: for local \
+                     development only; in production set AUTH_JWKS_URL to the identity \
+                     provider's keys"
+                );
+                Ok(verifier)
+            }
+            (None, Some(url)) => {
+                let settings = JwksSettings {
+                    url: url.to_owned(),
+                    refresh: Duration::from_secs(self.jwks_refresh_secs.max(1)),
+                    min_refetch: Duration::from_millis(self.jwks_min_refetch_ms),
+                    fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+                };
+                let verifier = TokenVerifier::jwks(settings, self.rules())
+                    .context("AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE")?;
+                tracing::info!(jwks_url = %url, "tokens are verified with the identity provider's keys");
+                Ok(verifier)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: AuthFlags,
+    }
+
+    fn parse(args: &[&str]) -> AuthFlags {
+        let mut argv = vec!["service"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("flags").auth
+    }
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+    #[test]
+    fn exactly_one_mode_is_required() {
+        assert!(parse(&[]).verifier().is_err());
+        assert!(
+            parse(&[
+                "--jwt-secret",
+                SECRET,
+                "--jwks-url",
+                "https://idp.example/jwks",
+                "--jwt-issuer",
+                "i",
+                "--jwt-audience",
+                "a",
+            ])
+            .verifier()
+            .is_err()
+        );
+        let dev = parse(&["--jwt-secret", SECRET]);
+        assert!(dev.verifier().is_ok_and(|v| !v.is_jwks()));
+        assert!(dev.dev_secret().is_some());
+        assert!(parse(&["--jwt-secret", "short"]).verifier().is_err());
+    }
+
+    #[test]
+    fn a_jwks_needs_issuer_and_audience() {
+        let jwks = ["--jwks-url", "https://idp.example/jwks"];
+        assert!(parse(&jwks).verifier().is_err());
+        assert!(
+            parse(&[jwks[0], jwks[1], "--jwt-issuer", "https://idp.example"])
+                .verifier()
+                .is_err()
+        );
+        let complete = parse(&[
+            jwks[0],
+            jwks[1],
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "disputes",
+            "--jwt-scope-claim",
+            "scp",
+        ]);
+        assert!(complete.verifier().is_ok_and(|v| v.is_jwks()));
+        assert!(complete.dev_secret().is_none());
+        assert_eq!(complete.jwt_scope_claim, "scp");
+    }
+
+    #[test]
+    fn the_defaults_match_the_flags() {
+        let parsed = parse(&[]);
+        let default = AuthFlags::default();
+        assert_eq!(parsed.jwt_tenant_claim, default.jwt_tenant_claim);
+        assert_eq!(parsed.jwt_scope_claim, default.jwt_scope_claim);
+        assert_eq!(parsed.jwt_max_lifetime_secs, default.jwt_max_lifetime_secs);
+        assert_eq!(parsed.jwt_leeway_secs, default.jwt_leeway_secs);
+        assert_eq!(parsed.jwks_refresh_secs, default.jwks_refresh_secs);
+        assert_eq!(parsed.jwks_min_refetch_ms, default.jwks_min_refetch_ms);
     }
 }

@@ -163,7 +163,11 @@ async fn the_background_credential_may_only_lock_and_unlock_for_the_tenant_it_na
             ))
             .await
             .expect_err("no tenant named");
-        assert_eq!(status.code(), Code::Unauthenticated, "{tenant:?}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{tenant:?}: {status:?}"
+        );
     }
 
     // Acting for another tenant reaches only that tenant's documents.
@@ -182,7 +186,10 @@ async fn the_background_credential_may_only_lock_and_unlock_for_the_tenant_it_na
     // dispute-core does not take it: its verifier delegates nothing.
     let mut disputes = stack.disputes(Some(&token)).await;
     let status = disputes
-        .list_disputes(acting_for(Some(TENANT), dpb::ListDisputesRequest::default()))
+        .list_disputes(acting_for(
+            Some(TENANT),
+            dpb::ListDisputesRequest::default(),
+        ))
         .await
         .expect_err("dispute-core refuses the background credential");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");

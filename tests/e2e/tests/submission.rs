@@ -49,10 +49,11 @@ fn app_with(background: BackgroundCredential, pool: PgPool, document_store_url: 
     )
 }
 
-fn caller(stack: &harness::Stack) -> Caller {
+async fn caller(stack: &harness::Stack) -> Caller {
     TokenVerifier::new(&stack.jwt_secret)
         .unwrap()
         .verify_header(Some(&format!("Bearer {}", stack.full_token(TENANT))))
+        .await
         .unwrap()
 }
 
@@ -293,7 +294,7 @@ async fn a_stalled_document_store_does_not_hold_dispute_core_connections() {
         .await
         .unwrap();
     let app = app(&stack, pool.clone(), &black_hole_url);
-    let caller = caller(&stack);
+    let caller = caller(&stack).await;
     let new_dispute = || {
         NewDispute::parse(
             NewDisputeDraft {

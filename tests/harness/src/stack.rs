@@ -10,7 +10,7 @@ use dispute_core::domain::ledger::FeeSchedule;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use document_store::store::s3::ChecksumMode;
 use secrecy::SecretString;
-use service_kit::config::{DatabaseFlags, ResilienceFlags};
+use service_kit::config::{AuthFlags, DatabaseFlags, ResilienceFlags};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,9 @@ pub struct StackOptions {
     /// failing that, when the stack is dropped.
     pub databases: Option<(String, String)>,
     pub jwt_secret: String,
+    /// Token verification of both services; `None`: HS256 with `jwt_secret` (what
+    /// `Stack::token` signs with).
+    pub auth: Option<AuthFlags>,
     pub drain_timeout_secs: u64,
     pub chunk_idle_timeout_secs: u64,
     pub upload_header_timeout_secs: u64,
@@ -89,6 +92,7 @@ impl Default for StackOptions {
             s3_root: None,
             databases: None,
             jwt_secret: "e2e-jwt-secret-that-is-long-enough-0123456789".to_owned(),
+            auth: None,
             drain_timeout_secs: 5,
             chunk_idle_timeout_secs: 60,
             upload_header_timeout_secs: 10,
@@ -213,6 +217,9 @@ impl Stack {
             Some(addr) => via_address(url, addr),
             None => Ok(url.to_owned()),
         };
+        let auth = options.auth.clone().unwrap_or_else(|| {
+            AuthFlags::shared_secret(SecretString::from(options.jwt_secret.clone()))
+        });
         let document_config = document_store::Config {
             telemetry: Default::default(),
             listen_addr: document_store_addr,
@@ -243,7 +250,7 @@ impl Stack {
             max_concurrent_uploads: options.max_concurrent_uploads,
             drain_timeout_secs: options.drain_timeout_secs,
             upload_cleanup_timeout_secs: 5,
-            jwt_secret: SecretString::from(options.jwt_secret.clone()),
+            auth: auth.clone(),
             resilience: options.document_store_resilience.clone(),
             tls: options.document_store_tls.clone(),
         };
@@ -270,7 +277,8 @@ impl Stack {
             sweep_interval_secs: options.sweep_interval_secs,
             event_stream_heartbeat_ms: options.event_stream_heartbeat_ms,
             due_soon_lead_secs: options.due_soon_lead_secs,
-            jwt_secret: SecretString::from(options.jwt_secret.clone()),
+            auth: auth.clone(),
+            background_token_file: None,
             resilience: options.dispute_core_resilience.clone(),
             tls: options.dispute_core_tls.clone(),
             webhooks: options.webhooks.clone(),
