@@ -110,6 +110,8 @@ pub enum SecretBoxError {
     DuplicateKeyId { key_id: String },
     #[error("no webhook secret key is configured")]
     NoKeys,
+    #[error("a webhook secret could not be sealed")]
+    SealFailed,
     #[error(
         "a webhook secret is sealed under key id {key_id:?}, which the configured keys do \
          not hold; add that key back (after the active one) to open it"
@@ -158,9 +160,7 @@ impl SecretKeyring {
                 },
             )
             // Only for inputs beyond GCM's size limit (64 GiB); a secret is 50 bytes.
-            .map_err(|_| SecretBoxError::NotAuthentic {
-                key_id: key.id.clone(),
-            })?;
+            .map_err(|_| SecretBoxError::SealFailed)?;
         Ok(SealedSecret {
             key_id: key.id.clone(),
             nonce: nonce.to_vec(),
