@@ -17,6 +17,7 @@ import yaml
 # a production install brings it from its secret manager.
 EXTERNAL_SECRET = "dispute-platform-secrets"
 EXTERNAL_KEYS = {"auth-jwt-secret", "dispute-core-background-token", "dispute-core-database-url",
+                 "dispute-core-webhook-secret-keys",
                  "document-store-database-url", "s3-access-key-id",
                  "s3-secret-access-key", "dispute-core-migration-database-url",
                  "document-store-migration-database-url"}

@@ -260,6 +260,46 @@ pub struct WebhookFlags {
         value_parser = clap::value_parser!(u32).range(1..=1_000)
     )]
     pub webhook_max_endpoints_per_tenant: u32,
+    /// Keys that encrypt webhook signing secrets at rest (AES-256-GCM): comma-separated
+    /// `key_id:base64 of 32 bytes` (make one with `openssl rand -base64 32`). The first
+    /// encrypts; the others only decrypt, so a key can be rotated: put the new key first,
+    /// keep the old one after it until every replica restarted (each start reseals the
+    /// secrets under the first key), then drop it. Required to serve; `migrate` does
+    /// without.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_SECRET_KEYS",
+        hide_env_values = true,
+        hide_default_value = true,
+        default_value = "",
+        value_parser = SecretKeysParser
+    )]
+    pub webhook_secret_keys: crate::domain::webhooks::SecretKeyring,
+}
+
+/// Parses `--webhook-secret-keys` without echoing the value: clap's own errors quote it,
+/// and it is key material.
+#[derive(Debug, Clone, Copy)]
+struct SecretKeysParser;
+
+impl clap::builder::TypedValueParser for SecretKeysParser {
+    type Value = crate::domain::webhooks::SecretKeyring;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |kind, why: String| {
+            clap::Error::raw(kind, format!("invalid --webhook-secret-keys: {why}\n")).with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse(clap::error::ErrorKind::InvalidUtf8, "not UTF-8".to_owned()))?;
+        text.parse()
+            .map_err(|error| refuse(clap::error::ErrorKind::ValueValidation, format!("{error}")))
+    }
 }
 
 impl Default for WebhookFlags {
@@ -282,6 +322,7 @@ impl Default for WebhookFlags {
             webhook_breaker_max_backoff_ms: crate::domain::webhooks::DEFAULT_BREAKER_MAX_BACKOFF_MS,
             webhook_max_endpoints_per_tenant:
                 crate::domain::webhooks::DEFAULT_MAX_ENDPOINTS_PER_TENANT,
+            webhook_secret_keys: Default::default(),
         }
     }
 }
@@ -318,6 +359,7 @@ impl WebhookFlags {
             },
             max_endpoints_per_tenant: self.webhook_max_endpoints_per_tenant.max(1),
             stop_grace: Duration::from_secs(2),
+            secret_keys: self.webhook_secret_keys.clone(),
         }
     }
 }
@@ -502,6 +544,26 @@ mod webhook_flag_tests {
         .unwrap();
         let breaker = config.webhooks.settings().breaker;
         assert_eq!(breaker.max_backoff, breaker.base_backoff);
+    }
+
+    #[test]
+    fn secret_keys_parse_from_the_flag_and_never_show() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let config = parse(&["--webhook-secret-keys", &format!("new:{key},old:{key}")]).unwrap();
+        let keys = &config.webhooks.webhook_secret_keys;
+        assert_eq!(keys.active_key_id(), Some("new"));
+        assert!(keys.holds("old"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(key), "{shown}");
+        assert!(config.webhooks.settings().secret_keys.holds("old"));
+        // Absent: an empty keyring (`migrate` needs none; serving refuses it).
+        assert!(parse(&[]).unwrap().webhooks.webhook_secret_keys.is_empty());
+        for bad in ["k1", "k1:c2hvcnQ=", &format!("k1:{key},k1:{key}")] {
+            let error = parse(&["--webhook-secret-keys", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub async fn run(
         webhook_settings,
         grpc::event_service::webhook_json::render,
     )?;
+    // Before serving: no secret stays in plaintext or under a retired key, and a secret
+    // under a key no longer configured stops the start rather than the deliveries.
+    let resealed = webhooks.reseal_secrets().await?;
+    tracing::info!(
+        endpoints = resealed.endpoints,
+        "webhook secrets sealed under the active key"
+    );
     // The background workers, each started through the kit and stopped with the service:
     // the deadline sweeper and its fellow periodic jobs, the event listener (one LISTEN
     // connection wakes every StreamEvents stream of this process) and sequencer, and the

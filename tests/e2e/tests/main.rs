@@ -40,6 +40,7 @@ mod upload_cleaner;
 mod uploads;
 mod validation;
 mod webhook_fairness;
+mod webhook_secrets;
 mod webhook_ssrf;
 mod webhooks;
 mod webhooks_replicas;

@@ -70,6 +70,8 @@ fn dispute_core_config(database_url: &str, migrate_on_start: bool) -> dispute_co
         if migrate_on_start { "true" } else { "false" },
         "--jwt-secret",
         SECRET,
+        "--webhook-secret-keys",
+        harness::process::TEST_WEBHOOK_SECRET_KEYS,
         // Never called here: the channel connects lazily.
         "--document-store-url",
         "http://127.0.0.1:9",

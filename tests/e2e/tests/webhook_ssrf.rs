@@ -82,7 +82,11 @@ fn assert_no_detail(error: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_purpose_addresses_are_refused_as_endpoint_urls() {
     let stack = stack_with(StackOptions {
-        webhooks: dispute_core::config::WebhookFlags::default(),
+        // The production defaults, with the test keyring.
+        webhooks: dispute_core::config::WebhookFlags {
+            webhook_secret_keys: harness::test_webhook_flags().webhook_secret_keys,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;

@@ -491,9 +491,12 @@ async fn endpoints_crud_scopes_and_tenancy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urls_are_https_and_public_unless_configured() {
-    // The production defaults: https only, no private addresses.
+    // The production defaults (https only, no private addresses), with the test keyring.
     let stack = stack_with(StackOptions {
-        webhooks: dispute_core::config::WebhookFlags::default(),
+        webhooks: dispute_core::config::WebhookFlags {
+            webhook_secret_keys: harness::test_webhook_flags().webhook_secret_keys,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await;

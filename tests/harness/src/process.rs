@@ -25,6 +25,10 @@ use crate::s3::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY};
 /// runs.
 pub const SERVICE_PROCESS_ENV: &str = "E2E_SERVICE_PROCESS";
 
+/// The webhook secret keyring of test and benchmark runs (dispute-core's
+/// `--webhook-secret-keys`): one fixed key, id `test`. Never a deployment's key.
+pub const TEST_WEBHOOK_SECRET_KEYS: &str = "test:dGVzdC1vbmx5LXdlYmhvb2stc2VjcmV0LWtleS0zMmI=";
+
 /// A service a child process runs; its settings' environment variables carry its prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
@@ -82,12 +86,18 @@ impl ServiceCommand {
         ServiceCommand::new(service, Program::Binary(path.into()))
     }
 
+    /// dispute-core starts with the test webhook secret keyring (it refuses to serve
+    /// without one); [`ServiceCommand::webhook_secret_keys`] replaces it.
     fn new(service: Service, program: Program) -> ServiceCommand {
-        ServiceCommand {
+        let command = ServiceCommand {
             service,
             program,
             listen_addr: None,
             envs: Vec::new(),
+        };
+        match service {
+            Service::DisputeCore => command.webhook_secret_keys(TEST_WEBHOOK_SECRET_KEYS),
+            Service::DocumentStore => command,
         }
     }
 
@@ -135,6 +145,17 @@ impl ServiceCommand {
             .service_env("S3_ACCESS_KEY_ID", S3_ACCESS_KEY)
             .service_env("S3_SECRET_ACCESS_KEY", S3_SECRET_KEY)
             .service_env("S3_CREATE_BUCKET", "true")
+    }
+
+    /// `DISPUTE_CORE_WEBHOOK_SECRET_KEYS`: the keys webhook signing secrets are sealed
+    /// with (`key_id:base64`, the first seals).
+    pub fn webhook_secret_keys(self, keys: impl Into<String>) -> ServiceCommand {
+        assert_eq!(
+            self.service,
+            Service::DisputeCore,
+            "only dispute-core seals webhook secrets"
+        );
+        self.service_env("WEBHOOK_SECRET_KEYS", keys)
     }
 
     /// `AUTH_JWT_SECRET`: the key access tokens are checked with.
@@ -380,14 +401,24 @@ mod tests {
                 "1"
             ]
         );
-        let envs = envs(&core);
-        assert_eq!(envs[SERVICE_PROCESS_ENV], "dispute-core");
+        let core_envs = envs(&core);
+        assert_eq!(core_envs[SERVICE_PROCESS_ENV], "dispute-core");
         assert_eq!(
-            envs["DISPUTE_CORE_DOCUMENT_STORE_URL"],
+            core_envs["DISPUTE_CORE_DOCUMENT_STORE_URL"],
             "http://127.0.0.1:7001"
         );
-        assert_eq!(envs["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://127.0.0.1:4317");
+        assert_eq!(
+            core_envs["OTEL_EXPORTER_OTLP_ENDPOINT"],
+            "http://127.0.0.1:4317"
+        );
         // A later value of a key wins.
-        assert_eq!(envs["DISPUTE_CORE_SWEEP_INTERVAL_SECS"], "2");
+        assert_eq!(core_envs["DISPUTE_CORE_SWEEP_INTERVAL_SECS"], "2");
+        // dispute-core gets the test keyring unless told another.
+        assert_eq!(
+            core_envs["DISPUTE_CORE_WEBHOOK_SECRET_KEYS"],
+            TEST_WEBHOOK_SECRET_KEYS
+        );
+        let rotated = core.webhook_secret_keys("k2:abc");
+        assert_eq!(envs(&rotated)["DISPUTE_CORE_WEBHOOK_SECRET_KEYS"], "k2:abc");
     }
 }

@@ -126,8 +126,10 @@ impl Default for StackOptions {
 }
 
 /// Webhook flags for tests: http and private addresses allowed, time divided by 1000,
-/// short attempt timeout and lease. Workers wake on new deliveries and sleep exactly until
-/// the next retry or lease end, so the poll is only a fallback.
+/// short attempt timeout and lease, and the test keyring sealing signing secrets
+/// ([`TEST_WEBHOOK_SECRET_KEYS`](crate::process::TEST_WEBHOOK_SECRET_KEYS)). Workers wake
+/// on new deliveries and sleep exactly until the next retry or lease end, so the poll is
+/// only a fallback.
 pub fn test_webhook_flags() -> dispute_core::config::WebhookFlags {
     dispute_core::config::WebhookFlags {
         webhook_allow_http: true,
@@ -136,6 +138,9 @@ pub fn test_webhook_flags() -> dispute_core::config::WebhookFlags {
         webhook_attempt_timeout_ms: 2_000,
         webhook_lease_ms: 5_000,
         webhook_poll_interval_ms: 250,
+        webhook_secret_keys: crate::process::TEST_WEBHOOK_SECRET_KEYS
+            .parse()
+            .expect("the test webhook keyring parses"),
         ..Default::default()
     }
 }

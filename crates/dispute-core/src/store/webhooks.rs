@@ -8,7 +8,8 @@ use domain_kit::page_token::PageCursor;
 use sqlx::PgConnection;
 
 use crate::domain::webhooks::{
-    BreakerState, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
+    BreakerState, DeliveryStatus, SealedSecret, StoredSecret, WebhookAttempt, WebhookDelivery,
+    WebhookEndpoint,
 };
 
 /// An endpoint as stored.
@@ -20,9 +21,17 @@ struct EndpointRow {
     pub description: String,
     pub enabled: bool,
     pub disabled_reason: String,
-    pub secret: String,
+    /// Plaintext: only rows not sealed yet.
+    pub secret: Option<String>,
+    pub secret_key_id: Option<String>,
+    pub secret_nonce: Option<Vec<u8>>,
+    pub secret_ciphertext: Option<Vec<u8>>,
     pub previous_secret: Option<String>,
+    pub previous_secret_key_id: Option<String>,
+    pub previous_secret_nonce: Option<Vec<u8>>,
+    pub previous_secret_ciphertext: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub secret_rotated_at: Option<DateTime<Utc>>,
     pub failing_since: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -35,26 +44,36 @@ pub struct NewEndpoint<'a> {
     pub url: &'a str,
     pub event_types: &'a [String],
     pub description: &'a str,
-    pub secret: &'a str,
+    pub secret: &'a SealedSecret,
     pub request_id: Option<&'a str>,
+    /// The body's fingerprint, kept with the request id.
+    pub request_fingerprint: &'a [u8],
 }
 
 const ENDPOINT_COLUMNS: &str = "tenant_id, id, url, event_types, description, enabled,
-    disabled_reason, secret, previous_secret, previous_secret_expires_at, failing_since,
-    deleted_at, created_at, updated_at";
+    disabled_reason, secret, secret_key_id, secret_nonce, secret_ciphertext, previous_secret,
+    previous_secret_key_id, previous_secret_nonce, previous_secret_ciphertext,
+    previous_secret_expires_at, secret_rotated_at, failing_since, deleted_at, created_at,
+    updated_at";
 
 /// What inserting an endpoint did.
 #[derive(Debug)]
 pub enum EndpointInsert {
-    /// Made now, or made before under the same request id (a replay).
+    /// Made now.
     Made(Box<WebhookEndpoint>),
+    /// Made before under the same request id (deleted or not), with the fingerprint of the
+    /// body it was made with (`None` before fingerprints were kept): nothing was made now.
+    Replayed {
+        endpoint: Box<WebhookEndpoint>,
+        fingerprint: Option<Vec<u8>>,
+    },
     /// The tenant already has this many endpoints (not deleted): none was made.
     LimitReached(u64),
 }
 
 /// Inserts an endpoint unless the tenant's live endpoints are `limit_reached` (given their
-/// count); with a request id already used, returns the endpoint made then, at the limit
-/// or not. Call it in a transaction: a lock per tenant, held until it ends, orders
+/// count); with a request id already used, returns the endpoint made then (`Replayed`), at
+/// the limit or not. Call it in a transaction: a lock per tenant, held until it ends, orders
 /// concurrent creates so that two cannot both pass the count.
 pub async fn insert_endpoint(
     conn: &mut PgConnection,
@@ -68,9 +87,13 @@ pub async fn insert_endpoint(
         .await
         .context("lock the tenant's webhook endpoints")?;
     if let Some(request_id) = new.request_id
-        && let Some(made) = find_endpoint_by_request_id(conn, tenant_id, request_id).await?
+        && let Some((endpoint, fingerprint)) =
+            find_endpoint_by_request_id(conn, tenant_id, request_id).await?
     {
-        return Ok(EndpointInsert::Made(Box::new(made)));
+        return Ok(EndpointInsert::Replayed {
+            endpoint: Box::new(endpoint),
+            fingerprint,
+        });
     }
     let live: i64 = sqlx::query_scalar(
         "select count(*) from webhook_endpoints where tenant_id = $1 and deleted_at is null",
@@ -84,9 +107,9 @@ pub async fn insert_endpoint(
         return Ok(EndpointInsert::LimitReached(live));
     }
     let inserted: EndpointRow = sqlx::query_as(&format!(
-        "insert into webhook_endpoints (tenant_id, id, url, event_types, description, secret,
-            request_id)
-         values ($1, $2, $3, $4, $5, $6, $7)
+        "insert into webhook_endpoints (tenant_id, id, url, event_types, description,
+            secret_key_id, secret_nonce, secret_ciphertext, request_id, request_fingerprint)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          returning {ENDPOINT_COLUMNS}"
     ))
     .bind(tenant_id)
@@ -94,21 +117,31 @@ pub async fn insert_endpoint(
     .bind(new.url)
     .bind(new.event_types)
     .bind(new.description)
-    .bind(new.secret)
+    .bind(&new.secret.key_id)
+    .bind(&new.secret.nonce)
+    .bind(&new.secret.ciphertext)
     .bind(new.request_id)
+    .bind(new.request_id.map(|_| new.request_fingerprint))
     .fetch_one(&mut *conn)
     .await
     .context("insert webhook endpoint")?;
-    Ok(EndpointInsert::Made(Box::new(inserted.into())))
+    Ok(EndpointInsert::Made(Box::new(inserted.try_into()?)))
 }
 
+/// The endpoint made under `request_id`, deleted or not, and its body's fingerprint.
 async fn find_endpoint_by_request_id(
     conn: &mut PgConnection,
     tenant_id: &str,
     request_id: &str,
-) -> anyhow::Result<Option<WebhookEndpoint>> {
-    let made: Option<EndpointRow> = sqlx::query_as(&format!(
-        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+) -> anyhow::Result<Option<(WebhookEndpoint, Option<Vec<u8>>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Made {
+        #[sqlx(flatten)]
+        row: EndpointRow,
+        request_fingerprint: Option<Vec<u8>>,
+    }
+    let made: Option<Made> = sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS}, request_fingerprint from webhook_endpoints
           where tenant_id = $1 and request_id = $2"
     ))
     .bind(tenant_id)
@@ -116,7 +149,8 @@ async fn find_endpoint_by_request_id(
     .fetch_optional(&mut *conn)
     .await
     .context("read webhook endpoint by request id")?;
-    Ok(made.map(WebhookEndpoint::from))
+    made.map(|made| Ok((made.row.try_into()?, made.request_fingerprint)))
+        .transpose()
 }
 
 /// An endpoint that is not deleted.
@@ -134,7 +168,7 @@ pub async fn find_endpoint(
     .fetch_optional(&mut *conn)
     .await
     .context("read webhook endpoint")?;
-    Ok(found.map(WebhookEndpoint::from))
+    found.map(WebhookEndpoint::try_from).transpose()
 }
 
 /// An endpoint, deleted or not (the worker reads it for each attempt).
@@ -151,7 +185,7 @@ pub async fn find_endpoint_any(
     .fetch_optional(&mut *conn)
     .await
     .context("read webhook endpoint")?;
-    Ok(found.map(WebhookEndpoint::from))
+    found.map(WebhookEndpoint::try_from).transpose()
 }
 
 /// Endpoints newest first, after `after`.
@@ -175,7 +209,7 @@ pub async fn list_endpoints(
     .fetch_all(&mut *conn)
     .await
     .context("list webhook endpoints")?;
-    Ok(found.into_iter().map(WebhookEndpoint::from).collect())
+    found.into_iter().map(WebhookEndpoint::try_from).collect()
 }
 
 /// What UpdateWebhookEndpoint changes (`None`: unchanged).
@@ -215,7 +249,7 @@ pub async fn update_endpoint(
     .fetch_optional(&mut *conn)
     .await
     .context("update webhook endpoint")?;
-    Ok(found.map(WebhookEndpoint::from))
+    found.map(WebhookEndpoint::try_from).transpose()
 }
 
 /// Marks an endpoint deleted and fails its pending deliveries; false when there was none.
@@ -261,28 +295,153 @@ pub async fn fail_pending_of_endpoint(
     .rows_affected())
 }
 
-/// Makes `secret` current; the current one keeps signing until `previous_until`.
+/// An endpoint that is not deleted, its row locked until the transaction ends (a rotation
+/// reads the current secret and writes both).
+pub async fn lock_endpoint(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let found: Option<EndpointRow> = sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+          where tenant_id = $1 and id = $2 and deleted_at is null
+            for no key update"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("lock webhook endpoint")?;
+    found.map(WebhookEndpoint::try_from).transpose()
+}
+
+/// An endpoint's two secrets, sealed.
+pub struct SealedSecrets<'a> {
+    pub current: &'a SealedSecret,
+    /// `None` leaves none.
+    pub previous: Option<&'a SealedSecret>,
+}
+
+/// Makes `secrets.current` current and `secrets.previous` the one signing alongside until
+/// `previous_until`: a rotation (the endpoint locked by [`lock_endpoint`]).
 pub async fn rotate_secret(
     conn: &mut PgConnection,
     tenant_id: &str,
     id: &str,
-    secret: &str,
+    secrets: &SealedSecrets<'_>,
     previous_until: DateTime<Utc>,
 ) -> anyhow::Result<Option<WebhookEndpoint>> {
+    let previous = secrets.previous;
     let found: Option<EndpointRow> = sqlx::query_as(&format!(
         "update webhook_endpoints
-            set previous_secret = secret, previous_secret_expires_at = $4, secret = $3
+            set secret = null, secret_key_id = $3, secret_nonce = $4, secret_ciphertext = $5,
+                previous_secret = null, previous_secret_key_id = $6,
+                previous_secret_nonce = $7, previous_secret_ciphertext = $8,
+                previous_secret_expires_at = $9, secret_rotated_at = now()
           where tenant_id = $1 and id = $2 and deleted_at is null
           returning {ENDPOINT_COLUMNS}"
     ))
     .bind(tenant_id)
     .bind(id)
-    .bind(secret)
-    .bind(previous_until)
+    .bind(&secrets.current.key_id)
+    .bind(&secrets.current.nonce)
+    .bind(&secrets.current.ciphertext)
+    .bind(previous.map(|p| &p.key_id))
+    .bind(previous.map(|p| &p.nonce))
+    .bind(previous.map(|p| &p.ciphertext))
+    .bind(previous.map(|_| previous_until))
     .fetch_optional(&mut *conn)
     .await
     .context("rotate webhook secret")?;
-    Ok(found.map(WebhookEndpoint::from))
+    found.map(WebhookEndpoint::try_from).transpose()
+}
+
+/// Key ids that seal some endpoint's secret, current or previous (deleted endpoints too).
+pub async fn sealing_key_ids(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "select secret_key_id from webhook_endpoints where secret_key_id is not null
+         union
+         select previous_secret_key_id from webhook_endpoints
+          where previous_secret_key_id is not null",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("read webhook secret key ids")
+}
+
+/// An endpoint whose secrets need sealing under the active key.
+#[derive(Debug)]
+pub struct EndpointToReseal {
+    pub tenant_id: String,
+    pub endpoint: WebhookEndpoint,
+}
+
+/// Up to `limit` endpoints (deleted ones too) with a plaintext secret or one sealed under
+/// another key than `active_key_id`, locked until the transaction ends. A replica starting
+/// at the same time waits for the rows another is sealing, then finds them done.
+pub async fn lock_endpoints_to_reseal(
+    conn: &mut PgConnection,
+    active_key_id: &str,
+    limit: i64,
+) -> anyhow::Result<Vec<EndpointToReseal>> {
+    #[derive(sqlx::FromRow)]
+    struct ToReseal {
+        tenant_id: String,
+        #[sqlx(flatten)]
+        row: EndpointRow,
+    }
+    let found: Vec<ToReseal> = sqlx::query_as(&format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+          where secret is not null or previous_secret is not null
+             or secret_key_id <> $1 or previous_secret_key_id <> $1
+          order by tenant_id, id
+          limit $2
+            for no key update"
+    ))
+    .bind(active_key_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read webhook secrets to seal")?;
+    found
+        .into_iter()
+        .map(|found| {
+            Ok(EndpointToReseal {
+                tenant_id: found.tenant_id,
+                endpoint: found.row.try_into()?,
+            })
+        })
+        .collect()
+}
+
+/// Stores an endpoint's secrets sealed anew, clearing any plaintext; the rotation time and
+/// the previous secret's expiry stay.
+pub async fn reseal_secrets(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+    secrets: &SealedSecrets<'_>,
+) -> anyhow::Result<()> {
+    let previous = secrets.previous;
+    sqlx::query(
+        "update webhook_endpoints
+            set secret = null, secret_key_id = $3, secret_nonce = $4, secret_ciphertext = $5,
+                previous_secret = null, previous_secret_key_id = $6,
+                previous_secret_nonce = $7, previous_secret_ciphertext = $8
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(&secrets.current.key_id)
+    .bind(&secrets.current.nonce)
+    .bind(&secrets.current.ciphertext)
+    .bind(previous.map(|p| &p.key_id))
+    .bind(previous.map(|p| &p.nonce))
+    .bind(previous.map(|p| &p.ciphertext))
+    .execute(&mut *conn)
+    .await
+    .context("seal webhook secrets")?;
+    Ok(())
 }
 
 /// A delivery as stored.
@@ -381,9 +540,49 @@ pub async fn attempts_of(
     Ok(found.into_iter().map(WebhookAttempt::from).collect())
 }
 
-/// Schedules a delivery's next attempt now, whatever its status; an open breaker of its
-/// endpoint becomes half-open, so that one probe goes now. The endpoint is locked before
-/// the delivery, the order the worker and DeleteWebhookEndpoint use.
+/// A delivery and how many times RetryDelivery scheduled it, its row locked until the
+/// transaction ends; its endpoint's row is locked first, the order the worker and
+/// DeleteWebhookEndpoint use.
+pub async fn lock_delivery_for_retry(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<(WebhookDelivery, i32)>> {
+    sqlx::query(
+        "select 1 from webhook_endpoints e
+           join webhook_deliveries d on e.tenant_id = d.tenant_id and e.id = d.endpoint_id
+          where d.tenant_id = $1 and d.id = $2
+            for no key update of e",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("lock the delivery's endpoint")?;
+    #[derive(sqlx::FromRow)]
+    struct Locked {
+        #[sqlx(flatten)]
+        row: DeliveryRow,
+        manual_retry_count: i32,
+    }
+    let locked: Option<Locked> = sqlx::query_as(&format!(
+        "select {DELIVERY_COLUMNS}, manual_retry_count from webhook_deliveries
+          where tenant_id = $1 and id = $2
+            for update"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("lock webhook delivery")?;
+    locked
+        .map(|locked| Ok((locked.row.try_into()?, locked.manual_retry_count)))
+        .transpose()
+}
+
+/// Schedules a delivery's next attempt now and counts the manual retry; an open breaker of
+/// its endpoint becomes half-open, so that one probe goes now. Call it after
+/// [`lock_delivery_for_retry`] in the same transaction.
 pub async fn retry_delivery(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -402,7 +601,8 @@ pub async fn retry_delivery(
     .await
     .context("half-open the endpoint's breaker")?;
     let row: Option<DeliveryRow> = sqlx::query_as(&format!(
-        "update webhook_deliveries set status = 'pending', next_attempt_at = now()
+        "update webhook_deliveries set status = 'pending', next_attempt_at = now(),
+                manual_retry_count = manual_retry_count + 1
           where tenant_id = $1 and id = $2
           returning {DELIVERY_COLUMNS}"
     ))
@@ -418,23 +618,58 @@ pub async fn retry_delivery(
     row.map(WebhookDelivery::try_from).transpose()
 }
 
-impl From<EndpointRow> for WebhookEndpoint {
-    fn from(row: EndpointRow) -> Self {
-        WebhookEndpoint {
+/// A secret from its columns: plaintext when a replica of an older version wrote it last,
+/// else sealed, else none.
+fn stored_secret(
+    plaintext: Option<String>,
+    key_id: Option<String>,
+    nonce: Option<Vec<u8>>,
+    ciphertext: Option<Vec<u8>>,
+) -> Option<StoredSecret> {
+    if let Some(plaintext) = plaintext {
+        return Some(StoredSecret::Plaintext(plaintext.into()));
+    }
+    Some(StoredSecret::Sealed(SealedSecret {
+        key_id: key_id?,
+        nonce: nonce?,
+        ciphertext: ciphertext?,
+    }))
+}
+
+impl TryFrom<EndpointRow> for WebhookEndpoint {
+    type Error = anyhow::Error;
+
+    /// A check constraint keeps a secret in every row.
+    fn try_from(row: EndpointRow) -> anyhow::Result<Self> {
+        let secret = stored_secret(
+            row.secret,
+            row.secret_key_id,
+            row.secret_nonce,
+            row.secret_ciphertext,
+        )
+        .with_context(|| format!("webhook endpoint {} has no secret", row.id))?;
+        let previous_secret = stored_secret(
+            row.previous_secret,
+            row.previous_secret_key_id,
+            row.previous_secret_nonce,
+            row.previous_secret_ciphertext,
+        );
+        Ok(WebhookEndpoint {
             id: row.id,
             url: row.url,
             event_types: row.event_types,
             description: row.description,
             enabled: row.enabled,
             disabled_reason: row.disabled_reason,
-            secret: row.secret,
-            previous_secret: row.previous_secret,
+            secret,
+            previous_secret,
             previous_secret_expires_at: row.previous_secret_expires_at,
+            secret_rotated_at: row.secret_rotated_at,
             failing_since: row.failing_since,
             deleted_at: row.deleted_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
-        }
+        })
     }
 }
 

@@ -17,7 +17,8 @@ use harness::{S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3Server, Stack, StackOpt
 #[derive(Parser)]
 #[command(about = "run the dispute platform locally on real parts")]
 struct Args {
-    /// Where the S3 server keeps objects and where the dev JWT key is kept.
+    /// Where the S3 server keeps objects and where the dev JWT key and webhook secret key
+    /// are kept.
     #[arg(long, default_value = ".local")]
     data_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:50051")]
@@ -77,6 +78,32 @@ fn dev_jwt_secret(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// The dev keyring sealing webhook signing secrets: DISPUTE_CORE_WEBHOOK_SECRET_KEYS if set,
+/// else one key generated once and kept in the data folder, so that endpoints made in one
+/// run still sign in the next.
+fn dev_webhook_secret_keys(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    if let Ok(keys) = std::env::var("DISPUTE_CORE_WEBHOOK_SECRET_KEYS")
+        && !keys.is_empty()
+    {
+        return Ok(keys);
+    }
+    let path = data_dir.join("webhook-secret-keys");
+    if let Ok(keys) = std::fs::read_to_string(&path) {
+        return Ok(keys.trim().to_owned());
+    }
+    // 32 bytes from two random UUIDs: enough for a dev key.
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let keys = format!(
+        "dev:{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    std::fs::write(&path, &keys).context("write dev webhook secret keys")?;
+    Ok(keys)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -85,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         service_kit::telemetry::TelemetryOptions::for_service("local-stack"),
     )?;
     let jwt_secret = dev_jwt_secret(&args.data_dir)?;
+    let webhook_secret_keys = dev_webhook_secret_keys(&args.data_dir)?;
     let s3_root = args.data_dir.join("s3");
     let admin_url = harness::admin_database_url();
 
@@ -114,6 +142,12 @@ async fn main() -> anyhow::Result<()> {
                 jwt_secret: jwt_secret.clone(),
                 drain_timeout_secs: 10,
                 part_size_bytes: 8 * 1024 * 1024,
+                webhooks: dispute_core::config::WebhookFlags {
+                    webhook_secret_keys: webhook_secret_keys
+                        .parse()
+                        .context("DISPUTE_CORE_WEBHOOK_SECRET_KEYS")?,
+                    ..harness::test_webhook_flags()
+                },
                 ..Default::default()
             })
             .await?;
@@ -132,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             let lines = vec![
                 format!("S3_ENDPOINT={}", s3.endpoint),
                 format!("DISPUTE_CORE_DATABASE_URL={dispute_db}"),
+                format!("DISPUTE_CORE_WEBHOOK_SECRET_KEYS={webhook_secret_keys}"),
                 format!("DOCUMENT_STORE_DATABASE_URL={document_db}"),
                 format!("DOCUMENT_STORE_S3_ENDPOINT={}", s3.endpoint),
                 "DOCUMENT_STORE_S3_BUCKET=dispute-documents".to_owned(),

@@ -7,7 +7,7 @@ use domain_kit::page_token::PageCursor;
 use super::{Page, Webhooks};
 use crate::domain::DisputeError;
 use crate::domain::requests::ListDeliveries;
-use crate::domain::webhooks::DeliveryDetails;
+use crate::domain::webhooks::{DeliveryDetails, check_manual_retry};
 use crate::store::webhooks::{self as store, DeliveryFilter};
 
 fn delivery_not_found(id: &str) -> DisputeError {
@@ -64,13 +64,19 @@ impl Webhooks {
         })
     }
 
-    /// Schedules a delivery's next attempt now, whatever its status.
+    /// Schedules another attempt of a delivery that succeeded or failed, now, at most
+    /// `MAX_MANUAL_RETRIES` times (`check_manual_retry`).
     pub async fn retry_delivery(
         &self,
         tenant_id: &str,
         id: &WebhookDeliveryId,
     ) -> Result<DeliveryDetails, DisputeError> {
         let mut tx = self.pool.begin().await.context("begin")?;
+        let (delivery, manual_retries) =
+            store::lock_delivery_for_retry(&mut tx, tenant_id, id.as_str())
+                .await?
+                .ok_or_else(|| delivery_not_found(id.as_str()))?;
+        check_manual_retry(&delivery, manual_retries)?;
         let delivery = store::retry_delivery(&mut tx, tenant_id, id.as_str())
             .await?
             .ok_or_else(|| delivery_not_found(id.as_str()))?;

@@ -6,6 +6,7 @@ use chrono::Utc;
 use domain_kit::ids::WebhookEndpointId;
 use domain_kit::page_token::PageCursor;
 use rand::RngCore;
+use secrecy::SecretString;
 
 use super::{Page, Webhooks};
 use crate::domain::DisputeError;
@@ -13,9 +14,12 @@ use crate::domain::requests::{
     CreateWebhookEndpoint, ListWebhookEndpoints, RotateWebhookSecret, UpdateWebhookEndpoint,
 };
 use crate::domain::webhooks::{
-    SECRET_KEY_BYTES, WebhookEndpoint, endpoint_limit_reached, secret_from_key,
+    SECRET_KEY_BYTES, SecretSlot, WebhookEndpoint, check_create_replay, create_request_fingerprint,
+    endpoint_limit_reached, secret_from_key,
 };
-use crate::store::webhooks::{self as store, EndpointChanges, EndpointInsert, NewEndpoint};
+use crate::store::webhooks::{
+    self as store, EndpointChanges, EndpointInsert, NewEndpoint, SealedSecrets,
+};
 
 fn endpoint_not_found(id: &str) -> DisputeError {
     DisputeError::NotFound {
@@ -25,22 +29,35 @@ fn endpoint_not_found(id: &str) -> DisputeError {
 }
 
 /// A fresh `whsec_` secret.
-fn new_secret() -> String {
+fn new_secret() -> SecretString {
     let mut key = [0u8; SECRET_KEY_BYTES];
     rand::rng().fill_bytes(&mut key);
-    secret_from_key(&key)
+    SecretString::from(secret_from_key(&key))
+}
+
+/// An endpoint with its current secret in the clear: what CreateWebhookEndpoint and
+/// RotateWebhookSecret answer (the only time a secret leaves the service).
+#[derive(Debug)]
+pub struct EndpointWithSecret {
+    pub endpoint: WebhookEndpoint,
+    pub secret: SecretString,
 }
 
 impl Webhooks {
-    /// A new endpoint with a fresh secret; with a request id already used, the endpoint
-    /// made then. A tenant that has the most endpoints allowed gets `LimitReached`.
+    /// A new endpoint with a fresh secret, sealed. With a request id already used: the same
+    /// answer for the same body while the endpoint exists, its secret was never rotated and
+    /// the first request is recent (`check_create_replay`); refused otherwise. A tenant that
+    /// has the most endpoints allowed gets `LimitReached`.
     pub async fn create_endpoint(
         &self,
         tenant_id: &str,
         input: CreateWebhookEndpoint,
-    ) -> Result<WebhookEndpoint, DisputeError> {
+    ) -> Result<EndpointWithSecret, DisputeError> {
         let id = WebhookEndpointId::generate();
         let secret = new_secret();
+        let sealed = self.seal(&secret, tenant_id, id.as_str(), SecretSlot::Current)?;
+        let fingerprint =
+            create_request_fingerprint(&input.url, &input.event_types, &input.description);
         let limit = self.settings.max_endpoints_per_tenant;
         let mut tx = self.pool.begin().await.context("begin")?;
         let inserted = store::insert_endpoint(
@@ -51,15 +68,35 @@ impl Webhooks {
                 url: &input.url,
                 event_types: &input.event_types,
                 description: &input.description,
-                secret: &secret,
+                secret: &sealed,
                 request_id: input.request_id.as_deref(),
+                request_fingerprint: &fingerprint,
             },
             |live| endpoint_limit_reached(live, limit),
         )
         .await?;
         tx.commit().await.context("commit")?;
         match inserted {
-            EndpointInsert::Made(endpoint) => Ok(*endpoint),
+            EndpointInsert::Made(endpoint) => Ok(EndpointWithSecret {
+                endpoint: *endpoint,
+                secret,
+            }),
+            EndpointInsert::Replayed {
+                endpoint,
+                fingerprint: first_fingerprint,
+            } => {
+                check_create_replay(
+                    &endpoint,
+                    first_fingerprint.as_deref(),
+                    &fingerprint,
+                    Utc::now(),
+                )?;
+                let secret = self.open_current(tenant_id, &endpoint)?;
+                Ok(EndpointWithSecret {
+                    endpoint: *endpoint,
+                    secret,
+                })
+            }
             EndpointInsert::LimitReached(_) => Err(DisputeError::LimitReached {
                 reason: "WEBHOOK_ENDPOINT_LIMIT",
                 message: format!(
@@ -141,23 +178,46 @@ impl Webhooks {
         Ok(())
     }
 
-    /// A new secret; the current one signs alongside it for the overlap.
+    /// A new secret; the current one signs alongside it for the overlap (none with an
+    /// overlap of zero). Both are sealed anew: the previous slot is part of the associated
+    /// data.
     pub async fn rotate_secret(
         &self,
         tenant_id: &str,
         request: &RotateWebhookSecret,
-    ) -> Result<WebhookEndpoint, DisputeError> {
+    ) -> Result<EndpointWithSecret, DisputeError> {
         let until = Utc::now()
             + chrono::Duration::from_std(request.overlap).context("overlap out of range")?;
-        let mut conn = self.pool.acquire().await.context("acquire")?;
-        store::rotate_secret(
-            &mut conn,
+        let id = request.id.as_str();
+        let secret = new_secret();
+        let current = self.seal(&secret, tenant_id, id, SecretSlot::Current)?;
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let endpoint = store::lock_endpoint(&mut tx, tenant_id, id)
+            .await?
+            .ok_or_else(|| endpoint_not_found(id))?;
+        let previous = match request.overlap.is_zero() {
+            true => None,
+            false => {
+                let outgoing = self.open_current(tenant_id, &endpoint)?;
+                Some(self.seal(&outgoing, tenant_id, id, SecretSlot::Previous)?)
+            }
+        };
+        let rotated = store::rotate_secret(
+            &mut tx,
             tenant_id,
-            request.id.as_str(),
-            &new_secret(),
+            id,
+            &SealedSecrets {
+                current: &current,
+                previous: previous.as_ref(),
+            },
             until,
         )
         .await?
-        .ok_or_else(|| endpoint_not_found(request.id.as_str()))
+        .ok_or_else(|| endpoint_not_found(id))?;
+        tx.commit().await.context("commit")?;
+        Ok(EndpointWithSecret {
+            endpoint: rotated,
+            secret,
+        })
     }
 }

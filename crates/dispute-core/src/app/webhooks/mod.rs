@@ -1,6 +1,7 @@
 //! Webhooks: endpoints (`endpoints`: create, read, list, update, delete, rotate the secret),
-//! deliveries (`deliveries`: list with their attempts, retry) and the delivery worker of
-//! each replica (`worker`), with its metrics (`metrics`).
+//! deliveries (`deliveries`: list with their attempts, retry), signing secrets sealed at
+//! rest (`secrets`: seal, open, the start-up job that seals and reseals) and the delivery
+//! worker of each replica (`worker`), with its metrics (`metrics`).
 //!
 //! Deliveries are made in the transaction that records their event, by the same statement
 //! (`store::events::insert_events_with_deliveries`, called where the app records events):
@@ -13,7 +14,11 @@
 mod deliveries;
 mod endpoints;
 mod metrics;
+mod secrets;
 mod worker;
+
+pub use endpoints::EndpointWithSecret;
+pub use secrets::ResealReport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +28,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::clients::webhook_http::WebhookHttpClient;
-use crate::domain::webhooks::{BreakerPolicy, DEFAULT_MAX_ENDPOINTS_PER_TENANT, UrlPolicy};
+use crate::domain::webhooks::{
+    BreakerPolicy, DEFAULT_MAX_ENDPOINTS_PER_TENANT, SecretKeyring, UrlPolicy,
+};
 
 /// How deliveries are made: the deployment's flags.
 #[derive(Debug, Clone)]
@@ -52,6 +59,9 @@ pub struct WebhookSettings {
     /// At shutdown, how long attempts in flight may finish before they are cut off and
     /// their claims released (within the worker stop timeout).
     pub stop_grace: Duration,
+    /// Seal and open the endpoints' signing secrets (the first seals); Debug shows only
+    /// the key ids.
+    pub secret_keys: SecretKeyring,
 }
 
 impl Default for WebhookSettings {
@@ -69,6 +79,7 @@ impl Default for WebhookSettings {
             breaker: BreakerPolicy::default(),
             max_endpoints_per_tenant: DEFAULT_MAX_ENDPOINTS_PER_TENANT,
             stop_grace: Duration::from_secs(2),
+            secret_keys: SecretKeyring::default(),
         }
     }
 }
@@ -103,12 +114,20 @@ pub struct Page<T> {
 
 impl Webhooks {
     /// The use cases over `pool`, delivering with `settings` and rendering bodies with
-    /// `render`.
+    /// `render`. Refused without a secret key: endpoints' secrets could be neither made nor
+    /// opened.
     pub fn new(
         pool: PgPool,
         settings: WebhookSettings,
         render: WebhookBodyRenderer,
     ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !settings.secret_keys.is_empty(),
+            "--webhook-secret-keys (env DISPUTE_CORE_WEBHOOK_SECRET_KEYS) is required to \
+             serve: comma-separated `key_id:base64 of 32 bytes`, the first encrypts webhook \
+             signing secrets at rest; make a key with `openssl rand -base64 32`, e.g. \
+             DISPUTE_CORE_WEBHOOK_SECRET_KEYS=k1:$(openssl rand -base64 32)"
+        );
         let client = WebhookHttpClient::new(settings.url_policy, settings.attempt_timeout)?;
         let backlog = Arc::new(AtomicU64::new(0));
         let observed = backlog.clone();

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use rand::Rng;
+use secrecy::ExposeSecret;
 use service_kit::worker::Workers;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Webhooks;
+use super::{Webhooks, secrets};
 use crate::domain::webhooks::{
-    BreakerOutcome, retry_delay, scaled, should_disable, signature_header,
+    BreakerOutcome, SecretRow, SecretSlot, retry_delay, scaled, should_disable, signature_header,
 };
 use crate::store::events;
 use crate::store::webhooks::{self as store, AfterAttempt, ClaimCaps, ClaimedDelivery, NewAttempt};
@@ -209,10 +210,27 @@ impl Webhooks {
         )?;
         let started_at = Utc::now();
         let timestamp = started_at.timestamp();
-        let previous = endpoint.previous_secret_at(started_at);
-        let signature =
-            signature_header(&endpoint.secret, previous, &delivery.id, timestamp, &body)
-                .context("endpoint secret is not valid base64")?;
+        // A secret that does not open (its key is gone, the row was altered) sends nothing:
+        // the attempt is not recorded and the claim runs out, as for any other error here.
+        let row = |slot| SecretRow {
+            tenant_id,
+            endpoint_id: &endpoint.id,
+            slot,
+        };
+        let keys = &self.settings.secret_keys;
+        let secret = secrets::open_for(keys, &endpoint.secret, row(SecretSlot::Current))?;
+        let previous = match endpoint.previous_secret_at(started_at) {
+            Some(stored) => Some(secrets::open_for(keys, stored, row(SecretSlot::Previous))?),
+            None => None,
+        };
+        let signature = signature_header(
+            secret.expose_secret(),
+            previous.as_ref().map(ExposeSecret::expose_secret),
+            &delivery.id,
+            timestamp,
+            &body,
+        )
+        .context("endpoint secret is not valid base64")?;
         let clock = Instant::now();
         let response = self
             .client

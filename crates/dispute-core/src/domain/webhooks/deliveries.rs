@@ -5,7 +5,39 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::DisputeEvent;
+use crate::domain::{DisputeError, DisputeEvent};
+
+/// RetryDelivery calls one delivery may have; the schedule's own retries do not count.
+pub const MAX_MANUAL_RETRIES: i32 = 5;
+
+/// Whether RetryDelivery may schedule another attempt of `delivery`, which was retried by
+/// hand `manual_retries` times so far: not while an attempt is scheduled or in flight (a
+/// pending delivery), and not beyond [`MAX_MANUAL_RETRIES`].
+pub fn check_manual_retry(
+    delivery: &WebhookDelivery,
+    manual_retries: i32,
+) -> Result<(), DisputeError> {
+    let id = &delivery.id;
+    if delivery.status == DeliveryStatus::Pending {
+        return Err(DisputeError::FailedPrecondition {
+            reason: "RETRY_ALREADY_PENDING",
+            message: format!(
+                "delivery {id} already has an attempt scheduled or in flight; retry it once \
+                 it has succeeded or failed"
+            ),
+        });
+    }
+    if manual_retries >= MAX_MANUAL_RETRIES {
+        return Err(DisputeError::FailedPrecondition {
+            reason: "RETRY_LIMIT_REACHED",
+            message: format!(
+                "delivery {id} was retried {manual_retries} times, the most allowed \
+                 ({MAX_MANUAL_RETRIES}); fix the receiver, then let new events through"
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,6 +186,43 @@ pub fn seed_004_name(event_type: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manual_retries_wait_for_the_attempt_and_stop_at_the_limit() {
+        let delivery = |status| WebhookDelivery {
+            id: "whd_01".to_owned(),
+            endpoint_id: "whe_01".to_owned(),
+            event_id: "evt_01".to_owned(),
+            event_type: "dispute.won".to_owned(),
+            status,
+            attempt_count: 1,
+            next_attempt_at: None,
+            created_at: Utc::now(),
+        };
+        let reason = |result: Result<(), DisputeError>| match result {
+            Ok(()) => "OK",
+            Err(DisputeError::FailedPrecondition { reason, .. }) => reason,
+            Err(other) => panic!("{other:?}"),
+        };
+        for status in [DeliveryStatus::Succeeded, DeliveryStatus::Failed] {
+            assert_eq!(reason(check_manual_retry(&delivery(status), 0)), "OK");
+            assert_eq!(
+                reason(check_manual_retry(
+                    &delivery(status),
+                    MAX_MANUAL_RETRIES - 1
+                )),
+                "OK"
+            );
+            assert_eq!(
+                reason(check_manual_retry(&delivery(status), MAX_MANUAL_RETRIES)),
+                "RETRY_LIMIT_REACHED"
+            );
+        }
+        assert_eq!(
+            reason(check_manual_retry(&delivery(DeliveryStatus::Pending), 0)),
+            "RETRY_ALREADY_PENDING"
+        );
+    }
 
     #[test]
     fn the_schedule_covers_three_days_and_ends() {

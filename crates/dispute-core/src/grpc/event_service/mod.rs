@@ -11,6 +11,7 @@ mod webhooks;
 
 use disputes_proto::disputes_v1 as pb;
 use disputes_proto::disputes_v1::event_service_server::EventService;
+use secrecy::ExposeSecret;
 use service_kit::auth::{Caller, Scope};
 use tonic::{Request, Response, Status};
 
@@ -116,14 +117,13 @@ impl EventService for EventServiceHandler {
         caller.require(Scope::WebhooksManage)?;
         let draft = webhooks::create_endpoint_draft(request.into_inner());
         let input = requests::create_webhook_endpoint(draft, self.webhooks.url_policy())?;
-        let endpoint = self
+        let made = self
             .webhooks
             .create_endpoint(&caller.tenant_id, input)
             .await?;
-        let secret = endpoint.secret.clone();
         Ok(Response::new(pb::CreateWebhookEndpointResponse {
-            endpoint: Some(webhooks::endpoint_message(endpoint)),
-            secret,
+            endpoint: Some(webhooks::endpoint_message(made.endpoint)),
+            secret: made.secret.expose_secret().to_owned(),
         }))
     }
 
@@ -203,14 +203,13 @@ impl EventService for EventServiceHandler {
             &request.id,
             webhooks::overlap_draft(request.overlap.as_ref()),
         )?;
-        let endpoint = self
+        let rotated = self
             .webhooks
             .rotate_secret(&caller.tenant_id, &input)
             .await?;
-        let secret = endpoint.secret.clone();
         Ok(Response::new(pb::RotateWebhookSecretResponse {
-            endpoint: Some(webhooks::endpoint_message(endpoint)),
-            secret,
+            endpoint: Some(webhooks::endpoint_message(rotated.endpoint)),
+            secret: rotated.secret.expose_secret().to_owned(),
         }))
     }
 
