@@ -178,10 +178,13 @@ impl JwksCache {
     /// that `kid` (within the rate limit).
     pub async fn key_for(&self, kid: Option<&str>) -> Result<Arc<VerifyingKey>, KeyUnavailable> {
         let (keys, generation, fresh) = self.snapshot();
-        if !fresh {
-            self.refresh(generation).await;
-        } else if let Some(key) = keys.find(kid) {
-            return Ok(key);
+        let known = keys.find(kid);
+        match known {
+            Some(key) if fresh => return Ok(key),
+            // Another call is refreshing the stale set: the key we have still verifies
+            // until the provider says otherwise.
+            Some(key) if self.fetch_gate.try_lock().is_err() => return Ok(key),
+            _ => self.refresh(generation).await,
         }
         let (keys, generation, _) = self.snapshot();
         if let Some(key) = keys.find(kid) {
