@@ -432,7 +432,12 @@ impl TokenVerifier {
     async fn verified_claims(&self, token: &str) -> Result<serde_json::Value, Status> {
         let inner = &*self.inner;
         let invalid = || unauthenticated(INVALID_TOKEN);
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        // Why a token was refused goes to the debug log, never to the caller.
+        let refused = |why: &dyn fmt::Display| {
+            tracing::debug!(reason = %why, "token refused");
+            invalid()
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|error| refused(&error))?;
         let jwks_key;
         let (key, algorithm) = match &inner.keys {
             Keys::SharedSecret(key) => (key, Algorithm::HS256),
@@ -440,14 +445,17 @@ impl TokenVerifier {
                 jwks_key = cache
                     .key_for(header.kid.as_deref())
                     .await
-                    .map_err(|_| invalid())?;
+                    .map_err(|unavailable| refused(&format_args!("{unavailable:?}")))?;
                 (&jwks_key.key, jwks_key.algorithm)
             }
         };
         // The key decides the algorithm, never the token: an HS256 token "signed" with a
         // public key, or one of another family, is refused here.
         if header.alg != algorithm {
-            return Err(invalid());
+            return Err(refused(&format_args!(
+                "token algorithm {:?}, key algorithm {algorithm:?}",
+                header.alg
+            )));
         }
         let validation = inner
             .validations
@@ -459,7 +467,7 @@ impl TokenVerifier {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     unauthenticated("token expired")
                 }
-                _ => invalid(),
+                _ => refused(&error),
             })?
             .claims;
         let expires_at = claims::numeric_date(claims.get("exp")).ok_or_else(invalid)?;
@@ -470,7 +478,7 @@ impl TokenVerifier {
         inner
             .time_rules
             .check(issued_at, expires_at, chrono::Utc::now().timestamp())
-            .map_err(|_| invalid())?;
+            .map_err(|why| refused(&format_args!("{why:?}")))?;
         Ok(claims)
     }
 
