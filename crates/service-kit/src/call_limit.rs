@@ -278,6 +278,7 @@ mod tests {
 
     const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
     const METHOD: &str = "/disputes.v1.DisputeService/GetDispute";
+    const STREAM_METHOD: &str = "/documents.v1.DocumentService/UploadDocument";
 
     /// The limit in front of a service that records the tenant of the `Caller` it was
     /// handed.
@@ -286,7 +287,7 @@ mod tests {
     ) -> impl Service<http::Request<()>, Response = http::Response<String>, Error = Infallible> + Clone
     {
         let verifier = TokenVerifier::new(&SecretString::from(SECRET)).expect("key");
-        let limits = CallLimits::from_flags(1, 1_000, Vec::new()).per_tenant(verifier, 10);
+        let limits = CallLimits::from_flags(1, 1_000, vec![STREAM_METHOD]).per_tenant(verifier, 10);
         CallLimitLayer::new(&limits, "disputes.v1").layer(tower::service_fn(
             move |request: http::Request<()>| {
                 let tenant = request
@@ -356,6 +357,39 @@ mod tests {
         assert_eq!(
             *seen.lock().expect("lock"),
             vec![Some("acme".to_owned()), None]
+        );
+    }
+
+    #[tokio::test]
+    async fn exempt_streams_are_verified_too() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let service = limited(seen.clone());
+        let token = mint_token(
+            &SecretString::from(SECRET),
+            "tester",
+            "acme",
+            &["documents:write"],
+            chrono::Duration::seconds(60),
+        )
+        .expect("token");
+        let refused = service
+            .clone()
+            .oneshot(request(STREAM_METHOD, None))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&refused), Some("16"), "UNAUTHENTICATED");
+        // A valid stream call runs with its verified caller.
+        for _ in 0..2 {
+            let served = service
+                .clone()
+                .oneshot(request(STREAM_METHOD, Some(format!("Bearer {token}"))))
+                .await
+                .expect("answer");
+            assert_eq!(grpc_status(&served), None);
+        }
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![Some("acme".to_owned()), Some("acme".to_owned())]
         );
     }
 }

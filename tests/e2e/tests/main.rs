@@ -21,6 +21,7 @@ mod fixtures;
 mod hazards;
 mod history_paging;
 mod idempotency;
+mod identity_provider;
 mod money;
 mod observability;
 mod overload;

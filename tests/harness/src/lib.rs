@@ -8,6 +8,7 @@ mod clients;
 mod database;
 pub mod fault_proxy;
 pub mod figures;
+pub mod jwks_server;
 pub mod private_postgres;
 pub mod process;
 mod proxy;

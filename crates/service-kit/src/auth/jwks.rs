@@ -178,10 +178,13 @@ impl JwksCache {
     /// that `kid` (within the rate limit).
     pub async fn key_for(&self, kid: Option<&str>) -> Result<Arc<VerifyingKey>, KeyUnavailable> {
         let (keys, generation, fresh) = self.snapshot();
-        if !fresh {
-            self.refresh(generation).await;
-        } else if let Some(key) = keys.find(kid) {
-            return Ok(key);
+        let known = keys.find(kid);
+        match known {
+            Some(key) if fresh => return Ok(key),
+            // Another call is refreshing the stale set: the key we have still verifies
+            // until the provider says otherwise.
+            Some(key) if self.fetch_gate.try_lock().is_err() => return Ok(key),
+            _ => self.refresh(generation).await,
         }
         let (keys, generation, _) = self.snapshot();
         if let Some(key) = keys.find(kid) {
@@ -315,6 +318,140 @@ mod tests {
         assert!(two.find(None).is_none());
         let named = set(json!([{"kty": "RSA", "kid": "a", "n": RSA_N, "e": "AQAB"}]));
         assert!(named.find(None).is_none());
+    }
+
+    /// A JWKS endpoint answering each request with the current `body` (or 503 when
+    /// `None`), counting requests, each answer after `delay`.
+    struct KeyEndpoint {
+        url: String,
+        body: Arc<std::sync::Mutex<Option<String>>>,
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl KeyEndpoint {
+        async fn start(body: serde_json::Value, delay: Duration) -> KeyEndpoint {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+            let body = Arc::new(std::sync::Mutex::new(Some(body.to_string())));
+            let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (served, counted) = (body.clone(), requests.clone());
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let (served, counted) = (served.clone(), counted.clone());
+                    tokio::spawn(async move {
+                        let mut request = [0u8; 2048];
+                        let _ = socket.read(&mut request).await;
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        let current = served.lock().map(|b| b.clone()).unwrap_or_default();
+                        let response = match current {
+                            Some(body) => format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            ),
+                            None => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\
+                                     connection: close\r\n\r\n"
+                                .to_owned(),
+                        };
+                        let _ = socket.write_all(response.as_bytes()).await;
+                    });
+                }
+            });
+            KeyEndpoint {
+                url,
+                body,
+                requests,
+            }
+        }
+
+        fn serve(&self, body: Option<serde_json::Value>) {
+            if let Ok(mut current) = self.body.lock() {
+                *current = body.map(|b| b.to_string());
+            }
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn cache(&self, refresh: Duration, min_refetch: Duration) -> Arc<JwksCache> {
+            Arc::new(
+                JwksCache::new(JwksSettings {
+                    url: self.url.clone(),
+                    refresh,
+                    min_refetch,
+                    fetch_timeout: Duration::from_secs(2),
+                })
+                .expect("client"),
+            )
+        }
+    }
+
+    fn rsa(kid: &str) -> serde_json::Value {
+        json!({"keys": [{"kty": "RSA", "kid": kid, "n": RSA_N, "e": "AQAB"}]})
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let endpoint = KeyEndpoint::start(rsa("a"), Duration::from_millis(100)).await;
+        let cache = endpoint.cache(Duration::from_secs(300), Duration::from_secs(10));
+        let lookups: Vec<_> = (0..16)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.key_for(Some("a")).await.is_ok() })
+            })
+            .collect();
+        for lookup in lookups {
+            assert!(lookup.await.expect("task"));
+        }
+        assert_eq!(endpoint.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_within_the_rate_limit_and_replaces_the_set() {
+        let endpoint = KeyEndpoint::start(rsa("a"), Duration::ZERO).await;
+        let cache = endpoint.cache(Duration::from_secs(300), Duration::from_millis(200));
+        assert!(cache.key_for(Some("a")).await.is_ok());
+        endpoint.serve(Some(rsa("b")));
+        // Too soon after the last fetch: no new fetch, "b" is unknown.
+        assert_eq!(
+            cache.key_for(Some("b")).await.err(),
+            Some(KeyUnavailable::UnknownKid)
+        );
+        assert_eq!(endpoint.requests(), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(cache.key_for(Some("b")).await.is_ok());
+        assert_eq!(endpoint.requests(), 2);
+        // The set was replaced: "a" is gone (and asking again is rate limited).
+        assert_eq!(
+            cache.key_for(Some("a")).await.err(),
+            Some(KeyUnavailable::UnknownKid)
+        );
+        assert_eq!(endpoint.requests(), 2);
+    }
+
+    #[tokio::test]
+    async fn stale_keys_are_refreshed_and_kept_when_the_refresh_fails() {
+        let endpoint = KeyEndpoint::start(rsa("a"), Duration::ZERO).await;
+        let cache = endpoint.cache(Duration::from_millis(100), Duration::ZERO);
+        assert!(cache.key_for(Some("a")).await.is_ok());
+        endpoint.serve(None);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The refresh fails; the keys we had still verify.
+        assert!(cache.key_for(Some("a")).await.is_ok());
+        assert_eq!(endpoint.requests(), 2);
+        endpoint.serve(Some(rsa("b")));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The periodic refresh replaces the set without an unknown kid asking for it.
+        assert!(cache.key_for(Some("b")).await.is_ok());
+        assert_eq!(
+            cache.key_for(Some("a")).await.err(),
+            Some(KeyUnavailable::UnknownKid)
+        );
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::errors::status_with_reason;
 
 use self::claims::{ClaimName, TimeRules};
-use self::jwks::{JwksCache, JwksSettings};
+use self::jwks::{JWKS_ALGORITHMS, JwksCache, JwksSettings};
 
 const AUTH_DOMAIN: &str = "auth.dispute-platform";
 /// Shortest accepted HS256 key, in bytes.
@@ -255,8 +255,8 @@ pub struct TokenVerifier {
 
 struct VerifierInner {
     keys: Keys,
-    /// Everything but the algorithm, which comes from the key.
-    validation: Validation,
+    /// The rules for each algorithm the mode accepts (the key decides which applies).
+    validations: Vec<(Algorithm, Validation)>,
     time_rules: TimeRules,
     tenant_claim: ClaimName,
     scope_claim: ClaimName,
@@ -296,6 +296,7 @@ impl TokenVerifier {
         }
         Self::build(
             Keys::SharedSecret(DecodingKey::from_secret(bytes)),
+            &[Algorithm::HS256],
             rules,
             false,
         )
@@ -312,10 +313,20 @@ impl TokenVerifier {
         if !(settings.url.starts_with("https://") || settings.url.starts_with("http://")) {
             return Err(KeyError::InvalidJwksUrl);
         }
-        Self::build(Keys::Jwks(JwksCache::new(settings)?), rules, true)
+        Self::build(
+            Keys::Jwks(JwksCache::new(settings)?),
+            &JWKS_ALGORITHMS,
+            rules,
+            true,
+        )
     }
 
-    fn build(keys: Keys, rules: TokenRules, require_issued_at: bool) -> Result<Self, KeyError> {
+    fn build(
+        keys: Keys,
+        algorithms: &[Algorithm],
+        rules: TokenRules,
+        require_issued_at: bool,
+    ) -> Result<Self, KeyError> {
         let tenant_claim =
             ClaimName::parse(&rules.tenant_claim).ok_or(KeyError::EmptyClaimName("tenant"))?;
         let scope_claim =
@@ -340,10 +351,18 @@ impl TokenVerifier {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
+        let validations = algorithms
+            .iter()
+            .map(|&algorithm| {
+                let mut validation = validation.clone();
+                validation.algorithms = vec![algorithm];
+                (algorithm, validation)
+            })
+            .collect();
         Ok(Self {
             inner: Arc::new(VerifierInner {
                 keys,
-                validation,
+                validations,
                 time_rules: TimeRules {
                     require_issued_at,
                     leeway_secs: rules.leeway_secs,
@@ -413,7 +432,12 @@ impl TokenVerifier {
     async fn verified_claims(&self, token: &str) -> Result<serde_json::Value, Status> {
         let inner = &*self.inner;
         let invalid = || unauthenticated(INVALID_TOKEN);
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        // Why a token was refused goes to the debug log, never to the caller.
+        let refused = |why: &dyn fmt::Display| {
+            tracing::debug!(reason = %why, "token refused");
+            invalid()
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|error| refused(&error))?;
         let jwks_key;
         let (key, algorithm) = match &inner.keys {
             Keys::SharedSecret(key) => (key, Algorithm::HS256),
@@ -421,23 +445,29 @@ impl TokenVerifier {
                 jwks_key = cache
                     .key_for(header.kid.as_deref())
                     .await
-                    .map_err(|_| invalid())?;
+                    .map_err(|unavailable| refused(&format_args!("{unavailable:?}")))?;
                 (&jwks_key.key, jwks_key.algorithm)
             }
         };
         // The key decides the algorithm, never the token: an HS256 token "signed" with a
         // public key, or one of another family, is refused here.
         if header.alg != algorithm {
-            return Err(invalid());
+            return Err(refused(&format_args!(
+                "token algorithm {:?}, key algorithm {algorithm:?}",
+                header.alg
+            )));
         }
-        let mut validation = inner.validation.clone();
-        validation.algorithms = vec![algorithm];
-        let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation)
+        let validation = inner
+            .validations
+            .iter()
+            .find_map(|(accepted, validation)| (*accepted == algorithm).then_some(validation))
+            .ok_or_else(invalid)?;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, validation)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     unauthenticated("token expired")
                 }
-                _ => invalid(),
+                _ => refused(&error),
             })?
             .claims;
         let expires_at = claims::numeric_date(claims.get("exp")).ok_or_else(invalid)?;
@@ -448,7 +478,7 @@ impl TokenVerifier {
         inner
             .time_rules
             .check(issued_at, expires_at, chrono::Utc::now().timestamp())
-            .map_err(|_| invalid())?;
+            .map_err(|why| refused(&format_args!("{why:?}")))?;
         Ok(claims)
     }
 

@@ -1,9 +1,10 @@
 //! Mints a development token: `mint-dev-token --tenant acme` prints a JWT signed with
-//! AUTH_JWT_SECRET that grants every scope (or those given with --scope) for a day.
+//! AUTH_JWT_SECRET that grants every scope (or those given with --scope) for a day;
+//! --issuer and --audience add `iss` and `aud` for services that check them.
 
 use clap::Parser;
 use secrecy::SecretString;
-use service_kit::auth::{Scope, mint_token};
+use service_kit::auth::{Scope, dev_claims, mint_claims};
 
 #[derive(Parser)]
 #[command(about = "mint a development bearer token for the dispute platform")]
@@ -14,12 +15,19 @@ struct Args {
     /// Scope to grant; repeat for several. Default: every scope.
     #[arg(long = "scope")]
     scopes: Vec<String>,
-    /// Lifetime in seconds.
+    /// Lifetime in seconds (the services accept at most their --jwt-max-lifetime-secs, a day
+    /// by default).
     #[arg(long, default_value_t = 86_400)]
     ttl_secs: i64,
     /// Subject (who the token is for).
     #[arg(long, default_value = "dev")]
     subject: String,
+    /// `iss` of the token, for services started with --jwt-issuer.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// `aud` of the token, for services started with --jwt-audience.
+    #[arg(long)]
+    audience: Option<String>,
     /// HS256 key shared with the services (at least 32 bytes).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     jwt_secret: SecretString,
@@ -38,13 +46,17 @@ fn main() -> anyhow::Result<()> {
         args.scopes
     };
     let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-    let token = mint_token(
-        &args.jwt_secret,
-        &args.subject,
-        &args.tenant,
-        &scopes,
-        chrono::Duration::seconds(args.ttl_secs),
-    )?;
+    let claims = service_kit::auth::Claims {
+        iss: args.issuer,
+        aud: args.audience,
+        ..dev_claims(
+            &args.subject,
+            Some(&args.tenant),
+            &scopes,
+            chrono::Duration::seconds(args.ttl_secs),
+        )
+    };
+    let token = mint_claims(&args.jwt_secret, &claims)?;
     println!("{token}");
     Ok(())
 }
