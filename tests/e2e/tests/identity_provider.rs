@@ -518,3 +518,118 @@ async fn an_unreachable_identity_provider_refuses_tokens_promptly() {
     );
     stack.stop().await;
 }
+
+/// Issue 22 §2 with a real provider's tokens: dispute-core forwards the caller's own token to
+/// document-store (no token of its own making), and its background work uses a tenant-less
+/// provider token read from a file, which document-store takes to release a lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_own_token_goes_downstream_and_a_background_token_file_releases_locks() {
+    use dispute_core::clients::documents::{BackgroundCredential, DocumentsClient};
+
+    use crate::fixtures::{create, header, merchant_dispute, pdf_of_size, update, upload};
+
+    let key = TestKey::rsa("kc-downstream");
+    let jwks = JwksServer::start(json!([key.jwk])).await.unwrap();
+    // Keycloak-like: the scopes in one space-separated string.
+    let stack = stack_verifying(&jwks, "tenant", "scope").await;
+    let user = key.sign(&with(
+        user_claims(),
+        json!({
+            "scopes": null,
+            "scope": "openid profile disputes:read disputes:write documents:read documents:write",
+        }),
+    ));
+    let mut disputes = stack.disputes(Some(&user)).await;
+    let mut documents = stack.documents(Some(&user)).await;
+    let dispute = create(&mut disputes, merchant_dispute("", "ch_idp_downstream")).await;
+    let mut upload_header = header("receipt.pdf", "application/pdf");
+    upload_header.dispute_id = dispute.id.clone();
+    let receipt = upload(&mut documents, upload_header, &pdf_of_size(100))
+        .await
+        .unwrap();
+
+    // Staging the receipt makes dispute-core check it (BatchGetDocuments) and hold it
+    // (LockDocuments) in document-store, with the user's own token.
+    update(
+        &mut disputes,
+        dpb::UpdateDisputeRequest {
+            id: dispute.id.clone(),
+            evidence: Some(dpb::EvidenceUpdate {
+                receipt: Some(receipt.id.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    // GetDispute lists the dispute's documents through document-store, the same way.
+    let got = disputes
+        .get_dispute(dpb::GetDisputeRequest {
+            id: dispute.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!got.documents_omitted);
+    assert_eq!(
+        got.documents
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>(),
+        [receipt.id.as_str()]
+    );
+
+    // A lock left by a submission that did not happen, released by the background worker's
+    // credential: a provider token naming no tenant, with `documents:lock` only.
+    documents
+        .lock_documents(pb::LockDocumentsRequest {
+            ids: vec![receipt.id.clone()],
+            lock_id: "lck_idp".into(),
+        })
+        .await
+        .unwrap();
+    let lock_time = |documents: &mut harness::DocumentsClient| {
+        let mut documents = documents.clone();
+        let id = receipt.id.clone();
+        async move {
+            documents
+                .get_document(pb::GetDocumentRequest { id })
+                .await
+                .unwrap()
+                .into_inner()
+                .document
+                .unwrap()
+                .lock_time
+        }
+    };
+    assert!(lock_time(&mut documents).await.is_some());
+    let credentials = tempfile::tempdir().unwrap();
+    let token_file = credentials.path().join("background-token");
+    let background = |exp: i64| {
+        key.sign(&json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "dispute-core",
+            "scope": "documents:lock", "iat": exp - 300, "exp": exp,
+        }))
+    };
+    let worker = DocumentsClient::connect_lazy(&format!("http://{}", stack.document_store_addr))
+        .unwrap()
+        .with_background_credential(BackgroundCredential::TokenFile(token_file.clone()));
+    // An expired token in the file is refused (past the 30 s leeway); the renewed file is
+    // read at the next use.
+    std::fs::write(&token_file, background(now() - 120)).unwrap();
+    assert!(
+        worker
+            .unlock_documents_in_background(TENANT, std::slice::from_ref(&receipt.id), "lck_idp")
+            .await
+            .is_err()
+    );
+    assert!(lock_time(&mut documents).await.is_some());
+    std::fs::write(&token_file, background(now() + 300)).unwrap();
+    worker
+        .unlock_documents_in_background(TENANT, std::slice::from_ref(&receipt.id), "lck_idp")
+        .await
+        .unwrap();
+    assert!(lock_time(&mut documents).await.is_none());
+
+    stack.stop().await;
+}
