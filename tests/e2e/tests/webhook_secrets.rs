@@ -342,9 +342,20 @@ async fn create_with_request_id(
         .map(tonic::Response::into_inner)
 }
 
+/// The subject of the PreconditionFailure detail: what the refused condition is about.
+fn precondition_subject(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .precondition_failure()
+        .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
+        .unwrap_or_default()
+}
+
 fn assert_no_longer_available(status: &tonic::Status, why: &str, secret: &str) {
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert_eq!(error_reason(status), "SECRET_NO_LONGER_AVAILABLE");
+    assert_eq!(precondition_subject(status), "webhook_endpoint");
     assert!(status.message().contains(why), "{}", status.message());
     assert!(!status.message().contains(secret));
 }
@@ -484,6 +495,7 @@ async fn retry_delivery_waits_for_the_attempt_and_stops_at_the_limit() {
     let refused = retry(&mut events, &id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&refused), "RETRY_ALREADY_PENDING");
+    assert_eq!(precondition_subject(&refused), "webhook_delivery");
     assert!(refused.message().contains(&id), "{}", refused.message());
     receiver.set_hold(false);
     delivery_until(&mut events, &id, succeeded).await;
@@ -496,6 +508,7 @@ async fn retry_delivery_waits_for_the_attempt_and_stops_at_the_limit() {
     let refused = retry(&mut events, &id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&refused), "RETRY_LIMIT_REACHED");
+    assert_eq!(precondition_subject(&refused), "webhook_delivery");
     assert!(refused.message().contains('5'), "{}", refused.message());
     let after = delivery_until(&mut events, &id, succeeded).await;
     assert_eq!(after.status(), pb::WebhookDeliveryStatus::Succeeded);

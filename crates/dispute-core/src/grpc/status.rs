@@ -13,6 +13,16 @@ use crate::domain::error::RememberedRefusal;
 
 pub const DOMAIN: &str = "disputes.v1";
 
+/// The PreconditionFailure subject of a FAILED_PRECONDITION: what the condition is about.
+/// Webhook refusals name the endpoint or the delivery; the rest are about a dispute.
+fn precondition_subject(reason: &str) -> &'static str {
+    match reason {
+        crate::domain::webhooks::SECRET_NO_LONGER_AVAILABLE => "webhook_endpoint",
+        "RETRY_ALREADY_PENDING" | "RETRY_LIMIT_REACHED" => "webhook_delivery",
+        _ => "dispute",
+    }
+}
+
 impl From<DisputeError> for Status {
     fn from(error: DisputeError) -> Self {
         status_of(&error)
@@ -53,7 +63,12 @@ pub fn status_of(error: &DisputeError) -> Status {
             Status::with_error_details(Code::FailedPrecondition, e.to_string(), details)
         }
         DisputeError::FailedPrecondition { reason, message } => {
-            service_kit::errors::failed_precondition(DOMAIN, reason, "dispute", message.clone())
+            service_kit::errors::failed_precondition(
+                DOMAIN,
+                reason,
+                precondition_subject(reason),
+                message.clone(),
+            )
         }
         // No RetryInfo: a retry fails the same way until the tenant holds less.
         DisputeError::LimitReached {
