@@ -48,7 +48,7 @@ pub struct Config {
     #[arg(long, env = "DISPUTE_CORE_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
     /// How long shutdown waits, after the drain, for a background worker run (deadline
-    /// sweeper, key purger) to finish; a run still going then is cut off and its
+    /// sweeper, retention purger) to finish; a run still going then is cut off and its
     /// transaction rolls back. preStop + drain + this must fit in the pod's grace period.
     #[arg(
         long,
@@ -123,6 +123,8 @@ pub struct Config {
     pub webhooks: WebhookFlags,
     #[command(flatten)]
     pub event_streams: EventStreamFlags,
+    #[command(flatten)]
+    pub retention: RetentionFlags,
 }
 
 /// dispute-core in the flag groups of the kit: `DISPUTE_CORE_…` variables.
@@ -481,6 +483,86 @@ impl Config {
     }
 }
 
+/// How long old rows are kept, and how the purge runs (docs/api.md, "Retention").
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionFlags {
+    /// Hours a request id (and the answer it replays) is kept; at least 24. A key is removed
+    /// within one purge interval after its window.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_IDEMPOTENCY_RETENTION_HOURS",
+        default_value_t = crate::domain::retention::DEFAULT_IDEMPOTENCY_RETENTION_HOURS,
+        value_parser = clap::value_parser!(u32)
+            .range(i64::from(crate::domain::retention::MIN_IDEMPOTENCY_RETENTION_HOURS)..)
+    )]
+    pub idempotency_retention_hours: u32,
+    /// Days a finished (succeeded or failed) webhook delivery and its attempts are kept,
+    /// counted from the delivery's creation; 0 keeps them forever.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_WEBHOOK_DELIVERY_RETENTION_DAYS",
+        default_value_t = crate::domain::retention::DEFAULT_WEBHOOK_DELIVERY_RETENTION_DAYS
+    )]
+    pub webhook_delivery_retention_days: u32,
+    /// Days an event is kept; 0 (the default) keeps events forever. A ListEvents page token
+    /// or StreamEvents resume point before a purged event is answered OUT_OF_RANGE
+    /// (EVENTS_PURGED).
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_EVENT_RETENTION_DAYS",
+        default_value_t = crate::domain::retention::DEFAULT_EVENT_RETENTION_DAYS
+    )]
+    pub event_retention_days: u32,
+    /// How often the purge runs.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_RETENTION_INTERVAL_SECS",
+        default_value_t = crate::domain::retention::DEFAULT_RETENTION_INTERVAL_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub retention_interval_secs: u64,
+    /// Rows one purge statement (one transaction) deletes at most.
+    #[arg(
+        long,
+        env = "DISPUTE_CORE_RETENTION_BATCH_SIZE",
+        default_value_t = crate::domain::retention::DEFAULT_RETENTION_BATCH_SIZE,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub retention_batch_size: u32,
+}
+
+impl Default for RetentionFlags {
+    /// The same values as the flags' defaults.
+    fn default() -> Self {
+        use crate::domain::retention as defaults;
+        Self {
+            idempotency_retention_hours: defaults::DEFAULT_IDEMPOTENCY_RETENTION_HOURS,
+            webhook_delivery_retention_days: defaults::DEFAULT_WEBHOOK_DELIVERY_RETENTION_DAYS,
+            event_retention_days: defaults::DEFAULT_EVENT_RETENTION_DAYS,
+            retention_interval_secs: defaults::DEFAULT_RETENTION_INTERVAL_SECS,
+            retention_batch_size: defaults::DEFAULT_RETENTION_BATCH_SIZE,
+        }
+    }
+}
+
+impl RetentionFlags {
+    /// The purge's settings; refuses an idempotency window under 24 hours (also when the
+    /// flags were built in code rather than parsed).
+    pub fn settings(&self) -> anyhow::Result<crate::app::retention::RetentionSettings> {
+        let policy = crate::domain::retention::RetentionPolicy {
+            idempotency_hours: self.idempotency_retention_hours,
+            webhook_delivery_days: self.webhook_delivery_retention_days,
+            event_days: self.event_retention_days,
+        };
+        policy.check().map_err(anyhow::Error::msg)?;
+        Ok(crate::app::retention::RetentionSettings {
+            policy,
+            interval: Duration::from_secs(self.retention_interval_secs.max(1)),
+            batch_size: self.retention_batch_size.max(1),
+        })
+    }
+}
+
 /// TLS of the gRPC server and of the channel to document-store. Without a
 /// certificate and key the server speaks plaintext HTTP/2 (behind a mesh or on loopback).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -502,6 +584,48 @@ impl Tls {
     /// The CA bundle for the channel to document-store, if one is set.
     pub fn document_store_ca(&self) -> Option<&Path> {
         self.document_store_ca_file.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod retention_flag_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from([&["dispute-core"], args].concat())
+    }
+
+    #[test]
+    fn defaults_match_and_a_window_under_a_day_is_refused() {
+        let parsed = parse(&[]).unwrap().retention;
+        let defaults = RetentionFlags::default();
+        assert_eq!(
+            parsed.settings().unwrap(),
+            defaults.settings().unwrap(),
+            "the flags' defaults and Default agree"
+        );
+        let settings = defaults.settings().unwrap();
+        assert_eq!(settings.policy.idempotency_hours, 48);
+        assert_eq!(settings.policy.webhook_delivery_days, 30);
+        assert_eq!(settings.policy.event_days, 0);
+        assert_eq!(settings.interval, Duration::from_secs(300));
+        assert_eq!(settings.batch_size, 1000);
+
+        assert!(parse(&["--idempotency-retention-hours", "23"]).is_err());
+        assert!(parse(&["--retention-batch-size", "0"]).is_err());
+        let day = parse(&["--idempotency-retention-hours", "24"]).unwrap();
+        assert_eq!(
+            day.retention.settings().unwrap().policy.idempotency_hours,
+            24
+        );
+        // Built in code, past the parser: still refused at start-up.
+        let short = RetentionFlags {
+            idempotency_retention_hours: 1,
+            ..RetentionFlags::default()
+        };
+        assert!(short.settings().is_err());
     }
 }
 

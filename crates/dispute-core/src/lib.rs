@@ -84,6 +84,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let verifier = config.auth.verifier()?;
     let stream_limits = app::events::StreamLimits::new(config.event_stream_limits()?);
+    let retention_settings = config.retention.settings()?;
     // Secrets are SecretString: Debug prints them redacted.
     tracing::info!(config = ?config, "effective configuration");
     // The serving pool: migrated first unless `migrate_on_start` is off.
@@ -122,14 +123,16 @@ pub async fn run(
     );
     // The background workers, each started through the kit and stopped with the service:
     // the deadline sweeper and its fellow periodic jobs, the event listener (one LISTEN
-    // connection wakes every StreamEvents stream of this process) and sequencer, and the
-    // webhook delivery worker.
+    // connection wakes every StreamEvents stream of this process) and sequencer, the
+    // retention purge and the webhook delivery worker.
     let mut workers = Workers::new(&shutdown);
     app.start_workers(
         &mut workers,
         Duration::from_secs(config.sweep_interval_secs.max(1)),
     );
     let event_hub = app::events::start_event_workers(&mut workers, app.pool().clone());
+    app::retention::Retention::new(app.pool().clone(), retention_settings)
+        .start_worker(&mut workers, shutdown.clone());
     if config.webhooks.webhook_worker {
         webhooks.start_worker(&mut workers);
     }

@@ -288,6 +288,7 @@ impl Stack {
             tls: options.dispute_core_tls.clone(),
             webhooks: options.webhooks.clone(),
             event_streams: Default::default(),
+            retention: Default::default(),
         };
         let services = vec![
             tokio::spawn(document_store::run(

@@ -1,5 +1,5 @@
-//! The background jobs: the deadline sweeper (M14, I14, H1), the purge of old idempotency
-//! keys and the repair of document locks, each a periodic worker that stops with the
+//! The background jobs: the deadline sweeper (M14, I14, H1) and the repair of document
+//! locks (old idempotency keys are purged by `retention`), each a periodic worker that stops with the
 //! service (started by [`App::start_workers`], like the event and webhook workers).
 //!
 //! The sweeper applies each due dispute in its own transaction: a dispute that fails is
@@ -18,7 +18,7 @@ use super::{App, DisputeView};
 use crate::domain::deadlines as deadlines_rule;
 use crate::domain::lifecycle;
 use crate::domain::{DisputeError, DisputeEvent, Trigger};
-use crate::store::{deadlines, events, idempotency};
+use crate::store::{deadlines, events};
 
 /// Disputes one sweeper run handles (each in its own transaction) before it reports that
 /// more remain.
@@ -29,10 +29,6 @@ const SWEEP_RETRY_MAX_SECS: i64 = 3600;
 /// How often, and after how long, locks of submissions that did not happen are released.
 const STALE_LOCK_REPAIR_EVERY: Duration = Duration::from_secs(30);
 const STALE_LOCK_AGE: Duration = Duration::from_secs(60);
-/// How often old idempotency keys are purged.
-const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
-/// Keys are kept two days (docs/api.md, "Idempotency": at least 24 hours).
-const IDEMPOTENCY_KEEP_HOURS: i64 = 48;
 
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,12 +61,11 @@ enum Swept {
 }
 
 impl App {
-    /// Starts the sweeper (every `sweep_every`, and at once again while a backlog remains),
-    /// the idempotency-key purger and the repair worker that releases document locks of
+    /// Starts the sweeper (every `sweep_every`, and at once again while a backlog remains)
+    /// and the repair worker that releases document locks of
     /// submissions that did not happen, among `workers`; all stop with them.
     pub fn start_workers(&self, workers: &mut Workers, sweep_every: Duration) {
         let sweeper = self.clone();
-        let purger = self.clone();
         let repairer = self.clone();
         workers.spawn_periodic("deadline sweeper", sweep_every, move || {
             let app = sweeper.clone();
@@ -85,14 +80,6 @@ impl App {
                 })
             }
         });
-        workers.spawn_periodic(
-            "idempotency key purger",
-            IDEMPOTENCY_PURGE_EVERY,
-            move || {
-                let app = purger.clone();
-                async move { app.purge_old_idempotency_keys().await.map(RunReport::done) }
-            },
-        );
         workers.spawn_periodic(
             "document lock repairer",
             STALE_LOCK_REPAIR_EVERY,
@@ -341,11 +328,5 @@ impl App {
                 false
             }
         }
-    }
-
-    /// Forgets idempotency keys older than two days.
-    pub async fn purge_old_idempotency_keys(&self) -> Result<u64, DisputeError> {
-        let mut conn = self.pool.acquire().await.context("acquire")?;
-        Ok(idempotency::purge_idempotency_keys(&mut conn, IDEMPOTENCY_KEEP_HOURS).await?)
     }
 }

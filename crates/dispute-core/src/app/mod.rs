@@ -12,9 +12,10 @@
 //! - Webhooks (EventService's endpoints and deliveries): `webhooks/` ([`Webhooks`], with the
 //!   delivery worker).
 //! - Background workers, all started through `service_kit::worker::Workers` by `lib.rs`:
-//!   `deadline_sweep` ([`App::start_workers`]: the sweeper, key purger and lock repairer),
-//!   `events::start_event_workers` (listener and sequencer) and
-//!   [`Webhooks::start_worker`].
+//!   `deadline_sweep` ([`App::start_workers`]: the sweeper and lock repairer),
+//!   `events::start_event_workers` (listener and sequencer),
+//!   [`Webhooks::start_worker`] and `retention` (the purge of old keys, deliveries and
+//!   events).
 //!
 //! This file holds what the use cases share; none of it imports a use-case file (it only
 //! re-exports `events`' and `webhooks`' settings, which import nothing from here).
@@ -28,6 +29,7 @@ mod mutation;
 mod persist;
 mod queries;
 mod record_network_event;
+pub mod retention;
 mod staged_holds;
 mod update_dispute;
 pub mod webhooks;

@@ -26,6 +26,11 @@ pub enum DisputeError {
         message: String,
         limit: u64,
     },
+    /// A feed position (page token or resume point) whose events the retention purge
+    /// removed: going on from it would skip events. `oldest_event_id` is the oldest still
+    /// kept (`None` when none is).
+    #[error("{}", events_purged_message(.oldest_event_id.as_deref()))]
+    EventsPurged { oldest_event_id: Option<String> },
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionConflict { expected: i64, current: i64 },
     #[error("the token lacks scope {scope}, needed to {purpose}")]
@@ -41,6 +46,17 @@ pub enum DisputeError {
     Remembered(RememberedRefusal),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+fn events_purged_message(oldest_event_id: Option<&str>) -> String {
+    let start = "events after this position were removed by retention";
+    match oldest_event_id {
+        Some(id) => format!(
+            "{start}; the oldest available event is {id}: list or stream from the beginning \
+             to go on from it"
+        ),
+        None => format!("{start}; no older event is available: list or stream from the beginning"),
+    }
 }
 
 impl DisputeError {

@@ -9,7 +9,7 @@
 //! `LifecycleState::from_dispute`, `Transition::apply_to_dispute`). `evidence` uses `enums`.
 //! Then `webhooks/` (endpoints, deliveries and attempts; URL, retry and signature rules; it
 //! uses `DisputeEvent`) → `requests/` (every RPC's request checked, by family; it uses all
-//! of the above).
+//! of the above). `retention` (purge cutoffs) uses nothing.
 
 pub mod currency;
 pub mod deadlines;
@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod ledger;
 pub mod lifecycle;
 pub mod requests;
+pub mod retention;
 pub mod webhooks;
 
 pub use currency::Currency;

@@ -83,6 +83,20 @@ pub fn status_of(error: &DisputeError) -> Status {
             );
             Status::with_error_details(Code::ResourceExhausted, message.clone(), details)
         }
+        // OUT_OF_RANGE, not FAILED_PRECONDITION: the position lies before the range the
+        // feed still holds, and no change of state makes it valid again; the caller must
+        // start over from the oldest event (named in the metadata and the message).
+        e @ DisputeError::EventsPurged { oldest_event_id } => {
+            let details = ErrorDetails::with_error_info(
+                "EVENTS_PURGED",
+                DOMAIN,
+                [(
+                    "oldest_event_id".to_owned(),
+                    oldest_event_id.clone().unwrap_or_default(),
+                )],
+            );
+            Status::with_error_details(Code::OutOfRange, e.to_string(), details)
+        }
         e @ DisputeError::VersionConflict { .. } => {
             status_with_reason(Code::Aborted, e.to_string(), "VERSION_CONFLICT", DOMAIN)
         }

@@ -108,20 +108,21 @@ pub struct EventQuery<'a> {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// Events of a tenant after `after_id` (from the first when `None`), in commit order.
+/// Events of a tenant with a position above `after_position` (0: from the first) that
+/// match `query`, in commit order. The caller resolves a page token's event to its
+/// position first ([`event_position`]), so a purged one is told apart from the beginning.
 #[tracing::instrument(skip(conn, query))]
 pub async fn list_events(
     conn: &mut PgConnection,
     tenant_id: &str,
     query: &EventQuery<'_>,
-    after_id: Option<&str>,
+    after_position: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<EventRow>> {
     let rows = sqlx::query_as(&format!(
         "select {EVENT_COLUMNS} from dispute_events
           where tenant_id = $1
-            and position > coalesce(
-                (select position from dispute_events where tenant_id = $1 and id = $2), 0)
+            and position > $2
             and (cardinality($3::text[]) = 0 or type = any($3))
             and ($4::text is null or dispute_id = $4)
             and ($5::timestamptz is null or created_at >= $5)
@@ -130,7 +131,7 @@ pub async fn list_events(
           limit $7"
     ))
     .bind(tenant_id)
-    .bind(after_id)
+    .bind(after_position)
     .bind(query.types)
     .bind(query.dispute_id)
     .bind(query.created_after)
@@ -140,6 +141,24 @@ pub async fn list_events(
     .await
     .context("list events")?;
     Ok(rows)
+}
+
+/// The position of one event of a tenant: `None` when the tenant has no such event (never
+/// had, or it was purged), 0 while it is not numbered yet.
+#[tracing::instrument(skip(conn))]
+pub async fn event_position(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "select coalesce(position, 0) from dispute_events where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("event position")
 }
 
 /// Events of a tenant with a position above `after_position`, in commit order (what a

@@ -24,6 +24,15 @@ pub enum RememberedAnswer {
     Refusal(RememberedRefusal),
 }
 
+/// A stored key: fingerprint, response and the refusal, if one was remembered.
+type StoredKey = (
+    String,
+    Vec<u8>,
+    Option<i32>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
 /// Claims `request_id` for this transaction. A concurrent holder of the same key makes this
 /// wait until it commits (then the key reads as used) or rolls back (then it is ours).
 pub async fn claim_idempotency_key(
@@ -33,40 +42,43 @@ pub async fn claim_idempotency_key(
     request_id: &str,
     request_fingerprint: &str,
 ) -> anyhow::Result<IdempotencyClaim> {
-    let inserted = sqlx::query(
-        "insert into idempotency_keys (tenant_id, operation, request_id, request_fingerprint, response)
-         values ($1, $2, $3, $4, '')
-         on conflict do nothing",
-    )
-    .bind(tenant_id)
-    .bind(operation)
-    .bind(request_id)
-    .bind(request_fingerprint)
-    .execute(&mut *conn)
-    .await
-    .context("claim idempotency key")?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(IdempotencyClaim::New);
+    // Twice at most: a key the retention purge removes between the insert and the read is
+    // new again, so the second insert takes it.
+    let mut stored = None;
+    for _ in 0..2 {
+        let inserted = sqlx::query(
+            "insert into idempotency_keys (tenant_id, operation, request_id, request_fingerprint, response)
+             values ($1, $2, $3, $4, '')
+             on conflict do nothing",
+        )
+        .bind(tenant_id)
+        .bind(operation)
+        .bind(request_id)
+        .bind(request_fingerprint)
+        .execute(&mut *conn)
+        .await
+        .context("claim idempotency key")?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(IdempotencyClaim::New);
+        }
+        stored = sqlx::query_as::<_, StoredKey>(
+            "select request_fingerprint, response, refusal_code, refusal_message, refusal_details
+               from idempotency_keys
+              where tenant_id = $1 and operation = $2 and request_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(operation)
+        .bind(request_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("read idempotency key")?;
+        if stored.is_some() {
+            break;
+        }
     }
-    type Row = (
-        String,
-        Vec<u8>,
-        Option<i32>,
-        Option<String>,
-        Option<Vec<u8>>,
-    );
-    let (request_fingerprint, response, code, message, details): Row = sqlx::query_as(
-        "select request_fingerprint, response, refusal_code, refusal_message, refusal_details
-           from idempotency_keys
-          where tenant_id = $1 and operation = $2 and request_id = $3",
-    )
-    .bind(tenant_id)
-    .bind(operation)
-    .bind(request_id)
-    .fetch_one(&mut *conn)
-    .await
-    .context("read idempotency key")?;
+    let (request_fingerprint, response, code, message, details) =
+        stored.context("idempotency key neither inserted nor found")?;
     let answer = match code {
         Some(code) => RememberedAnswer::Refusal(RememberedRefusal {
             code,
@@ -125,20 +137,4 @@ pub async fn save_idempotent_response(
     .await
     .context("save idempotent response")?;
     Ok(())
-}
-
-/// Forgets idempotency keys older than `older_than_hours` (docs/api.md, "Idempotency": kept at least 24 h).
-pub async fn purge_idempotency_keys(
-    conn: &mut PgConnection,
-    older_than_hours: i64,
-) -> anyhow::Result<u64> {
-    let deleted = sqlx::query(
-        "delete from idempotency_keys where created_at < now() - make_interval(hours => $1::int)",
-    )
-    .bind(older_than_hours)
-    .execute(&mut *conn)
-    .await
-    .context("purge idempotency keys")?
-    .rows_affected();
-    Ok(deleted)
 }

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod lock_intents;
 pub mod network;
+pub mod retention;
 mod rows;
 pub mod staged_holds;
 pub mod webhooks;

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use dispute_core::store::idempotency::{
-    IdempotencyClaim, RememberedAnswer, claim_idempotency_key, purge_idempotency_keys,
-    save_idempotent_response,
+    IdempotencyClaim, RememberedAnswer, claim_idempotency_key, save_idempotent_response,
 };
+use dispute_core::store::retention::purge_idempotency_keys;
 use service_kit::testing::wait_until_a_session_blocks;
 use sqlx::PgPool;
 
@@ -197,14 +197,32 @@ async fn purge_removes_only_old_idempotency_keys(pool: PgPool) {
         .unwrap();
     }
 
-    assert_eq!(purge_idempotency_keys(&mut conn, 48).await.unwrap(), 2);
+    // Batches of one: each call removes one old key, until none is left.
+    let cutoff = chrono::Utc::now() - chrono::Duration::hours(48);
+    assert_eq!(
+        purge_idempotency_keys(&mut conn, cutoff, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        purge_idempotency_keys(&mut conn, cutoff, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        purge_idempotency_keys(&mut conn, cutoff, 1).await.unwrap(),
+        0
+    );
     let left: Vec<String> =
         sqlx::query_scalar("select request_id from idempotency_keys order by request_id")
             .fetch_all(&mut *conn)
             .await
             .unwrap();
     assert_eq!(left, ["47h", "fresh"]);
-    assert_eq!(purge_idempotency_keys(&mut conn, 48).await.unwrap(), 0);
+    assert_eq!(
+        purge_idempotency_keys(&mut conn, cutoff, 1000)
+            .await
+            .unwrap(),
+        0
+    );
 
     // a purged key is new again
     let claim = claim_idempotency_key(&mut conn, TENANT, "CreateDispute", "49h", "fp")

@@ -9,7 +9,9 @@ use super::{EventPage, StoredEvent};
 use crate::app::App;
 use crate::domain::DisputeError;
 use crate::domain::requests::{ListEvents, StreamStart};
+use crate::domain::retention::cursor_is_purged;
 use crate::store::events::{self, EventQuery};
+use crate::store::retention;
 
 impl App {
     /// One page of the tenant's events, in commit order.
@@ -27,14 +29,24 @@ impl App {
             created_before: request.filter.created_before,
         };
         let page = &request.page;
+        // The page token's event, by position: `None` when it is gone.
+        let cursor_position = match page.after.as_ref() {
+            Some(cursor) => Some(events::event_position(&mut conn, tenant_id, &cursor.id).await?),
+            None => None,
+        };
         let rows = events::list_events(
             &mut conn,
             tenant_id,
             &query,
-            page.after.as_ref().map(|cursor| cursor.id.as_str()),
+            cursor_position.flatten().unwrap_or(0),
             page.fetch_limit(),
         )
         .await?;
+        // Checked after the read: a purge that committed before or during it is seen, so a
+        // page never silently skips purged events.
+        if let Some(position) = cursor_position {
+            refuse_purged_cursor(&mut conn, tenant_id, position).await?;
+        }
         let (rows, next_page_token) = page.cut(rows, |last| PageCursor {
             create_time: last.create_time,
             id: last.id.clone(),
@@ -58,8 +70,10 @@ impl App {
             .ok_or_else(|| event_not_found(id.as_str()))
     }
 
-    /// The position a stream starts after: the given event's (NOT_FOUND if the tenant has
-    /// no such event), 0 for the beginning, or the newest committed one for "now".
+    /// The position a stream starts after: the given event's, 0 for the beginning (the
+    /// oldest event kept), or the newest committed one for "now". An event the tenant never
+    /// had (or not numbered yet) is NOT_FOUND; one removed by retention, or after which
+    /// events were removed, is OUT_OF_RANGE (EVENTS_PURGED) naming the oldest kept.
     pub async fn stream_start_position(
         &self,
         tenant_id: &str,
@@ -69,14 +83,32 @@ impl App {
         match start {
             StreamStart::Beginning => Ok(0),
             StreamStart::Now => Ok(events::last_event_position(&mut conn, tenant_id).await?),
-            // An event not numbered yet was never streamed: not a place to continue from.
-            StreamStart::After(id) => events::find_event(&mut conn, tenant_id, id.as_str())
-                .await?
-                .map(|row| row.position)
-                .filter(|position| *position > 0)
-                .ok_or_else(|| event_not_found(id.as_str())),
+            StreamStart::After(id) => {
+                let position = events::event_position(&mut conn, tenant_id, id.as_str()).await?;
+                refuse_purged_cursor(&mut conn, tenant_id, position).await?;
+                // An event not numbered yet was never streamed: not a place to continue from.
+                position
+                    .filter(|position| *position > 0)
+                    .ok_or_else(|| event_not_found(id.as_str()))
+            }
         }
     }
+}
+
+/// EVENTS_PURGED when going on after `position` (`None`: the cursor's event is gone) would
+/// skip events the retention purge removed.
+pub(super) async fn refuse_purged_cursor(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: &str,
+    position: Option<i64>,
+) -> Result<(), DisputeError> {
+    let purged_through = retention::purged_through(conn, tenant_id).await?;
+    if !cursor_is_purged(position, purged_through) {
+        return Ok(());
+    }
+    Err(DisputeError::EventsPurged {
+        oldest_event_id: retention::oldest_event_id(conn, tenant_id).await?,
+    })
 }
 
 fn event_not_found(id: &str) -> DisputeError {

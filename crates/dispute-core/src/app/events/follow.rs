@@ -125,6 +125,11 @@ impl App {
                     largest_event = largest;
                 }
                 for row in rows {
+                    // Positions are dense: a gap after where the stream stands means the
+                    // retention purge removed events it had not read yet (it fell behind).
+                    if last > 0 && row.position > last + 1 {
+                        self.refuse_purged_gap(&settings.tenant_id, last).await?;
+                    }
                     last = row.position;
                     if !settings
                         .filter
@@ -181,6 +186,14 @@ impl App {
             .context("catch-up read slots closed")?;
         let mut conn = self.pool.acquire().await.context("acquire")?;
         Ok(events::events_after_position(&mut conn, tenant_id, last, limit).await?)
+    }
+}
+
+impl App {
+    /// EVENTS_PURGED when events after `last` were purged.
+    async fn refuse_purged_gap(&self, tenant_id: &str, last: i64) -> Result<(), DisputeError> {
+        let mut conn = self.pool.acquire().await.context("acquire")?;
+        super::feed::refuse_purged_cursor(&mut conn, tenant_id, Some(last)).await
     }
 }
 
