@@ -27,6 +27,7 @@ mod observability;
 mod overload;
 mod regulation;
 mod request_limits;
+mod retention;
 mod scenarios;
 mod scopes;
 mod sequencer_stall;
