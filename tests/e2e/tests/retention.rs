@@ -73,10 +73,15 @@ async fn request_ids_past_the_window_are_forgotten_and_young_ones_still_replay()
     .await
     .unwrap();
 
-    let report = retention(&pool, RetentionPolicy::default())
-        .purge_once()
-        .await
-        .unwrap();
+    // A run asked to stop (the service shutting down) stops before its next batch.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    stopping.cancel();
+    let purge = retention(&pool, RetentionPolicy::default());
+    let stopped = purge.purge_at(chrono::Utc::now(), &stopping).await.unwrap();
+    assert!(stopped.stopped);
+    assert_eq!((stopped.batches, stopped.idempotency_keys), (0, 0));
+
+    let report = purge.purge_once().await.unwrap();
     assert_eq!(report.idempotency_keys, 5);
     // 2 + 2 + 1 keys, then the (empty) delivery batch.
     assert!(report.batches >= 4, "{report:?}");
