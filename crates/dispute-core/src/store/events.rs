@@ -1,5 +1,7 @@
 //! The events of disputes (`dispute_events`), read by subscribers.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use domain_kit::ids::EventId;
@@ -108,16 +110,11 @@ pub struct EventQuery<'a> {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// Events of a tenant after `after_id` (from the first when `None`), in commit order.
-#[tracing::instrument(skip(conn, query))]
-pub async fn list_events(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    query: &EventQuery<'_>,
-    after_id: Option<&str>,
-    limit: i64,
-) -> anyhow::Result<Vec<EventRow>> {
-    let rows = sqlx::query_as(&format!(
+/// ListEvents' statement, exposed so that a test can check its plans. Parameters: tenant,
+/// the id of the event to continue after, types (empty: all), dispute id, created after,
+/// created before, limit (`null`: no such filter).
+pub static LIST_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "select {EVENT_COLUMNS} from dispute_events
           where tenant_id = $1
             and position > coalesce(
@@ -128,17 +125,29 @@ pub async fn list_events(
             and ($6::timestamptz is null or created_at < $6)
           order by position
           limit $7"
-    ))
-    .bind(tenant_id)
-    .bind(after_id)
-    .bind(query.types)
-    .bind(query.dispute_id)
-    .bind(query.created_after)
-    .bind(query.created_before)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list events")?;
+    )
+});
+
+/// Events of a tenant after `after_id` (from the first when `None`), in commit order.
+#[tracing::instrument(skip(conn, query))]
+pub async fn list_events(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    query: &EventQuery<'_>,
+    after_id: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<EventRow>> {
+    let rows = sqlx::query_as(&LIST_EVENTS_SQL)
+        .bind(tenant_id)
+        .bind(after_id)
+        .bind(query.types)
+        .bind(query.dispute_id)
+        .bind(query.created_after)
+        .bind(query.created_before)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list events")?;
     Ok(rows)
 }
 
