@@ -34,6 +34,38 @@ const LARGE_TABLES: &[&str] = &[
     "webhook_endpoints",
 ];
 
+/// The index a case's custom plan must read: the filter's own, so that dropping it or a
+/// change to the statement that keeps it from being used fails the case.
+const EXPECTED_INDEXES: &[(&str, &str)] = &[
+    ("ListDisputes, no filter", "disputes_by_created"),
+    ("ListDisputes, charge", "disputes_by_charge"),
+    ("ListDisputes, payment_intent", "disputes_by_payment_intent"),
+    ("ListDisputes, transaction_id", "disputes_by_transaction"),
+    ("ListDisputes, status", "disputes_by_status"),
+    ("ListDisputes, stage", "disputes_by_stage"),
+    (
+        "ListDisputes, created_after and created_before",
+        "disputes_by_created",
+    ),
+    ("ListDisputes, due_before", "disputes_by_due"),
+    ("ListEvents, one type", "dispute_events_by_type"),
+    ("ListEvents, dispute_id", "dispute_events_by_dispute"),
+    (
+        "ListEvents, created_after and created_before",
+        "dispute_events_by_created",
+    ),
+    (
+        "ListDisputeHistory, first page",
+        "dispute_actions_by_ordinal",
+    ),
+    (
+        "ListDeliveries, endpoint_id after a cursor",
+        "webhook_deliveries_by_endpoint",
+    ),
+    ("ListDeliveries, event_id", "webhook_deliveries_by_event"),
+    ("ListDeliveries, status", "webhook_deliveries_by_status"),
+];
+
 /// The time the seeded rows start at; dispute `g` is created `5 g` minutes after it.
 fn base_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
@@ -260,238 +292,133 @@ fn scans(node: &Value, seq_scanned: &mut Vec<String>, described: &mut Vec<String
     }
 }
 
+/// ListDisputes' filters (`None`: not given).
+#[derive(Default, Clone, Copy)]
+struct DisputeFilters {
+    charge: Option<&'static str>,
+    payment_intent: Option<&'static str>,
+    transaction_id: Option<&'static str>,
+    status: Option<&'static str>,
+    stage: Option<&'static str>,
+    side: Option<&'static str>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    due_before: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, &'static str)>,
+}
+
 fn dispute_cases(at: impl Fn(i64) -> Option<DateTime<Utc>>) -> Vec<Case> {
-    let sql: &'static str = LIST_DISPUTES_SQL.as_str();
-    // tenant, charge, payment intent, transaction id, status, stage, side, created after,
-    // created before, due before, cursor time, cursor id, limit
-    let list = |name, filters: [Param; 12]| {
-        let mut params = vec![Text(Some("ten_7"))];
-        params.extend(filters);
-        Case { name, sql, params }
+    // Bound in the order `list_disputes` binds them.
+    let list = |name, f: DisputeFilters| Case {
+        name,
+        sql: LIST_DISPUTES_SQL.as_str(),
+        params: vec![
+            Text(Some("ten_7")),
+            Text(f.charge),
+            Text(f.payment_intent),
+            Text(f.transaction_id),
+            Text(f.status),
+            Text(f.stage),
+            Text(f.side),
+            Time(f.created_after),
+            Time(f.created_before),
+            Time(f.due_before),
+            Time(f.after.map(|(time, _)| time)),
+            Text(f.after.map(|(_, id)| id)),
+            Int(21),
+        ],
     };
-    let none = || Text(None);
-    let no_time = || Time(None);
+    let none = DisputeFilters::default();
+    let cursor = at(50_007).map(|time| (time, "dsp_00050007"));
     vec![
-        list(
-            "ListDisputes, no filter",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
-        ),
+        list("ListDisputes, no filter", none),
         list(
             "ListDisputes, page after a cursor",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                Time(at(50_007)),
-                Text(Some("dsp_00050007")),
-                Int(21),
-            ],
+            DisputeFilters {
+                after: cursor,
+                ..none
+            },
         ),
         list(
             "ListDisputes, charge",
-            [
-                Text(Some("ch_50007")),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                charge: Some("ch_50007"),
+                ..none
+            },
         ),
         list(
             "ListDisputes, payment_intent",
-            [
-                none(),
-                Text(Some("pi_50007")),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                payment_intent: Some("pi_50007"),
+                ..none
+            },
         ),
         list(
             "ListDisputes, transaction_id",
-            [
-                none(),
-                none(),
-                Text(Some("ipi_50010")),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                transaction_id: Some("ipi_50010"),
+                ..none
+            },
         ),
         list(
             "ListDisputes, status",
-            [
-                none(),
-                none(),
-                none(),
-                Text(Some("needs_response")),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                status: Some("needs_response"),
+                ..none
+            },
         ),
         list(
             "ListDisputes, stage",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                Text(Some("arbitration")),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                stage: Some("arbitration"),
+                ..none
+            },
         ),
         list(
             "ListDisputes, side",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                Text(Some("issuer")),
-                no_time(),
-                no_time(),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                side: Some("issuer"),
+                ..none
+            },
         ),
         list(
             "ListDisputes, created_after and created_before",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                Time(at(30_000)),
-                Time(at(31_000)),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                created_after: at(30_000),
+                created_before: at(31_000),
+                ..none
+            },
         ),
         list(
             "ListDisputes, created_before",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                Time(at(1_000)),
-                no_time(),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                created_before: at(1_000),
+                ..none
+            },
         ),
         list(
             "ListDisputes, due_before",
-            [
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                Time(at(20_000)),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                due_before: at(20_000),
+                ..none
+            },
         ),
         list(
             "ListDisputes, charge and due_before (H7)",
-            [
-                Text(Some("ch_50007")),
-                none(),
-                none(),
-                none(),
-                none(),
-                none(),
-                no_time(),
-                no_time(),
-                Time(at(60_000)),
-                no_time(),
-                none(),
-                Int(21),
-            ],
+            DisputeFilters {
+                charge: Some("ch_50007"),
+                due_before: at(60_000),
+                ..none
+            },
         ),
         list(
             "ListDisputes, status and stage after a cursor",
-            [
-                none(),
-                none(),
-                none(),
-                Text(Some("under_review")),
-                Text(Some("inquiry")),
-                none(),
-                no_time(),
-                no_time(),
-                no_time(),
-                Time(at(50_007)),
-                Text(Some("dsp_00050007")),
-                Int(21),
-            ],
+            DisputeFilters {
+                status: Some("under_review"),
+                stage: Some("inquiry"),
+                after: cursor,
+                ..none
+            },
         ),
     ]
 }
@@ -668,6 +595,7 @@ async fn every_list_filter_and_order_reads_through_an_index_on_large_tables(pool
 
     // The creation time of dispute `g` (events and deliveries of it follow within minutes).
     let at = |g: i64| Some(base_time() + Duration::minutes(5 * g));
+    let names: Vec<&str> = EXPECTED_INDEXES.iter().map(|(name, _)| *name).collect();
     let cases: Vec<Case> = dispute_cases(at)
         .into_iter()
         .chain(event_cases(at))
@@ -684,6 +612,22 @@ async fn every_list_filter_and_order_reads_through_an_index_on_large_tables(pool
             let mut described = Vec::new();
             scans(&plan[0]["Plan"], &mut seq_scanned, &mut described);
             println!("{} ({kind}): {}", case.name, described.join(", "));
+            let expected = EXPECTED_INDEXES
+                .iter()
+                .find(|(name, _)| *name == case.name)
+                .map(|(_, index)| *index);
+            if let Some(index) = expected
+                && kind == "custom plan"
+                && !described
+                    .iter()
+                    .any(|scan| scan.split(' ').any(|word| word == index))
+            {
+                failures.push(format!(
+                    "{} ({kind}) does not read {index}: {}",
+                    case.name,
+                    described.join(", ")
+                ));
+            }
             if !seq_scanned.is_empty() {
                 failures.push(format!(
                     "{} ({kind}) reads {} by a sequential scan:\n{:#}",
@@ -699,5 +643,11 @@ async fn every_list_filter_and_order_reads_through_an_index_on_large_tables(pool
         cases.len(),
         started.elapsed() - seeded
     );
+    for name in names {
+        assert!(
+            cases.iter().any(|case| case.name == name),
+            "no case named {name}"
+        );
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
