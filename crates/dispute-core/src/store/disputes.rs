@@ -455,16 +455,11 @@ async fn select_dispute(
     Ok(Some(dispute))
 }
 
-/// One page of disputes, newest first.
-#[tracing::instrument(skip(conn))]
-pub async fn list_disputes(
-    conn: &mut PgConnection,
-    tenant_id: &str,
-    filter: &DisputeFilter,
-    after: Option<&PageCursor>,
-    limit: i64,
-) -> anyhow::Result<Vec<Dispute>> {
-    let rows: Vec<DisputeRow> = sqlx::query_as(&format!(
+/// ListDisputes' statement, exposed so that a test can check its plans. Parameters: tenant,
+/// charge, payment intent, transaction id, status, stage, side, created after, created
+/// before, due before, the cursor's create time and id, limit (`null`: no such filter).
+pub static LIST_DISPUTES_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "select {DISPUTE_COLUMNS} from disputes
           where tenant_id = $1
             and ($2::text is null or charge = $2)
@@ -479,23 +474,35 @@ pub async fn list_disputes(
             and ($11::timestamptz is null or (created_at, id) < ($11, $12))
           order by created_at desc, id desc
           limit $13"
-    ))
-    .bind(tenant_id)
-    .bind(&filter.charge)
-    .bind(&filter.payment_intent)
-    .bind(&filter.transaction_id)
-    .bind(filter.status.map(Status::as_str))
-    .bind(filter.stage.map(Stage::as_str))
-    .bind(filter.side.map(Side::as_str))
-    .bind(filter.created_after)
-    .bind(filter.created_before)
-    .bind(filter.due_before)
-    .bind(after.map(|c| c.create_time))
-    .bind(after.map(|c| c.id.as_str()))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list disputes")?;
+    )
+});
+
+/// One page of disputes, newest first.
+#[tracing::instrument(skip(conn))]
+pub async fn list_disputes(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    filter: &DisputeFilter,
+    after: Option<&PageCursor>,
+    limit: i64,
+) -> anyhow::Result<Vec<Dispute>> {
+    let rows: Vec<DisputeRow> = sqlx::query_as(&LIST_DISPUTES_SQL)
+        .bind(tenant_id)
+        .bind(&filter.charge)
+        .bind(&filter.payment_intent)
+        .bind(&filter.transaction_id)
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.stage.map(Stage::as_str))
+        .bind(filter.side.map(Side::as_str))
+        .bind(filter.created_after)
+        .bind(filter.created_before)
+        .bind(filter.due_before)
+        .bind(after.map(|c| c.create_time))
+        .bind(after.map(|c| c.id.as_str()))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list disputes")?;
     let mut disputes = rows
         .into_iter()
         .map(Dispute::try_from)

@@ -1,5 +1,7 @@
 //! The events of disputes (`dispute_events`), read by subscribers.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use domain_kit::ids::EventId;
@@ -108,6 +110,23 @@ pub struct EventQuery<'a> {
     pub created_before: Option<DateTime<Utc>>,
 }
 
+/// ListEvents' statement, exposed so that a test can check its plans. Parameters: tenant,
+/// the position to continue after (0: from the first), types (empty: all), dispute id,
+/// created after, created before (`null`: no such filter), limit.
+pub static LIST_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {EVENT_COLUMNS} from dispute_events
+          where tenant_id = $1
+            and position > $2
+            and (cardinality($3::text[]) = 0 or type = any($3))
+            and ($4::text is null or dispute_id = $4)
+            and ($5::timestamptz is null or created_at >= $5)
+            and ($6::timestamptz is null or created_at < $6)
+          order by position
+          limit $7"
+    )
+});
+
 /// Events of a tenant with a position above `after_position` (0: from the first) that
 /// match `query`, in commit order. The caller resolves a page token's event to its
 /// position first ([`event_position`]), so a purged one is told apart from the beginning.
@@ -119,27 +138,17 @@ pub async fn list_events(
     after_position: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<EventRow>> {
-    let rows = sqlx::query_as(&format!(
-        "select {EVENT_COLUMNS} from dispute_events
-          where tenant_id = $1
-            and position > $2
-            and (cardinality($3::text[]) = 0 or type = any($3))
-            and ($4::text is null or dispute_id = $4)
-            and ($5::timestamptz is null or created_at >= $5)
-            and ($6::timestamptz is null or created_at < $6)
-          order by position
-          limit $7"
-    ))
-    .bind(tenant_id)
-    .bind(after_position)
-    .bind(query.types)
-    .bind(query.dispute_id)
-    .bind(query.created_after)
-    .bind(query.created_before)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list events")?;
+    let rows = sqlx::query_as(&LIST_EVENTS_SQL)
+        .bind(tenant_id)
+        .bind(after_position)
+        .bind(query.types)
+        .bind(query.dispute_id)
+        .bind(query.created_after)
+        .bind(query.created_before)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list events")?;
     Ok(rows)
 }
 

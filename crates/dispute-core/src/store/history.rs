@@ -1,5 +1,7 @@
 //! The action history of disputes (`dispute_actions`).
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -183,6 +185,21 @@ pub async fn count_history(
     Ok(count)
 }
 
+/// ListDisputeHistory's statement, exposed so that a test can check its plans. Parameters:
+/// tenant, dispute id, the id of the entry to continue after (`null`: from the start), limit.
+pub static LIST_HISTORY_PAGE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {ACTION_COLUMNS}
+           from dispute_actions a
+          where a.tenant_id = $1 and a.dispute_id = $2
+            and ($3::text is null
+                 or a.ordinal > (select ordinal from dispute_actions
+                                  where tenant_id = $1 and dispute_id = $2 and id = $3))
+          order by a.ordinal
+          limit $4"
+    )
+});
+
 /// Up to `limit` history entries of a dispute, oldest first, after the entry `after_id`
 /// (from the start when `None`; nothing when the dispute has no such entry). New entries
 /// only ever come after the existing ones, so walking on from the last entry seen never
@@ -195,22 +212,13 @@ pub async fn list_history_page(
     after_id: Option<&str>,
     limit: i64,
 ) -> anyhow::Result<Vec<ActionRecord>> {
-    let rows: Vec<ActionRow> = sqlx::query_as(&format!(
-        "select {ACTION_COLUMNS}
-           from dispute_actions a
-          where a.tenant_id = $1 and a.dispute_id = $2
-            and ($3::text is null
-                 or a.ordinal > (select ordinal from dispute_actions
-                                  where tenant_id = $1 and dispute_id = $2 and id = $3))
-          order by a.ordinal
-          limit $4"
-    ))
-    .bind(tenant_id)
-    .bind(dispute_id)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list action history")?;
+    let rows: Vec<ActionRow> = sqlx::query_as(&LIST_HISTORY_PAGE_SQL)
+        .bind(tenant_id)
+        .bind(dispute_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list action history")?;
     rows.into_iter().map(ActionRecord::try_from).collect()
 }

@@ -2,6 +2,8 @@
 //! `webhook_attempts`), and the events they carry (read from `dispute_events`). Every query
 //! filters by tenant except the worker's claim and release, which work across tenants.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use domain_kit::page_token::PageCursor;
@@ -188,6 +190,18 @@ pub async fn find_endpoint_any(
     found.map(WebhookEndpoint::try_from).transpose()
 }
 
+/// ListWebhookEndpoints' statement, exposed so that a test can check its plans. Parameters:
+/// tenant, the cursor's create time and id (`null`: from the newest), limit.
+pub static LIST_ENDPOINTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {ENDPOINT_COLUMNS} from webhook_endpoints
+          where tenant_id = $1 and deleted_at is null
+            and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+          order by created_at desc, id desc
+          limit $4"
+    )
+});
+
 /// Endpoints newest first, after `after`.
 pub async fn list_endpoints(
     conn: &mut PgConnection,
@@ -195,20 +209,14 @@ pub async fn list_endpoints(
     after: Option<&PageCursor>,
     limit: i64,
 ) -> anyhow::Result<Vec<WebhookEndpoint>> {
-    let found: Vec<EndpointRow> = sqlx::query_as(&format!(
-        "select {ENDPOINT_COLUMNS} from webhook_endpoints
-          where tenant_id = $1 and deleted_at is null
-            and ($2::timestamptz is null or (created_at, id) < ($2, $3))
-          order by created_at desc, id desc
-          limit $4"
-    ))
-    .bind(tenant_id)
-    .bind(after.map(|c| c.create_time))
-    .bind(after.map(|c| c.id.as_str()))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list webhook endpoints")?;
+    let found: Vec<EndpointRow> = sqlx::query_as(&LIST_ENDPOINTS_SQL)
+        .bind(tenant_id)
+        .bind(after.map(|c| c.create_time))
+        .bind(after.map(|c| c.id.as_str()))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list webhook endpoints")?;
     found.into_iter().map(WebhookEndpoint::try_from).collect()
 }
 
@@ -481,6 +489,25 @@ pub struct DeliveryFilter<'a> {
     pub status: Option<DeliveryStatus>,
 }
 
+/// ListDeliveries' statement, exposed so that a test can check its plans. Parameters:
+/// tenant, endpoint id, event id, status, the cursor's create time and id, limit (`null`: no
+/// such filter). A pending delivery of an endpoint whose breaker is open is due when the
+/// breaker lets a probe through, if that is later than its own next attempt.
+pub const LIST_DELIVERIES_SQL: &str =
+    "select d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.status,
+            d.attempt_count, d.created_at,
+            case when d.status = 'pending' and e.breaker_open_until > d.next_attempt_at
+                 then e.breaker_open_until else d.next_attempt_at end as next_attempt_at
+       from webhook_deliveries d
+       join webhook_endpoints e on e.tenant_id = d.tenant_id and e.id = d.endpoint_id
+      where d.tenant_id = $1
+        and ($2::text is null or d.endpoint_id = $2)
+        and ($3::text is null or d.event_id = $3)
+        and ($4::text is null or d.status = $4)
+        and ($5::timestamptz is null or (d.created_at, d.id) < ($5, $6))
+      order by d.created_at desc, d.id desc
+      limit $7";
+
 /// Deliveries newest first, after `after`.
 pub async fn list_deliveries(
     conn: &mut PgConnection,
@@ -489,33 +516,17 @@ pub async fn list_deliveries(
     after: Option<&PageCursor>,
     limit: i64,
 ) -> anyhow::Result<Vec<WebhookDelivery>> {
-    // A pending delivery of an endpoint whose breaker is open is due when the breaker
-    // lets a probe through, if that is later than its own next attempt.
-    let found: Vec<DeliveryRow> = sqlx::query_as(
-        "select d.tenant_id, d.id, d.endpoint_id, d.event_id, d.event_type, d.status,
-                d.attempt_count, d.created_at,
-                case when d.status = 'pending' and e.breaker_open_until > d.next_attempt_at
-                     then e.breaker_open_until else d.next_attempt_at end as next_attempt_at
-           from webhook_deliveries d
-           join webhook_endpoints e on e.tenant_id = d.tenant_id and e.id = d.endpoint_id
-          where d.tenant_id = $1
-            and ($2::text is null or d.endpoint_id = $2)
-            and ($3::text is null or d.event_id = $3)
-            and ($4::text is null or d.status = $4)
-            and ($5::timestamptz is null or (d.created_at, d.id) < ($5, $6))
-          order by d.created_at desc, d.id desc
-          limit $7",
-    )
-    .bind(tenant_id)
-    .bind(filter.endpoint_id)
-    .bind(filter.event_id)
-    .bind(filter.status.map(DeliveryStatus::as_str))
-    .bind(after.map(|c| c.create_time))
-    .bind(after.map(|c| c.id.as_str()))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .context("list webhook deliveries")?;
+    let found: Vec<DeliveryRow> = sqlx::query_as(LIST_DELIVERIES_SQL)
+        .bind(tenant_id)
+        .bind(filter.endpoint_id)
+        .bind(filter.event_id)
+        .bind(filter.status.map(DeliveryStatus::as_str))
+        .bind(after.map(|c| c.create_time))
+        .bind(after.map(|c| c.id.as_str()))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .context("list webhook deliveries")?;
     found.into_iter().map(WebhookDelivery::try_from).collect()
 }
 

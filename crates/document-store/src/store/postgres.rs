@@ -1,5 +1,7 @@
 //! Document metadata in PostgreSQL. Every query filters by tenant.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use domain_kit::ids::{DisputeId, DocumentId};
 use domain_kit::page_token::PageCursor;
@@ -176,6 +178,20 @@ pub async fn find_available_document(
     }))
 }
 
+/// ListDocuments' statement, exposed so that a test can check its plans. Parameters: tenant,
+/// dispute id (`null`: any), the cursor's create time and id (`null`: from the newest),
+/// limit.
+pub static LIST_AVAILABLE_DOCUMENTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {DOCUMENT_COLUMNS} from documents
+          where tenant_id = $1 and state = 'available'
+            and ($2::text is null or dispute_id = $2)
+            and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+          order by created_at desc, id desc
+          limit $5"
+    )
+});
+
 /// One page of available documents, newest first; fetches one extra row to know whether
 /// another page follows.
 #[tracing::instrument(skip(pool))]
@@ -186,21 +202,14 @@ pub async fn list_available_documents(
     after: Option<&PageCursor>,
     limit: i64,
 ) -> anyhow::Result<Vec<Document>> {
-    let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
-        "select {DOCUMENT_COLUMNS} from documents
-          where tenant_id = $1 and state = 'available'
-            and ($2::text is null or dispute_id = $2)
-            and ($3::timestamptz is null or (created_at, id) < ($3, $4))
-          order by created_at desc, id desc
-          limit $5"
-    ))
-    .bind(tenant_id)
-    .bind(dispute_id)
-    .bind(after.map(|c| c.create_time))
-    .bind(after.map(|c| c.id.as_str()))
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<DocumentRow> = sqlx::query_as(&LIST_AVAILABLE_DOCUMENTS_SQL)
+        .bind(tenant_id)
+        .bind(dispute_id)
+        .bind(after.map(|c| c.create_time))
+        .bind(after.map(|c| c.id.as_str()))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
