@@ -251,3 +251,22 @@ pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
         .context("ping database")?;
     Ok(())
 }
+
+/// `pool.begin()` in a task of its own. sqlx 0.8.6 counts a transaction as open only once
+/// `BEGIN` has answered: a caller cancelled while it is in flight (a client gone, a
+/// deadline) hands the connection back to the pool inside a transaction nothing will end,
+/// and the next borrower's statements then run in it uncommitted and are lost when the
+/// session ends (upstream transact-rs/sqlx#4393). In its own task the `BEGIN` always
+/// completes; a transaction nobody receives is dropped there, which rolls it back.
+pub async fn begin(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    use tracing::Instrument;
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin().await }.in_current_span()).await {
+        Ok(begun) => begun,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // Only a runtime shutting down cancels the task.
+        Err(_) => Err(sqlx::Error::PoolClosed),
+    }
+}

@@ -105,3 +105,47 @@ async fn a_lock_wait_gives_up_and_means_the_database_is_unavailable() {
     holder.close().await.unwrap();
     pool.close().await;
 }
+
+/// A transaction begun with `database::begin` whose caller is dropped while `BEGIN` is in
+/// flight leaves no transaction open on the pooled connection: the next borrower's
+/// autocommit insert is committed at once, visible to another session. (A bare
+/// `pool.begin()` on sqlx 0.8.6 fails this: the insert runs inside the abandoned
+/// transaction.)
+#[tokio::test]
+async fn a_begin_whose_caller_is_gone_leaves_no_transaction_behind() {
+    use futures::FutureExt;
+    // One connection, handed out without a ping, so that one poll reaches `BEGIN`.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect(&database_url())
+        .await
+        .unwrap();
+    let table = format!("begin_cancel_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("create table {table} (attempt int not null)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut other = PgConnection::connect(&database_url()).await.unwrap();
+    for attempt in 0..20 {
+        // Polled once, then dropped: the caller is gone with `BEGIN` on its way.
+        let _ = service_kit::database::begin(&pool).now_or_never();
+        sqlx::query(&format!("insert into {table} values ($1)"))
+            .bind(attempt)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let seen: i64 =
+            sqlx::query_scalar(&format!("select count(*) from {table} where attempt = $1"))
+                .bind(attempt)
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+        assert_eq!(seen, 1, "attempt {attempt}: the insert was not committed");
+    }
+    sqlx::query(&format!("drop table {table}"))
+        .execute(&mut other)
+        .await
+        .unwrap();
+    pool.close().await;
+}

@@ -111,3 +111,32 @@ fn the_domain_kit_depends_on_no_transport_storage_or_runtime_crate() {
         );
     }
 }
+
+/// Every transaction of both services begins through `service_kit::database::begin`, so a
+/// cancelled caller cannot leave a pooled connection inside an abandoned transaction (its
+/// doc comment says why): no service source calls `.begin()` on a pool itself.
+#[test]
+fn transactions_begin_through_the_cancel_safe_helper() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut offences = Vec::new();
+    for service in ["dispute-core", "document-store"] {
+        let mut files = Vec::new();
+        rust_files(
+            &workspace.join("crates").join(service).join("src"),
+            &mut files,
+        );
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            for (number, line) in source.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if code.contains("pool.begin()") {
+                    offences.push(format!("{}:{}", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "use service_kit::database::begin: {offences:#?}"
+    );
+}

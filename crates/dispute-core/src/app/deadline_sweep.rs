@@ -130,7 +130,9 @@ impl App {
         let mut tried: Vec<String> = Vec::new();
         let mut unrecorded = 0;
         while tried.len() < SWEEP_BATCH {
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = service_kit::database::begin(&self.pool)
+                .await
+                .context("begin")?;
             let Some((tenant_id, id)) =
                 deadlines::claim_next_due_dispute(&mut tx, now, &tried).await?
             else {
@@ -218,7 +220,9 @@ impl App {
         let lead_secs = self.due_soon_lead.num_seconds().max(1);
         let mut tried: Vec<String> = Vec::new();
         while tried.len() < SWEEP_BATCH {
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = service_kit::database::begin(&self.pool)
+                .await
+                .context("begin")?;
             let Some((tenant_id, id, sent_for)) =
                 deadlines::claim_next_due_soon_dispute(&mut tx, now, lead_secs, &tried).await?
             else {

@@ -50,7 +50,9 @@ impl App {
         operation: &'static str,
         key: Option<IdempotencyKey>,
     ) -> Result<Start<Mutation>, DisputeError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         if let Some(key) = &key {
             let claim = idempotency::claim_idempotency_key(
                 &mut tx,

@@ -63,7 +63,9 @@ impl App {
     ) -> Result<NetworkEventOutcome, DisputeError> {
         let tenant_id = caller.tenant_id.as_str();
         let case_id = event.network_case_id.as_str();
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         network::lock_network_case(&mut tx, tenant_id, event.network, case_id).await?;
         let seen = network::find_network_event(
             &mut tx,

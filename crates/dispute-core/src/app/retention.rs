@@ -104,7 +104,9 @@ impl Retention {
         let mut report = PurgeReport::default();
 
         while !stop.is_cancelled() {
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = service_kit::database::begin(&self.pool)
+                .await
+                .context("begin")?;
             let deleted =
                 store::purge_idempotency_keys(&mut tx, cutoffs.idempotency_keys, limit).await?;
             tx.commit().await.context("commit")?;
@@ -159,7 +161,9 @@ impl Retention {
         >,
     {
         while !stop.is_cancelled() {
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = service_kit::database::begin(&self.pool)
+                .await
+                .context("begin")?;
             let purged = batch(&mut tx).await?;
             tx.commit().await.context("commit")?;
             report.batches += 1;

@@ -71,7 +71,9 @@ impl Documents {
                 report.more = true;
                 return Ok(report);
             }
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = service_kit::database::begin(&self.pool)
+                .await
+                .context("begin")?;
             let Some(upload) =
                 postgres::claim_next_abandoned_upload(&mut tx, older_than.as_secs() as i64, &tried)
                     .await?

@@ -10,7 +10,9 @@ impl Documents {
     /// Deletes an available document of `tenant_id` that is neither locked nor held by staged
     /// evidence, row and bytes.
     pub async fn delete(&self, tenant_id: &str, id: &DocumentId) -> Result<(), DocumentError> {
-        let mut tx = self.pool.begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
         match postgres::delete_unlocked_document(&mut tx, tenant_id, id.as_str()).await? {
             DeleteOutcome::NotFound => return Err(DocumentError::NotFound { id: id.clone() }),
             DeleteOutcome::Locked => return Err(DocumentError::Locked { id: id.clone() }),

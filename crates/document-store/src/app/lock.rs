@@ -17,7 +17,9 @@ impl Documents {
         holder: &str,
     ) -> Result<Vec<Document>, DocumentError> {
         let raw_ids: Vec<&str> = ids.iter().map(DocumentId::as_str).collect();
-        let mut tx = self.pool.begin().await.map_err(anyhow::Error::from)?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
         let locked = postgres::lock_documents(&mut tx, tenant_id, &raw_ids, holder).await?;
         if let Some(id) = missing_ids(ids, &locked).into_iter().next() {
             return Err(DocumentError::NotFound { id });

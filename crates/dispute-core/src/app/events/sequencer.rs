@@ -54,7 +54,7 @@ pub(super) async fn sequence(pool: PgPool, inserted: Arc<Notify>, shutdown: Canc
 
 /// One sequencer round in its own transaction; `None` when another process runs one.
 async fn number_round(pool: &PgPool) -> anyhow::Result<Option<u64>> {
-    let mut tx = pool.begin().await.context("begin")?;
+    let mut tx = service_kit::database::begin(pool).await.context("begin")?;
     let numbered = events::number_committed_events(&mut tx, SEQUENCER_BATCH).await?;
     tx.commit().await.context("commit")?;
     Ok(numbered)

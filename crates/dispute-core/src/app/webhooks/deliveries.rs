@@ -71,7 +71,9 @@ impl Webhooks {
         tenant_id: &str,
         id: &WebhookDeliveryId,
     ) -> Result<DeliveryDetails, DisputeError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         let (delivery, manual_retries) =
             store::lock_delivery_for_retry(&mut tx, tenant_id, id.as_str())
                 .await?

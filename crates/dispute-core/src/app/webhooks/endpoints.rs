@@ -59,7 +59,9 @@ impl Webhooks {
         let fingerprint =
             create_request_fingerprint(&input.url, &input.event_types, &input.description);
         let limit = self.settings.max_endpoints_per_tenant;
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         let inserted = store::insert_endpoint(
             &mut tx,
             tenant_id,
@@ -170,7 +172,9 @@ impl Webhooks {
         tenant_id: &str,
         id: &WebhookEndpointId,
     ) -> Result<(), DisputeError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         if !store::delete_endpoint(&mut tx, tenant_id, id.as_str()).await? {
             return Err(endpoint_not_found(id.as_str()));
         }
@@ -191,7 +195,9 @@ impl Webhooks {
         let id = request.id.as_str();
         let secret = new_secret();
         let current = self.seal(&secret, tenant_id, id, SecretSlot::Current)?;
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         let endpoint = store::lock_endpoint(&mut tx, tenant_id, id)
             .await?
             .ok_or_else(|| endpoint_not_found(id))?;

@@ -113,7 +113,9 @@ impl Webhooks {
         );
         let mut report = ResealReport::default();
         loop {
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = service_kit::database::begin(&self.pool)
+                .await
+                .context("begin")?;
             let batch = store::lock_endpoints_to_reseal(&mut tx, &active, RESEAL_BATCH).await?;
             if batch.is_empty() {
                 break;

@@ -258,7 +258,9 @@ impl Webhooks {
             },
             latency,
         );
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         store::record_attempt(
             &mut tx,
             tenant_id,
@@ -277,7 +279,9 @@ impl Webhooks {
         tx.commit().await.context("commit")?;
         // The endpoint's bookkeeping in a transaction of its own: locks are taken endpoint
         // first, then deliveries, as DeleteWebhookEndpoint takes them (no deadlock).
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = service_kit::database::begin(&self.pool)
+            .await
+            .context("begin")?;
         match BreakerOutcome::of_status(response.status) {
             // An answer closes the breaker (`BreakerState::after_attempt`), a write only when
             // it was not closed.
