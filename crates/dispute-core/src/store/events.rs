@@ -138,7 +138,13 @@ pub async fn list_events(
     after_position: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<EventRow>> {
+    // Never prepared as a named statement: each call is planned for its values. After five
+    // runs PostgreSQL may switch a prepared statement to its generic plan, which for this
+    // one (filters written `$n is null or …`) costs about the same as an unfiltered custom
+    // plan but can use no filter index, so a filtered page would read the tenant's whole
+    // feed (docs/performance.md, "Indexes").
     let rows = sqlx::query_as(&LIST_EVENTS_SQL)
+        .persistent(false)
         .bind(tenant_id)
         .bind(after_position)
         .bind(query.types)

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use dispute_core::store::events::{
-    events_after_position, find_event, insert_event, insert_events_with_deliveries,
-    number_committed_events,
+    EventQuery, events_after_position, find_event, insert_event, insert_events_with_deliveries,
+    list_events, number_committed_events,
 };
 use sqlx::PgPool;
 
@@ -282,4 +282,36 @@ async fn events_come_in_order_with_their_deliveries_and_wake_workers_only_for_de
         .expect("deliveries woke the workers")
         .unwrap();
     assert_eq!(wakeup.channel(), "webhook_deliveries");
+}
+
+/// ListEvents' statement is never prepared on the session, however often it runs: each call
+/// is planned for its values, so PostgreSQL cannot switch it to the generic plan that reads
+/// no filter index (docs/performance.md, "Indexes").
+#[sqlx::test(migrations = "./migrations")]
+async fn list_events_is_planned_for_its_values_on_every_call(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    let types = ["dispute.won".to_owned()];
+    for call in 0..8 {
+        let query = EventQuery {
+            types: if call % 2 == 0 { &[] } else { &types },
+            ..EventQuery::default()
+        };
+        list_events(&mut conn, TENANT, &query, 0, 10).await.unwrap();
+    }
+    let prepared: Vec<String> = sqlx::query_scalar("select statement from pg_prepared_statements")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert!(
+        !prepared
+            .iter()
+            .any(|statement| statement.contains("from dispute_events")),
+        "ListEvents was prepared: {prepared:?}"
+    );
+    // The check can see a prepared statement: the one it ran itself is listed.
+    assert!(
+        prepared
+            .iter()
+            .any(|statement| statement.contains("pg_prepared_statements"))
+    );
 }
