@@ -5,22 +5,12 @@
 
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::documents_v1 as pb;
-use service_kit::auth::{ACT_FOR_TENANT_HEADER, Scope, mint_background_token};
+use service_kit::auth::ACT_FOR_TENANT_HEADER;
 use tonic::Code;
 
 use crate::fixtures::*;
 
 const TENANT: &str = "acme";
-
-fn background_token(stack: &harness::Stack) -> String {
-    mint_background_token(
-        &stack.jwt_secret,
-        "dispute-core",
-        &[Scope::DocumentsLock.as_str()],
-        chrono::Duration::minutes(5),
-    )
-    .expect("mint")
-}
 
 /// `message` as a request acting for `tenant` (no header when `None`).
 fn acting_for<T>(tenant: Option<&str>, message: T) -> tonic::Request<T> {

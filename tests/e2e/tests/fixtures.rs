@@ -496,6 +496,27 @@ pub async fn wait_for_status(
     }
 }
 
+/// The subject of the PreconditionFailure detail: what the refused condition is about.
+pub fn precondition_subject(status: &tonic::Status) -> String {
+    status
+        .get_error_details()
+        .precondition_failure()
+        .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
+        .unwrap_or_default()
+}
+
+/// dispute-core's development background credential on `stack`: no tenant,
+/// `documents:lock` only, five minutes.
+pub fn background_token(stack: &Stack) -> String {
+    service_kit::auth::mint_background_token(
+        &stack.jwt_secret,
+        "dispute-core",
+        &[service_kit::auth::Scope::DocumentsLock.as_str()],
+        chrono::Duration::minutes(5),
+    )
+    .expect("mint a background token")
+}
+
 /// The reason of the PreconditionFailure detail of a FAILED_PRECONDITION status.
 pub fn precondition_type(status: &tonic::Status) -> String {
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");

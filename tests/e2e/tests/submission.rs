@@ -233,13 +233,7 @@ async fn the_repair_worker_releases_the_lock_of_a_crashed_submission() {
         (0, 1),
         "without its token the release fails and is retried later"
     );
-    let token = service_kit::auth::mint_background_token(
-        &stack.jwt_secret,
-        "dispute-core",
-        &[service_kit::auth::Scope::DocumentsLock.as_str()],
-        chrono::Duration::minutes(5),
-    )
-    .unwrap();
+    let token = background_token(&stack);
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let repairer = app_with(
         BackgroundCredential::TokenFile(token_file),

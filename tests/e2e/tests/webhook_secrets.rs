@@ -16,7 +16,9 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-use crate::fixtures::{create, error_reason, merchant_dispute, stack, stack_with};
+use crate::fixtures::{
+    create, error_reason, merchant_dispute, precondition_subject, stack, stack_with,
+};
 use crate::webhooks::{EventsClient, create_endpoint, deliveries, events_of, verify};
 
 const SECOND_KEY: &str = "k2:c2Vjb25kLXRlc3Qtd2ViaG9vay1zZWNyZXQta2V5ISE=";
@@ -340,16 +342,6 @@ async fn create_with_request_id(
         })
         .await
         .map(tonic::Response::into_inner)
-}
-
-/// The subject of the PreconditionFailure detail: what the refused condition is about.
-fn precondition_subject(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .precondition_failure()
-        .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
-        .unwrap_or_default()
 }
 
 fn assert_no_longer_available(status: &tonic::Status, why: &str, secret: &str) {

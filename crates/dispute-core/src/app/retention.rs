@@ -52,6 +52,27 @@ impl PurgeReport {
     }
 }
 
+/// One committed batch: how many rows it picked (fewer than the limit: nothing older is
+/// left) and what it removed.
+struct Batch {
+    picked: u64,
+    removed: PurgeReport,
+}
+
+impl Batch {
+    fn of(rows: PurgedRows) -> Batch {
+        Batch {
+            picked: rows.picked,
+            removed: PurgeReport {
+                events: rows.events,
+                webhook_deliveries: rows.deliveries,
+                webhook_attempts: rows.attempts,
+                ..PurgeReport::default()
+            },
+        }
+    }
+}
+
 /// The purge over dispute-core's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Retention {
@@ -103,29 +124,36 @@ impl Retention {
         let limit = i64::from(self.settings.batch_size.max(1));
         let mut report = PurgeReport::default();
 
-        while !stop.is_cancelled() {
-            let mut tx = service_kit::database::begin(&self.pool)
-                .await
-                .context("begin")?;
-            let deleted =
-                store::purge_idempotency_keys(&mut tx, cutoffs.idempotency_keys, limit).await?;
-            tx.commit().await.context("commit")?;
-            report.batches += 1;
-            report.idempotency_keys += deleted;
-            self.count("idempotency_keys", deleted);
-            if deleted < limit.unsigned_abs() {
-                break;
-            }
-        }
+        let idempotency_before = cutoffs.idempotency_keys;
+        self.purge_batches(&mut report, stop, limit, |conn| {
+            Box::pin(async move {
+                let deleted =
+                    store::purge_idempotency_keys(conn, idempotency_before, limit).await?;
+                Ok(Batch {
+                    picked: deleted,
+                    removed: PurgeReport {
+                        idempotency_keys: deleted,
+                        ..PurgeReport::default()
+                    },
+                })
+            })
+        })
+        .await?;
         if let Some(before) = cutoffs.webhook_deliveries {
             self.purge_batches(&mut report, stop, limit, |conn| {
-                Box::pin(store::purge_finished_deliveries(conn, before, limit))
+                Box::pin(async move {
+                    Ok(Batch::of(
+                        store::purge_finished_deliveries(conn, before, limit).await?,
+                    ))
+                })
             })
             .await?;
         }
         if let Some(before) = cutoffs.events {
             self.purge_batches(&mut report, stop, limit, |conn| {
-                Box::pin(store::purge_events(conn, before, limit))
+                Box::pin(
+                    async move { Ok(Batch::of(store::purge_events(conn, before, limit).await?)) },
+                )
             })
             .await?;
         }
@@ -157,23 +185,25 @@ impl Retention {
         F: for<'c> FnMut(
             &'c mut sqlx::PgConnection,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = anyhow::Result<PurgedRows>> + Send + 'c>,
+            Box<dyn std::future::Future<Output = anyhow::Result<Batch>> + Send + 'c>,
         >,
     {
         while !stop.is_cancelled() {
             let mut tx = service_kit::database::begin(&self.pool)
                 .await
                 .context("begin")?;
-            let purged = batch(&mut tx).await?;
+            let Batch { picked, removed } = batch(&mut tx).await?;
             tx.commit().await.context("commit")?;
             report.batches += 1;
-            report.events += purged.events;
-            report.webhook_deliveries += purged.deliveries;
-            report.webhook_attempts += purged.attempts;
-            self.count("dispute_events", purged.events);
-            self.count("webhook_deliveries", purged.deliveries);
-            self.count("webhook_attempts", purged.attempts);
-            if purged.picked < limit.unsigned_abs() {
+            report.idempotency_keys += removed.idempotency_keys;
+            report.events += removed.events;
+            report.webhook_deliveries += removed.webhook_deliveries;
+            report.webhook_attempts += removed.webhook_attempts;
+            self.count("idempotency_keys", removed.idempotency_keys);
+            self.count("dispute_events", removed.events);
+            self.count("webhook_deliveries", removed.webhook_deliveries);
+            self.count("webhook_attempts", removed.webhook_attempts);
+            if picked < limit.unsigned_abs() {
                 return Ok(());
             }
         }
