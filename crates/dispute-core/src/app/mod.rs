@@ -42,9 +42,10 @@ pub use webhooks::{WebhookSettings, Webhooks};
 
 use crate::clients::documents::DocumentsClient;
 use crate::domain::error::RememberedRefusal;
-use crate::domain::evidence::DisputeDocument;
+use crate::domain::evidence::{self, DisputeDocument, FieldKind};
 use crate::domain::lifecycle::{self, AvailableAction};
 use crate::domain::{ActionRecord, Dispute, DisputeError, MoneyPolicy};
+use crate::store::evidence_texts::{self, StoredPayload};
 
 /// What every use case runs against: the database, document-store and the money policy.
 /// Build it with a struct literal, then add the snapshot encoder with
@@ -58,7 +59,8 @@ pub struct Disputes {
 
 /// How a dispute is stored in its events and in remembered idempotent responses: its wire
 /// encoding, which only the transport knows (`grpc::encode_dispute`). Replays and event
-/// payloads are exactly these bytes.
+/// payloads are exactly these bytes (stored with large evidence texts cut out and read
+/// back whole).
 pub type SnapshotEncoder = fn(&DisputeView) -> Vec<u8>;
 
 /// How a remembered refusal is stored: the status the transport answers for the error
@@ -106,9 +108,20 @@ impl App {
     }
 
     /// The stored form of a dispute: event payloads and remembered responses.
-    fn snapshot(&self, view: &DisputeView) -> Vec<u8> {
-        (self.snapshots)(view)
+    fn snapshot(&self, view: &DisputeView) -> StoredPayload {
+        stored_snapshot(self.snapshots, view)
     }
+}
+
+/// `view` encoded by `snapshots`, with its large evidence texts cut out to be stored once
+/// per dispute (store/evidence_texts.rs): only the text fields can be large, and a reader
+/// splices them back, so what is read is exactly what was encoded.
+fn stored_snapshot(snapshots: SnapshotEncoder, view: &DisputeView) -> StoredPayload {
+    let texts: Vec<&str> = evidence::fields_of(FieldKind::Text)
+        .filter_map(|field| view.dispute.evidence.get(field))
+        .map(String::as_str)
+        .collect();
+    evidence_texts::split_payload(snapshots(view), &texts)
 }
 
 /// A dispute as the API shows it: with what the tenant may do now and whether its response

@@ -14,6 +14,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use super::persist::load_for_update;
 use super::{
     App, DisputeView, IdempotencyKey, MutationGuards, Outcome, RefusalEncoder, SnapshotEncoder,
+    stored_snapshot,
 };
 use crate::domain::{Dispute, DisputeError};
 use crate::store::idempotency::{self, IdempotencyClaim, RememberedAnswer};
@@ -186,12 +187,13 @@ impl Mutation {
     ) -> Result<Outcome<DisputeView>, DisputeError> {
         let view = DisputeView::at(dispute, now);
         if let Some(key) = &self.key {
-            let response = (self.snapshots)(&view);
+            let response = stored_snapshot(self.snapshots, &view);
             idempotency::save_idempotent_response(
                 &mut self.tx,
                 &self.tenant_id,
                 self.operation,
                 &key.request_id,
+                &view.dispute.id,
                 &response,
             )
             .await?;

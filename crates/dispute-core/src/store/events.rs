@@ -8,28 +8,34 @@ use domain_kit::ids::EventId;
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 
+use super::evidence_texts::{self, AsStoredPayload};
+
 /// Records events of `event_types` (in that order) holding the dispute as it is after the
-/// change, and one webhook delivery of each per enabled endpoint of the tenant that takes its
-/// type, in one statement (the deliveries commit with their events, or neither does);
-/// returns the events' `evt_` ids.
+/// change (`payload`, stored without its large evidence texts, which are saved once in
+/// `evidence_texts`), and one webhook delivery of each per enabled endpoint of the tenant
+/// that takes its type, in one statement (the deliveries commit with their events, or
+/// neither does); returns the events' `evt_` ids.
 pub async fn insert_events_with_deliveries(
     conn: &mut PgConnection,
     tenant_id: &str,
     dispute_id: &str,
     event_types: &[&str],
-    payload: &[u8],
+    payload: &(impl AsStoredPayload + ?Sized),
 ) -> anyhow::Result<Vec<String>> {
     if event_types.is_empty() {
         return Ok(Vec::new());
     }
+    let payload = payload.as_stored();
+    evidence_texts::save_texts(conn, tenant_id, dispute_id, &payload).await?;
     let ids: Vec<String> = event_types
         .iter()
         .map(|_| EventId::generate().as_str().to_owned())
         .collect();
     sqlx::query(
         "with recorded as (
-             insert into dispute_events (tenant_id, id, dispute_id, type, payload)
-             select $1, e.id, $2, e.type, $5
+             insert into dispute_events (tenant_id, id, dispute_id, type, payload,
+                 payload_texts, payload_text_offsets)
+             select $1, e.id, $2, e.type, $5, $6, $7
                from unnest($3::text[], $4::text[]) with ordinality as e(id, type, n)
               order by e.n
              returning id, type)
@@ -45,7 +51,9 @@ pub async fn insert_events_with_deliveries(
     .bind(dispute_id)
     .bind(&ids)
     .bind(event_types)
-    .bind(payload)
+    .bind(&payload.bytes)
+    .bind(payload.digests_column())
+    .bind(payload.offsets_column())
     .execute(&mut *conn)
     .await
     .context("insert events and their webhook deliveries")?;
@@ -58,7 +66,7 @@ pub async fn insert_event(
     tenant_id: &str,
     dispute_id: &str,
     event_type: &str,
-    payload: &[u8],
+    payload: &(impl AsStoredPayload + ?Sized),
 ) -> anyhow::Result<String> {
     let ids =
         insert_events_with_deliveries(conn, tenant_id, dispute_id, &[event_type], payload).await?;
@@ -81,15 +89,14 @@ pub const EVENTS_INSERTED_CHANNEL: &str = "dispute_events_inserted";
 const SEQUENCER_LOCK_KEY: i64 = 0x6576_745f_7365_7131; // "evt_seq1"
 
 /// A stored event.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     pub id: String,
     pub dispute_id: String,
-    #[sqlx(rename = "type")]
     pub event_type: String,
-    /// The dispute after the change, encoded as `disputes.v1.Dispute`.
+    /// The dispute after the change, encoded as `disputes.v1.Dispute` (whole: its evidence
+    /// texts are spliced back in when it is read).
     pub payload: Vec<u8>,
-    #[sqlx(rename = "created_at")]
     pub create_time: DateTime<Utc>,
     /// Per-tenant position (dense: 1, 2, 3, ...); 0 while the sequencer has not numbered
     /// the event yet (a few milliseconds after its commit). Readers that page or stream
@@ -97,8 +104,53 @@ pub struct EventRow {
     pub position: i64,
 }
 
-const EVENT_COLUMNS: &str =
-    "id, dispute_id, type, payload, created_at, coalesce(position, 0) as position";
+/// An event row as selected: its payload still without its evidence texts.
+#[derive(sqlx::FromRow)]
+struct SelectedEvent {
+    id: String,
+    dispute_id: String,
+    #[sqlx(rename = "type")]
+    event_type: String,
+    payload: Vec<u8>,
+    payload_text_offsets: Option<Vec<i32>>,
+    payload_text_bodies: Option<Vec<Vec<u8>>>,
+    created_at: DateTime<Utc>,
+    position: i64,
+}
+
+impl TryFrom<SelectedEvent> for EventRow {
+    type Error = anyhow::Error;
+
+    fn try_from(row: SelectedEvent) -> anyhow::Result<EventRow> {
+        let payload = evidence_texts::join_payload(
+            row.payload,
+            row.payload_text_offsets.as_deref(),
+            row.payload_text_bodies,
+        )
+        .with_context(|| format!("read the payload of event {}", row.id))?;
+        Ok(EventRow {
+            id: row.id,
+            dispute_id: row.dispute_id,
+            event_type: row.event_type,
+            payload,
+            create_time: row.created_at,
+            position: row.position,
+        })
+    }
+}
+
+fn whole_events(rows: Vec<SelectedEvent>) -> anyhow::Result<Vec<EventRow>> {
+    rows.into_iter().map(EventRow::try_from).collect()
+}
+
+/// The columns of [`SelectedEvent`], with the evidence texts its payload references.
+static EVENT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "id, dispute_id, type, payload, payload_text_offsets, {} as payload_text_bodies,
+         created_at, coalesce(position, 0) as position",
+        evidence_texts::texts_of("dispute_events", "dispute_id", "payload_texts")
+    )
+});
 
 /// What ListEvents filters on, as the store reads it.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +167,7 @@ pub struct EventQuery<'a> {
 /// created after, created before (`null`: no such filter), limit.
 pub static LIST_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select {EVENT_COLUMNS} from dispute_events
+        "select {} from dispute_events
           where tenant_id = $1
             and position > $2
             and (cardinality($3::text[]) = 0 or type = any($3))
@@ -123,7 +175,8 @@ pub static LIST_EVENTS_SQL: LazyLock<String> = LazyLock::new(|| {
             and ($5::timestamptz is null or created_at >= $5)
             and ($6::timestamptz is null or created_at < $6)
           order by position
-          limit $7"
+          limit $7",
+        *EVENT_COLUMNS
     )
 });
 
@@ -143,7 +196,7 @@ pub async fn list_events(
     // one (filters written `$n is null or …`) costs about the same as an unfiltered custom
     // plan but can use no filter index, so a filtered page would read the tenant's whole
     // feed (docs/performance.md, "Indexes").
-    let rows = sqlx::query_as(&LIST_EVENTS_SQL)
+    let rows: Vec<SelectedEvent> = sqlx::query_as(&LIST_EVENTS_SQL)
         .persistent(false)
         .bind(tenant_id)
         .bind(after_position)
@@ -155,7 +208,7 @@ pub async fn list_events(
         .fetch_all(&mut *conn)
         .await
         .context("list events")?;
-    Ok(rows)
+    whole_events(rows)
 }
 
 /// The position of one event of a tenant: `None` when the tenant has no such event (never
@@ -185,11 +238,12 @@ pub async fn events_after_position(
     after_position: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<EventRow>> {
-    let rows = sqlx::query_as(&format!(
-        "select {EVENT_COLUMNS} from dispute_events
+    let rows: Vec<SelectedEvent> = sqlx::query_as(&format!(
+        "select {} from dispute_events
           where tenant_id = $1 and position > $2
           order by position
-          limit $3"
+          limit $3",
+        *EVENT_COLUMNS
     ))
     .bind(tenant_id)
     .bind(after_position)
@@ -197,7 +251,7 @@ pub async fn events_after_position(
     .fetch_all(&mut *conn)
     .await
     .context("read events after position")?;
-    Ok(rows)
+    whole_events(rows)
 }
 
 /// One event of a tenant.
@@ -207,15 +261,16 @@ pub async fn find_event(
     tenant_id: &str,
     id: &str,
 ) -> anyhow::Result<Option<EventRow>> {
-    let row = sqlx::query_as(&format!(
-        "select {EVENT_COLUMNS} from dispute_events where tenant_id = $1 and id = $2"
+    let row: Option<SelectedEvent> = sqlx::query_as(&format!(
+        "select {} from dispute_events where tenant_id = $1 and id = $2",
+        *EVENT_COLUMNS
     ))
     .bind(tenant_id)
     .bind(id)
     .fetch_optional(&mut *conn)
     .await
     .context("find event")?;
-    Ok(row)
+    row.map(EventRow::try_from).transpose()
 }
 
 /// The position of the newest committed event of a tenant (0 without events).

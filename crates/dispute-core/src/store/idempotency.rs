@@ -3,6 +3,7 @@
 use anyhow::Context;
 use sqlx::PgConnection;
 
+use super::evidence_texts::{self, AsStoredPayload};
 use crate::domain::error::RememberedRefusal;
 
 /// What an idempotency key says about a mutation.
@@ -18,20 +19,25 @@ pub enum IdempotencyClaim {
 
 /// What a used key answered the first time.
 pub enum RememberedAnswer {
-    /// The response, as the snapshot encoder stored it.
+    /// The response, as the snapshot encoder encoded it (whole: its evidence texts are
+    /// spliced back in when it is read).
     Response(Vec<u8>),
     /// A business refusal.
     Refusal(RememberedRefusal),
 }
 
-/// A stored key: fingerprint, response and the refusal, if one was remembered.
-type StoredKey = (
-    String,
-    Vec<u8>,
-    Option<i32>,
-    Option<String>,
-    Option<Vec<u8>>,
-);
+/// A stored key: fingerprint, response (without its evidence texts, with where they go
+/// back and the texts) and the refusal, if one was remembered.
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    request_fingerprint: String,
+    response: Vec<u8>,
+    response_text_offsets: Option<Vec<i32>>,
+    response_text_bodies: Option<Vec<Vec<u8>>>,
+    refusal_code: Option<i32>,
+    refusal_message: Option<String>,
+    refusal_details: Option<Vec<u8>>,
+}
 
 /// Claims `request_id` for this transaction. A concurrent holder of the same key makes this
 /// wait until it commits (then the key reads as used) or rolls back (then it is ours).
@@ -62,11 +68,14 @@ pub async fn claim_idempotency_key(
         if inserted == 1 {
             return Ok(IdempotencyClaim::New);
         }
-        stored = sqlx::query_as::<_, StoredKey>(
-            "select request_fingerprint, response, refusal_code, refusal_message, refusal_details
+        stored = sqlx::query_as::<_, StoredKey>(&format!(
+            "select request_fingerprint, response, response_text_offsets,
+                    {} as response_text_bodies,
+                    refusal_code, refusal_message, refusal_details
                from idempotency_keys
               where tenant_id = $1 and operation = $2 and request_id = $3",
-        )
+            evidence_texts::texts_of("idempotency_keys", "response_dispute_id", "response_texts")
+        ))
         .bind(tenant_id)
         .bind(operation)
         .bind(request_id)
@@ -77,18 +86,24 @@ pub async fn claim_idempotency_key(
             break;
         }
     }
-    let (request_fingerprint, response, code, message, details) =
-        stored.context("idempotency key neither inserted nor found")?;
-    let answer = match code {
+    let stored = stored.context("idempotency key neither inserted nor found")?;
+    let answer = match stored.refusal_code {
         Some(code) => RememberedAnswer::Refusal(RememberedRefusal {
             code,
-            message: message.unwrap_or_default(),
-            details: details.unwrap_or_default(),
+            message: stored.refusal_message.unwrap_or_default(),
+            details: stored.refusal_details.unwrap_or_default(),
         }),
-        None => RememberedAnswer::Response(response),
+        None => RememberedAnswer::Response(
+            evidence_texts::join_payload(
+                stored.response,
+                stored.response_text_offsets.as_deref(),
+                stored.response_text_bodies,
+            )
+            .context("read a remembered response")?,
+        ),
     };
     Ok(IdempotencyClaim::Used {
-        request_fingerprint,
+        request_fingerprint: stored.request_fingerprint,
         answer,
     })
 }
@@ -118,21 +133,32 @@ pub async fn save_idempotent_refusal(
     Ok(())
 }
 
+/// Remembers the response for a claimed key (in the claiming transaction): the dispute
+/// `dispute_id` as encoded, stored without its large evidence texts (saved once in
+/// `evidence_texts`).
 pub async fn save_idempotent_response(
     conn: &mut PgConnection,
     tenant_id: &str,
     operation: &str,
     request_id: &str,
-    response: &[u8],
+    dispute_id: &str,
+    response: &(impl AsStoredPayload + ?Sized),
 ) -> anyhow::Result<()> {
+    let response = response.as_stored();
+    evidence_texts::save_texts(conn, tenant_id, dispute_id, &response).await?;
     sqlx::query(
-        "update idempotency_keys set response = $4
+        "update idempotency_keys
+            set response = $4, response_dispute_id = $5, response_texts = $6,
+                response_text_offsets = $7
           where tenant_id = $1 and operation = $2 and request_id = $3",
     )
     .bind(tenant_id)
     .bind(operation)
     .bind(request_id)
-    .bind(response)
+    .bind(&response.bytes)
+    .bind(response.has_cuts().then_some(dispute_id))
+    .bind(response.digests_column())
+    .bind(response.offsets_column())
     .execute(&mut *conn)
     .await
     .context("save idempotent response")?;

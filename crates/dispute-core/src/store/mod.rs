@@ -6,6 +6,7 @@ pub mod deadlines;
 pub mod disputed_totals;
 pub mod disputes;
 pub mod events;
+pub mod evidence_texts;
 pub mod history;
 pub mod idempotency;
 pub mod ledger;

@@ -35,7 +35,7 @@ async fn an_idempotency_key_is_new_once_then_replays_after_commit(pool: PgPool) 
         .await
         .unwrap();
     assert!(used(first).is_none());
-    save_idempotent_response(&mut tx, TENANT, "CreateDispute", "req-1", b"response-1")
+    save_idempotent_response(&mut tx, TENANT, "CreateDispute", "req-1", "dsp_a", b"response-1")
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -108,7 +108,7 @@ fn spawn_second_claim(pool: &PgPool) -> tokio::task::JoinHandle<(Replay, tokio::
         let returned = tokio::time::Instant::now();
         let claim = used(claim);
         if claim.is_none() {
-            save_idempotent_response(&mut tx, TENANT, "CreateDispute", "req-1", b"response-2")
+            save_idempotent_response(&mut tx, TENANT, "CreateDispute", "req-1", "dsp_a", b"response-2")
                 .await
                 .unwrap();
         }
@@ -133,7 +133,7 @@ async fn a_concurrent_claim_waits_for_the_first_to_commit_then_replays(pool: PgP
         "the second claim returned while the first was open"
     );
 
-    save_idempotent_response(&mut first, TENANT, "CreateDispute", "req-1", b"response-1")
+    save_idempotent_response(&mut first, TENANT, "CreateDispute", "req-1", "dsp_a", b"response-1")
         .await
         .unwrap();
     let committing = tokio::time::Instant::now();
