@@ -18,7 +18,8 @@ create table evidence_texts (
     -- Raised (at most hourly) by every write that references the text; the retention purge
     -- only looks at texts unused for longer than events and request ids are kept.
     last_used_at timestamptz not null default now(),
-    primary key (tenant_id, dispute_id, sha256)
+    primary key (tenant_id, dispute_id, sha256),
+    foreign key (tenant_id, dispute_id) references disputes (tenant_id, id)
 );
 create index evidence_texts_by_last_use on evidence_texts (last_used_at);
 

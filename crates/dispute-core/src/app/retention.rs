@@ -1,12 +1,13 @@
 //! The retention purge (docs/api.md, "Retention"): a periodic worker that deletes
 //! idempotency keys past their window, finished webhook deliveries (with their attempts)
-//! and, when configured, old events. Each batch is its own short transaction
+//! and, when configured, old events and then the evidence texts no kept event or remembered
+//! response references any more. Each batch is its own short transaction
 //! (`store::retention`); the run stops between batches when the service shuts down. The
 //! cutoffs come from `domain::retention`.
 //!
 //! | metric | kind | unit | attributes |
 //! | --- | --- | --- | --- |
-//! | `retention.purged` | counter | {row} | table (`idempotency_keys`, `webhook_deliveries`, `webhook_attempts`, `dispute_events`) |
+//! | `retention.purged` | counter | {row} | table (`idempotency_keys`, `webhook_deliveries`, `webhook_attempts`, `dispute_events`, `evidence_texts`) |
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::DisputeError;
 use crate::domain::retention::RetentionPolicy;
+use crate::store::evidence_texts;
 use crate::store::retention::{self as store, PurgedRows};
 
 /// How the purge runs (flags `--…-retention-…`, docs/configuration.md).
@@ -40,6 +42,7 @@ pub struct PurgeReport {
     pub webhook_deliveries: u64,
     pub webhook_attempts: u64,
     pub events: u64,
+    pub evidence_texts: u64,
     /// Transactions the run committed.
     pub batches: u64,
     /// The service began to shut down: the run stopped between two batches.
@@ -48,7 +51,11 @@ pub struct PurgeReport {
 
 impl PurgeReport {
     fn rows(&self) -> u64 {
-        self.idempotency_keys + self.webhook_deliveries + self.webhook_attempts + self.events
+        self.idempotency_keys
+            + self.webhook_deliveries
+            + self.webhook_attempts
+            + self.events
+            + self.evidence_texts
     }
 }
 
@@ -156,6 +163,26 @@ impl Retention {
                 )
             })
             .await?;
+            // Texts only events and remembered responses reference (the disputes row keeps
+            // its own copy). While events are kept forever every text stays referenced by
+            // the events that wrote it, so there is nothing to look for. A run stopped
+            // early leaves them for the next one.
+            let idempotency_before = cutoffs.idempotency_keys;
+            let texts_before = before.min(idempotency_before) - evidence_texts::LAST_USE_SLACK;
+            self.purge_batches(&mut report, stop, limit, |conn| {
+                Box::pin(async move {
+                    let deleted =
+                        evidence_texts::purge_unused_texts(conn, texts_before, limit).await?;
+                    Ok(Batch {
+                        picked: deleted,
+                        removed: PurgeReport {
+                            evidence_texts: deleted,
+                            ..PurgeReport::default()
+                        },
+                    })
+                })
+            })
+            .await?;
         }
         report.stopped = stop.is_cancelled();
         if report.rows() > 0 {
@@ -164,6 +191,7 @@ impl Retention {
                 webhook_deliveries = report.webhook_deliveries,
                 webhook_attempts = report.webhook_attempts,
                 events = report.events,
+                evidence_texts = report.evidence_texts,
                 batches = report.batches,
                 stopped = report.stopped,
                 "retention purge removed old rows"
@@ -199,10 +227,12 @@ impl Retention {
             report.events += removed.events;
             report.webhook_deliveries += removed.webhook_deliveries;
             report.webhook_attempts += removed.webhook_attempts;
+            report.evidence_texts += removed.evidence_texts;
             self.count("idempotency_keys", removed.idempotency_keys);
             self.count("dispute_events", removed.events);
             self.count("webhook_deliveries", removed.webhook_deliveries);
             self.count("webhook_attempts", removed.webhook_attempts);
+            self.count("evidence_texts", removed.evidence_texts);
             if picked < limit.unsigned_abs() {
                 return Ok(());
             }

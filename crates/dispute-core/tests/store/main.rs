@@ -6,6 +6,7 @@
 mod deadline_sweep;
 mod disputes;
 mod events;
+mod evidence_texts;
 mod history;
 mod idempotency;
 mod query_plans;
