@@ -34,6 +34,7 @@ mod sequencer_stall;
 mod shutdown;
 mod stack_cleanup;
 mod startup;
+mod storage_growth;
 mod stream_limits;
 mod submission;
 mod tls;

@@ -11,6 +11,7 @@ pub mod figures;
 pub mod jwks_server;
 pub mod private_postgres;
 pub mod process;
+pub mod storage;
 mod proxy;
 mod s3;
 mod stack;
