@@ -453,18 +453,35 @@ pub async fn event_types(stack: &Stack, dispute_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The events recorded for a dispute with their payloads, in order.
+/// The events recorded for a dispute with their whole payloads (large evidence texts, stored
+/// once in `evidence_texts`, spliced back in), in order.
 pub async fn event_payloads(stack: &Stack, dispute_id: &str) -> Vec<(String, Vec<u8>)> {
+    type Row = (String, Vec<u8>, Option<Vec<i32>>, Option<Vec<Vec<u8>>>);
     let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
-    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "select type, payload from dispute_events where dispute_id = $1 order by seq",
+    let rows: Vec<Row> = sqlx::query_as(
+        "select e.type, e.payload, e.payload_text_offsets,
+                (select array_agg(t.body order by r.n)
+                   from unnest(e.payload_texts) with ordinality as r(sha256, n)
+                   join evidence_texts t on t.tenant_id = e.tenant_id
+                    and t.dispute_id = e.dispute_id and t.sha256 = r.sha256)
+           from dispute_events e where e.dispute_id = $1 order by e.seq",
     )
     .bind(dispute_id)
     .fetch_all(&pool)
     .await
     .unwrap();
     pool.close().await;
-    rows
+    rows.into_iter()
+        .map(|(kind, stored, offsets, texts)| {
+            let whole = dispute_core::store::evidence_texts::join_payload(
+                stored,
+                offsets.as_deref(),
+                texts,
+            )
+            .unwrap();
+            (kind, whole)
+        })
+        .collect()
 }
 
 /// An event payload: the dispute after the change, encoded as `disputes.v1.Dispute`.

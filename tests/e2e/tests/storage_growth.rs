@@ -8,9 +8,7 @@ use std::time::Duration;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::event_service_client::EventServiceClient;
 use harness::Bearer;
-use harness::storage::{
-    EVIDENCE_CHARS, Lifecycle, dispute_bytes, merchant_lifecycle, total_bytes,
-};
+use harness::storage::{EVIDENCE_CHARS, Lifecycle, dispute_bytes, merchant_lifecycle, total_bytes};
 use prost::Message;
 
 use crate::fixtures::stack;
@@ -116,8 +114,14 @@ async fn a_disputes_evidence_is_stored_about_twice_and_read_back_whole() {
         }
     }
     assert_eq!(
-        streamed.iter().map(Message::encode_to_vec).collect::<Vec<_>>(),
-        listed.iter().map(Message::encode_to_vec).collect::<Vec<_>>()
+        streamed
+            .iter()
+            .map(Message::encode_to_vec)
+            .collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(Message::encode_to_vec)
+            .collect::<Vec<_>>()
     );
     let with_evidence: Vec<&dpb::Event> = listed
         .iter()
@@ -127,7 +131,12 @@ async fn a_disputes_evidence_is_stored_about_twice_and_read_back_whole() {
     for event in &with_evidence {
         let dispute = event.dispute.as_ref().unwrap();
         let texts = texts_of(dispute);
-        assert_eq!(texts[1..], expected_texts(&lifecycle)[1..], "{}", event.r#type);
+        assert_eq!(
+            texts[1..],
+            expected_texts(&lifecycle)[1..],
+            "{}",
+            event.r#type
+        );
     }
     // The last event is the outcome, with the dispute exactly as the outcome answered it
     // (but for the history, of which an event holds only the entry that caused it).

@@ -11,10 +11,10 @@ pub mod figures;
 pub mod jwks_server;
 pub mod private_postgres;
 pub mod process;
-pub mod storage;
 mod proxy;
 mod s3;
 mod stack;
+pub mod storage;
 pub mod webhook_receiver;
 
 pub use clients::{

@@ -131,7 +131,10 @@ pub fn split_payload(whole: Vec<u8>, texts: &[&str]) -> StoredPayload {
         }
     }
     // Offsets are stored as `integer`: a payload too large for that is stored whole.
-    if kept.last().is_some_and(|last| i32::try_from(last.1).is_err()) {
+    if kept
+        .last()
+        .is_some_and(|last| i32::try_from(last.1).is_err())
+    {
         kept.clear();
     }
     let mut stored = StoredPayload {
@@ -144,7 +147,9 @@ pub fn split_payload(whole: Vec<u8>, texts: &[&str]) -> StoredPayload {
     for (start, end) in kept {
         stored.bytes.extend_from_slice(&whole[copied..start]);
         let text = whole[start..end].to_vec();
-        stored.offsets.push(i32::try_from(start).unwrap_or(i32::MAX));
+        stored
+            .offsets
+            .push(i32::try_from(start).unwrap_or(i32::MAX));
         stored.digests.push(Sha256::digest(&text).to_vec());
         stored.texts.push(text);
         copied = end;
@@ -301,7 +306,10 @@ mod tests {
         let stored = split_payload(whole.clone(), &[&big]);
         assert_eq!(stored.bytes, b"headtail");
         assert_eq!(stored.offsets, vec![4]);
-        assert_eq!(stored.digests, vec![Sha256::digest(big.as_bytes()).to_vec()]);
+        assert_eq!(
+            stored.digests,
+            vec![Sha256::digest(big.as_bytes()).to_vec()]
+        );
         assert_eq!(stored.whole().unwrap(), whole);
     }
 

@@ -90,9 +90,16 @@ async fn events_and_responses_read_back_whole_and_share_one_copy(pool: PgPool) {
         IdempotencyClaim::New
     ));
     let response = split_payload(wholes[3].clone(), &[&big, &other]);
-    save_idempotent_response(&mut tx, TENANT, "UpdateDispute", "req-1", "dsp_a", &response)
-        .await
-        .unwrap();
+    save_idempotent_response(
+        &mut tx,
+        TENANT,
+        "UpdateDispute",
+        "req-1",
+        "dsp_a",
+        &response,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     number(&pool).await;
 
@@ -114,8 +121,13 @@ async fn events_and_responses_read_back_whole_and_share_one_copy(pool: PgPool) {
     let listed = list_events(&mut conn, TENANT, &EventQuery::default(), 0, 100)
         .await
         .unwrap();
-    assert_eq!(listed.iter().map(|e| &e.payload).collect::<Vec<_>>(), expected);
-    let streamed = events_after_position(&mut conn, TENANT, 2, 100).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| &e.payload).collect::<Vec<_>>(),
+        expected
+    );
+    let streamed = events_after_position(&mut conn, TENANT, 2, 100)
+        .await
+        .unwrap();
     assert_eq!(
         streamed.iter().map(|e| &e.payload).collect::<Vec<_>>(),
         expected[2..]
@@ -196,9 +208,16 @@ async fn the_purge_deletes_only_old_texts_nothing_references(pool: PgPool) {
         .await
         .unwrap();
     let response = split_payload(payload(2, &[&answered]), &[&answered]);
-    save_idempotent_response(&mut tx, TENANT, "UpdateDispute", "req-1", "dsp_a", &response)
-        .await
-        .unwrap();
+    save_idempotent_response(
+        &mut tx,
+        TENANT,
+        "UpdateDispute",
+        "req-1",
+        "dsp_a",
+        &response,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     age_texts(&pool).await;
     // The events of `dropped` and `recent` are purged; `recent` was used again since.
@@ -214,11 +233,10 @@ async fn the_purge_deletes_only_old_texts_nothing_references(pool: PgPool) {
         .unwrap();
 
     assert_eq!(purge(&pool).await, 1);
-    let left: Vec<Vec<u8>> =
-        sqlx::query_scalar("select body from evidence_texts order by body")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let left: Vec<Vec<u8>> = sqlx::query_scalar("select body from evidence_texts order by body")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     let mut expected = vec![
         kept.as_bytes().to_vec(),
         answered.as_bytes().to_vec(),
@@ -262,7 +280,12 @@ async fn a_text_a_write_is_using_survives_the_purge(pool: PgPool) {
     assert_eq!(purge(&pool).await, 0);
     number(&pool).await;
     let mut conn = pool.acquire().await.unwrap();
-    assert!(find_event(&mut conn, TENANT, &first).await.unwrap().is_none());
+    assert!(
+        find_event(&mut conn, TENANT, &first)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let read = find_event(&mut conn, TENANT, &second)
         .await
         .unwrap()
@@ -297,6 +320,9 @@ async fn a_text_a_write_is_using_survives_the_purge(pool: PgPool) {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     purging.commit().await.unwrap();
     let third = writer.await.unwrap();
-    let read = find_event(&mut conn, TENANT, &third).await.unwrap().unwrap();
+    let read = find_event(&mut conn, TENANT, &third)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(read.payload, payload(1, &[&big]));
 }

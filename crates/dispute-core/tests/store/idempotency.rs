@@ -35,9 +35,16 @@ async fn an_idempotency_key_is_new_once_then_replays_after_commit(pool: PgPool) 
         .await
         .unwrap();
     assert!(used(first).is_none());
-    save_idempotent_response(&mut tx, TENANT, "CreateDispute", "req-1", "dsp_a", b"response-1")
-        .await
-        .unwrap();
+    save_idempotent_response(
+        &mut tx,
+        TENANT,
+        "CreateDispute",
+        "req-1",
+        "dsp_a",
+        b"response-1",
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut conn = pool.acquire().await.unwrap();
@@ -108,9 +115,16 @@ fn spawn_second_claim(pool: &PgPool) -> tokio::task::JoinHandle<(Replay, tokio::
         let returned = tokio::time::Instant::now();
         let claim = used(claim);
         if claim.is_none() {
-            save_idempotent_response(&mut tx, TENANT, "CreateDispute", "req-1", "dsp_a", b"response-2")
-                .await
-                .unwrap();
+            save_idempotent_response(
+                &mut tx,
+                TENANT,
+                "CreateDispute",
+                "req-1",
+                "dsp_a",
+                b"response-2",
+            )
+            .await
+            .unwrap();
         }
         tx.commit().await.unwrap();
         (claim, returned)
@@ -133,9 +147,16 @@ async fn a_concurrent_claim_waits_for_the_first_to_commit_then_replays(pool: PgP
         "the second claim returned while the first was open"
     );
 
-    save_idempotent_response(&mut first, TENANT, "CreateDispute", "req-1", "dsp_a", b"response-1")
-        .await
-        .unwrap();
+    save_idempotent_response(
+        &mut first,
+        TENANT,
+        "CreateDispute",
+        "req-1",
+        "dsp_a",
+        b"response-1",
+    )
+    .await
+    .unwrap();
     let committing = tokio::time::Instant::now();
     first.commit().await.unwrap();
 

@@ -40,7 +40,10 @@ async fn run(stack: &Stack, args: &Args) -> anyhow::Result<()> {
         )
         .await?;
         for size in sizes {
-            match per_table.iter_mut().find(|(table, _, _)| *table == size.table) {
+            match per_table
+                .iter_mut()
+                .find(|(table, _, _)| *table == size.table)
+            {
                 Some(entry) => {
                     entry.1 += size.rows;
                     entry.2 += size.bytes;
@@ -56,7 +59,10 @@ async fn run(stack: &Stack, args: &Args) -> anyhow::Result<()> {
         "storage per dispute: merchant lifecycle, {EVIDENCE_CHARS} characters of incompressible \
          evidence, 10 changes ({disputes} disputes averaged)"
     );
-    println!("{:<22} {:>6} {:>12} {:>10}", "table", "rows", "bytes", "x evidence");
+    println!(
+        "{:<22} {:>6} {:>12} {:>10}",
+        "table", "rows", "bytes", "x evidence"
+    );
     let mut total = 0;
     for (table, rows, bytes) in &per_table {
         let bytes = bytes / count;
