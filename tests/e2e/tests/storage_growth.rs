@@ -165,3 +165,85 @@ async fn a_disputes_evidence_is_stored_about_twice_and_read_back_whole() {
     pool.close().await;
     stack.stop().await;
 }
+
+/// Once retention has purged the events and remembered responses that used a dispute's
+/// evidence texts, the purge removes the texts too; the dispute keeps its evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_texts_go_with_the_last_event_and_response_that_used_them() {
+    use dispute_core::app::retention::{Retention, RetentionSettings};
+    use dispute_core::domain::retention::RetentionPolicy;
+
+    let stack = stack().await;
+    let mut disputes = stack.disputes_of("acme").await;
+    let lifecycle = merchant_lifecycle(&mut disputes, "VISA-PURGE", 7)
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("select count(*) from {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // Every event numbered (the purge takes numbered events only).
+    tokio::time::timeout(PATIENCE, async {
+        while sqlx::query_scalar::<_, i64>(
+            "select count(*) from dispute_events where position is null",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("events not numbered");
+    assert_eq!(count("evidence_texts").await, 2);
+
+    let purge = |event_days: u32| {
+        Retention::new(
+            pool.clone(),
+            RetentionSettings {
+                policy: RetentionPolicy {
+                    event_days,
+                    ..RetentionPolicy::default()
+                },
+                interval: Duration::from_secs(300),
+                batch_size: 2,
+            },
+        )
+    };
+    // Events kept forever: the texts stay (the events that wrote them still use them),
+    // even once the remembered responses are gone.
+    let later = chrono::Utc::now() + chrono::Duration::days(40);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let report = purge(0).purge_at(later, &stop).await.unwrap();
+    assert_eq!(report.idempotency_keys, lifecycle.updates.len() as u64);
+    assert_eq!((report.events, report.evidence_texts), (0, 0));
+    assert_eq!(count("evidence_texts").await, 2);
+
+    // Events kept 30 days, 40 days on: events go, and the texts with them.
+    let report = purge(30).purge_at(later, &stop).await.unwrap();
+    assert!(report.events >= 11, "{report:?}");
+    assert_eq!(report.evidence_texts, 2, "{report:?}");
+    assert_eq!(count("evidence_texts").await, 0);
+    assert_eq!(count("dispute_events").await, 0);
+
+    let dispute = disputes
+        .get_dispute(dpb::GetDisputeRequest {
+            id: lifecycle.dispute_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dispute
+        .unwrap();
+    assert_eq!(texts_of(&dispute), expected_texts(&lifecycle));
+    pool.close().await;
+    stack.stop().await;
+}
