@@ -209,15 +209,17 @@ pub async fn save_texts(
     if !payload.has_cuts() {
         return Ok(());
     }
-    // One row per digest: `on conflict do update` may not touch a row twice.
-    let mut seen = HashSet::new();
-    let (digests, texts): (Vec<&[u8]>, Vec<&[u8]>) = payload
+    // One row per digest (`on conflict do update` may not touch a row twice), in digest
+    // order, so two writers of the same texts lock them in the same order.
+    let mut rows: Vec<(&[u8], &[u8])> = payload
         .digests
         .iter()
         .zip(&payload.texts)
-        .filter(|(digest, _)| seen.insert(digest.as_slice()))
         .map(|(digest, text)| (digest.as_slice(), text.as_slice()))
-        .unzip();
+        .collect();
+    rows.sort_unstable_by_key(|(digest, _)| *digest);
+    rows.dedup_by_key(|(digest, _)| *digest);
+    let (digests, texts): (Vec<&[u8]>, Vec<&[u8]>) = rows.into_iter().unzip();
     // `do update … where` locks the existing row even when it does not update it; it
     // updates it whenever the purge could be considering it (older than the refresh), so a
     // purge that read before this commit finds the row changed and re-checks its age.
