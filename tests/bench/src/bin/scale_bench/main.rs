@@ -60,6 +60,9 @@ pub struct Args {
     /// Keep the seeded databases, and reuse them when they exist.
     #[arg(long)]
     keep_db: bool,
+    /// Only seed the databases (kept, as with --keep-db), measure nothing.
+    #[arg(long)]
+    seed_only: bool,
     /// Tiny sizes (CI: proves the bench still works, the figures mean nothing).
     #[arg(long, env = "BENCH_SCALE_QUICK")]
     quick: bool,
@@ -112,6 +115,7 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     args.apply_quick();
+    args.keep_db |= args.seed_only;
     let (small, large) = args.sizes()?;
     let admin_url = harness::admin_database_url();
     let mut measured = Vec::new();
@@ -128,11 +132,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        let result = result?;
-        report::print_size(&result);
-        measured.push(result);
+        if let Some(result) = result? {
+            report::print_size(&result);
+            measured.push(result);
+        }
     }
-    report::print_ratios(&args, &measured[0], &measured[1]);
+    if let [small, large] = &measured[..] {
+        report::print_ratios(&args, small, large);
+    }
     Ok(())
 }
 
@@ -142,7 +149,7 @@ async fn measure_size(
     size: Size,
     admin_url: &str,
     names: &(String, String),
-) -> anyhow::Result<Measured> {
+) -> anyhow::Result<Option<Measured>> {
     eprintln!(
         "\n{label}: {} disputes across {} tenants, {} events ({} per dispute) over {} days",
         size.disputes,
@@ -172,6 +179,10 @@ async fn measure_size(
         }
     };
 
+    if args.seed_only {
+        eprintln!("  seeded (--seed-only): {} and {}", names.0, names.1);
+        return Ok(None);
+    }
     let stack = Stack::start(StackOptions {
         databases: Some(names.clone()),
         ..Default::default()
@@ -184,7 +195,7 @@ async fn measure_size(
     let (rows, replay) = result?;
     let sizes = sizes(&disputes_url, &documents_url, size).await?;
     let purge = purge_oldest_day(&disputes_url).await?;
-    Ok(Measured {
+    Ok(Some(Measured {
         label,
         size,
         seed_seconds: info.seconds,
@@ -193,7 +204,7 @@ async fn measure_size(
         replay,
         sizes,
         purge,
-    })
+    }))
 }
 
 type Rows = Vec<(String, Phase)>;

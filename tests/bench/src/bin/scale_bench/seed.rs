@@ -186,7 +186,7 @@ pub async fn seed(
 }
 
 /// The templates, through the API: a merchant chargeback with staged evidence (two history
-/// entries, a withdrawal and a fee), an issuer inquiry and a merchant inquiry.
+/// entries and the withdrawal with its fee), an issuer inquiry and a merchant inquiry.
 async fn make_templates(stack: &Stack) -> anyhow::Result<()> {
     let client = stack.disputes_of(TEMPLATE_TENANT).await;
     let chargeback =
