@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     let admin_url = harness::admin_database_url();
     let mut measured = Vec::new();
     for (label, size) in [("small", small), ("large", large)] {
-        let names = size.database_names();
+        let names = size.database_names(args.keep_db);
         let result = tokio::select! {
             result = measure_size(&args, label, size, &admin_url, &names) => result,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

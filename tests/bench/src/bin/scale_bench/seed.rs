@@ -40,12 +40,17 @@ impl Size {
         self.disputes * self.events_per_dispute
     }
 
-    /// The database names of this size (kept between runs with `--keep-db`).
-    pub fn database_names(&self) -> (String, String) {
-        let stem = format!(
+    /// The database names of this size: the same on every run with `--keep-db` (to find
+    /// them again), with a random part otherwise (runs at once do not collide).
+    pub fn database_names(&self, keep: bool) -> (String, String) {
+        let mut stem = format!(
             "scale_bench_{}d_{}t_{}k_{}days",
             self.disputes, self.tenants, self.events_per_dispute, self.days
         );
+        if !keep {
+            let random = uuid::Uuid::new_v4().simple().to_string();
+            stem = format!("{stem}_{}", &random[..8]);
+        }
         (format!("{stem}_disputes"), format!("{stem}_documents"))
     }
 }
