@@ -102,7 +102,8 @@ pub async fn run(
         policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal)
-    .with_due_soon_lead(config.due_soon_lead());
+    .with_due_soon_lead(config.due_soon_lead())
+    .with_event_recording(config.event_streams.record_events);
     let webhook_settings = app::WebhookSettings {
         // Attempts in flight at SIGTERM get half the worker stop timeout, then their claims
         // are released.

@@ -41,6 +41,23 @@ pub use hub::EventHub;
 use crate::domain::requests::EventFilter;
 use crate::store::events::EventRow;
 
+/// Default of `--event-poll-ms`: how often the sequencer looks for events committed by
+/// other replicas.
+pub const DEFAULT_EVENT_POLL_MS: u64 = 50;
+
+/// Wakes this process's sequencer after a commit that may have recorded events, so that they
+/// are numbered (and streamed) at once, without a notification sent by the writer.
+#[derive(Clone, Default)]
+pub struct EventWake(Arc<Notify>);
+
+impl EventWake {
+    /// Events may have been committed (a wake-up that finds none costs one cheap query;
+    /// wake-ups while a round runs fold into one).
+    pub fn recorded(&self) {
+        self.0.notify_one();
+    }
+}
+
 /// Default heartbeat interval of StreamEvents (`--event-stream-heartbeat-ms`).
 pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
 
