@@ -131,7 +131,12 @@ pub async fn run(
         &mut workers,
         Duration::from_secs(config.sweep_interval_secs.max(1)),
     );
-    let event_hub = app::events::start_event_workers(&mut workers, app.pool().clone());
+    let event_hub = app::events::start_event_workers(
+        &mut workers,
+        app.pool().clone(),
+        app.event_wake(),
+        config.event_poll_interval(),
+    );
     app::retention::Retention::new(app.pool().clone(), retention_settings)
         .start_worker(&mut workers, shutdown.clone());
     if config.webhooks.webhook_worker {

@@ -8,6 +8,7 @@ mod disputes;
 mod events;
 mod history;
 mod idempotency;
+mod notifications;
 mod query_plans;
 mod retention;
 mod sequencer_stall;

@@ -1,15 +1,16 @@
-//! The hub that wakes the StreamEvents streams of this process: one LISTEN connection,
-//! fanned out. A notification only makes a stream read again after its last position; it
-//! never carries the events.
+//! The hub that wakes the StreamEvents streams of this process: one LISTEN connection to
+//! the sequencer rounds' announcements (of every replica), fanned out. A notification only
+//! makes a stream read again after its last position; it never carries the events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::events;
+use crate::store::round_notice::RoundNotice;
 
 /// How long the listener waits before connecting again after a failure.
 const LISTENER_RETRY: Duration = Duration::from_secs(1);
@@ -17,8 +18,8 @@ const LISTENER_RETRY: Duration = Duration::from_secs(1);
 /// Why streams should read again.
 #[derive(Debug, Clone)]
 enum Wake {
-    /// Events of this tenant committed.
-    Tenant(String),
+    /// Events of these tenants were numbered.
+    Tenants(Arc<[String]>),
     /// The listener (re)connected: notifications may have been missed.
     All,
 }
@@ -41,15 +42,10 @@ impl EventHub {
         Wakes(self.wakes.subscribe())
     }
 
-    /// Forwards notifications to the streams until shutdown, reconnecting when the
-    /// connection drops (and then waking every stream, since notifications may have been
-    /// lost); an insert notification wakes the sequencer through `inserted`.
-    pub(super) async fn listen(
-        &self,
-        pool: PgPool,
-        inserted: Arc<Notify>,
-        shutdown: CancellationToken,
-    ) {
+    /// Forwards the sequencer rounds' announcements to the streams until shutdown,
+    /// reconnecting when the connection drops (and then waking every stream, since
+    /// announcements may have been lost).
+    pub(super) async fn listen(&self, pool: PgPool, shutdown: CancellationToken) {
         let wakes = &self.wakes;
         while !shutdown.is_cancelled() {
             let listener = tokio::select! {
@@ -67,17 +63,19 @@ impl EventHub {
                 }
             };
             let _ = wakes.send(Wake::All);
-            inserted.notify_one();
             loop {
                 let received = tokio::select! {
                     () = shutdown.cancelled() => return,
                     received = listener.try_recv() => received,
                 };
                 match received {
-                    Ok(Some(notification)) if notification.channel() == events::EVENTS_CHANNEL => {
-                        let _ = wakes.send(Wake::Tenant(notification.payload().to_owned()));
+                    Ok(Some(notification)) => {
+                        let wake = match RoundNotice::decode(notification.payload()).tenants {
+                            Some(tenants) => Wake::Tenants(tenants.into()),
+                            None => Wake::All,
+                        };
+                        let _ = wakes.send(wake);
                     }
-                    Ok(Some(_inserted)) => inserted.notify_one(),
                     Ok(None) => {
                         tracing::warn!("event listener connection lost; reconnecting");
                         break;
@@ -102,7 +100,7 @@ impl Wakes {
     pub(super) async fn next_for(&mut self, tenant_id: &str) {
         loop {
             match self.0.recv().await {
-                Ok(Wake::Tenant(tenant)) if tenant != tenant_id => continue,
+                Ok(Wake::Tenants(tenants)) if !tenants.iter().any(|t| t == tenant_id) => continue,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
                 Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
             }

@@ -3,8 +3,10 @@
 //! across tenants and endpoints, with caps on attempts in flight per endpoint and per
 //! tenant, skipping endpoints whose breaker is open), POSTs each with a per-attempt timeout,
 //! records the attempt and schedules the next one (or ends the delivery), then updates the
-//! endpoint's breaker. New deliveries wake it at once (LISTEN `webhook_deliveries`); retries
-//! are found by polling. It claims only as many deliveries as it has free slots, each attempted
+//! endpoint's breaker. New deliveries wake it soon after they commit: the sequencer round
+//! that numbers their events announces them (LISTEN on `dispute_events`, the rounds of
+//! every replica; writers notify nothing), and a manual retry on this replica wakes it in
+//! process. Scheduled retries, and anything a lost notification hid, are found by polling. It claims only as many deliveries as it has free slots, each attempted
 //! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
 //! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
 //! gives back every claim it still holds; the claims of a replica that died are taken by
@@ -27,10 +29,8 @@ use crate::domain::webhooks::{
     BreakerOutcome, SecretRow, SecretSlot, retry_delay, scaled, should_disable, signature_header,
 };
 use crate::store::events;
+use crate::store::round_notice::RoundNotice;
 use crate::store::webhooks::{self as store, AfterAttempt, ClaimCaps, ClaimedDelivery, NewAttempt};
-
-/// The channel new deliveries are announced on (migration 0013).
-const CHANNEL: &str = "webhook_deliveries";
 
 impl Webhooks {
     /// Starts this replica's delivery worker among `workers`; it stops with them.
@@ -93,7 +93,8 @@ impl Webhooks {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {},
                 _ = async { in_flight.join_next().await }, if !in_flight.is_empty() => {},
-                woke = wait_for_notification(&mut listener) => {
+                () = self.retried.notified() => {},
+                woke = wait_for_deliveries(&mut listener) => {
                     if !woke {
                         listener = None;
                     }
@@ -137,7 +138,7 @@ impl Webhooks {
                 return None;
             }
         };
-        match listener.listen(CHANNEL).await {
+        match listener.listen(events::EVENTS_CHANNEL).await {
             Ok(()) => Some(listener),
             Err(error) => {
                 tracing::warn!(error = ?error, "webhook worker cannot LISTEN; polling only");
@@ -348,10 +349,19 @@ impl Webhooks {
     }
 }
 
-/// Waits for a notification; false when the listener is gone (then only polling wakes).
-async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
+/// Waits for a sequencer round that announces deliveries (rounds without any are skipped);
+/// false when the listener is gone (then only polling wakes).
+async fn wait_for_deliveries(listener: &mut Option<PgListener>) -> bool {
     match listener {
-        Some(listener) => listener.recv().await.is_ok(),
+        Some(listener) => loop {
+            match listener.recv().await {
+                Ok(notification) if RoundNotice::decode(notification.payload()).deliveries => {
+                    return true;
+                }
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        },
         None => std::future::pending().await,
     }
 }
