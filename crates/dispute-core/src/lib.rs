@@ -140,7 +140,7 @@ pub async fn run(
     app::retention::Retention::new(app.pool().clone(), retention_settings)
         .start_worker(&mut workers, shutdown.clone());
     if config.webhooks.webhook_worker {
-        webhooks.start_worker(&mut workers);
+        webhooks.start_worker(&mut workers, event_hub.deliveries_announced());
     }
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))

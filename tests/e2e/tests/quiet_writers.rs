@@ -80,7 +80,11 @@ async fn events_reach_the_streams_and_webhooks_of_every_replica_through_wake_ups
     let shutdown = CancellationToken::new();
     let never = NEVER_MS.to_string();
     let (other_addr, other) = stack
-        .start_dispute_core_replica(webhooks, &["--event-stream-heartbeat-ms", &never], &shutdown)
+        .start_dispute_core_replica(
+            webhooks,
+            &["--event-stream-heartbeat-ms", &never],
+            &shutdown,
+        )
         .await
         .unwrap();
     let receiver = Receiver::start(0).await;

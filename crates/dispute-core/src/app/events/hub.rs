@@ -1,12 +1,13 @@
-//! The hub that wakes the StreamEvents streams of this process: one LISTEN connection to
-//! the sequencer rounds' announcements (of every replica), fanned out. A notification only
-//! makes a stream read again after its last position; it never carries the events.
+//! The hub that wakes the StreamEvents streams and the webhook worker of this process: one
+//! LISTEN connection to the sequencer rounds' announcements (of every replica), fanned out.
+//! A notification only makes a stream read again after its last position, or the worker
+//! claim; it never carries the events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::events;
@@ -24,17 +25,29 @@ enum Wake {
     All,
 }
 
-/// Wakes the streams of this process: one LISTEN connection, fanned out.
+/// Wakes the streams and the webhook worker of this process: one LISTEN connection, fanned
+/// out.
 #[derive(Clone)]
 pub struct EventHub {
     wakes: broadcast::Sender<Wake>,
+    /// Rounds announced webhook deliveries (or announcements may have been lost).
+    deliveries: Arc<Notify>,
 }
 
 impl EventHub {
     /// A hub no stream waits on yet; its listener is started by `start_event_workers`.
     pub(super) fn new() -> EventHub {
         let (wakes, _) = broadcast::channel(1024);
-        EventHub { wakes }
+        EventHub {
+            wakes,
+            deliveries: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What wakes this process's webhook worker: a sequencer round (of any replica) that
+    /// made webhook deliveries, or the listener reconnecting.
+    pub fn deliveries_announced(&self) -> Arc<Notify> {
+        self.deliveries.clone()
     }
 
     /// The wake-ups of a stream that starts now.
@@ -63,6 +76,7 @@ impl EventHub {
                 }
             };
             let _ = wakes.send(Wake::All);
+            self.deliveries.notify_one();
             loop {
                 let received = tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -70,7 +84,11 @@ impl EventHub {
                 };
                 match received {
                     Ok(Some(notification)) => {
-                        let wake = match RoundNotice::decode(notification.payload()).tenants {
+                        let notice = RoundNotice::decode(notification.payload());
+                        if notice.deliveries {
+                            self.deliveries.notify_one();
+                        }
+                        let wake = match notice.tenants {
                             Some(tenants) => Wake::Tenants(tenants.into()),
                             None => Wake::All,
                         };
