@@ -6,11 +6,12 @@
 //! endpoint's breaker. New deliveries wake it soon after they commit: the sequencer round
 //! that numbers their events announces them (the event hub's LISTEN on `dispute_events`
 //! hears the rounds of every replica; writers notify nothing), and a manual retry on this
-//! replica wakes it in process. Scheduled retries, and anything a lost notification hid, are found by polling. It claims only as many deliveries as it has free slots, each attempted
-//! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
-//! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
-//! gives back every claim it still holds; the claims of a replica that died are taken by
-//! another once their lease ran out.
+//! replica wakes it in process. Scheduled retries, and anything a lost notification hid,
+//! are found by polling. It claims only as many deliveries as it has free slots, each
+//! attempted at once, so no claim waits unstarted. On shutdown it stops claiming, lets
+//! attempts in flight finish (for the stop grace, half the worker stop timeout), cuts off
+//! the rest and gives back every claim it still holds; the claims of a replica that died
+//! are taken by another once their lease ran out.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
