@@ -136,8 +136,8 @@ async fn events_reach_the_streams_and_webhooks_of_every_replica_through_wake_ups
     .await
     .unwrap();
     drop(conn);
-    assert_eq!(next_ids(&mut stream_here, 1).await, [inserted.clone()]);
-    assert_eq!(next_ids(&mut stream_there, 1).await, [inserted]);
+    assert_eq!(next_ids(&mut stream_here, 1).await, vec![inserted.clone()]);
+    assert_eq!(next_ids(&mut stream_there, 1).await, vec![inserted]);
 
     // Every event was delivered to the webhook endpoint, woken by the rounds' announcements
     // (the workers' poll never came).
