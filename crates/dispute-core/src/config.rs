@@ -366,7 +366,8 @@ impl WebhookFlags {
     }
 }
 
-/// StreamEvents admission and buffering (docs/api.md, "Limits").
+/// StreamEvents admission and buffering (docs/api.md, "Limits"), and how recorded events
+/// are picked up.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EventStreamFlags {
     /// StreamEvents streams open in this process; beyond it a new stream is refused with
@@ -398,6 +399,15 @@ pub struct EventStreamFlags {
     #[arg(long, env = "DISPUTE_CORE_EVENT_STREAM_READS", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub event_stream_reads: u32,
+    /// How often the sequencer looks for events committed by other replicas (this
+    /// replica's own commits wake it at once). Bounds the StreamEvents latency of events
+    /// written through another replica.
+    #[arg(long, env = "DISPUTE_CORE_EVENT_POLL_MS", default_value_t = crate::app::events::DEFAULT_EVENT_POLL_MS,
+          value_parser = clap::value_parser!(u64).range(5..=60_000))]
+    pub event_poll_ms: u64,
+    /// Benchmarks only: off, mutations record no events and no webhook deliveries.
+    #[arg(long, env = "DISPUTE_CORE_RECORD_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub record_events: bool,
 }
 
 impl Default for EventStreamFlags {
@@ -410,6 +420,8 @@ impl Default for EventStreamFlags {
             event_stream_process_buffer_bytes: 256 << 20,
             event_stream_slow_consumer_ms: 30_000,
             event_stream_reads: 2,
+            event_poll_ms: crate::app::events::DEFAULT_EVENT_POLL_MS,
+            record_events: true,
         }
     }
 }
@@ -464,6 +476,11 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// How often the sequencer looks for events committed elsewhere (`--event-poll-ms`).
+    pub fn event_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.event_streams.event_poll_ms.max(5))
     }
 
     pub fn event_stream_heartbeat(&self) -> Duration {

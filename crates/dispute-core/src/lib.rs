@@ -102,7 +102,8 @@ pub async fn run(
         policy: config.money_policy(),
     }
     .with_snapshots(grpc::encode_dispute, grpc::status::encode_refusal)
-    .with_due_soon_lead(config.due_soon_lead());
+    .with_due_soon_lead(config.due_soon_lead())
+    .with_event_recording(config.event_streams.record_events);
     let webhook_settings = app::WebhookSettings {
         // Attempts in flight at SIGTERM get half the worker stop timeout, then their claims
         // are released.
@@ -130,11 +131,16 @@ pub async fn run(
         &mut workers,
         Duration::from_secs(config.sweep_interval_secs.max(1)),
     );
-    let event_hub = app::events::start_event_workers(&mut workers, app.pool().clone());
+    let event_hub = app::events::start_event_workers(
+        &mut workers,
+        app.pool().clone(),
+        app.event_wake(),
+        config.event_poll_interval(),
+    );
     app::retention::Retention::new(app.pool().clone(), retention_settings)
         .start_worker(&mut workers, shutdown.clone());
     if config.webhooks.webhook_worker {
-        webhooks.start_worker(&mut workers);
+        webhooks.start_worker(&mut workers, event_hub.deliveries_announced());
     }
     let service = InterceptedService::new(
         DisputeServiceServer::new(grpc::DisputeServiceHandler::new(app.clone()))

@@ -643,7 +643,7 @@ async fn a_stream_loses_nothing_when_the_listen_connection_drops() {
     .await;
 
     // Cut dispute-core's event LISTEN connection from the database side (the webhook
-    // worker's listens on `webhook_deliveries`).
+    // worker is woken through the same one).
     let pool = sqlx::PgPool::connect(&stack.dispute_db_url).await.unwrap();
     let cut: i64 = sqlx::query_scalar(
         "select count(pg_terminate_backend(pid)) from pg_stat_activity

@@ -25,6 +25,7 @@ mod identity_provider;
 mod money;
 mod observability;
 mod overload;
+mod quiet_writers;
 mod regulation;
 mod request_limits;
 mod retention;

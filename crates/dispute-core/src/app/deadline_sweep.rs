@@ -154,7 +154,10 @@ impl App {
                     }
                 };
             match swept {
-                Ok(Swept::Applied) => report.applied += 1,
+                Ok(Swept::Applied) => {
+                    report.applied += 1;
+                    self.recorded.recorded();
+                }
                 Ok(Swept::Unchanged) => report.unchanged += 1,
                 Err(error) => {
                     report.failed += 1;
@@ -243,7 +246,10 @@ impl App {
                     }
                 };
             match committed {
-                Ok(true) => report.announced += 1,
+                Ok(true) => {
+                    report.announced += 1;
+                    self.recorded.recorded();
+                }
                 Ok(false) => {}
                 Err(error) => {
                     report.failed += 1;

@@ -77,6 +77,10 @@ pub struct App {
     refusals: RefusalEncoder,
     /// How long before `due_by` the sweeper records `dispute.due_soon`; zero: never.
     due_soon_lead: chrono::Duration,
+    /// Off only in benchmarks: mutations record no events (nor webhook deliveries).
+    record_events: bool,
+    /// Wakes this process's sequencer after a commit that may have recorded events.
+    recorded: events::EventWake,
 }
 
 impl Disputes {
@@ -90,6 +94,8 @@ impl Disputes {
             snapshots,
             refusals,
             due_soon_lead: chrono::Duration::zero(),
+            record_events: true,
+            recorded: events::EventWake::default(),
         }
     }
 }
@@ -100,6 +106,19 @@ impl App {
     pub fn with_due_soon_lead(mut self, lead: std::time::Duration) -> App {
         self.due_soon_lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
         self
+    }
+
+    /// The app recording events or not (`--record-events`; off only in benchmarks, which
+    /// compare the cost of mutations with and without their events).
+    pub fn with_event_recording(mut self, record: bool) -> App {
+        self.record_events = record;
+        self
+    }
+
+    /// What wakes this process's sequencer when a commit of this app may have recorded
+    /// events (`events::start_event_workers` listens to it).
+    pub fn event_wake(&self) -> events::EventWake {
+        self.recorded.clone()
     }
 
     /// The database pool (closed by the caller at shutdown).

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use domain_kit::ids::DisputeId;
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use super::events::EventWake;
 use super::persist::load_for_update;
 use super::{
     App, DisputeView, IdempotencyKey, MutationGuards, Outcome, RefusalEncoder, SnapshotEncoder,
@@ -39,6 +40,7 @@ pub(super) struct Mutation {
     key: Option<IdempotencyKey>,
     snapshots: SnapshotEncoder,
     refusals: RefusalEncoder,
+    recorded: EventWake,
 }
 
 impl App {
@@ -91,6 +93,7 @@ impl App {
             key,
             snapshots: self.snapshots,
             refusals: self.refusals,
+            recorded: self.recorded.clone(),
         }))
     }
 
@@ -199,6 +202,8 @@ impl Mutation {
             .await?;
         }
         self.tx.commit().await.context("commit")?;
+        // Its events are committed: have them numbered (and streamed) now.
+        self.recorded.recorded();
         Ok(Outcome::Done(view))
     }
 }

@@ -155,6 +155,7 @@ impl App {
         )
         .await?;
         tx.commit().await.context("commit")?;
+        self.recorded.recorded();
         Ok(NetworkEventOutcome {
             view: DisputeView::at(dispute, now),
             created,

@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 
 use super::evidence_texts::{self, AsStoredPayload};
+use super::round_notice::RoundNotice;
 
 /// Records events of `event_types` (in that order) holding the dispute as it is after the
 /// change (`payload`, stored without its large evidence texts, which are saved once in
@@ -75,14 +76,12 @@ pub async fn insert_event(
         .context("an event was inserted without an id")
 }
 
-/// The channel that wakes StreamEvents readers (payload: the tenant id): sent by
-/// [`number_committed_events`] for each tenant whose events it numbered, delivered when
-/// its transaction commits.
+/// The channel of the sequencer's announcements: one notification per round that numbered
+/// events ([`RoundNotice`]: the tenants, and whether webhook deliveries were made), delivered
+/// when the round commits. StreamEvents readers and webhook workers of every replica listen
+/// to it. Writers never notify: a transaction that notifies takes a lock held through its
+/// commit that every other notifying transaction of the cluster waits for.
 pub const EVENTS_CHANNEL: &str = "dispute_events";
-
-/// The channel that wakes the sequencer: the insert trigger sends it, delivered when the
-/// inserting transaction commits.
-pub const EVENTS_INSERTED_CHANNEL: &str = "dispute_events_inserted";
 
 /// The advisory lock that lets one sequencer at a time number events (any 64-bit key
 /// unique in this database).
@@ -287,8 +286,9 @@ pub async fn last_event_position(conn: &mut PgConnection, tenant_id: &str) -> an
 }
 
 /// One round of the sequencer: numbers up to `batch` committed events that have no position
-/// yet, in `seq` order per tenant after the tenant's last position, and notifies the
-/// tenants on [`EVENTS_CHANNEL`]. Only one round runs at a time in the whole database (an
+/// yet, in `seq` order per tenant after the tenant's last position, and announces them in
+/// one notification on [`EVENTS_CHANNEL`] (the tenants, and whether any of the events has
+/// webhook deliveries). Only one round runs at a time in the whole database (an
 /// advisory lock held until the transaction ends): `None` when another one holds it. The
 /// caller commits; returns how many events were numbered.
 pub async fn number_committed_events(
@@ -304,7 +304,7 @@ pub async fn number_committed_events(
         return Ok(None);
     }
     // A statement that starts after the lock: it sees every earlier round's numbers.
-    let tenants: Vec<(String, i64)> = sqlx::query_as(
+    let tenants: Vec<(String, i64, bool)> = sqlx::query_as(
         "with pending as (
              select seq, tenant_id from dispute_events
               where position is null
@@ -335,35 +335,52 @@ pub async fn number_committed_events(
                join added a using (tenant_id)
                join counters c using (tenant_id)
               where e.seq = n.seq
-             returning e.tenant_id
+             returning e.tenant_id, e.id
          )
-         select tenant_id, count(*)::bigint from updated group by tenant_id",
+         select u.tenant_id, count(*)::bigint,
+                bool_or(exists (select 1 from webhook_deliveries d
+                                 where d.tenant_id = u.tenant_id and d.event_id = u.id))
+           from updated u
+          group by u.tenant_id",
     )
     .bind(batch)
     .fetch_all(&mut *conn)
     .await
     .context("number committed events")?;
-    let names: Vec<&str> = tenants.iter().map(|(tenant, _)| tenant.as_str()).collect();
-    if !names.is_empty() {
-        sqlx::query("select pg_notify($1, tenant) from unnest($2::text[]) as tenant")
+    if !tenants.is_empty() {
+        let notice = RoundNotice {
+            tenants: Some(tenants.iter().map(|(tenant, ..)| tenant.clone()).collect()),
+            deliveries: tenants.iter().any(|(.., deliveries)| *deliveries),
+        };
+        sqlx::query("select pg_notify($1, $2)")
             .bind(EVENTS_CHANNEL)
-            .bind(&names)
+            .bind(notice.encode())
             .execute(&mut *conn)
             .await
-            .context("notify numbered events")?;
+            .context("announce numbered events")?;
     }
-    let numbered = tenants.iter().map(|(_, count)| *count).sum::<i64>();
+    let numbered = tenants.iter().map(|(_, count, _)| *count).sum::<i64>();
     Ok(Some(u64::try_from(numbered).unwrap_or(0)))
 }
 
-/// A connection listening on [`EVENTS_CHANNEL`] and [`EVENTS_INSERTED_CHANNEL`]; it reconnects by itself when the
-/// connection drops (notifications sent meanwhile are lost: readers re-read on a timer).
+/// Whether committed events wait for a position: the sequencer's poll for events committed
+/// by other replicas (one probe of the partial index `dispute_events_unnumbered`).
+pub async fn has_unnumbered_events(conn: &mut PgConnection) -> anyhow::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from dispute_events where position is null)")
+        .fetch_one(&mut *conn)
+        .await
+        .context("look for unnumbered events")
+}
+
+/// A connection of `pool`'s database listening on [`EVENTS_CHANNEL`]; it reconnects by
+/// itself when the connection drops (notifications sent meanwhile are lost: readers
+/// re-read on a timer).
 pub async fn listen_for_events(pool: &sqlx::PgPool) -> anyhow::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool)
         .await
         .context("connect event listener")?;
     listener
-        .listen_all([EVENTS_CHANNEL, EVENTS_INSERTED_CHANNEL])
+        .listen(EVENTS_CHANNEL)
         .await
         .context("listen for events")?;
     Ok(listener)

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod lock_intents;
 pub mod network;
 pub mod retention;
+pub mod round_notice;
 mod rows;
 pub mod staged_holds;
 pub mod webhooks;

@@ -593,7 +593,8 @@ pub async fn lock_delivery_for_retry(
 
 /// Schedules a delivery's next attempt now and counts the manual retry; an open breaker of
 /// its endpoint becomes half-open, so that one probe goes now. Call it after
-/// [`lock_delivery_for_retry`] in the same transaction.
+/// [`lock_delivery_for_retry`] in the same transaction. It notifies nothing (writers never
+/// do): the caller wakes its own worker, the others find it at their next poll.
 pub async fn retry_delivery(
     conn: &mut PgConnection,
     tenant_id: &str,
@@ -622,10 +623,6 @@ pub async fn retry_delivery(
     .fetch_optional(&mut *conn)
     .await
     .context("retry webhook delivery")?;
-    sqlx::query("select pg_notify('webhook_deliveries', '')")
-        .execute(&mut *conn)
-        .await
-        .context("wake webhook workers")?;
     row.map(WebhookDelivery::try_from).transpose()
 }
 

@@ -9,6 +9,7 @@ mod events;
 mod evidence_texts;
 mod history;
 mod idempotency;
+mod notifications;
 mod query_plans;
 mod retention;
 mod sequencer_stall;

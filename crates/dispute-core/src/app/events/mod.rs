@@ -8,10 +8,13 @@
 //! `store::events::number_committed_events`), so they are dense per tenant and become
 //! visible in order: a reader that remembers the last position it read and reads
 //! `position > last` never skips or repeats an event. Every process runs the sequencer;
-//! the insert trigger wakes it on commit, and it also runs every second in case a wake-up
-//! was lost. A stream never trusts a notification to carry anything: a notification (or a
-//! heartbeat tick, or the listener reconnecting) only makes it read again after its last
-//! position.
+//! a commit of the process wakes it in process ([`EventWake`]), and it polls every
+//! `--event-poll-ms` for events committed through other replicas. Writers send no NOTIFY
+//! (PostgreSQL makes notifying transactions commit one at a time, cluster-wide): each
+//! round that numbered events sends one, naming the tenants, which wakes the streams and
+//! webhook workers of every replica. A stream never trusts a notification to carry
+//! anything: a notification (or a heartbeat tick, or the listener reconnecting) only makes
+//! it read again after its last position.
 //!
 //! StreamEvents streams are admitted against per-process and per-tenant caps
 //! (`admission`); each one's follower (`follow`) reads into a buffer bounded in bytes
@@ -40,6 +43,23 @@ pub use hub::EventHub;
 
 use crate::domain::requests::EventFilter;
 use crate::store::events::EventRow;
+
+/// Default of `--event-poll-ms`: how often the sequencer looks for events committed by
+/// other replicas.
+pub const DEFAULT_EVENT_POLL_MS: u64 = 50;
+
+/// Wakes this process's sequencer after a commit that may have recorded events, so that they
+/// are numbered (and streamed) at once, without a notification sent by the writer.
+#[derive(Clone, Default)]
+pub struct EventWake(Arc<Notify>);
+
+impl EventWake {
+    /// Events may have been committed (a wake-up that finds none costs one cheap query;
+    /// wake-ups while a round runs fold into one).
+    pub fn recorded(&self) {
+        self.0.notify_one();
+    }
+}
 
 /// Default heartbeat interval of StreamEvents (`--event-stream-heartbeat-ms`).
 pub const DEFAULT_STREAM_HEARTBEAT_MS: u64 = 15_000;
@@ -86,19 +106,24 @@ impl StreamLimits {
 }
 
 /// Starts this process's event workers among `workers`: the listener, whose one LISTEN
-/// connection wakes every StreamEvents stream of the process (through the returned hub),
-/// and the sequencer, which the listener wakes when events are inserted.
-pub fn start_event_workers(workers: &mut Workers, pool: PgPool) -> EventHub {
+/// connection wakes every StreamEvents stream of the process (through the returned hub) when
+/// a sequencer round of any replica announces events, and the sequencer, which `recorded`
+/// wakes after this process's commits and which polls every `poll` for events committed
+/// through other replicas.
+pub fn start_event_workers(
+    workers: &mut Workers,
+    pool: PgPool,
+    recorded: EventWake,
+    poll: Duration,
+) -> EventHub {
     let hub = EventHub::new();
-    let inserted = Arc::new(Notify::new());
     workers.spawn("event listener", {
         let hub = hub.clone();
         let pool = pool.clone();
-        let inserted = inserted.clone();
-        move |shutdown| async move { hub.listen(pool, inserted, shutdown).await }
+        move |shutdown| async move { hub.listen(pool, shutdown).await }
     });
     workers.spawn("event sequencer", move |shutdown| async move {
-        sequencer::sequence(pool, inserted, shutdown).await
+        sequencer::sequence(pool, recorded.0, poll, shutdown).await
     });
     hub
 }

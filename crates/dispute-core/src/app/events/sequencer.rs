@@ -1,6 +1,7 @@
 //! The sequencer: gives committed events their positions, one round at a time in the whole
 //! database (`store::events::number_committed_events`), so positions are dense per tenant
-//! and become visible in order.
+//! and become visible in order. Each round that numbered events announces them in one
+//! notification; writers notify nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +15,6 @@ use crate::store::events;
 
 /// Events the sequencer numbers per round (and transaction).
 const SEQUENCER_BATCH: i64 = 1000;
-/// The sequencer runs at least this often, even without a wake-up.
-const SEQUENCER_EVERY: Duration = Duration::from_secs(1);
 /// When another process holds the sequencer lock, try again after this long (its round may
 /// have started before our wake-up's events committed).
 const SEQUENCER_BUSY_RETRY: Duration = Duration::from_millis(20);
@@ -23,17 +22,27 @@ const SEQUENCER_BUSY_RETRY: Duration = Duration::from_millis(20);
 /// How long the sequencer waits after a failed round.
 const FAILED_ROUND_RETRY: Duration = Duration::from_secs(1);
 
-/// Numbers committed events whenever the listener reports an insert (and every
-/// [`SEQUENCER_EVERY`]), round after round until none is left.
-pub(super) async fn sequence(pool: PgPool, inserted: Arc<Notify>, shutdown: CancellationToken) {
-    let mut wait = SEQUENCER_EVERY;
+/// Numbers committed events whenever a commit of this process wakes it (`recorded`), and
+/// every `poll` if events wait for a position (committed through other replicas), round
+/// after round until none is left.
+pub(super) async fn sequence(
+    pool: PgPool,
+    recorded: Arc<Notify>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut wait = poll;
     loop {
-        tokio::select! {
+        let woken = tokio::select! {
             () = shutdown.cancelled() => return,
-            () = inserted.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            () = recorded.notified() => true,
+            () = tokio::time::sleep(wait) => false,
+        };
+        wait = poll;
+        // The poll only looks (one index probe); a round takes the lock and commits.
+        if !woken && !has_unnumbered(&pool).await {
+            continue;
         }
-        wait = SEQUENCER_EVERY;
         loop {
             match number_round(&pool).await {
                 Ok(Some(numbered)) if numbered >= SEQUENCER_BATCH as u64 => continue,
@@ -50,6 +59,16 @@ pub(super) async fn sequence(pool: PgPool, inserted: Arc<Notify>, shutdown: Canc
             }
         }
     }
+}
+
+/// Whether events wait for a position; true when the look fails (the round then reports
+/// the failure).
+async fn has_unnumbered(pool: &PgPool) -> bool {
+    let look = async {
+        let mut conn = pool.acquire().await.context("acquire")?;
+        events::has_unnumbered_events(&mut conn).await
+    };
+    look.await.unwrap_or(true)
 }
 
 /// One sequencer round in its own transaction; `None` when another process runs one.

@@ -85,6 +85,8 @@ impl Webhooks {
         let attempts =
             store::attempts_of(&mut tx, tenant_id, std::slice::from_ref(&delivery.id)).await?;
         tx.commit().await.context("commit")?;
+        // This replica's worker tries it now; the others' find it when they poll.
+        self.retried.notify_one();
         Ok(DeliveryDetails { delivery, attempts })
     }
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tokio::sync::Notify;
 
 use crate::clients::webhook_http::WebhookHttpClient;
 use crate::domain::webhooks::{
@@ -102,6 +103,8 @@ pub struct Webhooks {
     /// Pending deliveries of every tenant as the worker last counted them
     /// (`webhooks.backlog`).
     backlog: Arc<AtomicU64>,
+    /// Wakes this replica's worker after a manual retry (writers send no NOTIFY).
+    retried: Arc<Notify>,
 }
 
 /// One page of endpoints or deliveries.
@@ -139,6 +142,7 @@ impl Webhooks {
             client,
             metrics: metrics::WebhookMetrics::new(),
             backlog,
+            retried: Arc::new(Notify::new()),
         })
     }
 

@@ -3,13 +3,17 @@
 //! across tenants and endpoints, with caps on attempts in flight per endpoint and per
 //! tenant, skipping endpoints whose breaker is open), POSTs each with a per-attempt timeout,
 //! records the attempt and schedules the next one (or ends the delivery), then updates the
-//! endpoint's breaker. New deliveries wake it at once (LISTEN `webhook_deliveries`); retries
-//! are found by polling. It claims only as many deliveries as it has free slots, each attempted
-//! at once, so no claim waits unstarted. On shutdown it stops claiming, lets attempts in
-//! flight finish (for the stop grace, half the worker stop timeout), cuts off the rest and
-//! gives back every claim it still holds; the claims of a replica that died are taken by
-//! another once their lease ran out.
+//! endpoint's breaker. New deliveries wake it soon after they commit: the sequencer round
+//! that numbers their events announces them (the event hub's LISTEN on `dispute_events`
+//! hears the rounds of every replica; writers notify nothing), and a manual retry on this
+//! replica wakes it in process. Scheduled retries, and anything a lost notification hid,
+//! are found by polling. It claims only as many deliveries as it has free slots, each
+//! attempted at once, so no claim waits unstarted. On shutdown it stops claiming, lets
+//! attempts in flight finish (for the stop grace, half the worker stop timeout), cuts off
+//! the rest and gives back every claim it still holds; the claims of a replica that died
+//! are taken by another once their lease ran out.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,7 @@ use chrono::Utc;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use service_kit::worker::Workers;
-use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,22 +33,19 @@ use crate::domain::webhooks::{
 use crate::store::events;
 use crate::store::webhooks::{self as store, AfterAttempt, ClaimCaps, ClaimedDelivery, NewAttempt};
 
-/// The channel new deliveries are announced on (migration 0013).
-const CHANNEL: &str = "webhook_deliveries";
-
 impl Webhooks {
-    /// Starts this replica's delivery worker among `workers`; it stops with them.
-    pub fn start_worker(&self, workers: &mut Workers) {
+    /// Starts this replica's delivery worker among `workers`, woken by `announced` (the
+    /// event hub's: sequencer rounds that made deliveries); it stops with them.
+    pub fn start_worker(&self, workers: &mut Workers, announced: Arc<Notify>) {
         let worker = self.clone();
         let replica = domain_kit::ids::new_id("rpl");
         workers.spawn("webhook worker", move |shutdown| async move {
-            worker.run_worker(&replica, shutdown).await
+            worker.run_worker(&replica, &announced, shutdown).await
         });
     }
 
-    async fn run_worker(&self, replica: &str, shutdown: CancellationToken) {
+    async fn run_worker(&self, replica: &str, announced: &Notify, shutdown: CancellationToken) {
         tracing::info!(replica, "webhook worker started");
-        let mut listener = self.listen().await;
         let concurrency = self.settings.concurrency.max(1);
         // Each claimed delivery is attempted at once in its own task; the worker claims only
         // as many as it has free slots, so a slow receiver never holds up the others and
@@ -93,11 +94,8 @@ impl Webhooks {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {},
                 _ = async { in_flight.join_next().await }, if !in_flight.is_empty() => {},
-                woke = wait_for_notification(&mut listener) => {
-                    if !woke {
-                        listener = None;
-                    }
-                }
+                () = self.retried.notified() => {},
+                () = announced.notified() => {},
             }
         }
         // Attempts in flight may finish and be recorded within the stop grace; the rest are
@@ -123,27 +121,6 @@ impl Webhooks {
             Err(error) => tracing::warn!(error = ?error, "releasing webhook claims failed"),
         }
         tracing::info!(replica, "webhook worker stopped");
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        // A connection of its own, outside the serving pool, which it would hold forever.
-        let own = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with((*self.pool.connect_options()).clone());
-        let mut listener = match PgListener::connect_with(&own).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(error = ?error, "webhook worker cannot LISTEN; polling only");
-                return None;
-            }
-        };
-        match listener.listen(CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(error = ?error, "webhook worker cannot LISTEN; polling only");
-                None
-            }
-        }
     }
 
     async fn claim(&self, replica: &str, batch: i64) -> anyhow::Result<Vec<ClaimedDelivery>> {
@@ -345,13 +322,5 @@ impl Webhooks {
             "webhook attempt"
         );
         Ok(())
-    }
-}
-
-/// Waits for a notification; false when the listener is gone (then only polling wakes).
-async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
-    match listener {
-        Some(listener) => listener.recv().await.is_ok(),
-        None => std::future::pending().await,
     }
 }
