@@ -12,6 +12,13 @@ use harness::process::{Observability, Service, ServiceCommand};
 use crate::measure::proc_status_kib;
 use crate::{Args, BUCKET, Bench, JWT_SECRET, MIB};
 
+/// The allocator settings document-store is deployed with (deploy/Dockerfile and the base
+/// ConfigMap): mimalloc reads them at process start. `--child-env` can override them.
+const DEPLOYED_ALLOCATOR_ENV: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
+
 /// A document-store child process; killed when dropped, so errors and Ctrl-C leave none.
 pub struct ChildService {
     process: tokio::process::Child,
@@ -59,6 +66,7 @@ impl ChildService {
             .env("DOCUMENT_STORE_S3_CHECKSUM_MODE", checksum_mode.get_name())
             .jwt_secret(JWT_SECRET)
             .observability(mode, Some(&bench.sink.endpoint()))?
+            .envs(DEPLOYED_ALLOCATOR_ENV)
             .envs(args.child_env.iter().cloned())
             .command()?
             .stdin(Stdio::null())
