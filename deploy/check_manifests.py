@@ -68,9 +68,10 @@ def prestop_seconds(container):
 failed = False
 
 # Environment variables the binaries read besides their flags' env fallbacks: the
-# OpenTelemetry SDK's standard variables, the log filter, glibc's allocator, and the AWS
+# OpenTelemetry SDK's standard variables, the log filter, the allocators (glibc, mimalloc), and the AWS
 # SDK's credential chain. Values used only for $(NAME) expansion are allowed separately.
-PROCESS_ENV = {"RUST_LOG", "MALLOC_ARENA_MAX", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+PROCESS_ENV = {"RUST_LOG", "MALLOC_ARENA_MAX", "MIMALLOC_PURGE_DELAY",
+               "MIMALLOC_ARENA_EAGER_COMMIT", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
                "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
                "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT",

@@ -3,6 +3,12 @@ use document_store::{Command, Config};
 use service_kit::telemetry::init;
 use tokio_util::sync::CancellationToken;
 
+// Uploads allocate and free megabytes of part buffers on many threads; glibc keeps freed
+// memory in per-thread arenas, so its peak RSS grew with the file (docs/performance.md,
+// "Upload memory"). mimalloc returns freed pages to the system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -9,7 +9,7 @@ use opentelemetry::{KeyValue, global};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -19,6 +19,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::prometheus::{PrometheusExporter, serve_prometheus};
+
+/// The log filter of a process without `RUST_LOG` (the deployed default).
+pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// How to set up telemetry for one process.
 #[derive(Debug, Clone)]
@@ -107,9 +110,82 @@ fn otlp_tls(
     Ok(Some(crate::tls::client_config(ca.as_deref())?))
 }
 
+/// The trace sampler `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` ask for, with the
+/// OpenTelemetry defaults: unset or empty means `parentbased_always_on`; a ratio sampler
+/// without an argument samples everything (ratio 1.0).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SamplerChoice {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl SamplerChoice {
+    /// Parses the two variables' values. Unlike the SDK, which logs an unknown name or a bad
+    /// ratio and falls back to sampling everything, this refuses them: a typo in a
+    /// production sampler would otherwise silently export every trace.
+    pub fn parse(sampler: Option<&str>, arg: Option<&str>) -> anyhow::Result<SamplerChoice> {
+        let sampler = sampler.map(str::trim).filter(|s| !s.is_empty());
+        let arg = arg.map(str::trim).filter(|a| !a.is_empty());
+        let ratio = || -> anyhow::Result<f64> {
+            let Some(arg) = arg else {
+                return Ok(1.0);
+            };
+            match arg.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => anyhow::bail!(
+                    "OTEL_TRACES_SAMPLER_ARG={arg:?}: expected a sampling ratio from 0.0 to 1.0"
+                ),
+            }
+        };
+        Ok(match sampler.unwrap_or("parentbased_always_on") {
+            "always_on" => SamplerChoice::AlwaysOn,
+            "always_off" => SamplerChoice::AlwaysOff,
+            "traceidratio" => SamplerChoice::TraceIdRatio(ratio()?),
+            "parentbased_always_on" => SamplerChoice::ParentBasedAlwaysOn,
+            "parentbased_always_off" => SamplerChoice::ParentBasedAlwaysOff,
+            "parentbased_traceidratio" => SamplerChoice::ParentBasedTraceIdRatio(ratio()?),
+            other => anyhow::bail!(
+                "OTEL_TRACES_SAMPLER={other:?} is not supported; use always_on, always_off, \
+                 traceidratio, parentbased_always_on, parentbased_always_off or \
+                 parentbased_traceidratio"
+            ),
+        })
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> anyhow::Result<SamplerChoice> {
+        let var = |name| std::env::var(name).ok();
+        SamplerChoice::parse(
+            var("OTEL_TRACES_SAMPLER").as_deref(),
+            var("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+        )
+    }
+
+    fn sampler(&self) -> Sampler {
+        match *self {
+            SamplerChoice::AlwaysOn => Sampler::AlwaysOn,
+            SamplerChoice::AlwaysOff => Sampler::AlwaysOff,
+            SamplerChoice::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+            SamplerChoice::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            SamplerChoice::ParentBasedAlwaysOff => {
+                Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
+            }
+            SamplerChoice::ParentBasedTraceIdRatio(r) => {
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+            }
+        }
+    }
+}
+
 pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 
+    // Checked first, so a bad sampler fails start-up before anything is installed.
+    let sampler = SamplerChoice::from_env()?;
     global::set_text_map_propagator(TraceContextPropagator::new());
 
     let service_name = std::env::var("OTEL_SERVICE_NAME")
@@ -120,7 +196,9 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
         .with_service_name(service_name)
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
+    let mut provider = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(sampler.sampler());
     let exporter = if options.otlp_endpoint.is_some() || env_endpoint_configured("TRACES") {
         let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
         if let Some(endpoint) = &options.otlp_endpoint {
@@ -181,7 +259,8 @@ pub fn init(options: TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
         _ => None,
     };
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let logs = options.json_logs.then(|| {
         tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
@@ -299,5 +378,75 @@ impl tracing::field::Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         self.0
             .insert(field.name().to_owned(), format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SamplerChoice::{self, *};
+
+    fn parse(sampler: Option<&str>, arg: Option<&str>) -> anyhow::Result<SamplerChoice> {
+        SamplerChoice::parse(sampler, arg)
+    }
+
+    #[test]
+    fn unset_or_empty_is_parent_based_always_on() {
+        assert_eq!(parse(None, None).unwrap(), ParentBasedAlwaysOn);
+        assert_eq!(parse(Some(" "), Some("0.5")).unwrap(), ParentBasedAlwaysOn);
+    }
+
+    #[test]
+    fn every_named_sampler_parses() {
+        assert_eq!(parse(Some("always_on"), None).unwrap(), AlwaysOn);
+        assert_eq!(parse(Some("always_off"), None).unwrap(), AlwaysOff);
+        assert_eq!(
+            parse(Some("parentbased_always_off"), None).unwrap(),
+            ParentBasedAlwaysOff
+        );
+        assert_eq!(
+            parse(Some("traceidratio"), Some("0.25")).unwrap(),
+            TraceIdRatio(0.25)
+        );
+        assert_eq!(
+            parse(Some("parentbased_traceidratio"), Some(" 0.1 ")).unwrap(),
+            ParentBasedTraceIdRatio(0.1)
+        );
+    }
+
+    #[test]
+    fn a_ratio_sampler_without_an_argument_samples_everything() {
+        assert_eq!(
+            parse(Some("parentbased_traceidratio"), None).unwrap(),
+            ParentBasedTraceIdRatio(1.0)
+        );
+        assert_eq!(
+            parse(Some("traceidratio"), Some("")).unwrap(),
+            TraceIdRatio(1.0)
+        );
+    }
+
+    #[test]
+    fn unknown_samplers_and_bad_ratios_are_refused_with_the_variable_named() {
+        let error = parse(Some("parentbased_ratio"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("OTEL_TRACES_SAMPLER=\"parentbased_ratio\""),
+            "{error}"
+        );
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            let error = parse(Some("traceidratio"), Some(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("OTEL_TRACES_SAMPLER_ARG"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_argument_of_a_sampler_without_a_ratio_is_ignored() {
+        assert_eq!(
+            parse(Some("always_on"), Some("nonsense")).unwrap(),
+            AlwaysOn
+        );
     }
 }

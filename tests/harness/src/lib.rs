@@ -9,6 +9,7 @@ mod database;
 pub mod fault_proxy;
 pub mod figures;
 pub mod jwks_server;
+pub mod otlp_sink;
 pub mod private_postgres;
 pub mod process;
 mod proxy;

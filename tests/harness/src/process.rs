@@ -29,6 +29,73 @@ pub const SERVICE_PROCESS_ENV: &str = "E2E_SERVICE_PROCESS";
 /// `--webhook-secret-keys`): one fixed key, id `test`. Never a deployment's key.
 pub const TEST_WEBHOOK_SECRET_KEYS: &str = "test:dGVzdC1vbmx5LXdlYmhvb2stc2VjcmV0LWtleS0zMmI=";
 
+/// How a benchmark runs the services' observability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observability {
+    /// As deployed: the services' default log filter (no `RUST_LOG`: `info`), the access
+    /// log on, spans and metrics exported over OTLP (to a sink, in benchmarks) with the
+    /// sampler the environment names (`parentbased_always_on` unless `OTEL_TRACES_SAMPLER`).
+    Deployed,
+    /// Off: `RUST_LOG=warn`, no access log, nothing exported.
+    Off,
+}
+
+impl Observability {
+    /// `deployed`, `off` or `both` (deployed first).
+    pub fn parse_modes(text: &str) -> anyhow::Result<Vec<Observability>> {
+        match text.trim() {
+            "deployed" => Ok(vec![Observability::Deployed]),
+            "off" => Ok(vec![Observability::Off]),
+            "both" => Ok(vec![Observability::Deployed, Observability::Off]),
+            other => anyhow::bail!("observability {other:?}: expected deployed, off or both"),
+        }
+    }
+
+    /// `deployed` or `off`, for printed tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Observability::Deployed => "deployed",
+            Observability::Off => "off",
+        }
+    }
+
+    /// The child environment of this mode; `otlp` is the receiver's endpoint (needed when
+    /// deployed). Every variable is set either way, so nothing leaks in from the bench's own
+    /// environment except an explicit `OTEL_TRACES_SAMPLER[_ARG]`.
+    pub fn child_env(
+        self,
+        service: Service,
+        otlp: Option<&str>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let access_log = format!("{}ACCESS_LOG", service.env_prefix());
+        let pairs: Vec<(String, &str)> = match self {
+            Observability::Deployed => {
+                let otlp = otlp.ok_or_else(|| {
+                    anyhow::anyhow!("the deployed observability needs an OTLP endpoint")
+                })?;
+                vec![
+                    (
+                        "RUST_LOG".to_owned(),
+                        service_kit::telemetry::DEFAULT_LOG_FILTER,
+                    ),
+                    (access_log, "true"),
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), otlp),
+                    ("OTEL_TRACES_EXPORTER".to_owned(), "otlp"),
+                    ("OTEL_METRICS_EXPORTER".to_owned(), "otlp"),
+                ]
+            }
+            Observability::Off => vec![
+                ("RUST_LOG".to_owned(), "warn"),
+                (access_log, "false"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), ""),
+                ("OTEL_TRACES_EXPORTER".to_owned(), "none"),
+                ("OTEL_METRICS_EXPORTER".to_owned(), "none"),
+            ],
+        };
+        Ok(pairs.into_iter().map(|(k, v)| (k, v.to_owned())).collect())
+    }
+}
+
 /// A service a child process runs; its settings' environment variables carry its prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
@@ -166,6 +233,17 @@ impl ServiceCommand {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans and metrics are exported.
     pub fn otlp_endpoint(self, url: impl Into<String>) -> ServiceCommand {
         self.env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    }
+
+    /// The log filter, access log and OTLP export of `mode` (see [`Observability`]); `otlp`
+    /// is the receiver when deployed.
+    pub fn observability(
+        self,
+        mode: Observability,
+        otlp: Option<&str>,
+    ) -> anyhow::Result<ServiceCommand> {
+        let pairs = mode.child_env(self.service, otlp)?;
+        Ok(self.envs(pairs))
     }
 
     /// `RUST_LOG`: the log filter.
@@ -379,6 +457,49 @@ mod tests {
             docs.command().unwrap().as_std().get_program(),
             "/bin/document-store"
         );
+    }
+
+    #[test]
+    fn observability_modes_set_every_variable_of_the_child() {
+        let command = ServiceCommand::binary(Service::DisputeCore, "/bin/dispute-core");
+        let deployed = command
+            .clone()
+            .observability(Observability::Deployed, Some("http://127.0.0.1:4317"))
+            .unwrap();
+        let deployed = envs(&deployed);
+        assert_eq!(deployed["RUST_LOG"], "info");
+        assert_eq!(deployed["DISPUTE_CORE_ACCESS_LOG"], "true");
+        assert_eq!(
+            deployed["OTEL_EXPORTER_OTLP_ENDPOINT"],
+            "http://127.0.0.1:4317"
+        );
+        assert_eq!(deployed["OTEL_TRACES_EXPORTER"], "otlp");
+        let off = envs(
+            &command
+                .clone()
+                .observability(Observability::Off, None)
+                .unwrap(),
+        );
+        assert_eq!(off["RUST_LOG"], "warn");
+        assert_eq!(off["DISPUTE_CORE_ACCESS_LOG"], "false");
+        assert_eq!(off["OTEL_EXPORTER_OTLP_ENDPOINT"], "");
+        assert_eq!(off["OTEL_TRACES_EXPORTER"], "none");
+        assert_eq!(off["OTEL_METRICS_EXPORTER"], "none");
+        // Deployed without a receiver is a mistake of the bench, not a silent "off".
+        assert!(
+            command
+                .observability(Observability::Deployed, None)
+                .is_err()
+        );
+        assert_eq!(
+            Observability::parse_modes("both").unwrap(),
+            [Observability::Deployed, Observability::Off]
+        );
+        assert_eq!(
+            Observability::parse_modes("off").unwrap(),
+            [Observability::Off]
+        );
+        assert!(Observability::parse_modes("on").is_err());
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!    deadline of `--deadline-ms`), and counts calls shed (RESOURCE_EXHAUSTED), succeeded
 //!    and failed otherwise, with p50/p99 latency of successes and of shed calls.
 //!
+//! With `--observability both` (the default) both phases run twice, on a child as deployed
+//! (default log filter, access log, OTLP export to a sink in this process) and on one with
+//! observability off (`RUST_LOG=warn`, no export), and the cost at peak is printed.
+//!
 //! Everything it creates (the child, the database) is removed at the end, on errors too.
 
 use std::collections::BTreeMap;
@@ -24,7 +28,8 @@ use clap::Parser;
 use disputes_proto::disputes_v1 as dpb;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
 use harness::figures;
-use harness::process::{Service, ServiceCommand};
+use harness::otlp_sink::OtlpSink;
+use harness::process::{Observability, Service, ServiceCommand};
 use harness::{Bearer, DisputesClient};
 use secrecy::SecretString;
 use tokio::sync::Mutex;
@@ -61,20 +66,51 @@ struct Args {
     /// The dispute-core binary; defaults to the one next to this program.
     #[arg(long)]
     dispute_core_bin: Option<PathBuf>,
+    /// dispute-core's observability: deployed, off or both (measured one after the other).
+    #[arg(long, default_value = "both")]
+    observability: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.seconds >= 1 && args.workers >= 1 && args.connections >= 1);
+    let modes = Observability::parse_modes(&args.observability)?;
     let binary = figures::service_binary(args.dispute_core_bin.as_deref(), "dispute-core")?;
-    figures::with_scratch_database("overload_bench", |database_url| async move {
-        run(&args, &binary, &database_url).await
+    let sink = OtlpSink::start().await?;
+    let otlp = sink.endpoint();
+    let peaks = figures::with_scratch_database("overload_bench", |database_url| async move {
+        let mut peaks = Vec::new();
+        for mode in modes {
+            println!("\n## dispute-core with observability {}", mode.name());
+            let peak = run(&args, &binary, &database_url, mode, &otlp).await?;
+            peaks.push((mode, peak));
+        }
+        anyhow::Ok(peaks)
     })
-    .await
+    .await?;
+    if let [(_, deployed), (_, off)] = peaks[..] {
+        println!(
+            "\nobservability cost at peak: {deployed:.0}/s deployed, {off:.0}/s off = {:.1} % (goal <= 15 %)",
+            (1.0 - deployed / off) * 100.0
+        );
+    }
+    println!(
+        "OTLP sink received {} spans in {} export requests",
+        sink.spans(),
+        sink.trace_exports()
+    );
+    Ok(())
 }
 
-async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Result<()> {
+/// Both phases against a fresh child in `mode`; returns the peak rate.
+async fn run(
+    args: &Args,
+    binary: &PathBuf,
+    database_url: &str,
+    mode: Observability,
+    otlp: &str,
+) -> anyhow::Result<f64> {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut service = ServiceCommand::binary(Service::DisputeCore, binary)
         .listen_addr(addr)
@@ -82,7 +118,7 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         // ListDisputes never calls document-store; nothing listens here.
         .document_store_url("http://127.0.0.1:9")
         .jwt_secret(JWT_SECRET)
-        .log_filter("error");
+        .observability(mode, Some(otlp))?;
     if let Some(limit) = args.max_concurrent_calls {
         service = service.env("DISPUTE_CORE_MAX_CONCURRENT_CALLS", limit.to_string());
     }
@@ -179,8 +215,20 @@ async fn run(args: &Args, binary: &PathBuf, database_url: &str) -> anyhow::Resul
         figures::percentile_ms(&overload.shed_latencies, 50.0),
         figures::percentile_ms(&overload.shed_latencies, 99.0),
     );
-    let _ = child.kill().await;
-    Ok(())
+    // SIGTERM, so the last spans reach the sink before it is read.
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    Ok(peak_rate)
 }
 
 async fn clients(addr: SocketAddr, connections: usize) -> anyhow::Result<Vec<DisputesClient>> {

@@ -23,8 +23,8 @@ impl Child {
         log: PathBuf,
     ) -> anyhow::Result<Child> {
         let file = std::fs::File::create(&log)?;
+        // The log filter is the caller's (the services' observability mode).
         let process = command
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -58,6 +58,24 @@ impl Child {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// SIGTERM, then up to 10 s for a clean exit (the services flush their spans on the
+    /// way out); killed after that.
+    pub async fn terminate(mut self) {
+        if let Some(pid) = self.process.id() {
+            let _ = tokio::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+            if tokio::time::timeout(Duration::from_secs(10), self.process.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.process.kill().await;
     }
 
     pub fn pid(&self) -> Option<u32> {

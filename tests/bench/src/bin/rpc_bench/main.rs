@@ -15,6 +15,12 @@
 //! each with calls/s, mean, p50 and p99. The reads also run against the minimal server,
 //! and every call's SQL through pgbench (`pgbench.rs`). Ratios are printed at the end.
 //! Everything it creates (children, databases, the S3 folder) is removed at the end.
+//!
+//! The services run as deployed (default log filter, access log, spans and metrics exported
+//! over OTLP to a sink in this process that counts and discards them) and, with
+//! `--observability both` (the default), a second pair runs on the same databases with
+//! observability off (`RUST_LOG=warn`, nothing exported): each call is measured on both, and
+//! the cost of observability is printed as a figure of its own.
 
 mod calls;
 mod child;
@@ -31,7 +37,8 @@ use std::sync::Arc;
 use anyhow::{Context, ensure};
 use clap::Parser;
 use disputes_proto::disputes_v1::dispute_service_client::DisputeServiceClient;
-use harness::process::{Service, ServiceCommand};
+use harness::otlp_sink::OtlpSink;
+use harness::process::{Observability, Service, ServiceCommand};
 use harness::{Bearer, DisputesClient, S3Server};
 use secrecy::SecretString;
 
@@ -77,6 +84,11 @@ struct Args {
     /// pgbench clients of its peak run (its other run has 1 client).
     #[arg(long, default_value_t = 16)]
     pgbench_clients: u32,
+    /// How the services' observability runs: deployed (default log filter, access log,
+    /// OTLP export to an in-process sink), off (RUST_LOG=warn, no export) or both (each
+    /// call measured on each, the cost printed).
+    #[arg(long, default_value = "both")]
+    observability: String,
     /// Only these calls (get, list, action, network); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -168,35 +180,24 @@ async fn run(
     let _ = DISPUTES_URL.set(disputes_url.to_owned());
     let s3 = S3Server::start(&work.join("s3"), "127.0.0.1:0".parse()?).await?;
 
-    let documents_addr = free_addr()?;
-    let command = ServiceCommand::binary(Service::DocumentStore, document_store_bin)
-        .listen_addr(documents_addr)
-        .database_url(documents_url)
-        .s3(&s3.endpoint, BUCKET)
-        .jwt_secret(JWT_SECRET)
-        .command()?;
-    let document_store = Child::start(
-        "document-store",
-        command,
-        documents_addr,
-        work.join("document-store.log"),
-    )
-    .await?;
-
-    let core_addr = free_addr()?;
-    let command = ServiceCommand::binary(Service::DisputeCore, dispute_core_bin)
-        .listen_addr(core_addr)
-        .database_url(disputes_url)
-        .document_store_url(format!("http://{documents_addr}"))
-        .jwt_secret(JWT_SECRET)
-        .command()?;
-    let dispute_core = Child::start(
-        "dispute-core",
-        command,
-        core_addr,
-        work.join("dispute-core.log"),
-    )
-    .await?;
+    let sink = OtlpSink::start().await?;
+    let mut pairs = Vec::new();
+    for mode in Observability::parse_modes(&args.observability)? {
+        pairs.push(
+            ServicePair::start(
+                mode,
+                &sink,
+                dispute_core_bin,
+                document_store_bin,
+                disputes_url,
+                documents_url,
+                &s3.endpoint,
+                work,
+            )
+            .await?,
+        );
+    }
+    let documents_addr = pairs[0].document_store.addr;
 
     let minimal_addr = free_addr()?;
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
@@ -204,7 +205,9 @@ async fn run(
         .arg("--minimal-server")
         .arg(minimal_addr.to_string())
         .env("RPC_BENCH_DISPUTES_URL", disputes_url)
-        .env("RPC_BENCH_DOCUMENTS_URL", documents_url);
+        .env("RPC_BENCH_DOCUMENTS_URL", documents_url)
+        // The reference server has no observability of its own to measure.
+        .env("RUST_LOG", "warn");
     let minimal = Child::start("minimal", command, minimal_addr, work.join("minimal.log")).await?;
 
     let token = service_kit::auth::mint_token(
@@ -220,9 +223,13 @@ async fn run(
         ],
         chrono::Duration::hours(4),
     )?;
-    let core = Clients::connect(core_addr, &token, args.connections).await?;
+    let mut cores = Vec::new();
+    for pair in &pairs {
+        let clients = Clients::connect(pair.dispute_core.addr, &token, args.connections).await?;
+        cores.push((pair.server, clients));
+    }
     let minimal_clients = Clients::connect(minimal_addr, &token, args.connections).await?;
-    let seed = seed(&core, documents_addr, &token).await?;
+    let seed = seed(&cores[0].1, documents_addr, &token).await?;
     analyze_disputes_database().await?;
     eprintln!(
         "seeded: GetDispute {} ({} history entries, {} ledger entries, 2 documents); ListDisputes over {} disputes",
@@ -231,11 +238,12 @@ async fn run(
         seed.ledger,
         LISTED_DISPUTES + 1
     );
-    for (name, child) in [
-        ("document-store", &document_store),
-        ("dispute-core", &dispute_core),
-        ("minimal tonic", &minimal),
-    ] {
+    let mut children = vec![("minimal tonic", &minimal)];
+    for pair in &pairs {
+        children.push((pair.server, &pair.document_store));
+        children.push((pair.server, &pair.dispute_core));
+    }
+    for (name, child) in children {
         eprintln!(
             "{name} ({}): pid {:?} on {}",
             child.name,
@@ -248,9 +256,11 @@ async fn run(
     let seed = Arc::new(seed);
     if args.wants("get") {
         let call = Call::GetDispute(seed.clone());
-        report
-            .rows
-            .push(measure(args, "GetDispute", "dispute-core", &core, &call).await?);
+        for (server, core) in &cores {
+            report
+                .rows
+                .push(measure(args, "GetDispute", server, core, &call).await?);
+        }
         report
             .rows
             .push(measure(args, "GetDispute", "minimal tonic", &minimal_clients, &call).await?);
@@ -259,9 +269,11 @@ async fn run(
     }
     if args.wants("list") {
         let call = Call::ListDisputes;
-        report
-            .rows
-            .push(measure(args, "ListDisputes", "dispute-core", &core, &call).await?);
+        for (server, core) in &cores {
+            report
+                .rows
+                .push(measure(args, "ListDisputes", server, core, &call).await?);
+        }
         report.rows.push(
             measure(
                 args,
@@ -280,25 +292,107 @@ async fn run(
     }
     if args.wants("action") {
         let call = Call::CreateAction;
-        report
-            .rows
-            .push(measure(args, "CreateAction", "dispute-core", &core, &call).await?);
+        for (server, core) in &cores {
+            report
+                .rows
+                .push(measure(args, "CreateAction", server, core, &call).await?);
+        }
     }
     if args.wants("network") {
         let call = Call::RecordNetworkEvent;
-        report
-            .rows
-            .push(measure(args, "RecordNetworkEvent", "dispute-core", &core, &call).await?);
+        for (server, core) in &cores {
+            report
+                .rows
+                .push(measure(args, "RecordNetworkEvent", server, core, &call).await?);
+        }
     }
     if !args.no_pgbench {
         let writes =
             pgbench::run_all(args, disputes_url, documents_url, &seed, TENANT, false).await?;
         report.pgbench.extend(writes);
     }
-    drop((dispute_core, document_store, minimal));
+    // Stopped before the sink is read, so the spans they still held are counted.
+    for pair in pairs {
+        pair.stop().await;
+    }
+    drop(minimal);
+    report.spans_exported = Some((sink.spans(), sink.trace_exports(), sink.metric_exports()));
     s3.stop().await;
     report.print(args);
     Ok(())
+}
+
+/// document-store and dispute-core with one observability mode.
+struct ServicePair {
+    server: &'static str,
+    document_store: Child,
+    dispute_core: Child,
+}
+
+impl ServicePair {
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        mode: Observability,
+        sink: &OtlpSink,
+        dispute_core_bin: &Path,
+        document_store_bin: &Path,
+        disputes_url: &str,
+        documents_url: &str,
+        s3_endpoint: &str,
+        work: &Path,
+    ) -> anyhow::Result<ServicePair> {
+        let (server, docs_name, core_name) = match mode {
+            Observability::Deployed => ("dispute-core", "document-store", "dispute-core"),
+            Observability::Off => (
+                report::CORE_OFF,
+                "document-store (observability off)",
+                "dispute-core (observability off)",
+            ),
+        };
+        let otlp = sink.endpoint();
+        let documents_addr = free_addr()?;
+        let command = ServiceCommand::binary(Service::DocumentStore, document_store_bin)
+            .listen_addr(documents_addr)
+            .database_url(documents_url)
+            .s3(s3_endpoint, BUCKET)
+            .jwt_secret(JWT_SECRET)
+            .observability(mode, Some(&otlp))?
+            .command()?;
+        let document_store = Child::start(
+            docs_name,
+            command,
+            documents_addr,
+            work.join(format!("document-store-{}.log", mode.name())),
+        )
+        .await?;
+        let core_addr = free_addr()?;
+        let command = ServiceCommand::binary(Service::DisputeCore, dispute_core_bin)
+            .listen_addr(core_addr)
+            .database_url(disputes_url)
+            .document_store_url(format!("http://{documents_addr}"))
+            .jwt_secret(JWT_SECRET)
+            .observability(mode, Some(&otlp))?
+            .command()?;
+        let dispute_core = Child::start(
+            core_name,
+            command,
+            core_addr,
+            work.join(format!("dispute-core-{}.log", mode.name())),
+        )
+        .await?;
+        Ok(ServicePair {
+            server,
+            document_store,
+            dispute_core,
+        })
+    }
+
+    /// SIGTERM and wait, so the services flush their last spans to the sink.
+    async fn stop(self) {
+        for child in [self.dispute_core, self.document_store] {
+            child.terminate().await;
+        }
+    }
 }
 
 /// Clients of one server: one for 1 × 1, and `connections` for the loaded phases.

@@ -5,8 +5,13 @@ use std::fmt::Write as _;
 use crate::phases::{Phase, Row};
 use crate::{Args, pgbench};
 
+/// The server name of dispute-core with observability off (deployed is "dispute-core").
+pub const CORE_OFF: &str = "dispute-core, observability off";
+
 #[derive(Default)]
 pub struct Report {
+    /// What the OTLP sink received: spans, trace export requests, metric export requests.
+    pub spans_exported: Option<(u64, u64, u64)>,
     pub rows: Vec<Row>,
     /// document-store's ListDocuments of the GetDispute dispute, one call at a time (the
     /// hop GetDispute makes).
@@ -19,6 +24,12 @@ impl Report {
         self.rows
             .iter()
             .find(|r| r.call == call && r.server == server)
+    }
+
+    /// dispute-core as deployed, else with observability off (when only that ran).
+    fn core(&self, call: &str) -> Option<&Row> {
+        self.row(call, "dispute-core")
+            .or_else(|| self.row(call, CORE_OFF))
     }
 
     fn pg(&self, name: &str, clients: u32) -> Option<&pgbench::Figure> {
@@ -102,7 +113,7 @@ impl Report {
             _ => "n/a".to_owned(),
         };
         for call in ["GetDispute", "ListDisputes"] {
-            let core = self.row(call, "dispute-core");
+            let core = self.core(call);
             let min = self.row(call, "minimal tonic");
             let _ = writeln!(
                 out,
@@ -117,7 +128,7 @@ impl Report {
             ("CreateAction", "create_action"),
             ("RecordNetworkEvent", "record_network_event"),
         ] {
-            let core = self.row(call, "dispute-core");
+            let core = self.core(call);
             let _ = writeln!(
                 out,
                 "- {call}: dispute-core / pgbench at peak ({peak_clients} pgbench clients) = {}; at 1x1 (1 client) = {}{}",
@@ -145,7 +156,8 @@ impl Report {
                 row.half.percentile_ms(99.0) / row.half.percentile_ms(50.0)
             );
         }
-        if let Some(row) = self.row("GetDispute", "dispute-core") {
+        self.print_observability_cost(&mut out, args);
+        if let Some(row) = self.core("GetDispute") {
             let _ = writeln!(
                 out,
                 "- GetDispute 1x1 mean: {:.2} ms (target < 3 ms)",
@@ -153,5 +165,52 @@ impl Report {
             );
         }
         print!("{out}");
+    }
+
+    /// Deployed against off for each call measured both ways, and what the sink received.
+    fn print_observability_cost(&self, out: &mut String, args: &Args) {
+        let _ = writeln!(
+            out,
+            "\n## cost of observability (deployed: default log filter, access log, OTLP export; off: RUST_LOG=warn, no export)\n"
+        );
+        let _ = writeln!(
+            out,
+            "| call | peak calls/s deployed | peak calls/s off | cost at peak | 1x1 mean ms deployed | 1x1 mean ms off | cost at 1x1 |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let mut deployed_calls = 0;
+        for call in [
+            "GetDispute",
+            "ListDisputes",
+            "CreateAction",
+            "RecordNetworkEvent",
+        ] {
+            let deployed = self.row(call, "dispute-core");
+            if let Some(row) = deployed {
+                deployed_calls += row.single.calls + row.peak.calls + row.half.calls;
+            }
+            let (Some(deployed), Some(off)) = (deployed, self.row(call, CORE_OFF)) else {
+                continue;
+            };
+            let (d, o) = (deployed.peak.rate(), off.peak.rate());
+            let (dm, om) = (deployed.single.mean_ms(), off.single.mean_ms());
+            let _ = writeln!(
+                out,
+                "| {call} | {d:.0} | {o:.0} | {:.1} % | {dm:.2} | {om:.2} | {:.1} % |",
+                (1.0 - d / o) * 100.0,
+                (dm / om - 1.0) * 100.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\ncost at peak = 1 - deployed/off calls/s at {} in flight (goal <= 15 %); at 1x1 = deployed/off mean latency - 1.",
+            args.in_flight
+        );
+        if let Some((spans, batches, metrics)) = self.spans_exported {
+            let _ = writeln!(
+                out,
+                "OTLP sink received {spans} spans in {batches} export requests and {metrics} metric export requests (deployed services, measured calls: {deployed_calls}, plus seeding and warm-up)."
+            );
+        }
     }
 }

@@ -7,10 +7,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::ValueEnum;
-use harness::process::{Service, ServiceCommand};
+use harness::process::{Observability, Service, ServiceCommand};
 
 use crate::measure::proc_status_kib;
 use crate::{Args, BUCKET, Bench, JWT_SECRET, MIB};
+
+/// The allocator settings document-store is deployed with (deploy/Dockerfile and the base
+/// ConfigMap): mimalloc reads them at process start. `--child-env` can override them.
+const DEPLOYED_ALLOCATOR_ENV: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
 
 /// A document-store child process; killed when dropped, so errors and Ctrl-C leave none.
 pub struct ChildService {
@@ -26,6 +33,7 @@ impl ChildService {
         args: &Args,
         // `None`: document-store's default upload settings.
         size_mib: Option<u64>,
+        mode: Observability,
         log: &Path,
     ) -> anyhow::Result<ChildService> {
         // The child binds the port itself; a just-freed port is a small, acceptable race.
@@ -57,6 +65,8 @@ impl ChildService {
             .s3(&bench.s3.endpoint, BUCKET)
             .env("DOCUMENT_STORE_S3_CHECKSUM_MODE", checksum_mode.get_name())
             .jwt_secret(JWT_SECRET)
+            .observability(mode, Some(&bench.sink.endpoint()))?
+            .envs(DEPLOYED_ALLOCATOR_ENV)
             .envs(args.child_env.iter().cloned())
             .command()?
             .stdin(Stdio::null())
@@ -98,8 +108,19 @@ impl ChildService {
         Ok(child)
     }
 
+    /// SIGTERM and up to 10 s for a clean exit (its last spans are flushed to the sink on
+    /// the way out), killed after that.
     pub async fn stop(mut self) {
-        let _ = self.process.kill().await;
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(10), self.process.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.process.kill().await;
+        }
     }
 }
 

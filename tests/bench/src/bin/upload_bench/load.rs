@@ -41,7 +41,7 @@ impl Bench {
     /// The load run against one document-store child at default settings.
     pub async fn run_load(&self, args: &Args) -> anyhow::Result<LoadReport> {
         let log = self.work.path().join("document-store-load.log");
-        let child = ChildService::start(self, args, None, &log).await?;
+        let child = ChildService::start(self, args, None, args.modes()?[0], &log).await?;
         let measured = self.load(args, child.addr, child.pid).await;
         let result = match measured {
             Ok(mut report) => {

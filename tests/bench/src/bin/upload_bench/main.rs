@@ -37,6 +37,8 @@ use disputes_proto::documents_v1 as pb;
 use document_store::store::s3::ChecksumMode;
 use futures::{StreamExt, TryStreamExt, stream};
 use harness::S3Server;
+use harness::otlp_sink::OtlpSink;
+use harness::process::Observability;
 use secrecy::SecretString;
 
 use crate::child::{ChildService, tail};
@@ -79,6 +81,11 @@ struct Args {
     /// `--child-env MALLOC_ARENA_MAX=2` (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     child_env: Vec<(String, String)>,
+    /// How document-store's observability runs: deployed (default log filter, access log,
+    /// OTLP export to a sink in this process), off (RUST_LOG=warn, no export) or both (each
+    /// run uploads through both; the load run uses the first).
+    #[arg(long, default_value = "both")]
+    observability: String,
     /// Where the temporary S3 folder goes (needs about twice the largest size free).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     work_dir: PathBuf,
@@ -97,6 +104,20 @@ struct Args {
     /// (0: shed uploads are only counted).
     #[arg(long, default_value_t = 0)]
     load_retries: u32,
+}
+
+impl Args {
+    fn modes(&self) -> anyhow::Result<Vec<Observability>> {
+        Observability::parse_modes(&self.observability)
+    }
+}
+
+/// Figures of one size: the direct uploads and those through document-store in each
+/// observability mode.
+pub struct SizeResult {
+    size_mib: u64,
+    direct: Vec<Sample>,
+    through: Vec<(Observability, Vec<Sample>)>,
 }
 
 /// Figures of one upload.
@@ -118,6 +139,7 @@ struct Sample {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    args.modes()?;
     ensure!(args.runs >= 1, "--runs must be at least 1");
     ensure!(
         args.part_size_mib >= 5,
@@ -158,9 +180,10 @@ async fn main() -> anyhow::Result<()> {
         result = bench.run_all(&args) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
+    let spans = (bench.sink.spans(), bench.sink.trace_exports());
     bench.tear_down().await;
     let results = result?;
-    print_report(&args, &results);
+    print_report(&args, &results, spans);
     Ok(())
 }
 
@@ -174,6 +197,8 @@ struct Bench {
     database_url: String,
     binary: PathBuf,
     token: String,
+    /// Where the deployed document-store exports its spans and metrics.
+    sink: OtlpSink,
 }
 
 impl Bench {
@@ -210,8 +235,10 @@ impl Bench {
         // Last step: nothing after it can fail, so the database is always dropped.
         let admin_url = harness::admin_database_url();
         let database = format!("upload_bench_{}", uuid::Uuid::new_v4().simple());
+        let sink = OtlpSink::start().await?;
         let database_url = harness::ensure_database(&admin_url, &database).await?;
         Ok(Bench {
+            sink,
             work,
             s3,
             s3_client,
@@ -237,28 +264,36 @@ impl Bench {
         }
     }
 
-    /// Every size, `runs` times each way; returns (size, direct samples, document-store samples).
-    async fn run_all(&self, args: &Args) -> anyhow::Result<Vec<(u64, Vec<Sample>, Vec<Sample>)>> {
+    /// Every size, `runs` times each way (direct, then document-store in each observability
+    /// mode).
+    async fn run_all(&self, args: &Args) -> anyhow::Result<Vec<SizeResult>> {
+        let modes = args.modes()?;
         let mut results = Vec::new();
         for &size_mib in &args.sizes_mib {
             let content = Content::new(size_mib);
             let mut direct = Vec::new();
-            let mut through = Vec::new();
+            let mut through: Vec<(Observability, Vec<Sample>)> =
+                modes.iter().map(|&m| (m, Vec::new())).collect();
             for run in 1..=args.runs {
                 // Alternate which goes first, so neither always gets the warmer page cache.
-                let direct_first = run % 2 == 1;
-                for direct_turn in [direct_first, !direct_first] {
-                    let sample = if direct_turn {
-                        self.upload_direct(args, &content).await?
-                    } else {
-                        self.upload_through_document_store(args, &content, run)
-                            .await?
+                let mut turns: Vec<Option<Observability>> =
+                    modes.iter().copied().map(Some).collect();
+                turns.insert(0, None);
+                if run % 2 == 0 {
+                    turns.reverse();
+                }
+                for turn in turns {
+                    let sample = match turn {
+                        None => self.upload_direct(args, &content).await?,
+                        Some(mode) => {
+                            self.upload_through_document_store(args, &content, run, mode)
+                                .await?
+                        }
                     };
                     self.delete_all_objects().await?;
-                    let way = if direct_turn {
-                        "direct"
-                    } else {
-                        "document-store"
+                    let way = match turn {
+                        None => "direct".to_owned(),
+                        Some(mode) => format!("document-store (observability {})", mode.name()),
                     };
                     let mibs = size_mib as f64 / sample.seconds;
                     let rss = match (sample.peak_rss_kib, sample.median_rss_kib) {
@@ -273,14 +308,22 @@ impl Bench {
                         "{size_mib} MiB run {run}/{} {way}: {mibs:.0} MiB/s{rss}",
                         args.runs
                     );
-                    if direct_turn {
-                        direct.push(sample);
-                    } else {
-                        through.push(sample);
+                    match turn {
+                        None => direct.push(sample),
+                        Some(mode) => {
+                            if let Some((_, samples)) = through.iter_mut().find(|(m, _)| *m == mode)
+                            {
+                                samples.push(sample);
+                            }
+                        }
                     }
                 }
             }
-            results.push((size_mib, direct, through));
+            results.push(SizeResult {
+                size_mib,
+                direct,
+                through,
+            });
         }
         Ok(results)
     }
@@ -375,12 +418,14 @@ impl Bench {
         args: &Args,
         content: &Content,
         run: usize,
+        mode: Observability,
     ) -> anyhow::Result<Sample> {
-        let log = self
-            .work
-            .path()
-            .join(format!("document-store-{}mib-{run}.log", content.size_mib));
-        let child = ChildService::start(self, args, Some(content.size_mib), &log).await?;
+        let log = self.work.path().join(format!(
+            "document-store-{}mib-{run}-{}.log",
+            content.size_mib,
+            mode.name()
+        ));
+        let child = ChildService::start(self, args, Some(content.size_mib), mode, &log).await?;
         let measured = self.upload_grpc(child.addr, content, child.pid).await;
         let result = match measured {
             Ok(mut sample) => {
