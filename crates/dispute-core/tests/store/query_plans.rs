@@ -37,7 +37,7 @@ const LARGE_TABLES: &[&str] = &[
 /// The index a case's custom plan must read: the filter's own, so that dropping it or a
 /// change to the statement that keeps it from being used fails the case.
 const EXPECTED_INDEXES: &[(&str, &str)] = &[
-    ("ListDisputes, no filter", "disputes_by_created"),
+    ("ListDisputes, no filter", "disputes_by_created_due"),
     ("ListDisputes, charge", "disputes_by_charge"),
     ("ListDisputes, payment_intent", "disputes_by_payment_intent"),
     ("ListDisputes, transaction_id", "disputes_by_transaction"),
@@ -45,7 +45,7 @@ const EXPECTED_INDEXES: &[(&str, &str)] = &[
     ("ListDisputes, stage", "disputes_by_stage"),
     (
         "ListDisputes, created_after and created_before",
-        "disputes_by_created",
+        "disputes_by_created_due",
     ),
     ("ListDisputes, due_before", "disputes_by_due"),
     ("ListEvents, one type", "dispute_events_by_type"),
